@@ -1,0 +1,282 @@
+//! Events: what a committed write or a broadcast becomes, and its position in the log.
+
+use std::{fmt, str::FromStr, sync::Arc};
+
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// What happened to a record, or `Broadcast` for a custom event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// A record was inserted.
+    Create,
+    /// A record was changed.
+    Update,
+    /// A record was removed.
+    Delete,
+    /// A custom event sent with `realtime_broadcast`.
+    Broadcast,
+}
+
+impl Action {
+    /// The wire and database name of the action.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+            Self::Broadcast => "broadcast",
+        }
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "create" => Ok(Self::Create),
+            "update" => Ok(Self::Update),
+            "delete" => Ok(Self::Delete),
+            "broadcast" => Ok(Self::Broadcast),
+            other => Err(format!("unknown action {other:?}")),
+        }
+    }
+}
+
+/// A position in the event log: `<epoch>:<seq>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Cursor {
+    /// Changes whenever continuity is broken (log reset).
+    pub epoch: Arc<str>,
+    /// Gapless, increasing in the order events become visible.
+    pub seq: u64,
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.epoch, self.seq)
+    }
+}
+
+/// A cursor string that is not `<epoch>:<seq>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid cursor {0:?}: expected \"<epoch>:<seq>\"")]
+pub struct CursorError(pub String);
+
+impl FromStr for Cursor {
+    type Err = CursorError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || CursorError(s.chars().take(100).collect());
+        let (epoch, seq) = s.rsplit_once(':').ok_or_else(err)?;
+        if epoch.is_empty() || epoch.len() > 64 || epoch.contains(':') {
+            return Err(err());
+        }
+        let seq = seq.parse::<u64>().map_err(|_| err())?;
+        Ok(Self {
+            epoch: Arc::from(epoch),
+            seq,
+        })
+    }
+}
+
+/// An event as it is written to the log (`realtime_outbox`), before it has a `seq`.
+///
+/// `payload` is the record's public projection for record events and the `data` for
+/// broadcasts; `acl` holds what read rules need beyond the payload (for example a
+/// hidden owner field). Hidden fields are removed before a `NewEvent` is built.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// The collection the event belongs to.
+    pub collection: String,
+    /// The record key; `None` for a collection-wide broadcast.
+    pub key: Option<String>,
+    /// What happened.
+    pub action: Action,
+    /// The custom event name, for broadcasts.
+    pub event: Option<String>,
+    /// Public record or broadcast data.
+    pub payload: Value,
+    /// Changed field names, for updates.
+    pub changes: Option<Vec<String>>,
+    /// Fields the read rules need that are not in the payload.
+    pub acl: Map<String, Value>,
+    /// A connection that must not receive the event (the sender).
+    pub except: Option<String>,
+    /// When the event was recorded.
+    pub ts: DateTime<Utc>,
+}
+
+impl NewEvent {
+    /// The value of `field` for rule evaluation: `acl` first, then the payload object.
+    pub fn rule_field(&self, field: &str) -> Option<&Value> {
+        self.acl
+            .get(field)
+            .or_else(|| self.payload.as_object().and_then(|o| o.get(field)))
+    }
+
+    /// The topic string: `collection:key` or `collection`.
+    pub fn topic(&self) -> String {
+        match &self.key {
+            Some(key) => format!("{}:{}", self.collection, key),
+            None => self.collection.clone(),
+        }
+    }
+}
+
+/// Who a non-logged event goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectTarget {
+    /// These connection ids.
+    Connections(Vec<String>),
+    /// Every connection of these user ids.
+    Users(Vec<String>),
+}
+
+/// A custom event sent to connections or users: not in the log, never replayed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirectEvent {
+    /// Receivers.
+    pub target: DirectTarget,
+    /// Event name.
+    pub event: String,
+    /// Event data.
+    pub data: Value,
+    /// A connection that must not receive the event.
+    pub except: Option<String>,
+    /// When it was sent.
+    pub ts: DateTime<Utc>,
+}
+
+/// An event ready for delivery: its log position (if logged) plus its encoded body.
+///
+/// The body is serialized once, without `type` and `subs`; the connection writes
+/// `{"type":"event","subs":[...],` in front of it, so every receiver shares the bytes.
+#[derive(Debug)]
+pub struct Event {
+    /// The log position; `None` for direct events.
+    pub seq: Option<u64>,
+    /// The event content.
+    pub data: EventContent,
+    /// `"cursor":...,"topic":...}`: the JSON object body after `subs`.
+    pub body: Bytes,
+}
+
+/// Either a logged event or a direct one.
+#[derive(Debug)]
+pub enum EventContent {
+    /// A logged event.
+    Logged(NewEvent),
+    /// A connection- or user-targeted event.
+    Direct(DirectEvent),
+}
+
+/// Formats a timestamp as the protocol does: RFC 3339, milliseconds, `Z`.
+pub fn format_ts(ts: &DateTime<Utc>) -> String {
+    ts.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[derive(Serialize)]
+struct LoggedBody<'a> {
+    cursor: Option<String>,
+    topic: String,
+    collection: &'a str,
+    key: Option<&'a str>,
+    action: Action,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<&'a Value>,
+    /// Outer `None` omits the field (broadcasts); inner `None` writes `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changes: Option<Option<&'a Vec<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Value>,
+    ts: String,
+}
+
+#[derive(Serialize)]
+struct DirectBody<'a> {
+    cursor: Option<()>,
+    topic: Option<()>,
+    collection: Option<()>,
+    key: Option<()>,
+    action: Action,
+    event: &'a str,
+    data: &'a Value,
+    ts: String,
+}
+
+impl Event {
+    /// Builds a logged event at `cursor`, encoding its body once.
+    pub fn logged(cursor: &Cursor, event: NewEvent) -> Arc<Self> {
+        let is_record = event.action != Action::Broadcast;
+        let body = LoggedBody {
+            cursor: Some(cursor.to_string()),
+            topic: event.topic(),
+            collection: &event.collection,
+            key: event.key.as_deref(),
+            action: event.action,
+            record: is_record.then_some(&event.payload),
+            changes: is_record.then_some(event.changes.as_ref()),
+            event: event.event.as_deref(),
+            data: (!is_record).then_some(&event.payload),
+            ts: format_ts(&event.ts),
+        };
+        let body = encode_body(&body);
+        Arc::new(Self {
+            seq: Some(cursor.seq),
+            data: EventContent::Logged(event),
+            body,
+        })
+    }
+
+    /// Builds a direct (not logged) event, encoding its body once.
+    pub fn direct(event: DirectEvent) -> Arc<Self> {
+        let body = DirectBody {
+            cursor: None,
+            topic: None,
+            collection: None,
+            key: None,
+            action: Action::Broadcast,
+            event: &event.event,
+            data: &event.data,
+            ts: format_ts(&event.ts),
+        };
+        let body = encode_body(&body);
+        Arc::new(Self {
+            seq: None,
+            data: EventContent::Direct(event),
+            body,
+        })
+    }
+
+    /// The connection this event must skip, if any.
+    pub fn except(&self) -> Option<&str> {
+        match &self.data {
+            EventContent::Logged(e) => e.except.as_deref(),
+            EventContent::Direct(e) => e.except.as_deref(),
+        }
+    }
+
+    /// Writes the full frame for a connection whose matching subscriptions are `subs`.
+    pub fn frame(&self, subs: &[Arc<str>]) -> String {
+        let mut out = String::with_capacity(self.body.len() + 32 + subs.len() * 8);
+        out.push_str(r#"{"type":"event","subs":"#);
+        // Subscription ids are arbitrary client strings: escape them properly.
+        out.push_str(&serde_json::to_string(subs).unwrap_or_else(|_| "[]".to_owned()));
+        out.push(',');
+        // `body` is a serialized JSON object without its opening brace.
+        out.push_str(std::str::from_utf8(&self.body).unwrap_or("}"));
+        out
+    }
+}
+
+fn encode_body<T: Serialize>(body: &T) -> Bytes {
+    // Serializing plain structs of strings and JSON values cannot fail.
+    let json = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    Bytes::from(json).slice(1..)
+}

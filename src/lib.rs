@@ -1,0 +1,6 @@
+//! tidings: live data for axum apps.
+
+pub mod db;
+pub mod event;
+pub mod log;
+pub mod topic;

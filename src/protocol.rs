@@ -165,8 +165,6 @@ pub enum ServerFrame {
     },
     /// Reply to `publish`.
     Published {
-        /// The event's log position.
-        cursor: Option<String>,
         /// Echo.
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,

@@ -1,0 +1,2 @@
+// placeholder: replaced by the browser client (issue 3)
+export class RealtimeClient {}

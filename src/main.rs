@@ -1,1 +1,3 @@
+//! The tidings reference server.
+
 fn main() {}

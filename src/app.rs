@@ -221,3 +221,10 @@ impl Realtime {
             .with_state(self.clone())
     }
 }
+
+impl Realtime {
+    /// The model store on the log's database: every committed write becomes an event.
+    pub fn store(&self) -> crate::model::Store {
+        crate::model::Store::new(self.db().clone(), self.relay_signal().clone())
+    }
+}

@@ -204,7 +204,9 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     realtime.set_local_addr(addr);
     let demo_options = demo::DemoOptions {
-        mint_tokens: demo_mode,
+        mint_secret: demo_mode
+            .then(|| settings.realtime.jwt.secret.clone())
+            .flatten(),
         datastar_url: settings.datastar_url.clone(),
     };
     let app = demo::router(&realtime, demo_options).merge(realtime.router());

@@ -1,6 +1,10 @@
 //! `GET/POST /api/{collection}`, `GET/PATCH/DELETE /api/{collection}/{id}` for the demo
 //! collections. Every write goes through the model layer, so it becomes an event.
 
+// Handlers return early with a finished `Response` as the error; boxing it would only
+// add noise to a demo.
+#![allow(clippy::result_large_err)]
+
 use axum::{
     Json,
     extract::{Path, State},
@@ -24,8 +28,13 @@ const MAX_TEXT: usize = 10_000;
 const LIST_LIMIT: u32 = 1000;
 
 fn authenticate(state: &DemoState, headers: &HeaderMap) -> Result<Principal, Response> {
-    let token = bearer_token(headers)
-        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "unauthorized", "missing bearer token"))?;
+    let token = bearer_token(headers).ok_or_else(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing bearer token",
+        )
+    })?;
     state
         .realtime
         .verifier()
@@ -42,7 +51,11 @@ fn store_error(e: StoreError) -> Response {
         StoreError::NotFound { .. } => error(StatusCode::NOT_FOUND, "not_found", "no such record"),
         other => {
             tracing::error!(error = %other, "demo api: store failed");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "storage failed")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "storage failed",
+            )
         }
     }
 }
@@ -58,7 +71,9 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Response> {
 fn check_text(field: &str, text: &str) -> Result<(), Response> {
     let len = text.chars().count();
     if len == 0 || len > MAX_TEXT {
-        return Err(bad_request(format!("{field} must be 1-{MAX_TEXT} characters")));
+        return Err(bad_request(format!(
+            "{field} must be 1-{MAX_TEXT} characters"
+        )));
     }
     Ok(())
 }
@@ -72,7 +87,11 @@ fn not_found() -> Response {
 }
 
 fn forbidden() -> Response {
-    error(StatusCode::FORBIDDEN, "forbidden", "only the owner may change this record")
+    error(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "only the owner may change this record",
+    )
 }
 
 /// Which demo collection a path names.
@@ -85,7 +104,11 @@ fn collection(name: &str) -> Result<Collection, Response> {
     match name {
         "todos" => Ok(Collection::Todos),
         "notes" => Ok(Collection::Notes),
-        _ => Err(error(StatusCode::NOT_FOUND, "not_found", "no such collection")),
+        _ => Err(error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such collection",
+        )),
     }
 }
 
@@ -204,7 +227,9 @@ pub(crate) async fn create(
                 owner_id: sub(&principal),
                 created_at: crate::event::format_ts(&chrono::Utc::now()),
             };
-            tx.insert(&todo).await.map(|t| projected(StatusCode::CREATED, &t))
+            tx.insert(&todo)
+                .await
+                .map(|t| projected(StatusCode::CREATED, &t))
         }
         Collection::Notes => {
             let input: NewNote = match parse(&body) {
@@ -220,7 +245,9 @@ pub(crate) async fn create(
                 owner_id: sub(&principal),
                 internal: input.internal,
             };
-            tx.insert(&note).await.map(|n| projected(StatusCode::CREATED, &n))
+            tx.insert(&note)
+                .await
+                .map(|n| projected(StatusCode::CREATED, &n))
         }
     };
     match response {
@@ -289,7 +316,9 @@ pub(crate) async fn update(
             if let Some(done) = patch.done {
                 todo.done = done;
             }
-            tx.update(&todo).await.map(|(t, _)| projected(StatusCode::OK, &t))
+            tx.update(&todo)
+                .await
+                .map(|(t, _)| projected(StatusCode::OK, &t))
         }
         Collection::Notes => {
             let patch: NotePatch = match parse(&body) {
@@ -311,7 +340,9 @@ pub(crate) async fn update(
             if patch.internal.is_some() {
                 note.internal = patch.internal;
             }
-            tx.update(&note).await.map(|(n, _)| projected(StatusCode::OK, &n))
+            tx.update(&note)
+                .await
+                .map(|(n, _)| projected(StatusCode::OK, &n))
         }
     };
     match response {

@@ -219,9 +219,10 @@ async fn serve(
                 }
                 () = tokio::time::sleep_until(timers.next()) => {
                     match timers.due(Instant::now()) {
-                        Some(Due::Ping) => {
-                            if socket.send(Message::Ping(Default::default())).await.is_err() { break CloseReason::Normal; }
+                        Some(Due::Ping) if socket.send(Message::Ping(Default::default())).await.is_err() => {
+                            break CloseReason::Normal;
                         }
+                        Some(Due::Ping) => {}
                         Some(Due::PeerTimeout) => break CloseReason::PeerTimeout,
                         Some(Due::RefreshNotice) => {
                             let expires_in = session.principal.expires_in(unix_now()).unwrap_or(0);

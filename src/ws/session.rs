@@ -214,21 +214,20 @@ impl Session {
                 );
             }
         };
-        if let GlobPart::Exact(collection) = pattern.collection() {
-            if self
+        if let GlobPart::Exact(collection) = pattern.collection()
+            && self
                 .realtime
                 .rules()
                 .read_rule(collection)
                 .decide(&self.principal)
                 == Decision::Deny
-            {
-                return self.refuse(
-                    reference,
-                    Some(id),
-                    ErrorCode::Forbidden,
-                    format!("not allowed to read {collection}"),
-                );
-            }
+        {
+            return self.refuse(
+                reference,
+                Some(id),
+                ErrorCode::Forbidden,
+                format!("not allowed to read {collection}"),
+            );
         }
         let hub = &self.realtime.inner.hub;
         let limit = self.realtime.config().connection.max_subscriptions;
@@ -340,15 +339,15 @@ impl Session {
             Ok(p) => p,
             Err(e) => return self.refuse(reference, None, ErrorCode::BadRequest, e.to_string()),
         };
-        if let Prepared::Logged(event) = &prepared {
-            if !self.realtime.rules().can_publish(&self.principal, event) {
-                return self.refuse(
-                    reference,
-                    None,
-                    ErrorCode::Forbidden,
-                    format!("not allowed to publish on {topic}"),
-                );
-            }
+        if let Prepared::Logged(event) = &prepared
+            && !self.realtime.rules().can_publish(&self.principal, event)
+        {
+            return self.refuse(
+                reference,
+                None,
+                ErrorCode::Forbidden,
+                format!("not allowed to publish on {topic}"),
+            );
         }
         match self.realtime.send_prepared(prepared).await {
             Ok(()) => Outcome::frame(ServerFrame::Published { reference }),

@@ -3,4 +3,5 @@
 pub mod db;
 pub mod event;
 pub mod log;
+pub mod sse;
 pub mod topic;

@@ -96,10 +96,22 @@ fn parse_sse(wire: &str) -> Vec<Parsed> {
     events
 }
 
-/// Asserts the wire text holds exactly `count` well-formed Datastar events, each with
-/// `id`, and every data line under a key Datastar knows.
+/// Asserts the wire text holds exactly `count` well-formed Datastar events without ids,
+/// every data line under a key Datastar knows, then (when `id` is given) one event
+/// holding only that id.
 fn assert_framing(wire: &str, count: usize, id: Option<&str>) {
-    let events = parse_sse(wire);
+    let mut events = parse_sse(wire);
+    if let Some(id) = id {
+        let closing = events.pop().expect("an id-only event");
+        assert_eq!(
+            closing,
+            Parsed {
+                id: Some(id.to_owned()),
+                ..Parsed::default()
+            },
+            "{wire:?}"
+        );
+    }
     assert_eq!(events.len(), count, "{wire:?}");
     for parsed in events {
         assert!(
@@ -109,7 +121,10 @@ fn assert_framing(wire: &str, count: usize, id: Option<&str>) {
             ),
             "{parsed:?}"
         );
-        assert_eq!(parsed.id.as_deref(), id, "{parsed:?}");
+        assert_eq!(
+            parsed.id, None,
+            "only the closing event has an id: {parsed:?}"
+        );
         assert!(parsed.unknown.is_empty(), "{parsed:?}");
         for line in &parsed.data {
             let key = line.split(' ').next().unwrap_or_default();
@@ -160,10 +175,11 @@ fn patch_elements_with_selector_and_mode() {
         text(sse.render(Some("e1:7"))),
         concat!(
             "event: datastar-patch-elements\n",
-            "id: e1:7\n",
             "data: selector #todos > ul\n",
             "data: mode append\n",
             "data: elements <li>milk</li>\n",
+            "\n",
+            "id: e1:7\n",
             "\n",
         )
     );
@@ -261,9 +277,10 @@ fn remove_elements() {
         text(sse.render(Some("e1:9"))),
         concat!(
             "event: datastar-patch-elements\n",
-            "id: e1:9\n",
             "data: selector #todo-42\n",
             "data: mode remove\n",
+            "\n",
+            "id: e1:9\n",
             "\n",
         )
     );
@@ -302,8 +319,9 @@ fn patch_signals() {
         text(sse.render(Some("e1:3"))),
         concat!(
             "event: datastar-patch-signals\n",
-            "id: e1:3\n",
             "data: signals {\"count\":1,\"user\":{\"name\":\"ann\"}}\n",
+            "\n",
+            "id: e1:3\n",
             "\n",
         )
     );
@@ -337,7 +355,7 @@ fn patch_signals_keeps_line_breaks_in_strings_escaped() {
     let wire = text(sse.render(Some("e1:1")));
     assert_eq!(
         wire,
-        "event: datastar-patch-signals\nid: e1:1\ndata: signals {\"note\":\"a\\nevent: evil\\r\\n\\r\\nb\"}\n\n"
+        "event: datastar-patch-signals\ndata: signals {\"note\":\"a\\nevent: evil\\r\\n\\r\\nb\"}\n\nid: e1:1\n\n"
     );
     assert_framing(&wire, 1, Some("e1:1"));
 }
@@ -352,10 +370,11 @@ fn execute_script_is_the_datastar_1_0_form() {
         text(sse.render(Some("e1:4"))),
         concat!(
             "event: datastar-patch-elements\n",
-            "id: e1:4\n",
             "data: selector body\n",
             "data: mode append\n",
             "data: elements <script data-effect=\"el.remove()\">console.log('hi')</script>\n",
+            "\n",
+            "id: e1:4\n",
             "\n",
         )
     );
@@ -405,7 +424,7 @@ fn multi_line_html_is_split_into_elements_lines() {
 // ---- ids and rendering ----
 
 #[test]
-fn id_goes_on_every_event_and_render_is_repeatable() {
+fn id_closes_the_group_and_render_is_repeatable() {
     let mut sse = EventCollector::new();
     sse.patch_elements("<p id=\"a\">1</p>")
         .patch_signals(&json!({"n": 1}))
@@ -418,21 +437,55 @@ fn id_goes_on_every_event_and_render_is_repeatable() {
         text(first),
         concat!(
             "event: datastar-patch-elements\n",
-            "id: e1:10\n",
             "data: elements <p id=\"a\">1</p>\n",
             "\n",
             "event: datastar-patch-signals\n",
-            "id: e1:10\n",
             "data: signals {\"n\":1}\n",
             "\n",
             "event: datastar-patch-elements\n",
-            "id: e1:10\n",
             "data: selector body\n",
             "data: mode append\n",
             "data: elements <script data-effect=\"el.remove()\">go()</script>\n",
             "\n",
+            "id: e1:10\n",
+            "\n",
         )
     );
+}
+
+/// The `Last-Event-ID` a client would hold after reading `wire` up to `cut` bytes, the
+/// way Datastar 1.0.2's parser takes it: as soon as a complete `id:` line is read.
+fn id_seen_when_cut(wire: &str, cut: usize) -> Option<String> {
+    wire.as_bytes()[..cut]
+        .split(|b| *b == b'\n')
+        .rev()
+        .skip(1) // the part after the last LF is not a complete line yet
+        .find_map(|line| line.strip_prefix(b"id: "))
+        .map(|id| String::from_utf8(id.to_vec()).expect("UTF-8"))
+}
+
+#[test]
+fn a_stream_cut_anywhere_in_a_group_never_skips_part_of_it() {
+    let mut sse = EventCollector::new();
+    sse.patch_elements("<li id=\"todo-1\">a</li>")
+        .remove_elements("#todo-2")
+        .unwrap()
+        .patch_signals(&json!({"n": 1}))
+        .unwrap();
+    let wire = text(sse.render(Some("e1:40")));
+    for cut in 0..=wire.len() {
+        let read = &wire[..wire[..cut].rfind("\n\n").map_or(0, |at| at + 2)];
+        let complete = parse_sse(read)
+            .iter()
+            .filter(|e| !e.event.is_empty())
+            .count();
+        // Resuming after the group is only right once all of it was dispatched;
+        // resuming before it replays it whole, so nothing is lost either way.
+        if let Some(id) = id_seen_when_cut(&wire, cut) {
+            assert_eq!(id, "e1:40");
+            assert_eq!(complete, 3, "id seen after {cut} bytes, group incomplete");
+        }
+    }
 }
 
 #[test]
@@ -485,8 +538,9 @@ fn injection_id_line_breaks_are_stripped_by_render() {
         wire,
         concat!(
             "event: datastar-patch-signals\n",
-            "id: e1:5event: evildata: x\n",
             "data: signals {\"n\":1}\n",
+            "\n",
+            "id: e1:5event: evildata: x\n",
             "\n",
         )
     );
@@ -520,11 +574,12 @@ fn injection_html_cannot_end_the_event_or_add_fields() {
         wire,
         concat!(
             "event: datastar-patch-elements\n",
-            "id: e1:2\n",
             "data: elements <p>a</p>\n",
             "data: elements \n",
             "data: elements event: datastar-patch-signals\n",
             "data: elements data: signals {\"admin\":true}\n",
+            "\n",
+            "id: e1:2\n",
             "\n",
         )
     );
@@ -542,11 +597,12 @@ fn injection_lone_cr_in_html_stays_inside_data_lines() {
         wire,
         concat!(
             "event: datastar-patch-elements\n",
-            "id: e1:2\n",
             "data: elements <p>\n",
             "data: elements id: 999:999\n",
             "data: elements \n",
             "data: elements event: datastar-patch-signals</p>\n",
+            "\n",
+            "id: e1:2\n",
             "\n",
         )
     );
@@ -562,13 +618,14 @@ fn injection_script_with_line_breaks_stays_inside_data_lines() {
         wire,
         concat!(
             "event: datastar-patch-elements\n",
-            "id: e1:3\n",
             "data: selector body\n",
             "data: mode append\n",
             "data: elements <script data-effect=\"el.remove()\">a()\n",
             "data: elements \n",
             "data: elements id: 1:1\n",
             "data: elements event: x</script>\n",
+            "\n",
+            "id: e1:3\n",
             "\n",
         )
     );
@@ -629,8 +686,9 @@ fn mapping_create_patches_the_record_signal() {
         text(encode_event(&create, "e1:7", None)),
         concat!(
             "event: datastar-patch-signals\n",
-            "id: e1:7\n",
             "data: signals {\"tidings\":{\"todos\":{\"42\":{\"id\":42,\"title\":\"milk\"}}}}\n",
+            "\n",
+            "id: e1:7\n",
             "\n",
         )
     );
@@ -647,7 +705,7 @@ fn mapping_update_patches_the_record_signal() {
     update.changes = Some(vec!["done".to_owned()]);
     assert_eq!(
         text(encode_event(&update, "e1:8", None)),
-        "event: datastar-patch-signals\nid: e1:8\ndata: signals {\"tidings\":{\"todos\":{\"42\":{\"done\":true,\"id\":42}}}}\n\n"
+        "event: datastar-patch-signals\ndata: signals {\"tidings\":{\"todos\":{\"42\":{\"done\":true,\"id\":42}}}}\n\nid: e1:8\n\n"
     );
 }
 
@@ -656,7 +714,7 @@ fn mapping_delete_sets_the_record_signal_to_null() {
     let delete = event(Action::Delete, Some("42"), None, json!({"id": 42}));
     assert_eq!(
         text(encode_event(&delete, "e1:9", None)),
-        "event: datastar-patch-signals\nid: e1:9\ndata: signals {\"tidings\":{\"todos\":{\"42\":null}}}\n\n"
+        "event: datastar-patch-signals\ndata: signals {\"tidings\":{\"todos\":{\"42\":null}}}\n\nid: e1:9\n\n"
     );
 }
 
@@ -667,9 +725,10 @@ fn mapping_collection_broadcast_patches_tidings_event() {
         text(encode_event(&broadcast, "e1:10", None)),
         concat!(
             "event: datastar-patch-signals\n",
-            "id: e1:10\n",
             "data: signals {\"tidingsEvent\":{\"collection\":\"todos\",\"event\":\"celebrate\",",
             "\"data\":{\"n\":1},\"key\":null,\"cursor\":\"e1:10\"}}\n",
+            "\n",
+            "id: e1:10\n",
             "\n",
         )
     );
@@ -682,9 +741,10 @@ fn mapping_topic_broadcast_carries_the_key() {
         text(encode_event(&broadcast, "e1:11", None)),
         concat!(
             "event: datastar-patch-signals\n",
-            "id: e1:11\n",
             "data: signals {\"tidingsEvent\":{\"collection\":\"todos\",\"event\":\"ping\",",
             "\"data\":null,\"key\":\"42\",\"cursor\":\"e1:11\"}}\n",
+            "\n",
+            "id: e1:11\n",
             "\n",
         )
     );
@@ -703,10 +763,11 @@ fn mapping_broadcast_name_and_data_with_line_breaks_stay_escaped() {
         wire,
         concat!(
             "event: datastar-patch-signals\n",
-            "id: e1:12\n",
             "data: signals {\"tidingsEvent\":{\"collection\":\"todos\",",
             "\"event\":\"boom\\n\\nevent: datastar-patch-elements\",",
             "\"data\":{\"html\":\"<p>\\r\\n</p>\"},\"key\":null,\"cursor\":\"e1:12\"}}\n",
+            "\n",
+            "id: e1:12\n",
             "\n",
         )
     );
@@ -719,7 +780,7 @@ fn mapping_cursor_line_breaks_are_stripped() {
     let wire = text(encode_event(&delete, "e1:1\n\nevent: x", None));
     assert_eq!(
         wire,
-        "event: datastar-patch-signals\nid: e1:1event: x\ndata: signals {\"tidings\":{\"todos\":{\"1\":null}}}\n\n"
+        "event: datastar-patch-signals\ndata: signals {\"tidings\":{\"todos\":{\"1\":null}}}\n\nid: e1:1event: x\n\n"
     );
     assert_eq!(
         encode_cursor("e1:1\r\nevent: x"),
@@ -739,7 +800,7 @@ fn reset_signals_nulls_each_collection_once() {
     let reset = reset_signals(["todos", "notes", "todos"]);
     assert_eq!(
         text(reset.render(Some("e2:0"))),
-        "event: datastar-patch-signals\nid: e2:0\ndata: signals {\"tidings\":{\"notes\":null,\"todos\":null}}\n\n"
+        "event: datastar-patch-signals\ndata: signals {\"tidings\":{\"notes\":null,\"todos\":null}}\n\nid: e2:0\n\n"
     );
     assert!(reset_signals(Vec::<String>::new()).is_empty());
 }
@@ -749,7 +810,7 @@ fn reset_signals_escape_odd_collection_names() {
     let wire = text(reset_signals(["a\"\nb"]).render(Some("e2:0")));
     assert_eq!(
         wire,
-        "event: datastar-patch-signals\nid: e2:0\ndata: signals {\"tidings\":{\"a\\\"\\nb\":null}}\n\n"
+        "event: datastar-patch-signals\ndata: signals {\"tidings\":{\"a\\\"\\nb\":null}}\n\nid: e2:0\n\n"
     );
     assert_framing(&wire, 1, Some("e2:0"));
 }
@@ -767,7 +828,7 @@ fn renderer(f: impl Fn(&NewEvent) -> Option<EventCollector> + Send + Sync + 'sta
 }
 
 #[test]
-fn renderer_output_gets_the_cursor_on_every_event() {
+fn renderer_output_is_closed_by_the_cursor() {
     let render = renderer(|event| {
         let key = event.key.as_deref()?;
         let mut sse = EventCollector::new();
@@ -788,12 +849,12 @@ fn renderer_output_gets_the_cursor_on_every_event() {
         text(encode_event(&create, "e1:20", Some(&render))),
         concat!(
             "event: datastar-patch-elements\n",
-            "id: e1:20\n",
             "data: elements <li id=\"todo-7\">tea</li>\n",
             "\n",
             "event: datastar-patch-signals\n",
-            "id: e1:20\n",
             "data: signals {\"count\":1}\n",
+            "\n",
+            "id: e1:20\n",
             "\n",
         )
     );
@@ -802,13 +863,13 @@ fn renderer_output_gets_the_cursor_on_every_event() {
         text(encode_event(&delete, "e1:21", Some(&render))),
         concat!(
             "event: datastar-patch-elements\n",
-            "id: e1:21\n",
             "data: selector #todo-7\n",
             "data: mode remove\n",
             "\n",
             "event: datastar-patch-signals\n",
-            "id: e1:21\n",
             "data: signals {\"count\":1}\n",
+            "\n",
+            "id: e1:21\n",
             "\n",
         )
     );

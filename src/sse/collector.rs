@@ -31,8 +31,8 @@ pub struct PatchOptions {
 
 /// An ordered list of Datastar events that renders to SSE wire text.
 ///
-/// A renderer or a broadcast fills one collector per log event; the hub renders it once
-/// with the event's cursor and hands the same [`Bytes`] to every stream, so the cost of
+/// A renderer or a broadcast fills one collector per log event; it is rendered once
+/// with the event's cursor and the same [`Bytes`] go to every stream, so the cost of
 /// formatting does not grow with the number of subscribers.
 ///
 /// Every input that could break the SSE framing is checked when it is added, and the
@@ -148,7 +148,19 @@ impl EventCollector {
         self.events.is_empty()
     }
 
-    /// Renders every event once, each with `id: <id>` when an id is given.
+    /// Renders every event once; when an id is given, the events are followed by an
+    /// SSE event holding only `id: <id>`.
+    ///
+    /// The events of one collector belong to one log event, and a client resumes from
+    /// the last id it saw, so the id must not be seen before every event of the group
+    /// has been read whole. An id line inside the group would break that: Datastar's
+    /// client takes an id as its `Last-Event-ID` the moment it reads the line, so a
+    /// stream cut after the id but before the end of its event (or of the group) would
+    /// resume after the group and lose its tail. An id-only event dispatches nothing (an
+    /// event without data is ignored by browsers and by Datastar), so its only effect is
+    /// the resume position, which it moves once the whole group has arrived.
+    ///
+    /// An empty collector renders to no bytes, id or not.
     ///
     /// CR and LF are stripped from the id, so a malformed id still cannot split its
     /// line; use [`EventCollector::try_render`] to refuse it instead.
@@ -173,25 +185,21 @@ impl EventCollector {
     // would need a clone of every event to set the id, and it writes ids and data lines
     // unchecked. The crate still decides what the data lines of each event are.
     fn write(&self, id: Option<&str>) -> Bytes {
-        let id_len = id.map_or(0, |id| id.len() + 5);
-        let size: usize = self
-            .events
-            .iter()
-            .map(|e| {
-                let data: usize = e.data.iter().map(|line| line.len() + 7).sum();
-                32 + id_len + data
-            })
-            .sum();
+        let id_len = id.map_or(0, |id| id.len() + 6);
+        let size: usize = id_len
+            + self
+                .events
+                .iter()
+                .map(|e| {
+                    let data: usize = e.data.iter().map(|line| line.len() + 7).sum();
+                    32 + data
+                })
+                .sum::<usize>();
         let mut out = String::with_capacity(size);
         for event in &self.events {
             out.push_str("event: ");
             out.push_str(event_name(event.event));
             out.push('\n');
-            if let Some(id) = id {
-                out.push_str("id: ");
-                out.push_str(id);
-                out.push('\n');
-            }
             for line in &event.data {
                 // Lines from this collector never contain a break; the split only
                 // matters if that ever stops being true.
@@ -202,6 +210,11 @@ impl EventCollector {
                 }
             }
             out.push('\n');
+        }
+        if let Some(id) = id.filter(|_| !self.events.is_empty()) {
+            out.push_str("id: ");
+            out.push_str(id);
+            out.push_str("\n\n");
         }
         Bytes::from(out)
     }

@@ -34,7 +34,9 @@ use crate::event::{Action, NewEvent};
 /// A renderer that panics is treated as returning `None`.
 pub type Renderer = Arc<dyn Fn(&NewEvent) -> Option<EventCollector> + Send + Sync>;
 
-/// Encodes one log event as SSE bytes, every SSE event of it carrying `id: <cursor>`.
+/// Encodes one log event as SSE bytes: its Datastar events, then an SSE event holding
+/// only `id: <cursor>`, which closes the group (see [`EventCollector::render`] for why
+/// the id is not on the Datastar events themselves).
 ///
 /// Uses `renderer` when one is given and it returns a collector, the default mapping
 /// otherwise. The result is meant to be computed once per log event and shared by every

@@ -5,17 +5,19 @@
 //! every stream whose patterns match; an app's renderer or a
 //! `datastar_broadcast(topic, |sse| ...)` closure fills an [`EventCollector`].
 //!
-//! Wire format (Datastar 1.0, `text/event-stream`), one block per Datastar event:
+//! Wire format (Datastar 1.0, `text/event-stream`): one block per Datastar event, then
+//! a block holding only the log event's cursor, which is what the client resumes from:
 //!
 //! ```text
 //! event: datastar-patch-signals
-//! id: 3f9c:42
 //! data: signals {"tidings":{"todos":{"42":{"id":42,"title":"milk"}}}}
+//!
+//! id: 3f9c:42
 //!
 //! ```
 //!
 //! - [`collector`]: [`EventCollector`], patch-elements, patch-signals, execute-script,
-//!   rendered once per event with its id.
+//!   rendered once per event and closed by its id.
 //! - [`mapping`]: the default mapping of log events to signals, the reset patch, and
 //!   the per-collection [`Renderer`] hook.
 //! - [`sanitize`]: why no input can add an SSE field or event, and the helpers that

@@ -1,6 +1,10 @@
 //! Events: what a committed write or a broadcast becomes, and its position in the log.
 
-use std::{fmt, str::FromStr, sync::Arc};
+use std::{
+    fmt,
+    str::FromStr,
+    sync::{Arc, OnceLock},
+};
 
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -155,14 +159,21 @@ pub struct DirectEvent {
 ///
 /// The body is serialized once, without `type` and `subs`; the connection writes
 /// `{"type":"event","subs":[...],` in front of it, so every receiver shares the bytes.
+/// The Datastar SSE encoding is cached alongside it the first time an SSE stream needs
+/// it ([`Event::sse_bytes`]), for the same reason.
 #[derive(Debug)]
 pub struct Event {
-    /// The log position; `None` for direct events.
+    /// The log position; `None` for direct and local events.
     pub seq: Option<u64>,
     /// The event content.
     pub data: EventContent,
     /// `"cursor":...,"topic":...}`: the JSON object body after `subs`.
     pub body: Bytes,
+    /// The epoch of `seq`, so the cursor can be written later without asking the log
+    /// (whose epoch may have moved on by then).
+    epoch: Option<Arc<str>>,
+    /// The Datastar SSE bytes, encoded once and shared by every stream.
+    sse: OnceLock<Bytes>,
 }
 
 /// Either a logged event or a direct one.
@@ -231,6 +242,36 @@ impl Event {
             seq: Some(cursor.seq),
             data: EventContent::Logged(event),
             body,
+            epoch: Some(cursor.epoch.clone()),
+            sse: OnceLock::new(),
+        })
+    }
+
+    /// A topic or collection event that is not in the log and goes only to this
+    /// node's Datastar streams, already rendered to SSE bytes (`datastar_broadcast`).
+    ///
+    /// `event` is what the read rules are checked against; its `body` is the WebSocket
+    /// encoding with a null cursor, although the hub never hands it to a WebSocket.
+    pub fn local(event: NewEvent, sse: Bytes) -> Arc<Self> {
+        let body = LoggedBody {
+            cursor: None,
+            topic: event.topic(),
+            collection: &event.collection,
+            key: event.key.as_deref(),
+            action: event.action,
+            record: None,
+            changes: None,
+            event: event.event.as_deref(),
+            data: Some(&event.payload),
+            ts: format_ts(&event.ts),
+        };
+        let body = encode_body(&body);
+        Arc::new(Self {
+            seq: None,
+            data: EventContent::Logged(event),
+            body,
+            epoch: None,
+            sse: OnceLock::from(sse),
         })
     }
 
@@ -251,7 +292,23 @@ impl Event {
             seq: None,
             data: EventContent::Direct(event),
             body,
+            epoch: None,
+            sse: OnceLock::new(),
         })
+    }
+
+    /// The log position, for logged events.
+    pub fn cursor(&self) -> Option<Cursor> {
+        Some(Cursor {
+            epoch: self.epoch.clone()?,
+            seq: self.seq?,
+        })
+    }
+
+    /// The Datastar SSE bytes of this event: `encode` runs for the first stream that
+    /// asks, every later stream gets the same bytes.
+    pub fn sse_bytes(&self, encode: impl FnOnce(&Self) -> Bytes) -> Bytes {
+        self.sse.get_or_init(|| encode(self)).clone()
     }
 
     /// The connection this event must skip, if any.

@@ -51,6 +51,17 @@ pub struct Receiver {
 /// A receiver's handle inside the hub.
 pub type ReceiverKey = u64;
 
+/// What kind of client a receiver is. Logged events go to every kind; events rendered
+/// for one kind only (Datastar broadcasts) go to receivers of that kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ReceiverKind {
+    /// A WebSocket connection (what [`Hub::connect`] registers).
+    #[default]
+    WebSocket,
+    /// A Datastar SSE stream.
+    Sse,
+}
+
 type SubKey = (ReceiverKey, Arc<str>);
 
 #[derive(Default)]
@@ -73,6 +84,8 @@ impl CollectionIndex {
 struct State {
     next_key: ReceiverKey,
     receivers: HashMap<ReceiverKey, Receiver>,
+    /// The kind of each receiver; kept beside `receivers` so `Receiver` stays as is.
+    kinds: HashMap<ReceiverKey, ReceiverKind>,
     by_connection_id: HashMap<Arc<str>, ReceiverKey>,
     by_user: HashMap<Arc<str>, HashSet<ReceiverKey>>,
     /// Each receiver's subscriptions, for unsubscribe-all on disconnect.
@@ -134,11 +147,17 @@ impl Hub {
         self.lock().position
     }
 
-    /// Registers a receiver.
+    /// Registers a receiver (a WebSocket connection).
     pub fn connect(&self, receiver: Receiver) -> ReceiverKey {
+        self.connect_as(receiver, ReceiverKind::WebSocket)
+    }
+
+    /// Registers a receiver of the given kind.
+    pub fn connect_as(&self, receiver: Receiver, kind: ReceiverKind) -> ReceiverKey {
         let mut state = self.lock();
         state.next_key += 1;
         let key = state.next_key;
+        state.kinds.insert(key, kind);
         if let Some(user) = &receiver.principal.user_id {
             state.by_user.entry(user.clone()).or_default().insert(key);
         }
@@ -157,6 +176,7 @@ impl Hub {
         let Some(receiver) = state.receivers.remove(&key) else {
             return;
         };
+        state.kinds.remove(&key);
         state.by_connection_id.remove(&receiver.id);
         if let Some(user) = &receiver.principal.user_id {
             Self::forget_user(state, user, key);
@@ -204,6 +224,35 @@ impl Hub {
         subs.insert(id.clone(), pattern.clone());
         Self::index(&mut state, (key, id), pattern);
         Metrics::inc(&self.metrics.subscriptions);
+        Some(state.position)
+    }
+
+    /// Adds several subscriptions under one lock and returns the delivery position at
+    /// that instant, which is then the same for all of them: one replay up to it covers
+    /// every pattern. Adds none and returns `None` if an id is in use (or repeated) or
+    /// the receiver is gone.
+    pub fn subscribe_all(
+        &self,
+        key: ReceiverKey,
+        subs: &[(Arc<str>, Arc<Pattern>)],
+    ) -> Option<u64> {
+        let mut state = self.lock();
+        if !state.receivers.contains_key(&key) {
+            return None;
+        }
+        let existing = state.subs_of.entry(key).or_default();
+        let mut seen = HashSet::new();
+        if subs
+            .iter()
+            .any(|(id, _)| existing.contains_key(id) || !seen.insert(id))
+        {
+            return None;
+        }
+        existing.extend(subs.iter().cloned());
+        for (id, pattern) in subs {
+            Self::index(&mut state, (key, id.clone()), pattern.clone());
+            Metrics::inc(&self.metrics.subscriptions);
+        }
         Some(state.position)
     }
 
@@ -328,7 +377,27 @@ impl Hub {
         if let Some(seq) = event.seq {
             state.position = state.position.max(seq);
         }
-        let targets = Self::matching(&state, &content.collection, content.key.as_deref());
+        self.fan_out(&mut state, event, content, None)
+    }
+
+    /// Delivers an event that is not in the log (see [`Event::local`]) to the matching
+    /// receivers of `kind` allowed to read it. The delivery position does not move.
+    pub fn publish_local(&self, event: &Arc<Event>, kind: ReceiverKind) -> FanOut {
+        let EventContent::Logged(content) = &event.data else {
+            return FanOut::default();
+        };
+        let mut state = self.lock();
+        self.fan_out(&mut state, event, content, Some(kind))
+    }
+
+    fn fan_out(
+        &self,
+        state: &mut State,
+        event: &Arc<Event>,
+        content: &crate::event::NewEvent,
+        only: Option<ReceiverKind>,
+    ) -> FanOut {
+        let targets = Self::matching(state, &content.collection, content.key.as_deref());
         let except = event.except();
         let mut result = FanOut::default();
         let mut overflowed = Vec::new();
@@ -336,6 +405,9 @@ impl Hub {
             let Some(receiver) = state.receivers.get(&key) else {
                 continue;
             };
+            if only.is_some_and(|kind| state.kinds.get(&key) != Some(&kind)) {
+                continue;
+            }
             if except == Some(&*receiver.id) || !self.rules.can_read(&receiver.principal, content) {
                 continue;
             }
@@ -348,7 +420,7 @@ impl Hub {
         }
         result.overflowed = overflowed.len();
         for key in overflowed {
-            Self::remove_receiver(&mut state, key, &self.metrics);
+            Self::remove_receiver(state, key, &self.metrics);
         }
         result
     }

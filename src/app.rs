@@ -2,9 +2,12 @@
 //! owns it (rules, hub, log, ws, broadcast).
 
 use std::{
+    future::Future,
     net::SocketAddr,
     sync::{Arc, OnceLock},
 };
+
+use futures::FutureExt;
 
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -17,6 +20,7 @@ use crate::{
     log::{Log, RelaySignal, ingest::Ingest, reader, relay::Relay},
     metrics::Metrics,
     rules::Rules,
+    sse::{EventCollector, Renderer, SnapshotRequest, hooks::Hooks},
 };
 
 /// Why `RealtimeBuilder::build` failed.
@@ -42,6 +46,7 @@ pub struct RealtimeBuilder {
     rules: Rules,
     db: Db,
     broker: Option<Arc<dyn Broker>>,
+    datastar: Hooks,
 }
 
 impl RealtimeBuilder {
@@ -52,6 +57,7 @@ impl RealtimeBuilder {
             rules: Rules::new(),
             db,
             broker: None,
+            datastar: Hooks::default(),
         }
     }
 
@@ -64,6 +70,47 @@ impl RealtimeBuilder {
     /// The broker between nodes. Default: the in-memory broker (one process).
     pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
         self.broker = Some(broker);
+        self
+    }
+
+    /// Renders the events of `collection` for Datastar streams, typically as HTML
+    /// patches, instead of the default signal mapping. Registering a collection again
+    /// replaces its renderer. See [`Renderer`] and `docs/datastar.md`.
+    pub fn datastar_renderer(mut self, collection: impl Into<String>, renderer: Renderer) -> Self {
+        self.datastar.renderers.insert(collection.into(), renderer);
+        self
+    }
+
+    /// What a Datastar stream of `GET /realtime/sse` starts with when it is new or its
+    /// `Last-Event-ID` cannot be served: typically the current HTML of what its
+    /// patterns show. Returning `None` (or an empty collector) sends nothing for a new
+    /// stream and the reset patch after a failed resume.
+    ///
+    /// It runs after the stream is subscribed, once per stream, with the stream's
+    /// principal: show only what that principal may read. A panic counts as `None`.
+    pub fn datastar_snapshot<F, Fut>(mut self, snapshot: F) -> Self
+    where
+        F: Fn(SnapshotRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<EventCollector>> + Send + 'static,
+    {
+        self.datastar.snapshot = Some(Arc::new(move |request| snapshot(request).boxed()));
+        self
+    }
+
+    /// Called with `(pattern, connection_id)` each time a Datastar stream subscribes
+    /// to a pattern (for presence counts, say). Datastar streams only: WebSocket
+    /// subscriptions do not call it. Keep it quick; it runs on the request path.
+    pub fn on_subscribe(mut self, callback: impl Fn(&str, &str) + Send + Sync + 'static) -> Self {
+        self.datastar.on_subscribe.push(Arc::new(callback));
+        self
+    }
+
+    /// Called with `(pattern, connection_id)` for each subscription of a Datastar
+    /// stream when the stream ends, however it ends: the client went away, the server
+    /// shuts down, its queue overflowed, or its start failed. Every `on_subscribe` is
+    /// matched by exactly one `on_unsubscribe`.
+    pub fn on_unsubscribe(mut self, callback: impl Fn(&str, &str) + Send + Sync + 'static) -> Self {
+        self.datastar.on_unsubscribe.push(Arc::new(callback));
         self
     }
 
@@ -112,6 +159,7 @@ impl RealtimeBuilder {
                 shutdown,
                 tasks,
                 local_addr: OnceLock::new(),
+                datastar: self.datastar,
             }),
         })
     }
@@ -142,6 +190,7 @@ pub(crate) struct Inner {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
     pub(crate) local_addr: OnceLock<SocketAddr>,
+    pub(crate) datastar: Hooks,
 }
 
 impl Realtime {
@@ -210,12 +259,13 @@ impl Realtime {
 }
 
 impl Realtime {
-    /// The gateway's routes, mounted at `/realtime`: `subscribe` (WebSocket),
-    /// `client.js`, `broadcast`. Merge it into the app's router.
+    /// The gateway's routes, mounted at `/realtime`: `subscribe` (WebSocket), `sse`
+    /// (Datastar), `client.js`, `broadcast`. Merge it into the app's router.
     pub fn router(&self) -> axum::Router {
         use axum::routing::{get, post};
         axum::Router::new()
             .route("/realtime/subscribe", get(crate::ws::upgrade))
+            .route("/realtime/sse", get(crate::sse::endpoint::handler))
             .route("/realtime/client.js", get(crate::http::client_js))
             .route("/realtime/broadcast", post(crate::http::broadcast))
             .with_state(self.clone())

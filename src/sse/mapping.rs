@@ -7,6 +7,7 @@
 //! | create / update of `todos:42` | `datastar-patch-signals` `{"tidings":{"todos":{"42":<record>}}}` |
 //! | delete of `todos:42` | `datastar-patch-signals` `{"tidings":{"todos":{"42":null}}}` |
 //! | broadcast to `todos` or `todos:42` | `datastar-patch-signals` `{"tidingsEvent":{"collection":"todos","event":...,"data":...,"key":...,"cursor":...}}` |
+//! | broadcast to connections or users | the same, with `collection`, `key` and `cursor` null |
 //! | resume that cannot be served | `datastar-patch-signals` `{"tidings":{"todos":null,...}}` |
 //!
 //! `key` (`null` for a collection-wide broadcast) and `cursor` are additions to the
@@ -25,7 +26,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{collector::EventCollector, sanitize};
-use crate::event::{Action, NewEvent};
+use crate::event::{Action, DirectEvent, NewEvent};
 
 /// An app's own rendering of the events of one collection, typically HTML patches.
 ///
@@ -70,11 +71,11 @@ pub fn default_mapping(event: &NewEvent, cursor: &str) -> EventCollector {
         (Action::Broadcast, key) => {
             sse.patch_signals_object(&BroadcastSignals {
                 tidings_event: BroadcastEvent {
-                    collection: &event.collection,
+                    collection: Some(&event.collection),
                     key,
                     event: event.event.as_deref(),
                     data: &event.payload,
-                    cursor,
+                    cursor: Some(cursor),
                 },
             });
         }
@@ -92,6 +93,24 @@ pub fn default_mapping(event: &NewEvent, cursor: &str) -> EventCollector {
             );
         }
     }
+    sse
+}
+
+/// The Datastar events for a custom event sent to connections or users (protocol
+/// section 5): the `tidingsEvent` signal with a null `collection`, `key` and `cursor`.
+///
+/// Such events are not in the log, so they carry no cursor and are not replayed.
+pub fn direct_mapping(event: &DirectEvent) -> EventCollector {
+    let mut sse = EventCollector::new();
+    sse.patch_signals_object(&BroadcastSignals {
+        tidings_event: BroadcastEvent {
+            collection: None,
+            key: None,
+            event: Some(&event.event),
+            data: &event.data,
+            cursor: None,
+        },
+    });
     sse
 }
 
@@ -155,9 +174,9 @@ struct BroadcastSignals<'a> {
 
 #[derive(Serialize)]
 struct BroadcastEvent<'a> {
-    collection: &'a str,
+    collection: Option<&'a str>,
     event: Option<&'a str>,
     data: &'a Value,
     key: Option<&'a str>,
-    cursor: &'a str,
+    cursor: Option<&'a str>,
 }

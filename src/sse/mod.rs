@@ -1,8 +1,8 @@
 //! The Datastar bridge's encoding layer: log events to Datastar 1.0 SSE bytes.
 //!
-//! This part is pure: no I/O, no clock, no hub. The `/realtime/sse` endpoint encodes
-//! each log event once with [`encode_event`] and writes the same [`bytes::Bytes`] to
-//! every stream whose patterns match; an app's renderer or a
+//! The encoding layer is pure: no I/O, no clock, no hub. The `/realtime/sse` endpoint
+//! encodes each log event once with [`encode_event`] and writes the same
+//! [`bytes::Bytes`] to every stream whose patterns match; an app's renderer or a
 //! `datastar_broadcast(topic, |sse| ...)` closure fills an [`EventCollector`].
 //!
 //! Wire format (Datastar 1.0, `text/event-stream`): one block per Datastar event, then
@@ -24,16 +24,33 @@
 //!   make it so.
 //! - [`error`]: [`SseError`], what the layer refuses.
 //!
+//! The streams themselves:
+//!
+//! - [`stream`]: one stream's registration, start (replay or snapshot) and body;
+//!   [`StreamError`], why a stream is refused.
+//! - [`endpoint`]: `GET /realtime/sse` and [`Realtime::sse_principal`](crate::Realtime::sse_principal).
+//! - [`api`]: `Realtime::datastar_broadcast` and `Realtime::datastar_stream`.
+//! - [`hooks`]: what the app registers on the builder (renderers, snapshot,
+//!   subscribe callbacks).
+//!
 //! See `docs/datastar.md` for the page side.
 
+pub mod api;
 pub mod collector;
+pub mod endpoint;
 pub mod error;
+pub mod hooks;
 pub mod mapping;
 pub mod sanitize;
+pub mod stream;
 
+pub use api::{DATASTAR_EVENT_NAME, DatastarBroadcastError, Fill, StreamSetup};
 pub use collector::{EventCollector, PatchOptions};
 pub use datastar::consts::ElementPatchMode;
 pub use error::{Field, SseError};
+pub use hooks::{Snapshot, SnapshotReason, SnapshotRequest, SubscriptionCallback};
 pub use mapping::{
-    Renderer, default_mapping, encode_cursor, encode_event, keep_alive, reset_signals,
+    Renderer, default_mapping, direct_mapping, encode_cursor, encode_event, keep_alive,
+    reset_signals,
 };
+pub use stream::StreamError;

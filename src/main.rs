@@ -178,8 +178,12 @@ async fn main() -> anyhow::Result<()> {
         settings.realtime.jwt.secret = Some(demo::random_secret());
         tracing::warn!(
             "DEMO MODE: no JWT key configured (TIDINGS_JWT_SECRET / TIDINGS_JWT_PUBLIC_KEY_FILE); \
-             POST /demo/token mints tokens for anyone. Configure a key for real use."
+             POST /demo/token and GET /datastar?sub= mint tokens for anyone. Configure a key for real use."
         );
+        // The Datastar page signs in through the SSE cookie.
+        let sse = &mut settings.realtime.sse;
+        sse.cookie_name
+            .get_or_insert_with(|| demo::DEMO_COOKIE.to_owned());
     }
 
     let db = Db::connect(&settings.database_url)
@@ -192,8 +196,7 @@ async fn main() -> anyhow::Result<()> {
         &settings.broker_url,
         settings.realtime.log.ring_capacity.max(1024),
     )?;
-    let realtime = Realtime::builder(settings.realtime.clone(), db)
-        .rules(demo::rules())
+    let realtime = demo::configure(Realtime::builder(settings.realtime.clone(), db))
         .broker(broker)
         .build()
         .await?;

@@ -1,8 +1,9 @@
 //! The reference server's demo app, built only on the public library API: `todos` and
-//! `notes` over REST (protocol.md section 9), demo token minting, the demo pages,
-//! health and metrics endpoints.
+//! `notes` over REST (protocol.md section 9), demo token minting, the demo pages (the
+//! Datastar one with its renderer and snapshot), health and metrics endpoints.
 
 mod api;
+pub mod datastar_page;
 mod models;
 mod pages;
 mod token;
@@ -19,7 +20,7 @@ use sqlx::migrate::Migrator;
 pub use models::{Note, Todo};
 
 use crate::{
-    Realtime,
+    Realtime, RealtimeBuilder,
     db::{Db, DbError, ignore_foreign},
     rules::{Rule, Rules},
 };
@@ -49,6 +50,19 @@ pub fn rules() -> Rules {
         .collection("chat", Rule::Authenticated, Rule::Authenticated)
 }
 
+/// Everything the demo registers on the gateway: its rules, the `todos` renderer and
+/// the snapshot of the Datastar page. The reference server and the tests both build
+/// through this, so they run the same demo.
+pub fn configure(builder: RealtimeBuilder) -> RealtimeBuilder {
+    builder
+        .rules(rules())
+        .datastar_renderer("todos", datastar_page::todos_renderer())
+        .datastar_snapshot(datastar_page::todos_snapshot)
+}
+
+/// The SSE cookie the reference server uses in demo mode when none is configured.
+pub const DEMO_COOKIE: &str = "tidings_token";
+
 /// What the demo serves besides the API.
 #[derive(Debug, Clone, Default)]
 pub struct DemoOptions {
@@ -73,7 +87,8 @@ pub(crate) struct DemoState {
     options: DemoOptions,
 }
 
-/// The demo routes: `/api/...`, `/demo/token`, `/`, `/healthz`, `/readyz`, `/metrics`.
+/// The demo routes: `/api/...`, `/demo/token`, `/`, `/datastar`,
+/// `/demo/datastar/celebrate`, `/healthz`, `/readyz`, `/metrics`.
 pub fn router(realtime: &Realtime, options: DemoOptions) -> Router {
     let state = DemoState {
         realtime: realtime.clone(),
@@ -87,6 +102,8 @@ pub fn router(realtime: &Realtime, options: DemoOptions) -> Router {
         )
         .route("/demo/token", post(token::mint))
         .route("/", get(pages::index))
+        .route("/datastar", get(datastar_page::show))
+        .route("/demo/datastar/celebrate", post(datastar_page::celebrate))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))

@@ -28,6 +28,40 @@ pub(crate) struct TokenRequest {
     ttl: Option<u64>,
 }
 
+/// Why a token was not minted.
+#[derive(Debug)]
+pub(crate) enum MintError {
+    /// The request is out of range; the message says how.
+    BadRequest(&'static str),
+    /// Signing failed.
+    Signing(jsonwebtoken::errors::Error),
+}
+
+/// Mints an HS256 token for `sub` that lives `ttl` seconds.
+pub(crate) fn sign(
+    secret: &str,
+    sub: &str,
+    roles: &[String],
+    ttl: u64,
+) -> Result<String, MintError> {
+    let sub_len = sub.chars().count();
+    if sub_len == 0 || sub_len > 64 || sub.chars().any(char::is_control) {
+        return Err(MintError::BadRequest(
+            "sub must be 1-64 printable characters",
+        ));
+    }
+    if !(1..=86_400).contains(&ttl) {
+        return Err(MintError::BadRequest("ttl must be 1 to 86400 seconds"));
+    }
+    let claims = json!({"sub": sub, "exp": unix_now() + ttl, "roles": roles});
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(MintError::Signing)
+}
+
 pub(crate) async fn mint(State(state): State<DemoState>, body: axum::body::Bytes) -> Response {
     let Some(secret) = &state.options.mint_secret else {
         return error(
@@ -40,30 +74,11 @@ pub(crate) async fn mint(State(state): State<DemoState>, body: axum::body::Bytes
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
     };
-    let sub_len = request.sub.chars().count();
-    if sub_len == 0 || sub_len > 64 || request.sub.chars().any(char::is_control) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "sub must be 1-64 printable characters",
-        );
-    }
     let ttl = request.ttl.unwrap_or(DEFAULT_TTL);
-    if !(1..=86_400).contains(&ttl) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "ttl must be 1 to 86400 seconds",
-        );
-    }
-    let claims = json!({"sub": request.sub, "exp": unix_now() + ttl, "roles": request.roles});
-    match encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    ) {
+    match sign(secret, &request.sub, &request.roles, ttl) {
         Ok(token) => Json(json!({"token": token, "expires_in": ttl})).into_response(),
-        Err(e) => {
+        Err(MintError::BadRequest(why)) => error(StatusCode::BAD_REQUEST, "bad_request", why),
+        Err(MintError::Signing(e)) => {
             tracing::error!(error = %e, "minting a demo token failed");
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,0 +1,335 @@
+//! `GET /datastar`: the live todo list rendered on the server and kept current through
+//! the Datastar bridge, with the renderer and snapshot that make it work, and
+//! `POST /demo/datastar/celebrate`, which patches every open page at once with
+//! `datastar_broadcast`.
+//!
+//! Auth is the SSE cookie (`config.sse.cookie_name`): the page's `@get` of
+//! `/realtime/sse` is same-origin, so the browser sends it by itself. In demo mode
+//! `GET /datastar?sub=alice` mints a token for `alice`, sets it as that cookie
+//! (`HttpOnly`, `SameSite=Strict`) and redirects to `/datastar`; with a real key
+//! configured, the app's own login sets the cookie.
+
+use std::{
+    fmt::Write as _,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use axum::{
+    Json,
+    extract::{Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Redirect, Response},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{DemoState, Todo, token};
+use crate::{
+    event::{Action, NewEvent},
+    http::error,
+    model::public_projection,
+    sse::{ElementPatchMode, EventCollector, PatchOptions, Renderer, SnapshotRequest},
+};
+
+/// Todos shown on the page at most.
+const LIST_LIMIT: u32 = 1000;
+/// Lifetime of the cookie token minted by `?sub=`.
+const COOKIE_TTL: u64 = 3600;
+
+/// Escapes text for HTML element content and double-quoted attributes.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Ids go into `id` attributes and `#todo-<id>` selectors unescaped, so only ids that
+/// are safe in both are rendered (the demo's ids are hex).
+fn safe_id(id: &str) -> Option<&str> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then_some(id)
+}
+
+/// One todo as `<li id="todo-<id>">`; `record` is its public projection.
+fn todo_item(record: &Value) -> Option<String> {
+    let id = safe_id(record.get("id")?.as_str()?)?;
+    let title = record.get("title").and_then(Value::as_str).unwrap_or("");
+    let done = record.get("done").and_then(Value::as_bool).unwrap_or(false);
+    let owner = record.get("owner_id").and_then(Value::as_str).unwrap_or("");
+    Some(format!(
+        "<li id=\"todo-{id}\" class=\"{class}\"><span class=\"title\">{title}</span> \
+         <small class=\"owner\">{owner}</small></li>",
+        class = if done { "done" } else { "open" },
+        title = escape(title),
+        owner = escape(owner),
+    ))
+}
+
+/// The whole list as `<ul id="todos">`, oldest first.
+fn todo_list(mut todos: Vec<Todo>) -> String {
+    todos.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+    let mut html = String::from("<ul id=\"todos\">");
+    for todo in &todos {
+        if let Some(item) = todo_item(&public_projection(todo)) {
+            html.push_str(&item);
+        }
+    }
+    html.push_str("</ul>");
+    html
+}
+
+/// The demo's renderer for `todos`: a create appends the item to `#todos`, an update
+/// morphs it, a delete removes it. Broadcasts keep the default mapping.
+pub fn todos_renderer() -> Renderer {
+    Arc::new(|event: &NewEvent| {
+        let key = safe_id(event.key.as_deref()?)?;
+        let mut sse = EventCollector::new();
+        match event.action {
+            Action::Create => {
+                // The stream's snapshot is read after it subscribed, so it may already
+                // hold this todo: remove first, and the append never duplicates it.
+                sse.remove_elements(&format!("#todo-{key}")).ok()?;
+                let options = PatchOptions {
+                    selector: Some("#todos".into()),
+                    mode: ElementPatchMode::Append,
+                    ..PatchOptions::default()
+                };
+                sse.patch_elements_with(&todo_item(&event.payload)?, options)
+                    .ok()?;
+            }
+            Action::Update => {
+                sse.patch_elements(&todo_item(&event.payload)?);
+            }
+            Action::Delete => {
+                sse.remove_elements(&format!("#todo-{key}")).ok()?;
+            }
+            Action::Broadcast => return None,
+        }
+        Some(sse)
+    })
+}
+
+/// The demo's snapshot: the current list, for streams that show `todos`.
+pub async fn todos_snapshot(request: SnapshotRequest) -> Option<EventCollector> {
+    if !request.wants("todos") {
+        return None;
+    }
+    match request.realtime.store().list::<Todo>(LIST_LIMIT).await {
+        Ok(todos) => {
+            let mut sse = EventCollector::new();
+            sse.patch_elements(&todo_list(todos));
+            Some(sse)
+        }
+        Err(e) => {
+            // Without a snapshot a failed resume still gets the reset patch.
+            tracing::warn!(error = %e, "demo: listing todos for a snapshot failed");
+            None
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PageQuery {
+    sub: Option<String>,
+}
+
+fn page(title: &str, datastar_url: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{title}</title>\n\
+         <script type=\"module\" src=\"{src}\"></script>\n\
+         <style>\n\
+         body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem; }}\n\
+         li.done .title {{ text-decoration: line-through; color: #777; }}\n\
+         .owner {{ color: #777; }}\n\
+         #celebration:empty {{ display: none; }}\n\
+         #celebration {{ padding: .5rem 1rem; background: #fff3c4; border-radius: .5rem; }}\n\
+         </style>\n</head>\n<body>\n{body}\n</body>\n</html>\n",
+        title = escape(title),
+        src = escape(datastar_url),
+    ))
+}
+
+fn sign_in_page(state: &DemoState, why: &str) -> Response {
+    let how = if state.options.mint_secret.is_some() {
+        "<form method=\"get\" action=\"/datastar\">\
+         <label>Your name <input name=\"sub\" required maxlength=\"64\"></label> \
+         <button>Sign in</button></form>"
+    } else {
+        "<p>This server has a JWT key configured: sign in through your app, which sets \
+         the SSE cookie.</p>"
+    };
+    let body = format!(
+        "<h1>Live todos with Datastar</h1>\n<p>{}</p>\n{how}",
+        escape(why)
+    );
+    let mut response =
+        page("tidings · Datastar", &state.options.datastar_url, &body).into_response();
+    *response.status_mut() = StatusCode::UNAUTHORIZED;
+    response
+}
+
+/// `GET /datastar[?sub=<name>]`.
+pub(crate) async fn show(
+    State(state): State<DemoState>,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(cookie_name) = state.realtime.config().sse.cookie_name.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the Datastar page needs an SSE cookie: set sse.cookie_name (TIDINGS_SSE_COOKIE)",
+        );
+    };
+    if let Some(sub) = query.sub {
+        return sign_in(&state, &cookie_name, &sub);
+    }
+    let principal = match state.realtime.sse_principal(&headers) {
+        Ok(p) if p.is_authenticated() => p,
+        Ok(_) => return sign_in_page(&state, "Sign in to see the live list."),
+        Err(e) => return sign_in_page(&state, &format!("Your session ended ({e}).")),
+    };
+    let todos = match state.realtime.store().list::<Todo>(LIST_LIMIT).await {
+        Ok(todos) => todos,
+        Err(e) => {
+            tracing::error!(error = %e, "demo: listing todos failed");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "storage failed",
+            );
+        }
+    };
+    let user = principal.user_id.as_deref().unwrap_or_default();
+    let mut body = String::new();
+    // `retry: 'always'` reconnects after clean ends too (deploys, restarts), resuming
+    // from the last id; the page has no signals of its own to send along.
+    let _ = write!(
+        body,
+        "<main data-init=\"@get('/realtime/sse?topics=todos:*', \
+         {{retry: 'always', retryMaxCount: Infinity, filterSignals: {{exclude: /.*/}}}})\">\n\
+         <h1>Live todos with Datastar</h1>\n\
+         <p>Signed in as <b id=\"user\">{user}</b>. Todos created, changed or deleted \
+         anywhere appear here without a reload.</p>\n\
+         <div id=\"celebration\"></div>\n\
+         {list}\n</main>",
+        user = escape(user),
+        list = todo_list(todos),
+    );
+    page(
+        "tidings · Datastar todos",
+        &state.options.datastar_url,
+        &body,
+    )
+    .into_response()
+}
+
+fn sign_in(state: &DemoState, cookie_name: &str, sub: &str) -> Response {
+    let Some(secret) = &state.options.mint_secret else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "signing in with ?sub= is for demo mode only: a JWT key is configured",
+        );
+    };
+    let token = match token::sign(secret, sub, &[], COOKIE_TTL) {
+        Ok(token) => token,
+        Err(token::MintError::BadRequest(why)) => {
+            return error(StatusCode::BAD_REQUEST, "bad_request", why);
+        }
+        Err(token::MintError::Signing(e)) => {
+            tracing::error!(error = %e, "minting a demo token failed");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "could not mint a token",
+            );
+        }
+    };
+    let cookie =
+        format!("{cookie_name}={token}; Path=/; Max-Age={COOKIE_TTL}; HttpOnly; SameSite=Strict");
+    let mut response = Redirect::to("/datastar").into_response();
+    match HeaderValue::from_str(&cookie) {
+        Ok(value) => {
+            response.headers_mut().insert(header::SET_COOKIE, value);
+            response
+        }
+        // A cookie name from configuration that is not a valid header value.
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "bad cookie name",
+        ),
+    }
+}
+
+/// Celebrations sent by this process, so each one shows a new number.
+static CELEBRATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// `POST /demo/datastar/celebrate`: shows a banner on every open todo page of this
+/// node, through `datastar_broadcast` (not logged: a page that is reconnecting misses
+/// it). Answers `{"reached": <streams>}`.
+pub(crate) async fn celebrate(State(state): State<DemoState>, headers: HeaderMap) -> Response {
+    let principal = match state.realtime.sse_principal(&headers) {
+        Ok(p) if p.is_authenticated() => p,
+        Ok(_) => return error(StatusCode::UNAUTHORIZED, "unauthorized", "sign in first"),
+        Err(e) => return error(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string()),
+    };
+    let n = CELEBRATIONS.fetch_add(1, Ordering::Relaxed) + 1;
+    let user = escape(principal.user_id.as_deref().unwrap_or_default());
+    let reached = state.realtime.datastar_broadcast("todos", |sse| {
+        sse.patch_elements(&format!(
+            "<div id=\"celebration\">🎉 Celebration #{n} by <b>{user}</b></div>"
+        ));
+    });
+    match reached {
+        Ok(reached) => Json(json!({"reached": reached})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "demo: celebrate failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "broadcast failed",
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_escape_titles_and_refuse_odd_ids() {
+        let item = todo_item(
+            &json!({"id": "a1", "title": "<b>\"x\"</b>", "done": true, "owner_id": "ann"}),
+        );
+        assert_eq!(
+            item.as_deref(),
+            Some(
+                "<li id=\"todo-a1\" class=\"done\"><span class=\"title\">&lt;b&gt;&quot;x&quot;&lt;/b&gt;</span> \
+                 <small class=\"owner\">ann</small></li>"
+            )
+        );
+        assert_eq!(todo_item(&json!({"id": "a\"1", "title": "x"})), None);
+        assert_eq!(todo_item(&json!({"id": "#a b", "title": "x"})), None);
+    }
+}

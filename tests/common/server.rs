@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tidings::{Config, Db, Realtime, demo};
+use tidings::{Config, Db, Realtime, RealtimeBuilder, demo};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
@@ -35,6 +35,22 @@ impl Drop for TestServer {
         self.realtime.shutdown_token().cancel();
         self.server.abort();
     }
+}
+
+/// A change to the builder, applied after `demo::configure`.
+pub type BuilderHook = Box<dyn FnOnce(RealtimeBuilder) -> RealtimeBuilder + Send>;
+/// Routes to merge into the app, given the built gateway.
+pub type RoutesHook = Box<dyn FnOnce(&Realtime) -> axum::Router + Send>;
+
+/// What a test adds to the standard server (all optional).
+#[derive(Default)]
+pub struct Extras {
+    /// Applied to the builder after `demo::configure`.
+    pub builder: Option<BuilderHook>,
+    /// Merged into the app's router.
+    pub routes: Option<RoutesHook>,
+    /// The demo's options (default: no minting, no Datastar URL).
+    pub demo: demo::DemoOptions,
 }
 
 /// Signs `claims` with the test secret.
@@ -79,21 +95,43 @@ impl TestServer {
 
     /// Starts a server on an existing database (another node, or a restart).
     pub async fn start_on(database_url: &str, configure: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on_with(database_url, configure, Extras::default()).await
+    }
+
+    /// Like `start`, with builder hooks, extra routes or demo options.
+    pub async fn start_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut Config),
+        extras: Extras,
+    ) -> Option<Self> {
+        let url = fresh_database_url(backend).await?;
+        Some(Self::start_on_with(&url, configure, extras).await)
+    }
+
+    /// Like `start_on`, with builder hooks, extra routes or demo options.
+    pub async fn start_on_with(
+        database_url: &str,
+        configure: impl FnOnce(&mut Config),
+        extras: Extras,
+    ) -> Self {
         let mut config = test_config();
         configure(&mut config);
         let db = Db::connect(database_url).await.expect("connect");
         demo::migrate(&db).await.expect("demo migrations");
-        let realtime = Realtime::builder(config, db)
-            .rules(demo::rules())
-            .build()
-            .await
-            .expect("build");
+        let mut builder = demo::configure(Realtime::builder(config, db));
+        if let Some(customize) = extras.builder {
+            builder = customize(builder);
+        }
+        let realtime = builder.build().await.expect("build");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         realtime.set_local_addr(addr);
-        let app = demo::router(&realtime, demo::DemoOptions::default()).merge(realtime.router());
+        let mut app = demo::router(&realtime, extras.demo).merge(realtime.router());
+        if let Some(routes) = extras.routes {
+            app = app.merge(routes(&realtime));
+        }
         let shutdown = realtime.shutdown_token();
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app)

@@ -10,10 +10,10 @@ use bytes::Bytes;
 use chrono::DateTime;
 use serde_json::{Map, Value, json};
 use tidings::{
-    event::{Action, NewEvent},
+    event::{Action, DirectEvent, DirectTarget, NewEvent},
     sse::{
         ElementPatchMode, EventCollector, Field, PatchOptions, Renderer, SseError, default_mapping,
-        encode_cursor, encode_event, keep_alive, reset_signals,
+        direct_mapping, encode_cursor, encode_event, keep_alive, reset_signals,
     },
 };
 
@@ -793,6 +793,28 @@ fn mapping_record_event_without_key_sends_only_the_cursor() {
     let keyless = event(Action::Update, None, None, json!({"id": 1}));
     assert!(default_mapping(&keyless, "e1:2").is_empty());
     assert_eq!(text(encode_event(&keyless, "e1:2", None)), "id: e1:2\n\n");
+}
+
+#[test]
+fn mapping_direct_broadcast_has_no_collection_and_no_cursor() {
+    let direct = DirectEvent {
+        target: DirectTarget::Users(vec!["ann".to_owned()]),
+        event: "ping\nid: 1:1".to_owned(),
+        data: json!({"n": 1}),
+        except: None,
+        ts: DateTime::UNIX_EPOCH,
+    };
+    let wire = text(direct_mapping(&direct).render(None));
+    assert_eq!(
+        wire,
+        concat!(
+            "event: datastar-patch-signals\n",
+            "data: signals {\"tidingsEvent\":{\"collection\":null,\"event\":\"ping\\nid: 1:1\",",
+            "\"data\":{\"n\":1},\"key\":null,\"cursor\":null}}\n",
+            "\n",
+        )
+    );
+    assert_framing(&wire, 1, None);
 }
 
 #[test]

@@ -158,6 +158,8 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
     if let Some(cookie) = env("TIDINGS_SSE_COOKIE") {
         c.sse.cookie_name = Some(cookie);
     }
+    env_duration("TIDINGS_SSE_KEEP_ALIVE", &mut c.sse.keep_alive)?;
+    env_parse("TIDINGS_SSE_QUEUE_CAPACITY", &mut c.sse.queue_capacity)?;
     Ok(s)
 }
 

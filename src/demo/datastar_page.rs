@@ -154,6 +154,7 @@ fn page(title: &str, datastar_url: &str, body: &str) -> Html<String> {
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>{title}</title>\n\
+         <link rel=\"icon\" href=\"data:,\">\n\
          <script type=\"module\" src=\"{src}\"></script>\n\
          <style>\n\
          body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem; }}\n\

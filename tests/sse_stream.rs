@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{
     db::BACKENDS,
-    server::{Extras, TestServer, WAIT, token},
+    server::{Extras, TestServer, WAIT, now, sign, token},
     sse::{End, Item, SseStream, seq_of},
 };
 use serde_json::json;
@@ -277,6 +277,31 @@ async fn anonymous_streams_get_public_collections_only() {
             "headline",
             "the todo must not reach an anonymous stream: {first:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_its_token_expires() {
+    for backend in BACKENDS {
+        let Some(server) = TestServer::start(backend, |c| {
+            c.jwt.leeway = Duration::ZERO;
+            c.auth.expiry_grace = Duration::from_millis(200);
+        })
+        .await
+        else {
+            continue;
+        };
+        let short = sign(json!({"sub": "ann", "exp": now() + 2}));
+        let mut stream = SseStream::open(server.sse_request("todos:*").bearer_auth(short)).await;
+        assert_eq!(stream.status, 200);
+        stream.next_group().await;
+        assert_eq!(stream.ended().await, End::Clean);
+
+        // An expiry too far ahead for the clock is no deadline, and no panic.
+        let forever = sign(json!({"sub": "ann", "exp": u64::MAX / 2}));
+        let mut stream = SseStream::open(server.sse_request("todos:*").bearer_auth(forever)).await;
+        assert_eq!(stream.status, 200);
+        stream.next_group().await;
     }
 }
 

@@ -462,9 +462,10 @@ impl Registration {
         let config = self.realtime.config();
         // A stream is as good as its token: it ends at expiry plus the grace, and the
         // client reconnects with whatever credentials it has by then.
-        let expires = self.principal.expires_at.map(|exp| {
-            let left = exp.saturating_sub(unix_now());
-            Instant::now() + Duration::from_secs(left) + config.auth.expiry_grace
+        // An `exp` too far ahead to be an instant means no deadline, not a panic.
+        let expires = self.principal.expires_at.and_then(|exp| {
+            let left = Duration::from_secs(exp.saturating_sub(unix_now()));
+            Instant::now().checked_add(left.checked_add(config.auth.expiry_grace)?)
         });
         let live = Live {
             keep_alive: config.sse.keep_alive,

@@ -11,13 +11,20 @@ use serde_json::json;
 #[tokio::test]
 async fn crud_events_reach_subscribers_in_order() {
     for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else { continue };
+        let Some(server) = TestServer::start(backend, |_| {}).await else {
+            continue;
+        };
         let mut ann = server.connect("ann").await;
         let subscribed = ann.subscribe("s1", "todos:*").await;
         assert!(subscribed["cursor"].as_str().unwrap().contains(':'));
-        assert!(subscribed.get("recovered").is_none(), "recovered only with since");
+        assert!(
+            subscribed.get("recovered").is_none(),
+            "recovered only with since"
+        );
 
-        let todo = server.create("bob", "todos", json!({"title": "milk"})).await;
+        let todo = server
+            .create("bob", "todos", json!({"title": "milk"}))
+            .await;
         let id = todo["id"].as_str().unwrap();
         let created = ann.recv_event().await;
         assert_eq!(created["action"], "create");
@@ -64,7 +71,16 @@ async fn crud_events_reach_subscribers_in_order() {
 
         let seqs: Vec<u64> = [&created, &updated, &gone]
             .iter()
-            .map(|e| e["cursor"].as_str().unwrap().rsplit_once(':').unwrap().1.parse().unwrap())
+            .map(|e| {
+                e["cursor"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit_once(':')
+                    .unwrap()
+                    .1
+                    .parse()
+                    .unwrap()
+            })
             .collect();
         assert_eq!(seqs[1], seqs[0] + 1);
         assert_eq!(seqs[2], seqs[1] + 1);

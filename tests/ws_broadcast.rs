@@ -231,3 +231,54 @@ async fn owner_rules_apply_to_broadcast_data() {
     assert_eq!(bob.recv_event().await["data"]["n"], 3);
     assert_eq!(bob.recv_event().await["data"]["n"], 5);
 }
+
+#[tokio::test]
+async fn broadcasts_in_a_transaction_are_sent_only_on_commit() {
+    for backend in BACKENDS {
+        let Some(server) = TestServer::start(backend, |_| {}).await else {
+            continue;
+        };
+        let mut ann = server.connect("ann").await;
+        ann.subscribe("s", "todos").await;
+        let realtime = &server.realtime;
+        let store = realtime.store();
+        let to_todos =
+            |name: &str| Broadcast::new(Target::Collection("todos".into()), name, json!(null));
+        let to_ann =
+            |name: &str| Broadcast::new(Target::Users(vec!["ann".into()]), name, json!(null));
+
+        let mut rolled_back = store.begin().await.unwrap();
+        realtime
+            .broadcast_in(&mut rolled_back, to_todos("never-logged"))
+            .await
+            .unwrap();
+        realtime
+            .broadcast_in(&mut rolled_back, to_ann("never-direct"))
+            .await
+            .unwrap();
+        rolled_back.rollback().await.unwrap();
+
+        let mut dropped = store.begin().await.unwrap();
+        realtime
+            .broadcast_in(&mut dropped, to_ann("never-dropped"))
+            .await
+            .unwrap();
+        drop(dropped);
+
+        let mut committed = store.begin().await.unwrap();
+        realtime
+            .broadcast_in(&mut committed, to_ann("direct-after-commit"))
+            .await
+            .unwrap();
+        committed.commit().await.unwrap();
+        assert_eq!(ann.recv_event().await["event"], "direct-after-commit");
+
+        let mut committed = store.begin().await.unwrap();
+        realtime
+            .broadcast_in(&mut committed, to_todos("logged-after-commit"))
+            .await
+            .unwrap();
+        committed.commit().await.unwrap();
+        assert_eq!(ann.recv_event().await["event"], "logged-after-commit");
+    }
+}

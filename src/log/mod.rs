@@ -1,11 +1,19 @@
 //! The event log: the outbox written with each write, the relay that sequences it,
-//! the hot ring of recent events and the replay that serves resumes.
+//! the hot ring of recent events, the ingest that feeds the hub, and the replay that
+//! serves resumes.
 
+pub mod ingest;
 pub mod outbox;
+pub mod reader;
+pub mod relay;
+pub mod replay;
+pub mod ring;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::Notify;
+
+use crate::{config::LogConfig, db::Db};
 
 /// Wakes the relay after a commit that wrote outbox rows. Cheap to clone.
 #[derive(Debug, Clone, Default)]
@@ -20,5 +28,38 @@ impl RelaySignal {
     /// Waits for the next wake-up (or returns at once if one is pending).
     pub async fn woken(&self) {
         self.0.notified().await;
+    }
+}
+
+/// This node's view of the log: the database, the current epoch and the ring.
+#[derive(Debug)]
+pub struct Log {
+    /// Where the log lives.
+    pub db: Db,
+    epoch: RwLock<Arc<str>>,
+    /// Recent events.
+    pub ring: ring::Ring,
+    /// Limits.
+    pub config: LogConfig,
+}
+
+impl Log {
+    /// The log at `epoch`.
+    pub fn new(db: Db, epoch: &str, config: LogConfig) -> Self {
+        Self {
+            db,
+            epoch: RwLock::new(Arc::from(epoch)),
+            ring: ring::Ring::new(config.ring_capacity),
+            config,
+        }
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> Arc<str> {
+        self.epoch.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_epoch(&self, epoch: &str) {
+        *self.epoch.write().unwrap_or_else(|e| e.into_inner()) = Arc::from(epoch);
     }
 }

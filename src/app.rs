@@ -1,0 +1,230 @@
+//! `Realtime` and its builder: wiring only. Every decision lives in the module that
+//! owns it (rules, hub, log, ws, broadcast).
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+};
+
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    auth::{JwtVerifier, KeyError},
+    broker::{Broker, BrokerError, MemoryBroker},
+    config::{Config, ConfigError},
+    db::{Db, DbError},
+    hub::Hub,
+    log::{Log, RelaySignal, ingest::Ingest, reader, relay::Relay},
+    metrics::Metrics,
+    rules::Rules,
+};
+
+/// Why `RealtimeBuilder::build` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A setting is out of range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The JWT key material is unusable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The broker could not be subscribed to.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// Assembles a `Realtime`.
+pub struct RealtimeBuilder {
+    config: Config,
+    rules: Rules,
+    db: Db,
+    broker: Option<Arc<dyn Broker>>,
+}
+
+impl RealtimeBuilder {
+    /// Starts from a configuration and the database holding the event log.
+    pub fn new(config: Config, db: Db) -> Self {
+        Self {
+            config,
+            rules: Rules::new(),
+            db,
+            broker: None,
+        }
+    }
+
+    /// Read and publish rules per collection. Default: every collection closed.
+    pub fn rules(mut self, rules: Rules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// The broker between nodes. Default: the in-memory broker (one process).
+    pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// Validates the configuration, migrates the log tables and starts the relay and
+    /// the ingest. Must be called inside a Tokio runtime.
+    pub async fn build(self) -> Result<Realtime, BuildError> {
+        self.config.validate()?;
+        let verifier = JwtVerifier::new(&self.config.jwt)?;
+        self.db.migrate().await?;
+        let (epoch, last_seq) = reader::load_meta(&self.db)
+            .await
+            .map_err(|e| BuildError::Db(e.into()))?;
+        let metrics = Arc::new(Metrics::default());
+        let rules = Arc::new(self.rules);
+        let hub = Arc::new(Hub::new(rules.clone(), metrics.clone(), last_seq));
+        let log = Arc::new(Log::new(self.db.clone(), &epoch, self.config.log.clone()));
+        let broker = self.broker.unwrap_or_else(|| {
+            Arc::new(MemoryBroker::new(self.config.log.ring_capacity.max(1024)))
+        });
+        let signal = RelaySignal::default();
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+
+        // Subscribe before the relay runs, so its first doorbells are heard.
+        let ingest = Ingest::new(log.clone(), hub.clone(), broker.clone(), metrics.clone());
+        let stream = ingest.subscribe().await?;
+        tasks.spawn(ingest.run(stream, shutdown.clone()));
+        let relay = Relay::new(
+            self.db.clone(),
+            broker.clone(),
+            signal.clone(),
+            self.config.log.clone(),
+            metrics.clone(),
+        );
+        tasks.spawn(relay.run(shutdown.clone()));
+
+        Ok(Realtime {
+            inner: Arc::new(Inner {
+                config: self.config,
+                verifier,
+                hub,
+                log,
+                broker,
+                signal,
+                metrics,
+                shutdown,
+                tasks,
+                local_addr: OnceLock::new(),
+            }),
+        })
+    }
+}
+
+/// The realtime gateway of one node. Cheap to clone; all clones share one state.
+#[derive(Clone)]
+pub struct Realtime {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Realtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Realtime")
+            .field("epoch", &self.inner.log.epoch())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) verifier: JwtVerifier,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) log: Arc<Log>,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) signal: RelaySignal,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) local_addr: OnceLock<SocketAddr>,
+}
+
+impl Realtime {
+    /// Starts building a gateway.
+    pub fn builder(config: Config, db: Db) -> RealtimeBuilder {
+        RealtimeBuilder::new(config, db)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The token verifier (for the app's own routes).
+    pub fn verifier(&self) -> &JwtVerifier {
+        &self.inner.verifier
+    }
+
+    /// The database holding the event log.
+    pub fn db(&self) -> &Db {
+        &self.inner.log.db
+    }
+
+    /// The signal that wakes the relay after commits (used by the model layer).
+    pub fn relay_signal(&self) -> &RelaySignal {
+        &self.inner.signal
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &Rules {
+        self.inner.hub.rules()
+    }
+
+    /// Counters and gauges.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The current log epoch.
+    pub fn epoch(&self) -> Arc<str> {
+        self.inner.log.epoch()
+    }
+
+    /// Tells the gateway the address it serves on, so that without an origin
+    /// allowlist its own origins (`http://<addr>`, `http://localhost:<port>`) are
+    /// allowed. Only the first call counts.
+    pub fn set_local_addr(&self, addr: SocketAddr) {
+        let _ = self.inner.local_addr.set(addr);
+    }
+
+    /// A token that is cancelled when shutdown begins (for the app's own tasks).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    /// Begins graceful shutdown: WebSocket clients get 1001, SSE streams end, the
+    /// relay hands out what was committed, background tasks stop. Then waits for them,
+    /// at most `shutdown_timeout`; returns false if the deadline passed.
+    pub async fn shutdown(&self) -> bool {
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        tokio::time::timeout(self.inner.config.shutdown_timeout, self.inner.tasks.wait())
+            .await
+            .is_ok()
+    }
+}
+
+impl Realtime {
+    /// The gateway's routes, mounted at `/realtime`: `subscribe` (WebSocket),
+    /// `client.js`, `broadcast`. Merge it into the app's router.
+    pub fn router(&self) -> axum::Router {
+        use axum::routing::{get, post};
+        axum::Router::new()
+            .route("/realtime/subscribe", get(crate::ws::upgrade))
+            .route("/realtime/client.js", get(crate::http::client_js))
+            .route("/realtime/broadcast", post(crate::http::broadcast))
+            .with_state(self.clone())
+    }
+}
+
+impl Realtime {
+    /// The model store on the log's database: every committed write becomes an event.
+    pub fn store(&self) -> crate::model::Store {
+        crate::model::Store::new(self.db().clone(), self.relay_signal().clone())
+    }
+}

@@ -1,0 +1,313 @@
+//! JWT verification and the authenticated principal.
+//!
+//! Keys and validation rules are built once from configuration; the accepted algorithm
+//! is fixed there and never taken from a token's header.
+
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, errors::ErrorKind};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::{JwtAlgorithm, JwtConfig};
+
+/// Who is on the other end of a connection or stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    /// The token's `sub`; `None` for anonymous principals.
+    pub user_id: Option<Arc<str>>,
+    /// The token's `roles` claim.
+    pub roles: Vec<String>,
+    /// The token's `exp` (seconds since the epoch); `None` for anonymous principals.
+    pub expires_at: Option<u64>,
+    /// Every claim, for custom rules.
+    pub claims: Value,
+}
+
+impl Principal {
+    /// An unauthenticated principal: may read public collections only.
+    pub fn anonymous() -> Self {
+        Self {
+            user_id: None,
+            roles: Vec::new(),
+            expires_at: None,
+            claims: Value::Null,
+        }
+    }
+
+    /// Whether the principal carries `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    /// Whether this is an authenticated principal.
+    pub fn is_authenticated(&self) -> bool {
+        self.user_id.is_some()
+    }
+
+    /// Seconds until the token expires (0 when already expired), `None` if anonymous.
+    pub fn expires_in(&self, now: u64) -> Option<u64> {
+        self.expires_at.map(|exp| exp.saturating_sub(now))
+    }
+}
+
+/// Why a token was refused. The message is safe to send to the client: it never
+/// repeats the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No key is configured, so no token can be verified.
+    #[error("token authentication is not configured on this server")]
+    NotConfigured,
+    /// The token has expired.
+    #[error("token expired")]
+    Expired,
+    /// Any other verification failure (signature, algorithm, claims, format).
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// Invalid key material in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// HS256 without a secret, or RS256/ES256 without a public key.
+    #[error("jwt.algorithm {0:?} needs {1}")]
+    Missing(JwtAlgorithm, &'static str),
+    /// The PEM could not be parsed for the algorithm.
+    #[error("jwt.public_key_pem is not a valid {0:?} public key: {1}")]
+    BadPem(JwtAlgorithm, String),
+    /// The shared secret is too short to be safe.
+    #[error("jwt.secret must be at least 32 bytes (got {0})")]
+    WeakSecret(usize),
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+/// Verifies tokens against the configured key and claims.
+#[derive(Clone)]
+pub struct JwtVerifier {
+    key: Option<Arc<(DecodingKey, Validation)>>,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("configured", &self.key.is_some())
+            .finish()
+    }
+}
+
+impl JwtVerifier {
+    /// Builds the verifier. With no key at all it refuses every token
+    /// (anonymous-only deployments).
+    pub fn new(config: &JwtConfig) -> Result<Self, KeyError> {
+        let key = match (config.algorithm, &config.secret, &config.public_key_pem) {
+            (JwtAlgorithm::HS256, None, None) => return Ok(Self { key: None }),
+            (JwtAlgorithm::HS256, Some(secret), _) => {
+                if secret.len() < 32 {
+                    return Err(KeyError::WeakSecret(secret.len()));
+                }
+                DecodingKey::from_secret(secret.as_bytes())
+            }
+            (JwtAlgorithm::HS256, None, Some(_)) => {
+                return Err(KeyError::Missing(JwtAlgorithm::HS256, "jwt.secret"));
+            }
+            (alg, _, None) => return Err(KeyError::Missing(alg, "jwt.public_key_pem")),
+            (JwtAlgorithm::RS256, _, Some(pem)) => DecodingKey::from_rsa_pem(pem.as_bytes())
+                .map_err(|e| KeyError::BadPem(JwtAlgorithm::RS256, e.to_string()))?,
+            (JwtAlgorithm::ES256, _, Some(pem)) => DecodingKey::from_ec_pem(pem.as_bytes())
+                .map_err(|e| KeyError::BadPem(JwtAlgorithm::ES256, e.to_string()))?,
+        };
+        let algorithm = match config.algorithm {
+            JwtAlgorithm::HS256 => Algorithm::HS256,
+            JwtAlgorithm::RS256 => Algorithm::RS256,
+            JwtAlgorithm::ES256 => Algorithm::ES256,
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = config.leeway.as_secs();
+        validation.validate_exp = true;
+        match &config.issuer {
+            Some(iss) => {
+                validation.set_issuer(&[iss]);
+                validation.required_spec_claims.insert("iss".into());
+            }
+            None => validation.iss = None,
+        }
+        match &config.audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                validation.required_spec_claims.insert("aud".into());
+            }
+            // Without a configured audience a token's `aud` is not ours to judge.
+            None => validation.validate_aud = false,
+        }
+        Ok(Self {
+            key: Some(Arc::new((key, validation))),
+        })
+    }
+
+    /// Whether any key is configured.
+    pub fn is_configured(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// Verifies `token` and returns its principal.
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let Some(key) = &self.key else {
+            return Err(AuthError::NotConfigured);
+        };
+        let (key, validation) = key.as_ref();
+        // Decode twice-free: claims we need are typed; the rest is kept as JSON for
+        // custom rules. Both come from the one verified payload.
+        let data = decode::<Value>(token, key, validation).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            kind => AuthError::Invalid(describe(kind)),
+        })?;
+        let claims: Claims = serde_json::from_value(data.claims.clone())
+            .map_err(|e| AuthError::Invalid(format!("claims: {e}")))?;
+        if claims.sub.is_empty() {
+            return Err(AuthError::Invalid("empty sub".into()));
+        }
+        Ok(Principal {
+            user_id: Some(Arc::from(claims.sub)),
+            roles: claims.roles,
+            expires_at: Some(claims.exp),
+            claims: data.claims,
+        })
+    }
+}
+
+fn describe(kind: &ErrorKind) -> String {
+    match kind {
+        ErrorKind::InvalidSignature => "bad signature".into(),
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            "algorithm not accepted".into()
+        }
+        ErrorKind::MissingRequiredClaim(c) => format!("missing claim {c}"),
+        ErrorKind::InvalidClaimFormat(c) => format!("claim {c} has the wrong type"),
+        ErrorKind::InvalidIssuer => "wrong issuer".into(),
+        ErrorKind::InvalidAudience => "wrong audience".into(),
+        ErrorKind::ImmatureSignature => "token not yet valid".into(),
+        _ => "malformed token".into(),
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::json;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn verifier(f: impl FnOnce(&mut JwtConfig)) -> JwtVerifier {
+        let mut config = JwtConfig {
+            secret: Some(SECRET.into()),
+            ..JwtConfig::default()
+        };
+        f(&mut config);
+        JwtVerifier::new(&config).unwrap()
+    }
+
+    fn sign(claims: Value) -> String {
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn accepts_a_good_token_with_roles() {
+        let p = verifier(|_| {})
+            .verify(&sign(
+                json!({"sub":"ann","exp":unix_now()+60,"roles":["publisher"]}),
+            ))
+            .unwrap();
+        assert_eq!(p.user_id.as_deref(), Some("ann"));
+        assert!(p.has_role("publisher"));
+    }
+
+    #[test]
+    fn refuses_bad_tokens() {
+        let v = verifier(|c| {
+            c.issuer = Some("me".into());
+            c.audience = Some("app".into());
+        });
+        let exp = unix_now() + 60;
+        let good = json!({"sub":"a","exp":exp,"iss":"me","aud":"app"});
+        assert!(v.verify(&sign(good)).is_ok());
+        let cases = [
+            json!({"sub":"a","exp":exp,"iss":"other","aud":"app"}),
+            json!({"sub":"a","exp":exp,"iss":"me","aud":"other"}),
+            json!({"sub":"a","exp":exp.to_string(),"iss":"me","aud":"app"}),
+            json!({"sub":"a","iss":"me","aud":"app"}),
+            json!({"exp":exp,"iss":"me","aud":"app"}),
+            json!({"sub":"a","exp":exp,"aud":"app"}),
+        ];
+        for claims in cases {
+            assert!(v.verify(&sign(claims.clone())).is_err(), "{claims}");
+        }
+        assert_eq!(
+            v.verify(&sign(
+                json!({"sub":"a","exp":unix_now()-100,"iss":"me","aud":"app"})
+            )),
+            Err(AuthError::Expired)
+        );
+    }
+
+    #[test]
+    fn refuses_alg_none_and_garbage() {
+        let v = verifier(|_| {});
+        // {"alg":"none","typ":"JWT"} . {"sub":"a","exp":9999999999} . (no signature)
+        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhIiwiZXhwIjo5OTk5OTk5OTk5fQ.";
+        assert!(v.verify(none).is_err());
+        assert!(v.verify("not a token").is_err());
+        assert!(v.verify("").is_err());
+    }
+
+    #[test]
+    fn weak_or_missing_keys_are_config_errors() {
+        let short = JwtConfig {
+            secret: Some("short".into()),
+            ..JwtConfig::default()
+        };
+        assert_eq!(
+            JwtVerifier::new(&short).unwrap_err(),
+            KeyError::WeakSecret(5)
+        );
+        let rs = JwtConfig {
+            algorithm: JwtAlgorithm::RS256,
+            ..JwtConfig::default()
+        };
+        assert!(matches!(JwtVerifier::new(&rs), Err(KeyError::Missing(..))));
+        let bad_pem = JwtConfig {
+            algorithm: JwtAlgorithm::ES256,
+            public_key_pem: Some("nope".into()),
+            ..JwtConfig::default()
+        };
+        assert!(matches!(
+            JwtVerifier::new(&bad_pem),
+            Err(KeyError::BadPem(..))
+        ));
+        assert!(
+            !JwtVerifier::new(&JwtConfig::default())
+                .unwrap()
+                .is_configured()
+        );
+    }
+}

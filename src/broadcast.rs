@@ -1,0 +1,237 @@
+//! Custom events (`realtime_broadcast`): to a collection, a topic, connections or users.
+//!
+//! Collection and topic broadcasts are written to the event log, so they obey read
+//! rules, carry cursors and resume like record events. Connection and user broadcasts
+//! go straight to the broker: they are not in the log and are never replayed.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::{
+    app::Realtime,
+    broker::BrokerMessage,
+    db::Db,
+    event::{Action, DirectEvent, DirectTarget, NewEvent},
+    log::outbox,
+    topic::{Topic, TopicError},
+};
+
+/// Longest accepted event name, in characters.
+pub const MAX_EVENT_NAME_LEN: usize = 128;
+/// Most connection or user ids in one broadcast.
+pub const MAX_TARGET_IDS: usize = 1000;
+
+/// Who receives a broadcast.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// Every subscriber of the collection allowed to read the event.
+    Collection(String),
+    /// Subscribers of `collection:key` (and of the collection) allowed to read it.
+    Topic(String),
+    /// These connection ids.
+    Connections(Vec<String>),
+    /// Every connection of these users.
+    Users(Vec<String>),
+}
+
+/// A custom event to send.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Broadcast {
+    /// Receivers.
+    pub target: Target,
+    /// Event name.
+    pub event: String,
+    /// Any JSON.
+    #[serde(default)]
+    pub data: Value,
+    /// A connection that must not receive it (usually the sender).
+    #[serde(default)]
+    pub except: Option<String>,
+}
+
+impl Broadcast {
+    /// A broadcast to `target`.
+    pub fn new(target: Target, event: impl Into<String>, data: Value) -> Self {
+        Self {
+            target,
+            event: event.into(),
+            data,
+            except: None,
+        }
+    }
+
+    /// Skips the connection `connection_id`.
+    pub fn except(mut self, connection_id: impl Into<String>) -> Self {
+        self.except = Some(connection_id.into());
+        self
+    }
+}
+
+/// Why a broadcast was refused. Carries the offending input.
+#[derive(Debug, thiserror::Error)]
+pub enum BroadcastError {
+    /// The collection or topic is malformed.
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    /// The event name is empty, too long or has control characters.
+    #[error("invalid event name {0:?}: 1-128 characters, no control characters")]
+    EventName(String),
+    /// Too many (or no) target ids.
+    #[error("a broadcast names 1 to 1000 connections or users (got {0})")]
+    TargetCount(usize),
+    /// Writing to the log failed.
+    #[error("writing the event failed: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The broker refused the event.
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
+}
+
+/// What a validated broadcast becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prepared {
+    /// A log event (collection or topic target).
+    Logged(NewEvent),
+    /// A direct event (connections or users).
+    Direct(DirectEvent),
+}
+
+fn validate_event_name(name: &str) -> Result<(), BroadcastError> {
+    let len = name.chars().count();
+    if (1..=MAX_EVENT_NAME_LEN).contains(&len) && !name.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(BroadcastError::EventName(name.chars().take(200).collect()))
+    }
+}
+
+impl Broadcast {
+    /// Validates and turns the broadcast into the event it will be.
+    pub fn prepare(self) -> Result<Prepared, BroadcastError> {
+        validate_event_name(&self.event)?;
+        let ts = chrono::Utc::now();
+        let Self {
+            target,
+            event,
+            data,
+            except,
+        } = self;
+        let logged = |topic: Topic| {
+            Prepared::Logged(NewEvent {
+                collection: topic.collection_name().to_owned(),
+                key: topic.key().map(str::to_owned),
+                action: Action::Broadcast,
+                event: Some(event.clone()),
+                payload: data.clone(),
+                changes: None,
+                acl: Map::new(),
+                except: except.clone(),
+                ts,
+            })
+        };
+        let direct = |target: DirectTarget| {
+            Prepared::Direct(DirectEvent {
+                target,
+                event: event.clone(),
+                data: data.clone(),
+                except: except.clone(),
+                ts,
+            })
+        };
+        Ok(match target {
+            Target::Collection(c) => logged(Topic::collection(&c)?),
+            Target::Topic(t) => logged(Topic::parse(&t)?),
+            Target::Connections(ids) => direct(DirectTarget::Connections(check_ids(ids)?)),
+            Target::Users(ids) => direct(DirectTarget::Users(check_ids(ids)?)),
+        })
+    }
+}
+
+fn check_ids(ids: Vec<String>) -> Result<Vec<String>, BroadcastError> {
+    if ids.is_empty() || ids.len() > MAX_TARGET_IDS {
+        Err(BroadcastError::TargetCount(ids.len()))
+    } else {
+        Ok(ids)
+    }
+}
+
+/// Writes `event` to the log in its own transaction and wakes the relay.
+pub async fn append(db: &Db, event: &NewEvent) -> sqlx::Result<()> {
+    match db {
+        Db::Sqlite(pool) => outbox::insert_sqlite(&mut *pool.acquire().await?, event).await?,
+        Db::Postgres(pool) => outbox::insert_postgres(&mut *pool.acquire().await?, event).await?,
+    }
+    Ok(())
+}
+
+impl Realtime {
+    /// Sends a custom event (see the module docs). Collection and topic broadcasts are
+    /// durable once this returns; delivery follows as soon as the relay sequences them.
+    pub async fn broadcast(&self, broadcast: Broadcast) -> Result<(), BroadcastError> {
+        self.send_prepared(broadcast.prepare()?).await
+    }
+
+    pub(crate) async fn send_prepared(&self, prepared: Prepared) -> Result<(), BroadcastError> {
+        match prepared {
+            Prepared::Logged(event) => {
+                append(self.db(), &event).await?;
+                self.relay_signal().wake();
+            }
+            Prepared::Direct(event) => {
+                let message = BrokerMessage::Direct { event };
+                self.inner.broker.publish(message.encode()).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `realtime.broadcast(broadcast)` as a free function, the name the docs use.
+pub async fn realtime_broadcast(
+    realtime: &Realtime,
+    broadcast: Broadcast,
+) -> Result<(), BroadcastError> {
+    realtime.broadcast(broadcast).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn prepares_every_target() {
+        let logged = Broadcast::new(Target::Topic("todos:42".into()), "ping", json!({"a":1}))
+            .except("c1")
+            .prepare()
+            .unwrap();
+        let Prepared::Logged(event) = logged else {
+            panic!("topic broadcasts are logged")
+        };
+        assert_eq!(
+            (event.collection.as_str(), event.key.as_deref()),
+            ("todos", Some("42"))
+        );
+        assert_eq!(event.except.as_deref(), Some("c1"));
+        let direct = Broadcast::new(Target::Users(vec!["ann".into()]), "x", json!(null))
+            .prepare()
+            .unwrap();
+        assert!(matches!(direct, Prepared::Direct(_)));
+    }
+
+    #[test]
+    fn refuses_bad_input() {
+        let bad = [
+            Broadcast::new(Target::Collection("bad name".into()), "x", json!(1)),
+            Broadcast::new(Target::Topic("todos:".into()), "x", json!(1)),
+            Broadcast::new(Target::Collection("todos".into()), "", json!(1)),
+            Broadcast::new(Target::Collection("todos".into()), "a\nb", json!(1)),
+            Broadcast::new(Target::Users(vec![]), "x", json!(1)),
+        ];
+        for b in bad {
+            assert!(b.clone().prepare().is_err(), "{b:?}");
+        }
+    }
+}

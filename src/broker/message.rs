@@ -1,0 +1,39 @@
+//! What travels over a broker, encoded as JSON so every backend carries plain bytes.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{DirectEvent, NewEvent};
+
+/// One broker message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum BrokerMessage {
+    /// A sequenced log event.
+    Logged {
+        /// The log's epoch.
+        epoch: String,
+        /// The event's seq.
+        seq: u64,
+        /// The event.
+        event: NewEvent,
+    },
+    /// A connection- or user-targeted event (not logged).
+    Direct {
+        /// The event.
+        event: DirectEvent,
+    },
+}
+
+impl BrokerMessage {
+    /// Encodes for the wire.
+    pub fn encode(&self) -> Bytes {
+        // Plain data: serialization cannot fail.
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// Decodes; `None` for bytes that are not a message of ours.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}

@@ -1,0 +1,338 @@
+//! Typed configuration. Every field documents its default; `Config::validate` checks the
+//! whole thing once, at startup, so nothing downstream re-checks it.
+//!
+//! The library never reads environment variables: the binary (`main.rs`) turns its
+//! environment and TOML file into a `Config`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// All settings of a tidings node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// JWT verification. Default: no key (only anonymous connections, if allowed).
+    pub jwt: JwtConfig,
+    /// Handshake and token lifetime settings.
+    pub auth: AuthConfig,
+    /// Exact browser origins allowed to open a WebSocket. Default: empty, meaning the
+    /// server's own origins (`http://<bind address>`, `http://localhost:<port>`) when
+    /// the local address is known, else the request's own `Host`.
+    pub allowed_origins: Vec<String>,
+    /// Per-connection limits and heartbeat.
+    pub connection: ConnectionConfig,
+    /// Event log, ring and resume.
+    pub log: LogConfig,
+    /// Datastar SSE bridge.
+    pub sse: SseConfig,
+    /// How long graceful shutdown may take. Default: 10 s.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            jwt: JwtConfig::default(),
+            auth: AuthConfig::default(),
+            allowed_origins: Vec::new(),
+            connection: ConnectionConfig::default(),
+            log: LogConfig::default(),
+            sse: SseConfig::default(),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The signature algorithm accepted. It comes from configuration, never from a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with a shared secret (default).
+    #[default]
+    HS256,
+    /// RSA PKCS#1 v1.5 with SHA-256, public key in PEM.
+    RS256,
+    /// ECDSA P-256 with SHA-256, public key in PEM.
+    ES256,
+}
+
+/// How tokens are verified.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Algorithm. Default: HS256.
+    pub algorithm: JwtAlgorithm,
+    /// Shared secret for HS256. Default: none.
+    pub secret: Option<String>,
+    /// PEM public key for RS256 / ES256. Default: none.
+    pub public_key_pem: Option<String>,
+    /// Required `iss`, when set. Default: not checked.
+    pub issuer: Option<String>,
+    /// Required `aud`, when set. Default: not checked (tokens with an `aud` accepted).
+    pub audience: Option<String>,
+    /// Clock skew tolerated on `exp`/`nbf`, at most 30 s. Default: 5 s.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+}
+
+impl std::fmt::Debug for JwtConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("JwtConfig")
+            .field("algorithm", &self.algorithm)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("public_key_pem", &self.public_key_pem.is_some())
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway", &self.leeway)
+            .finish()
+    }
+}
+
+/// Handshake and token lifetime.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Accept `{"type":"auth","token":null}`; anonymous principals read public
+    /// collections only. Default: false.
+    pub allow_anonymous: bool,
+    /// Accept `?token=` on the upgrade URL (never logged). Default: false.
+    pub allow_query_token: bool,
+    /// Time allowed for the first `auth` frame. Default: 10 s.
+    #[serde(with = "humantime_serde")]
+    pub auth_timeout: Duration,
+    /// `refresh_required` is sent this long before `exp`. Default: 30 s.
+    #[serde(with = "humantime_serde")]
+    pub refresh_notice: Duration,
+    /// A connection whose token expired is closed 4001 after this grace. Default: 10 s.
+    #[serde(with = "humantime_serde")]
+    pub expiry_grace: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            allow_anonymous: false,
+            allow_query_token: false,
+            auth_timeout: Duration::from_secs(10),
+            refresh_notice: Duration::from_secs(30),
+            expiry_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Per-connection limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// Largest accepted client frame in bytes; larger closes 1009. Default: 65536.
+    pub max_message_size: usize,
+    /// Outbound frames queued per connection before it is closed 4008. Default: 1024.
+    pub send_queue_capacity: usize,
+    /// Subscriptions per connection. Default: 100.
+    pub max_subscriptions: usize,
+    /// Server ping interval. Default: 25 s.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// A peer that has not answered a ping (or sent anything) within this is closed.
+    /// Default: 10 s.
+    #[serde(with = "humantime_serde")]
+    pub ping_timeout: Duration,
+    /// Client frames per second allowed per connection (burst = 2x). Default: 100.
+    pub messages_per_second: u32,
+    /// Bad frames (malformed, refused) tolerated before closing 4400. Default: 100.
+    pub misuse_limit: u32,
+    /// Open connections per node; more are refused with close 4029. Default: 10000.
+    pub max_connections: usize,
+    /// WebSocket read buffer in bytes (kept small: it stays resident). Default: 4096.
+    pub read_buffer_size: usize,
+    /// WebSocket write buffer in bytes. Default: 4096.
+    pub write_buffer_size: usize,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            max_message_size: 64 * 1024,
+            send_queue_capacity: 1024,
+            max_subscriptions: 100,
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(10),
+            messages_per_second: 100,
+            misuse_limit: 100,
+            max_connections: 10_000,
+            read_buffer_size: 4096,
+            write_buffer_size: 4096,
+        }
+    }
+}
+
+/// Event log, ring and resume.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Recent events kept in memory for fast resumes. Default: 10000.
+    pub ring_capacity: usize,
+    /// A resume that would replay more matching events than this answers
+    /// `recovered:false` (`too_many`). Default: 1000.
+    pub replay_cap: usize,
+    /// Sequenced events kept in the table; older ones are pruned and a resume from
+    /// before them answers `too_old`. Default: 100000.
+    pub retention: u64,
+    /// How often the relay and the gap filler poll the log even without a doorbell.
+    /// Default: 500 ms.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Rows the relay sequences per transaction. Default: 500.
+    pub relay_batch: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            ring_capacity: 10_000,
+            replay_cap: 1000,
+            retention: 100_000,
+            poll_interval: Duration::from_millis(500),
+            relay_batch: 500,
+        }
+    }
+}
+
+/// Datastar SSE bridge.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SseConfig {
+    /// Keep-alive comment interval (at most 15 s by the protocol). Default: 15 s.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Cookie holding the JWT for SSE requests, when set. Default: none.
+    pub cookie_name: Option<String>,
+    /// Events queued per stream before it is ended (the client resumes). Default: 1024.
+    pub queue_capacity: usize,
+}
+
+impl Default for SseConfig {
+    fn default() -> Self {
+        Self {
+            keep_alive: Duration::from_secs(15),
+            cookie_name: None,
+            queue_capacity: 1024,
+        }
+    }
+}
+
+/// A setting outside its allowed range. Names the setting and the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {setting} = {value}: {why}")]
+pub struct ConfigError {
+    /// Dotted name of the setting.
+    pub setting: &'static str,
+    /// The offending value.
+    pub value: String,
+    /// What is allowed.
+    pub why: &'static str,
+}
+
+impl Config {
+    /// Checks every range once. Key material is checked when the verifier is built.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |setting, value: String, why| {
+            Err(ConfigError {
+                setting,
+                value,
+                why,
+            })
+        };
+        if self.jwt.leeway > Duration::from_secs(30) {
+            return fail(
+                "jwt.leeway",
+                format!("{:?}", self.jwt.leeway),
+                "at most 30s",
+            );
+        }
+        let c = &self.connection;
+        let positive: [(&'static str, usize); 6] = [
+            ("connection.max_message_size", c.max_message_size),
+            ("connection.send_queue_capacity", c.send_queue_capacity),
+            ("connection.max_subscriptions", c.max_subscriptions),
+            ("connection.max_connections", c.max_connections),
+            ("log.ring_capacity", self.log.ring_capacity),
+            ("sse.queue_capacity", self.sse.queue_capacity),
+        ];
+        for (setting, value) in positive {
+            if value == 0 {
+                return fail(setting, "0".into(), "must be at least 1");
+            }
+        }
+        if c.messages_per_second == 0 {
+            return fail(
+                "connection.messages_per_second",
+                "0".into(),
+                "must be at least 1",
+            );
+        }
+        if c.read_buffer_size < 256 || c.write_buffer_size < 256 {
+            return fail(
+                "connection.read_buffer_size/write_buffer_size",
+                format!("{}/{}", c.read_buffer_size, c.write_buffer_size),
+                "at least 256 bytes",
+            );
+        }
+        let durations: [(&'static str, Duration); 5] = [
+            ("auth.auth_timeout", self.auth.auth_timeout),
+            ("connection.ping_interval", c.ping_interval),
+            ("connection.ping_timeout", c.ping_timeout),
+            ("log.poll_interval", self.log.poll_interval),
+            ("sse.keep_alive", self.sse.keep_alive),
+        ];
+        for (setting, value) in durations {
+            if value.is_zero() {
+                return fail(setting, "0s".into(), "must be positive");
+            }
+        }
+        if self.sse.keep_alive > Duration::from_secs(15) {
+            return fail(
+                "sse.keep_alive",
+                format!("{:?}", self.sse.keep_alive),
+                "at most 15s",
+            );
+        }
+        if self.log.relay_batch == 0 {
+            return fail("log.relay_batch", "0".into(), "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let mut config = Config::default();
+        config.jwt.leeway = Duration::from_secs(60);
+        assert_eq!(config.validate().unwrap_err().setting, "jwt.leeway");
+        let mut config = Config::default();
+        config.connection.send_queue_capacity = 0;
+        assert_eq!(
+            config.validate().unwrap_err().setting,
+            "connection.send_queue_capacity"
+        );
+    }
+
+    #[test]
+    fn toml_with_unknown_field_is_refused() {
+        let parsed: Result<Config, _> = toml::from_str("nonsense = 1");
+        assert!(parsed.is_err());
+        let parsed: Config = toml::from_str("[auth]\nauth_timeout = \"3s\"").unwrap();
+        assert_eq!(parsed.auth.auth_timeout, Duration::from_secs(3));
+    }
+}

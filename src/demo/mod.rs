@@ -1,0 +1,114 @@
+//! The reference server's demo app, built only on the public library API: `todos` and
+//! `notes` over REST (protocol.md section 9), demo token minting, the demo pages,
+//! health and metrics endpoints.
+
+mod api;
+mod models;
+mod pages;
+mod token;
+
+use axum::{
+    Router,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use sqlx::migrate::Migrator;
+
+pub use models::{Note, Todo};
+
+use crate::{
+    Realtime,
+    db::{Db, DbError, ignore_foreign},
+    rules::{Rule, Rules},
+};
+
+/// Datastar 1.0 browser bundle used by the `/datastar` page unless configured.
+pub const DEFAULT_DATASTAR_URL: &str =
+    "https://cdn.jsdelivr.net/gh/starfederation/datastar@1.0.0-RC.6/bundles/datastar.js";
+
+static SQLITE_DEMO: Migrator = sqlx::migrate!("./migrations/demo/sqlite");
+static POSTGRES_DEMO: Migrator = sqlx::migrate!("./migrations/demo/postgres");
+
+/// Creates the demo tables.
+pub async fn migrate(db: &Db) -> Result<(), DbError> {
+    match db {
+        Db::Sqlite(pool) => ignore_foreign(&SQLITE_DEMO).run(pool).await?,
+        Db::Postgres(pool) => ignore_foreign(&POSTGRES_DEMO).run(pool).await?,
+    }
+    Ok(())
+}
+
+/// The demo's rules: todos for every authenticated user, notes for their owner only,
+/// and a `chat` collection any authenticated user may publish to.
+pub fn rules() -> Rules {
+    Rules::new()
+        .collection("todos", Rule::Authenticated, Rule::Authenticated)
+        .collection("notes", Rule::Owner("owner_id".into()), Rule::Deny)
+        .collection("chat", Rule::Authenticated, Rule::Authenticated)
+}
+
+/// What the demo serves besides the API.
+#[derive(Debug, Clone, Default)]
+pub struct DemoOptions {
+    /// The HS256 secret to mint demo tokens with (`POST /demo/token`); `None` turns
+    /// minting off.
+    pub mint_secret: Option<String>,
+    /// Where the Datastar page loads Datastar's browser bundle from.
+    pub datastar_url: String,
+}
+
+/// A random 256-bit secret, hex encoded.
+pub fn random_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Clone)]
+pub(crate) struct DemoState {
+    realtime: Realtime,
+    options: DemoOptions,
+}
+
+/// The demo routes: `/api/...`, `/demo/token`, `/`, `/healthz`, `/readyz`, `/metrics`.
+pub fn router(realtime: &Realtime, options: DemoOptions) -> Router {
+    let state = DemoState {
+        realtime: realtime.clone(),
+        options,
+    };
+    Router::new()
+        .route("/api/{collection}", get(api::list).post(api::create))
+        .route(
+            "/api/{collection}/{id}",
+            get(api::read).patch(api::update).delete(api::delete),
+        )
+        .route("/demo/token", post(token::mint))
+        .route("/", get(pages::index))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn ready(State(state): State<DemoState>) -> Response {
+    let alive = match state.realtime.db() {
+        Db::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.is_ok(),
+        Db::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.is_ok(),
+    };
+    if alive {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+    }
+}
+
+async fn metrics(State(state): State<DemoState>) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.realtime.metrics().render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,104 @@
+//! The gateway's plain HTTP endpoints: the browser client and server-to-server
+//! broadcasts.
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+use crate::{
+    app::Realtime,
+    broadcast::{Broadcast, BroadcastError},
+    ws::bearer_token,
+};
+
+/// The shipped browser client.
+const CLIENT_JS: &str = include_str!("../static/realtime-client.js");
+
+/// The role a token needs for `POST /realtime/broadcast`.
+pub const PUBLISHER_ROLE: &str = "publisher";
+
+/// `GET /realtime/client.js`: the client module, revalidated by ETag.
+pub(crate) async fn client_js(headers: HeaderMap) -> Response {
+    static ETAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let etag = ETAG.get_or_init(|| {
+        // FNV-1a: a stable validator for the embedded bytes; not a security hash.
+        let hash = CLIENT_JS.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        format!("\"{hash:016x}\"")
+    });
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag.as_str())]).into_response();
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::ETAG, etag.as_str()),
+        ],
+        CLIENT_JS,
+    )
+        .into_response()
+}
+
+/// `POST /realtime/broadcast`: a custom event from a server holding a token with the
+/// `publisher` role.
+pub(crate) async fn broadcast(
+    State(realtime): State<Realtime>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(token) = bearer_token(&headers) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing bearer token",
+        );
+    };
+    let principal = match realtime.verifier().verify(&token) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string()),
+    };
+    if !principal.has_role(PUBLISHER_ROLE) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the token lacks the publisher role",
+        );
+    }
+    let broadcast: Broadcast = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
+    };
+    match realtime.broadcast(broadcast).await {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({"ok": true}))).into_response(),
+        Err(e @ (BroadcastError::Database(_) | BroadcastError::Broker(_))) => {
+            tracing::error!(error = %e, "broadcast failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "broadcast failed",
+            )
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
+    }
+}
+
+/// A JSON error body `{"code": ..., "message": ...}`.
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let mut response = (status, Json(json!({"code": code, "message": message}))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}

@@ -1,0 +1,110 @@
+//! Reading the sequenced log: its meta row, ranges of events, the oldest retained seq.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sqlx::{ColumnIndex, Decode, Row, Type, types::Json};
+
+use crate::{db::Db, event::NewEvent};
+
+/// The columns every log read selects, in the order `decode_row` expects.
+pub(crate) const EVENT_COLUMNS: &str = "seq, collection, record_key, action, event_name, payload, \
+     changes, acl, except_connection, created_at";
+
+/// The log's epoch and last assigned seq.
+pub async fn load_meta(db: &Db) -> sqlx::Result<(String, u64)> {
+    const SQL: &str = "SELECT epoch, last_seq FROM realtime_meta WHERE id = 1";
+    let (epoch, last): (String, i64) = match db {
+        Db::Sqlite(pool) => sqlx::query_as(SQL).fetch_one(pool).await?,
+        Db::Postgres(pool) => sqlx::query_as(SQL).fetch_one(pool).await?,
+    };
+    Ok((epoch, u64::try_from(last).unwrap_or(0)))
+}
+
+/// The smallest seq still in the table, if any.
+pub async fn oldest_seq(db: &Db) -> sqlx::Result<Option<u64>> {
+    const SQL: &str = "SELECT min(seq) FROM realtime_outbox WHERE seq IS NOT NULL";
+    let (min,): (Option<i64>,) = match db {
+        Db::Sqlite(pool) => sqlx::query_as(SQL).fetch_one(pool).await?,
+        Db::Postgres(pool) => sqlx::query_as(SQL).fetch_one(pool).await?,
+    };
+    Ok(min.and_then(|m| u64::try_from(m).ok()))
+}
+
+/// Events with `after < seq <= upto`, in seq order, at most `limit` of them.
+pub async fn read_range(
+    db: &Db,
+    after: u64,
+    upto: u64,
+    limit: u32,
+) -> sqlx::Result<Vec<(u64, NewEvent)>> {
+    let (after, upto) = (to_i64(after), to_i64(upto));
+    match db {
+        Db::Sqlite(pool) => {
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM realtime_outbox \
+                 WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(after)
+                .bind(upto)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(decode_row).collect()
+        }
+        Db::Postgres(pool) => {
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM realtime_outbox \
+                 WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(after)
+                .bind(upto)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(decode_row).collect()
+        }
+    }
+}
+
+pub(crate) fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Decodes one row selected with `EVENT_COLUMNS`, on either backend.
+pub(crate) fn decode_row<'r, R>(row: &'r R) -> sqlx::Result<(u64, NewEvent)>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Json<Value>: Decode<'r, R::Database> + Type<R::Database>,
+    Json<Map<String, Value>>: Decode<'r, R::Database> + Type<R::Database>,
+    Json<Vec<String>>: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let seq: i64 = row.try_get(0)?;
+    let action: String = row.try_get(3)?;
+    let action = action
+        .parse()
+        .map_err(|e: String| sqlx::Error::ColumnDecode {
+            index: "action".into(),
+            source: e.into(),
+        })?;
+    let payload: Json<Value> = row.try_get(5)?;
+    let changes: Option<Json<Vec<String>>> = row.try_get(6)?;
+    let acl: Json<Map<String, Value>> = row.try_get(7)?;
+    let event = NewEvent {
+        collection: row.try_get(1)?,
+        key: row.try_get(2)?,
+        action,
+        event: row.try_get(4)?,
+        payload: payload.0,
+        changes: changes.map(|c| c.0),
+        acl: acl.0,
+        except: row.try_get(8)?,
+        ts: row.try_get(9)?,
+    };
+    Ok((u64::try_from(seq).unwrap_or(0), event))
+}

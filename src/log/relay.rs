@@ -1,0 +1,220 @@
+//! The relay: gives committed outbox rows a gapless `seq`, in the order they became
+//! visible, then rings the broker's doorbell.
+//!
+//! It selects *unsequenced* rows, never `id > last`: on Postgres ids are assigned at
+//! insert, not at commit, so a row with a smaller id can become visible later. The meta
+//! row is locked for the whole sequencing transaction, so several nodes running a relay
+//! on one database take turns and never hand out a seq twice. On SQLite writes are
+//! serialized, so rowid order is already commit order.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    broker::{Broker, BrokerMessage},
+    config::LogConfig,
+    db::Db,
+    event::NewEvent,
+    log::{
+        RelaySignal,
+        reader::{EVENT_COLUMNS, decode_row, to_i64},
+    },
+    metrics::Metrics,
+};
+
+/// Sequences and publishes committed outbox rows.
+pub struct Relay {
+    db: Db,
+    broker: Arc<dyn Broker>,
+    signal: RelaySignal,
+    config: LogConfig,
+    metrics: Arc<Metrics>,
+}
+
+impl Relay {
+    /// A relay over `db` publishing to `broker`.
+    pub fn new(
+        db: Db,
+        broker: Arc<dyn Broker>,
+        signal: RelaySignal,
+        config: LogConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            db,
+            broker,
+            signal,
+            config,
+            metrics,
+        }
+    }
+
+    /// Runs until `shutdown`: sequences whenever woken by a commit, and on every poll
+    /// interval, so rows committed by a process that died before relaying (or by
+    /// another node) are never stranded.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut batches_since_prune: u32 = 0;
+        loop {
+            match self.sequence_batch().await {
+                Ok((epoch, batch)) => {
+                    let full = batch.len() >= self.config.relay_batch as usize;
+                    if !batch.is_empty() {
+                        batches_since_prune += 1;
+                    }
+                    self.publish(&epoch, batch).await;
+                    if batches_since_prune >= 64 {
+                        batches_since_prune = 0;
+                        if let Err(e) = self.prune().await {
+                            tracing::warn!(error = %e, "pruning the event log failed");
+                        }
+                    }
+                    if full {
+                        continue; // more rows are waiting
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "relay: sequencing failed; will retry"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    // Hand out what was committed up to now before stopping.
+                    if let Ok((epoch, batch)) = self.sequence_batch().await {
+                        self.publish(&epoch, batch).await;
+                    }
+                    return;
+                }
+                () = self.signal.woken() => {}
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+    }
+
+    async fn publish(&self, epoch: &str, batch: Vec<(u64, NewEvent)>) {
+        for (seq, event) in batch {
+            Metrics::inc(&self.metrics.events_published);
+            let message = BrokerMessage::Logged {
+                epoch: epoch.to_owned(),
+                seq,
+                event,
+            };
+            if let Err(e) = self.broker.publish(message.encode()).await {
+                // Nodes poll the log, so a lost doorbell only delays delivery.
+                tracing::warn!(error = %e, seq, "relay: broker publish failed");
+            }
+        }
+    }
+
+    /// Sequences up to `relay_batch` visible rows; returns the epoch and the rows in
+    /// seq order.
+    pub async fn sequence_batch(&self) -> sqlx::Result<(String, Vec<(u64, NewEvent)>)> {
+        let limit = i64::from(self.config.relay_batch);
+        match &self.db {
+            Db::Sqlite(pool) => {
+                // IMMEDIATE takes the write lock up front: no lock upgrade, no deadlock.
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let (epoch, last): (String, i64) =
+                    sqlx::query_as("SELECT epoch, last_seq FROM realtime_meta WHERE id = 1")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let ids: Vec<(i64,)> = sqlx::query_as(
+                    "SELECT id FROM realtime_outbox WHERE seq IS NULL ORDER BY id LIMIT ?",
+                )
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+                if ids.is_empty() {
+                    tx.commit().await?;
+                    return Ok((epoch, Vec::new()));
+                }
+                for (n, (id,)) in (1i64..).zip(&ids) {
+                    sqlx::query("UPDATE realtime_outbox SET seq = ? WHERE id = ?")
+                        .bind(last + n)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let new_last = last + i64::try_from(ids.len()).unwrap_or(0);
+                sqlx::query("UPDATE realtime_meta SET last_seq = ? WHERE id = 1")
+                    .bind(new_last)
+                    .execute(&mut *tx)
+                    .await?;
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM realtime_outbox WHERE seq > ? AND seq <= ? ORDER BY seq"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(last)
+                    .bind(new_last)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let batch = rows.iter().map(decode_row).collect::<sqlx::Result<_>>()?;
+                tx.commit().await?;
+                Ok((epoch, batch))
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                // The row lock serializes relays of every node on this database.
+                let (epoch, last): (String, i64) = sqlx::query_as(
+                    "SELECT epoch, last_seq FROM realtime_meta WHERE id = 1 FOR UPDATE",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                let sql = format!(
+                    "WITH batch AS ( \
+                       SELECT id, row_number() OVER (ORDER BY id) AS n FROM realtime_outbox \
+                       WHERE seq IS NULL ORDER BY id LIMIT $2 \
+                     ) \
+                     UPDATE realtime_outbox o SET seq = $1 + batch.n FROM batch \
+                     WHERE o.id = batch.id RETURNING {}",
+                    EVENT_COLUMNS
+                        .split(", ")
+                        .map(|c| format!("o.{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(last)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut batch = rows
+                    .iter()
+                    .map(decode_row)
+                    .collect::<sqlx::Result<Vec<_>>>()?;
+                batch.sort_by_key(|(seq, _)| *seq);
+                if !batch.is_empty() {
+                    let new_last = last + i64::try_from(batch.len()).unwrap_or(0);
+                    sqlx::query("UPDATE realtime_meta SET last_seq = $1 WHERE id = 1")
+                        .bind(new_last)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok((epoch, batch))
+            }
+        }
+    }
+
+    /// Deletes sequenced rows older than the retention window.
+    async fn prune(&self) -> sqlx::Result<()> {
+        let (_, last) = super::reader::load_meta(&self.db).await?;
+        let Some(horizon) = last.checked_sub(self.config.retention) else {
+            return Ok(());
+        };
+        let horizon = to_i64(horizon);
+        match &self.db {
+            Db::Sqlite(pool) => {
+                sqlx::query("DELETE FROM realtime_outbox WHERE seq IS NOT NULL AND seq <= ?")
+                    .bind(horizon)
+                    .execute(pool)
+                    .await?;
+            }
+            Db::Postgres(pool) => {
+                sqlx::query("DELETE FROM realtime_outbox WHERE seq IS NOT NULL AND seq <= $1")
+                    .bind(horizon)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}

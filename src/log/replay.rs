@@ -1,0 +1,91 @@
+//! Serving resumes: every matching event after a cursor, from the ring when it holds
+//! them and from the table otherwise, or a reason why not. Never a partial replay.
+
+use std::sync::Arc;
+
+use crate::{
+    event::{Cursor, Event, EventContent, NewEvent},
+    log::{Log, reader},
+    protocol::ResyncReason,
+};
+
+/// Why a resume gives no events.
+#[derive(Debug)]
+pub enum ReplayError {
+    /// The contract's reasons: answered with `recovered:false`.
+    Resync(ResyncReason),
+    /// The database failed.
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for ReplayError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(e)
+    }
+}
+
+/// Rows read from the table per query while scanning a replay range.
+const PAGE: u32 = 1000;
+
+impl Log {
+    /// Every event with `since.seq < seq <= upto` that `wanted` accepts, in order; or
+    /// why they cannot all be served. More than `replay_cap` wanted events is
+    /// `too_many`.
+    pub async fn replay(
+        &self,
+        since: &Cursor,
+        upto: u64,
+        wanted: impl Fn(&NewEvent) -> bool,
+    ) -> Result<Vec<Arc<Event>>, ReplayError> {
+        let epoch = self.epoch();
+        if *since.epoch != *epoch {
+            return Err(ReplayError::Resync(ResyncReason::EpochChanged));
+        }
+        if since.seq > upto {
+            return Err(ReplayError::Resync(ResyncReason::UnknownPosition));
+        }
+        let cap = self.config.replay_cap;
+        let keep = |event: &Arc<Event>| match &event.data {
+            EventContent::Logged(e) => wanted(e),
+            EventContent::Direct(_) => false,
+        };
+        if let Some(events) = self.ring.range(since.seq, upto) {
+            let events: Vec<_> = events.into_iter().filter(keep).collect();
+            if events.len() > cap {
+                return Err(ReplayError::Resync(ResyncReason::TooMany));
+            }
+            return Ok(events);
+        }
+        // Older than the ring: the table, if it still holds the whole range.
+        match reader::oldest_seq(&self.db).await? {
+            Some(oldest) if oldest <= since.seq + 1 => {}
+            _ => return Err(ReplayError::Resync(ResyncReason::TooOld)),
+        }
+        let mut out = Vec::new();
+        let mut after = since.seq;
+        while after < upto {
+            let rows = reader::read_range(&self.db, after, upto, PAGE).await?;
+            let Some((last, _)) = rows.last() else {
+                // Rows vanished (pruned) between the check and the read.
+                return Err(ReplayError::Resync(ResyncReason::TooOld));
+            };
+            if rows.first().is_some_and(|(seq, _)| *seq != after + 1) {
+                return Err(ReplayError::Resync(ResyncReason::TooOld));
+            }
+            after = *last;
+            for (seq, event) in rows {
+                if wanted(&event) {
+                    if out.len() == cap {
+                        return Err(ReplayError::Resync(ResyncReason::TooMany));
+                    }
+                    let cursor = Cursor {
+                        epoch: epoch.clone(),
+                        seq,
+                    };
+                    out.push(Event::logged(&cursor, event));
+                }
+            }
+        }
+        Ok(out)
+    }
+}

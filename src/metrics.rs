@@ -1,0 +1,106 @@
+//! Counters and gauges, rendered in the Prometheus text format for `/metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Process-wide counters of one `Realtime`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Open WebSocket connections.
+    pub connections: AtomicU64,
+    /// Open SSE streams.
+    pub sse_streams: AtomicU64,
+    /// Live subscriptions (WebSocket and SSE).
+    pub subscriptions: AtomicU64,
+    /// Events sequenced by this node's relay.
+    pub events_published: AtomicU64,
+    /// Event frames handed to connections (one per event per connection).
+    pub events_delivered: AtomicU64,
+    /// Connections closed because their send queue overflowed.
+    pub queue_overflows: AtomicU64,
+    /// Resumes served (`recovered:true`).
+    pub resumes_recovered: AtomicU64,
+    /// Resumes refused (`recovered:false`).
+    pub resumes_failed: AtomicU64,
+    /// Gaps filled from the log because a doorbell was lost.
+    pub gaps_filled: AtomicU64,
+}
+
+impl Metrics {
+    /// Adds one to a counter.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Subtracts one from a gauge.
+    pub fn dec(gauge: &AtomicU64) {
+        gauge.fetch_sub(1, Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let rows: [(&str, &str, &str, &AtomicU64); 9] = [
+            (
+                "tidings_connections",
+                "gauge",
+                "Open WebSocket connections.",
+                &self.connections,
+            ),
+            (
+                "tidings_sse_streams",
+                "gauge",
+                "Open SSE streams.",
+                &self.sse_streams,
+            ),
+            (
+                "tidings_subscriptions",
+                "gauge",
+                "Live subscriptions.",
+                &self.subscriptions,
+            ),
+            (
+                "tidings_events_published_total",
+                "counter",
+                "Events sequenced by this node.",
+                &self.events_published,
+            ),
+            (
+                "tidings_events_delivered_total",
+                "counter",
+                "Event frames handed to connections.",
+                &self.events_delivered,
+            ),
+            (
+                "tidings_queue_overflows_total",
+                "counter",
+                "Connections closed as slow consumers.",
+                &self.queue_overflows,
+            ),
+            (
+                "tidings_resumes_recovered_total",
+                "counter",
+                "Resumes served from the log.",
+                &self.resumes_recovered,
+            ),
+            (
+                "tidings_resumes_failed_total",
+                "counter",
+                "Resumes answered recovered:false.",
+                &self.resumes_failed,
+            ),
+            (
+                "tidings_gaps_filled_total",
+                "counter",
+                "Lost doorbells recovered from the log.",
+                &self.gaps_filled,
+            ),
+        ];
+        let mut out = String::new();
+        for (name, kind, help, value) in rows {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
+                value.load(Relaxed)
+            ));
+        }
+        out
+    }
+}

@@ -1,0 +1,79 @@
+//! The outbox event a model write becomes, and the conversions between records and rows.
+
+use chrono::Utc;
+use serde_json::Value;
+
+use super::{Model, StoreError, sql::Row, strip_hidden};
+use crate::event::{Action, NewEvent};
+
+/// The record's fields (hidden ones included) as a JSON object.
+pub(super) fn to_row<M: Model>(record: &M) -> Result<Row, StoreError> {
+    match serde_json::to_value(record) {
+        Ok(Value::Object(fields)) => Ok(fields),
+        Ok(_) => Err(StoreError::NotAnObject {
+            collection: M::COLLECTION.to_owned(),
+        }),
+        Err(source) => Err(StoreError::Json {
+            collection: M::COLLECTION.to_owned(),
+            id: Some(record.id()),
+            source,
+        }),
+    }
+}
+
+/// A stored row as the model; columns the model does not declare are ignored.
+pub(super) fn from_row<M: Model>(row: Row, id: &str) -> Result<M, StoreError> {
+    serde_json::from_value(Value::Object(row)).map_err(|source| StoreError::Json {
+        collection: M::COLLECTION.to_owned(),
+        id: Some(id.to_owned()),
+        source,
+    })
+}
+
+/// The event for a write of `record`, whose table row is `row`.
+///
+/// The payload is built from the model, not from the row, so columns the model does not
+/// declare never reach an event; `acl` falls back to the row for rule fields that live
+/// only in the table.
+pub(super) fn for_write<M: Model>(
+    action: Action,
+    record: &M,
+    row: &Row,
+    changes: Option<Vec<String>>,
+) -> Result<NewEvent, StoreError> {
+    let fields = to_row(record)?;
+    let acl = M::rule_fields()
+        .iter()
+        .filter_map(|&name| {
+            let value = fields.get(name).or_else(|| row.get(name))?;
+            Some((name.to_owned(), value.clone()))
+        })
+        .collect();
+    Ok(NewEvent {
+        collection: M::COLLECTION.to_owned(),
+        key: Some(record.id()),
+        action,
+        event: None,
+        payload: Value::Object(strip_hidden::<M>(fields)),
+        changes,
+        acl,
+        except: None,
+        ts: Utc::now(),
+    })
+}
+
+/// Names of the public fields of `M` whose stored values differ between two rows,
+/// sorted so that the list does not depend on JSON map ordering.
+pub(super) fn changed_fields<M: Model>(record: &M, old: &Row, new: &Row) -> Vec<String> {
+    let public = match super::public_projection(record) {
+        Value::Object(fields) => fields,
+        _ => return Vec::new(),
+    };
+    let mut changed: Vec<String> = public
+        .keys()
+        .filter(|name| old.get(*name) != new.get(*name))
+        .cloned()
+        .collect();
+    changed.sort();
+    changed
+}

@@ -1,0 +1,180 @@
+//! SQL for model tables: validated identifiers, and one connection type over both
+//! backends that moves rows in and out as JSON objects.
+
+mod postgres;
+mod sqlite;
+
+use serde_json::{Map, Value};
+use sqlx::{PgConnection, SqliteConnection};
+
+use super::{Model, StoreError};
+use crate::{event::NewEvent, log::outbox};
+
+/// A table row (or a serialized record) as a JSON object keyed by column name.
+pub(super) type Row = Map<String, Value>;
+
+/// The names one model's statements use, validated once and quoted.
+pub(super) struct Target {
+    pub collection: &'static str,
+    pub table: &'static str,
+    pub id_field: &'static str,
+    quoted_table: String,
+    quoted_id: String,
+}
+
+impl Target {
+    /// Validates `M`'s table and id column names.
+    pub fn of<M: Model>() -> Result<Self, StoreError> {
+        let mut target = Self {
+            collection: M::COLLECTION,
+            table: M::TABLE,
+            id_field: M::ID_FIELD,
+            quoted_table: String::new(),
+            quoted_id: String::new(),
+        };
+        target.quoted_table = target.quote("table", M::TABLE)?;
+        target.quoted_id = target.quote("column", M::ID_FIELD)?;
+        Ok(target)
+    }
+
+    /// `name` as a quoted column identifier, or an error naming it.
+    pub fn column(&self, name: &str) -> Result<String, StoreError> {
+        self.quote("column", name)
+    }
+
+    fn quote(&self, kind: &'static str, name: &str) -> Result<String, StoreError> {
+        // Identifiers cannot be bound as parameters, so they are spliced into SQL: only a
+        // conservative alphabet is let through. Postgres silently truncates names beyond
+        // 63 bytes, which would address the wrong column, so those are refused too.
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if valid {
+            Ok(format!("\"{name}\""))
+        } else {
+            Err(StoreError::InvalidIdentifier {
+                collection: self.collection.to_owned(),
+                kind,
+                name: name.to_owned(),
+            })
+        }
+    }
+
+    fn unknown_column(&self, column: &str) -> StoreError {
+        StoreError::UnknownColumn {
+            collection: self.collection.to_owned(),
+            table: self.table.to_owned(),
+            column: column.to_owned(),
+        }
+    }
+
+    /// Wraps a driver error with the operation and the record it concerned.
+    pub fn db_error<'a>(
+        &'a self,
+        op: &'static str,
+        id: Option<&'a str>,
+    ) -> impl FnOnce(sqlx::Error) -> StoreError + 'a {
+        move |source| StoreError::Database {
+            op,
+            collection: self.collection.to_owned(),
+            id: id.map(str::to_owned),
+            source,
+        }
+    }
+}
+
+/// A connection (pooled or inside a transaction) on either backend.
+pub(super) enum Conn<'c> {
+    Sqlite(&'c mut SqliteConnection),
+    Postgres(&'c mut PgConnection),
+}
+
+impl Conn<'_> {
+    /// The row with this id.
+    pub async fn get(&mut self, t: &Target, id: &str) -> Result<Option<Row>, StoreError> {
+        match self {
+            Self::Sqlite(c) => sqlite::get(c, t, id).await,
+            Self::Postgres(c) => postgres::get(c, t, id).await,
+        }
+    }
+
+    /// Up to `limit` rows in id order.
+    pub async fn list(&mut self, t: &Target, limit: u32) -> Result<Vec<Row>, StoreError> {
+        match self {
+            Self::Sqlite(c) => sqlite::list(c, t, limit).await,
+            Self::Postgres(c) => postgres::list(c, t, limit).await,
+        }
+    }
+
+    /// Inserts the record's fields and returns the row as stored.
+    ///
+    /// Null fields are left out of the column list, so column defaults apply to them.
+    pub async fn insert(&mut self, t: &Target, id: &str, record: &Row) -> Result<Row, StoreError> {
+        let present: Row = record
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        match self {
+            Self::Sqlite(c) => sqlite::insert(c, t, id, &present).await,
+            Self::Postgres(c) => postgres::insert(c, t, id, &present).await,
+        }
+    }
+
+    /// Writes the record's fields that differ from the stored row, which is locked
+    /// first. Returns the row before and after, or `None` if there is no such row.
+    pub async fn update(
+        &mut self,
+        t: &Target,
+        id: &str,
+        record: &Row,
+    ) -> Result<Option<(Row, Row)>, StoreError> {
+        match self {
+            Self::Sqlite(c) => sqlite::update(c, t, id, record).await,
+            Self::Postgres(c) => postgres::update(c, t, id, record).await,
+        }
+    }
+
+    /// Deletes the row and returns it as it was, or `None` if there is no such row.
+    pub async fn delete(&mut self, t: &Target, id: &str) -> Result<Option<Row>, StoreError> {
+        match self {
+            Self::Sqlite(c) => sqlite::delete(c, t, id).await,
+            Self::Postgres(c) => postgres::delete(c, t, id).await,
+        }
+    }
+
+    /// Writes an outbox row.
+    pub async fn record(&mut self, event: &NewEvent) -> Result<(), StoreError> {
+        let result = match self {
+            Self::Sqlite(c) => outbox::insert_sqlite(c, event).await,
+            Self::Postgres(c) => outbox::insert_postgres(c, event).await,
+        };
+        result.map_err(|source| StoreError::Database {
+            op: "record",
+            collection: event.collection.clone(),
+            id: event.key.clone(),
+            source,
+        })
+    }
+}
+
+/// One field of a record about to be written, with its column name quoted.
+struct Field<'r> {
+    name: &'r str,
+    quoted: String,
+    value: &'r Value,
+}
+
+/// The record's fields, checking that each name is a valid identifier.
+fn fields<'r>(t: &Target, record: &'r Row) -> Result<Vec<Field<'r>>, StoreError> {
+    record
+        .iter()
+        .map(|(name, value)| {
+            Ok(Field {
+                name,
+                quoted: t.column(name)?,
+                value,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,184 @@
+//! Model statements on Postgres.
+//!
+//! Values travel as one `jsonb` parameter and are turned into a row of the table's own
+//! type with `jsonb_populate_record(NULL::"table", $n)`, so every column gets its
+//! declared type (boolean, timestamptz, integer...) without the model spelling it out.
+//! Rows come back as `to_jsonb(row)`.
+
+use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, PgConnection, types::Json};
+
+use super::{Row, Target, fields};
+use crate::model::StoreError;
+
+/// The alias of the model's table in every statement. `alias.*` is used wherever the
+/// whole row is meant, because a bare alias would name a column of the same name.
+const ROW: &str = "tidings_row";
+
+/// `WHERE` condition on the id, with the id as `$1`. The id arrives as text and is
+/// converted by `jsonb_populate_record` to whatever type the id column has; the
+/// function is stable, so the primary key index is still used.
+fn id_condition(t: &Target) -> String {
+    format!(
+        "{ROW}.{id} = (jsonb_populate_record(NULL::{table}, $1::jsonb)).{id}",
+        id = t.quoted_id,
+        table = t.quoted_table,
+    )
+}
+
+fn id_param(t: &Target, id: &str) -> Json<Value> {
+    Json(json!({ t.id_field: id }))
+}
+
+fn into_row(value: Value) -> Row {
+    match value {
+        Value::Object(row) => row,
+        // to_jsonb of a whole row is always an object.
+        _ => Row::new(),
+    }
+}
+
+pub(super) async fn get(
+    conn: &mut PgConnection,
+    t: &Target,
+    id: &str,
+) -> Result<Option<Row>, StoreError> {
+    let sql = format!(
+        "SELECT to_jsonb({ROW}.*) FROM {table} AS {ROW} WHERE {cond}",
+        table = t.quoted_table,
+        cond = id_condition(t),
+    );
+    let row: Option<Value> = sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(id_param(t, id))
+        .fetch_optional(conn)
+        .await
+        .map_err(t.db_error("get", Some(id)))?;
+    Ok(row.map(into_row))
+}
+
+pub(super) async fn list(
+    conn: &mut PgConnection,
+    t: &Target,
+    limit: u32,
+) -> Result<Vec<Row>, StoreError> {
+    let sql = format!(
+        "SELECT to_jsonb({ROW}.*) FROM {table} AS {ROW} ORDER BY {ROW}.{id} LIMIT $1",
+        table = t.quoted_table,
+        id = t.quoted_id,
+    );
+    let rows: Vec<Value> = sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(i64::from(limit))
+        .fetch_all(conn)
+        .await
+        .map_err(t.db_error("list", None))?;
+    Ok(rows.into_iter().map(into_row).collect())
+}
+
+pub(super) async fn insert(
+    conn: &mut PgConnection,
+    t: &Target,
+    id: &str,
+    record: &Row,
+) -> Result<Row, StoreError> {
+    let fields = fields(t, record)?;
+    let sql = if fields.is_empty() {
+        format!(
+            "INSERT INTO {table} AS {ROW} DEFAULT VALUES RETURNING to_jsonb({ROW}.*)",
+            table = t.quoted_table,
+        )
+    } else {
+        let list = fields
+            .iter()
+            .map(|f| f.quoted.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "INSERT INTO {table} AS {ROW} ({list}) \
+             SELECT {list} FROM jsonb_populate_record(NULL::{table}, $1::jsonb) \
+             RETURNING to_jsonb({ROW}.*)",
+            table = t.quoted_table,
+        )
+    };
+    let row: Value = sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(Json(record))
+        .fetch_one(conn)
+        .await
+        .map_err(t.db_error("insert", Some(id)))?;
+    Ok(into_row(row))
+}
+
+pub(super) async fn update(
+    conn: &mut PgConnection,
+    t: &Target,
+    id: &str,
+    record: &Row,
+) -> Result<Option<(Row, Row)>, StoreError> {
+    let fields = fields(t, record)?;
+    // Overlaying the record on the locked row lets Postgres do the type conversions, so
+    // the comparison below sees both sides exactly as they would be stored.
+    let lock = format!(
+        "SELECT to_jsonb({ROW}.*), to_jsonb(jsonb_populate_record({ROW}.*, $2::jsonb)) \
+         FROM {table} AS {ROW} WHERE {cond} FOR UPDATE",
+        table = t.quoted_table,
+        cond = id_condition(t),
+    );
+    let found: Option<(Value, Value)> = sqlx::query_as(AssertSqlSafe(lock))
+        .bind(id_param(t, id))
+        .bind(Json(record))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(t.db_error("update", Some(id)))?;
+    let Some((old, overlaid)) = found else {
+        return Ok(None);
+    };
+    let (old, overlaid) = (into_row(old), into_row(overlaid));
+    // jsonb_populate_record ignores keys that are not columns; the model must not.
+    if let Some(f) = fields.iter().find(|f| !old.contains_key(f.name)) {
+        return Err(t.unknown_column(f.name));
+    }
+    let changed: Vec<&String> = fields
+        .iter()
+        .filter(|f| old.get(f.name) != overlaid.get(f.name))
+        .map(|f| &f.quoted)
+        .collect();
+    if changed.is_empty() {
+        return Ok(Some((old.clone(), old)));
+    }
+    let assignments = changed
+        .iter()
+        .map(|q| format!("{q} = new_values.{q}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "UPDATE {table} AS {ROW} SET {assignments} \
+         FROM jsonb_populate_record(NULL::{table}, $2::jsonb) AS new_values \
+         WHERE {cond} RETURNING to_jsonb({ROW}.*)",
+        table = t.quoted_table,
+        cond = id_condition(t),
+    );
+    let new: Option<Value> = sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(id_param(t, id))
+        .bind(Json(record))
+        .fetch_optional(conn)
+        .await
+        .map_err(t.db_error("update", Some(id)))?;
+    Ok(new.map(|new| (old, into_row(new))))
+}
+
+pub(super) async fn delete(
+    conn: &mut PgConnection,
+    t: &Target,
+    id: &str,
+) -> Result<Option<Row>, StoreError> {
+    let sql = format!(
+        "DELETE FROM {table} AS {ROW} WHERE {cond} RETURNING to_jsonb({ROW}.*)",
+        table = t.quoted_table,
+        cond = id_condition(t),
+    );
+    let row: Option<Value> = sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(id_param(t, id))
+        .fetch_optional(conn)
+        .await
+        .map_err(t.db_error("delete", Some(id)))?;
+    Ok(row.map(into_row))
+}

@@ -1,0 +1,322 @@
+//! Model statements on SQLite.
+//!
+//! SQLite stores values, not column types, so a row read back carries only storage
+//! classes (integer, real, text, blob). The table's declared types, read from
+//! `pragma_table_info`, say how to turn them into JSON: a `BOOLEAN` column holds
+//! integers that mean `true`/`false`, a `JSON` column holds text to parse.
+
+use serde_json::{Number, Value};
+use sqlx::{
+    AssertSqlSafe, Column as _, Row as _, Sqlite, SqliteConnection, Type, ValueRef as _,
+    query::Query,
+    sqlite::{SqliteArguments, SqliteRow},
+};
+
+use super::{Row, Target, fields};
+use crate::model::StoreError;
+
+/// How a declared column type maps to JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bool,
+    Integer,
+    Real,
+    Text,
+    Json,
+    /// Anything else (`NUMERIC`, `DATE`, no type): the stored value decides.
+    Other,
+}
+
+impl Kind {
+    /// Follows SQLite's own affinity rules (first match wins), after the two declared
+    /// types SQLite has no affinity for but applications use for meaning.
+    fn of(declared: &str) -> Self {
+        let d = declared.to_ascii_uppercase();
+        if d.contains("BOOL") {
+            Self::Bool
+        } else if d.contains("JSON") {
+            Self::Json
+        } else if d.contains("INT") {
+            Self::Integer
+        } else if d.contains("CHAR") || d.contains("CLOB") || d.contains("TEXT") {
+            Self::Text
+        } else if d.contains("REAL") || d.contains("FLOA") || d.contains("DOUB") {
+            Self::Real
+        } else {
+            Self::Other
+        }
+    }
+}
+
+/// The table's columns and their kinds, in table order.
+struct Columns(Vec<(String, Kind)>);
+
+impl Columns {
+    async fn of(conn: &mut SqliteConnection, t: &Target) -> Result<Self, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT name, type FROM pragma_table_info(?1)")
+                .bind(t.table)
+                .fetch_all(conn)
+                .await
+                .map_err(t.db_error("read the columns of the table", None))?;
+        if rows.is_empty() {
+            return Err(StoreError::UnknownTable {
+                collection: t.collection.to_owned(),
+                table: t.table.to_owned(),
+            });
+        }
+        let columns = Self(
+            rows.into_iter()
+                .map(|(name, declared)| {
+                    let kind = Kind::of(&declared);
+                    (name, kind)
+                })
+                .collect(),
+        );
+        columns.require(t, t.id_field)?;
+        Ok(columns)
+    }
+
+    fn kind(&self, name: &str) -> Option<Kind> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, k)| *k)
+    }
+
+    fn require(&self, t: &Target, name: &str) -> Result<Kind, StoreError> {
+        self.kind(name).ok_or_else(|| t.unknown_column(name))
+    }
+
+    /// Converts a row read with `SELECT *` or `RETURNING *`.
+    fn read(&self, row: &SqliteRow) -> Result<Row, sqlx::Error> {
+        let mut out = Row::new();
+        for (index, column) in row.columns().iter().enumerate() {
+            let kind = self.kind(column.name()).unwrap_or(Kind::Other);
+            out.insert(column.name().to_owned(), read_value(row, index, kind)?);
+        }
+        Ok(out)
+    }
+}
+
+fn read_value(row: &SqliteRow, index: usize, kind: Kind) -> Result<Value, sqlx::Error> {
+    let raw = row.try_get_raw(index)?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    let storage = raw.type_info().into_owned();
+    Ok(if storage == <i64 as Type<Sqlite>>::type_info() {
+        let i: i64 = row.try_get_unchecked(index)?;
+        match kind {
+            Kind::Bool => Value::Bool(i != 0),
+            Kind::Real => float(i as f64),
+            _ => Value::from(i),
+        }
+    } else if storage == <f64 as Type<Sqlite>>::type_info() {
+        float(row.try_get_unchecked(index)?)
+    } else if storage == <Vec<u8> as Type<Sqlite>>::type_info() {
+        let bytes: Vec<u8> = row.try_get_unchecked(index)?;
+        Value::from(bytes)
+    } else {
+        let text: String = row.try_get_unchecked(index)?;
+        match kind {
+            Kind::Json => serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            _ => Value::String(text),
+        }
+    })
+}
+
+fn float(f: f64) -> Value {
+    // SQLite turns NaN into NULL on the way in; infinities have no JSON form either.
+    Number::from_f64(f).map_or(Value::Null, Value::Number)
+}
+
+/// Binds a field value by its JSON type. `JSON` columns get every value as JSON text,
+/// so a string survives the round trip as a string rather than being re-parsed.
+fn bind<'q>(
+    query: Query<'q, Sqlite, SqliteArguments>,
+    t: &Target,
+    column: &str,
+    kind: Kind,
+    value: &Value,
+) -> Result<Query<'q, Sqlite, SqliteArguments>, StoreError> {
+    Ok(match value {
+        Value::Null => query.bind(None::<String>),
+        _ if kind == Kind::Json => query.bind(value.to_string()),
+        Value::Bool(b) => query.bind(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                query.bind(i)
+            } else if n.is_u64() {
+                return Err(StoreError::UnsupportedValue {
+                    collection: t.collection.to_owned(),
+                    column: column.to_owned(),
+                    reason: format!("{n} does not fit a 64-bit signed integer"),
+                });
+            } else {
+                query.bind(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Value::String(s) => query.bind(s.clone()),
+        Value::Array(_) | Value::Object(_) => query.bind(value.to_string()),
+    })
+}
+
+/// The value as [`read_value`] would return it after storing it, as far as that can be
+/// told without SQLite: used only to skip writing columns that would not change.
+fn as_stored(kind: Kind, value: &Value) -> Value {
+    match (kind, value) {
+        (_, Value::Null) | (Kind::Json, _) => value.clone(),
+        (Kind::Bool, Value::Number(n)) => Value::Bool(n.as_f64() != Some(0.0)),
+        (Kind::Bool, Value::Bool(_)) => value.clone(),
+        (Kind::Real, Value::Number(n)) => n.as_f64().map_or(Value::Null, float),
+        (Kind::Real, Value::Bool(b)) => float(f64::from(u8::from(*b))),
+        (_, Value::Bool(b)) => Value::from(i64::from(*b)),
+        (_, Value::Array(_) | Value::Object(_)) => Value::String(value.to_string()),
+        _ => value.clone(),
+    }
+}
+
+pub(super) async fn get(
+    conn: &mut SqliteConnection,
+    t: &Target,
+    id: &str,
+) -> Result<Option<Row>, StoreError> {
+    let columns = Columns::of(conn, t).await?;
+    select(conn, t, &columns, id).await
+}
+
+async fn select(
+    conn: &mut SqliteConnection,
+    t: &Target,
+    columns: &Columns,
+    id: &str,
+) -> Result<Option<Row>, StoreError> {
+    let sql = format!("SELECT * FROM {} WHERE {} = ?", t.quoted_table, t.quoted_id);
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .map_err(t.db_error("get", Some(id)))?;
+    row.map(|r| columns.read(&r))
+        .transpose()
+        .map_err(t.db_error("get", Some(id)))
+}
+
+pub(super) async fn list(
+    conn: &mut SqliteConnection,
+    t: &Target,
+    limit: u32,
+) -> Result<Vec<Row>, StoreError> {
+    let columns = Columns::of(conn, t).await?;
+    let sql = format!(
+        "SELECT * FROM {} ORDER BY {} LIMIT ?",
+        t.quoted_table, t.quoted_id
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(i64::from(limit))
+        .fetch_all(conn)
+        .await
+        .map_err(t.db_error("list", None))?;
+    rows.iter()
+        .map(|r| columns.read(r))
+        .collect::<Result<_, _>>()
+        .map_err(t.db_error("list", None))
+}
+
+pub(super) async fn insert(
+    conn: &mut SqliteConnection,
+    t: &Target,
+    id: &str,
+    record: &Row,
+) -> Result<Row, StoreError> {
+    let fields = fields(t, record)?;
+    let columns = Columns::of(conn, t).await?;
+    let sql = if fields.is_empty() {
+        format!("INSERT INTO {} DEFAULT VALUES RETURNING *", t.quoted_table)
+    } else {
+        let names = fields.iter().map(|f| f.quoted.as_str()).collect::<Vec<_>>();
+        let marks = vec!["?"; names.len()].join(", ");
+        format!(
+            "INSERT INTO {} ({}) VALUES ({marks}) RETURNING *",
+            t.quoted_table,
+            names.join(", ")
+        )
+    };
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for f in &fields {
+        query = bind(query, t, f.name, columns.require(t, f.name)?, f.value)?;
+    }
+    let row = query
+        .fetch_one(conn)
+        .await
+        .map_err(t.db_error("insert", Some(id)))?;
+    columns.read(&row).map_err(t.db_error("insert", Some(id)))
+}
+
+pub(super) async fn update(
+    conn: &mut SqliteConnection,
+    t: &Target,
+    id: &str,
+    record: &Row,
+) -> Result<Option<(Row, Row)>, StoreError> {
+    let fields = fields(t, record)?;
+    let columns = Columns::of(conn, t).await?;
+    let kinds = fields
+        .iter()
+        .map(|f| columns.require(t, f.name))
+        .collect::<Result<Vec<_>, _>>()?;
+    // No row lock is needed: the transaction began IMMEDIATE, so it already holds the
+    // database's write lock.
+    let Some(old) = select(conn, t, &columns, id).await? else {
+        return Ok(None);
+    };
+    let changed: Vec<_> = fields
+        .iter()
+        .zip(kinds)
+        .filter(|(f, kind)| old.get(f.name) != Some(&as_stored(*kind, f.value)))
+        .collect();
+    if changed.is_empty() {
+        return Ok(Some((old.clone(), old)));
+    }
+    let assignments = changed
+        .iter()
+        .map(|(f, _)| format!("{} = ?", f.quoted))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "UPDATE {} SET {assignments} WHERE {} = ? RETURNING *",
+        t.quoted_table, t.quoted_id
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for (f, kind) in &changed {
+        query = bind(query, t, f.name, *kind, f.value)?;
+    }
+    let row = query
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .map_err(t.db_error("update", Some(id)))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let new = columns.read(&row).map_err(t.db_error("update", Some(id)))?;
+    Ok(Some((old, new)))
+}
+
+pub(super) async fn delete(
+    conn: &mut SqliteConnection,
+    t: &Target,
+    id: &str,
+) -> Result<Option<Row>, StoreError> {
+    let columns = Columns::of(conn, t).await?;
+    let sql = format!(
+        "DELETE FROM {} WHERE {} = ? RETURNING *",
+        t.quoted_table, t.quoted_id
+    );
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .map_err(t.db_error("delete", Some(id)))?;
+    row.map(|r| columns.read(&r))
+        .transpose()
+        .map_err(t.db_error("delete", Some(id)))
+}

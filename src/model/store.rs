@@ -1,0 +1,120 @@
+//! The entry point for model reads and for transactions that write models.
+
+use super::{
+    Model, StoreError, event,
+    sql::{Conn, Target},
+    tx::{Inner, Tx},
+};
+use crate::{db::Db, event::NewEvent, log::RelaySignal};
+
+/// Reads models and begins transactions that write them. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+    signal: RelaySignal,
+}
+
+impl Store {
+    /// A store on `db` that wakes the relay through `signal` after writing events.
+    pub fn new(db: Db, signal: RelaySignal) -> Self {
+        Self { db, signal }
+    }
+
+    /// The database the store uses, for the application's own queries.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Begins a transaction.
+    ///
+    /// On SQLite it begins `IMMEDIATE`, taking the write lock at once: two deferred
+    /// transactions that both read and then write would each wait for the other to
+    /// release its read lock until one fails with "database is locked".
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        let inner = match &self.db {
+            Db::Sqlite(pool) => pool.begin_with("BEGIN IMMEDIATE").await.map(Inner::Sqlite),
+            Db::Postgres(pool) => pool.begin().await.map(Inner::Postgres),
+        }
+        .map_err(|source| StoreError::Transaction {
+            op: "begin",
+            source,
+        })?;
+        Ok(Tx::new(inner, self.signal.clone()))
+    }
+
+    /// The record with this id, or `None`.
+    pub async fn get<M: Model>(&self, id: &str) -> Result<Option<M>, StoreError> {
+        let target = Target::of::<M>()?;
+        let row = match &self.db {
+            Db::Sqlite(pool) => {
+                let mut conn = pool
+                    .acquire()
+                    .await
+                    .map_err(target.db_error("get", Some(id)))?;
+                Conn::Sqlite(&mut conn).get(&target, id).await?
+            }
+            Db::Postgres(pool) => {
+                let mut conn = pool
+                    .acquire()
+                    .await
+                    .map_err(target.db_error("get", Some(id)))?;
+                Conn::Postgres(&mut conn).get(&target, id).await?
+            }
+        };
+        row.map(|row| event::from_row(row, id)).transpose()
+    }
+
+    /// Up to `limit` records, ordered by id.
+    pub async fn list<M: Model>(&self, limit: u32) -> Result<Vec<M>, StoreError> {
+        let target = Target::of::<M>()?;
+        let rows = match &self.db {
+            Db::Sqlite(pool) => {
+                let mut conn = pool
+                    .acquire()
+                    .await
+                    .map_err(target.db_error("list", None))?;
+                Conn::Sqlite(&mut conn).list(&target, limit).await?
+            }
+            Db::Postgres(pool) => {
+                let mut conn = pool
+                    .acquire()
+                    .await
+                    .map_err(target.db_error("list", None))?;
+                Conn::Postgres(&mut conn).list(&target, limit).await?
+            }
+        };
+        rows.into_iter()
+            .map(|row| {
+                // The id column is named by the model; a row without it still gets a
+                // useful error from serde, so an empty id in the message is fine.
+                let id = row
+                    .get(target.id_field)
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                    .unwrap_or_default();
+                event::from_row(row, &id)
+            })
+            .collect()
+    }
+
+    /// Writes an event directly (own autocommit), then wakes the relay.
+    pub async fn record(&self, event: &NewEvent) -> Result<(), StoreError> {
+        let acquire_error = |source| StoreError::Database {
+            op: "record",
+            collection: event.collection.clone(),
+            id: event.key.clone(),
+            source,
+        };
+        match &self.db {
+            Db::Sqlite(pool) => {
+                let mut conn = pool.acquire().await.map_err(acquire_error)?;
+                Conn::Sqlite(&mut conn).record(event).await?;
+            }
+            Db::Postgres(pool) => {
+                let mut conn = pool.acquire().await.map_err(acquire_error)?;
+                Conn::Postgres(&mut conn).record(event).await?;
+            }
+        }
+        self.signal.wake();
+        Ok(())
+    }
+}

@@ -1,0 +1,179 @@
+//! A transaction in which every model write also writes its event.
+
+use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
+
+use super::{
+    Model, StoreError, event,
+    sql::{Conn, Target},
+};
+use crate::{
+    event::{Action, NewEvent},
+    log::RelaySignal,
+};
+
+/// An open transaction from [`Store::begin`](super::Store::begin).
+///
+/// Each [`insert`](Tx::insert), [`update`](Tx::update) and [`delete`](Tx::delete) writes
+/// the record and exactly one outbox row; both become visible on [`commit`](Tx::commit)
+/// or not at all. Dropping a `Tx` without committing rolls it back, so nothing is
+/// emitted.
+pub struct Tx {
+    inner: Inner,
+    signal: RelaySignal,
+    /// Whether an outbox row was written, so commit knows to wake the relay.
+    wrote: bool,
+}
+
+pub(super) enum Inner {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let backend = match self.inner {
+            Inner::Sqlite(_) => "sqlite",
+            Inner::Postgres(_) => "postgres",
+        };
+        f.debug_struct("Tx")
+            .field("backend", &backend)
+            .field("wrote", &self.wrote)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tx {
+    pub(super) fn new(inner: Inner, signal: RelaySignal) -> Self {
+        Self {
+            inner,
+            signal,
+            wrote: false,
+        }
+    }
+
+    fn conn(&mut self) -> Conn<'_> {
+        match &mut self.inner {
+            Inner::Sqlite(tx) => Conn::Sqlite(tx),
+            Inner::Postgres(tx) => Conn::Postgres(tx),
+        }
+    }
+
+    /// Inserts `record` and returns the row as stored, column defaults included.
+    ///
+    /// Fields that serialize to `null` are left out of the insert, so a column default
+    /// applies to them.
+    pub async fn insert<M: Model>(&mut self, record: &M) -> Result<M, StoreError> {
+        let target = Target::of::<M>()?;
+        let id = record.id();
+        let fields = event::to_row(record)?;
+        let row = self.conn().insert(&target, &id, &fields).await?;
+        let stored: M = event::from_row(row.clone(), &id)?;
+        let event = event::for_write(Action::Create, &stored, &row, None)?;
+        self.record(&event).await?;
+        Ok(stored)
+    }
+
+    /// Writes the fields of `record` that differ from the stored row (locking it first)
+    /// and returns the row as stored with the names of the public fields that changed.
+    /// An update that changes nothing still emits an event, with an empty change list.
+    ///
+    /// Fails with [`StoreError::NotFound`] when no row has the record's id.
+    pub async fn update<M: Model>(&mut self, record: &M) -> Result<(M, Vec<String>), StoreError> {
+        let target = Target::of::<M>()?;
+        let id = record.id();
+        let fields = event::to_row(record)?;
+        let (old, new) = self
+            .conn()
+            .update(&target, &id, &fields)
+            .await?
+            .ok_or_else(|| not_found::<M>(&id))?;
+        let stored: M = event::from_row(new.clone(), &id)?;
+        let changes = event::changed_fields(&stored, &old, &new);
+        let event = event::for_write(Action::Update, &stored, &new, Some(changes.clone()))?;
+        self.record(&event).await?;
+        Ok((stored, changes))
+    }
+
+    /// Deletes the record with this id and returns it as it was. Its event carries the
+    /// public projection and rule fields captured before the row disappeared.
+    ///
+    /// Fails with [`StoreError::NotFound`] when there is no such record.
+    pub async fn delete<M: Model>(&mut self, id: &str) -> Result<M, StoreError> {
+        let target = Target::of::<M>()?;
+        let row = self
+            .conn()
+            .delete(&target, id)
+            .await?
+            .ok_or_else(|| not_found::<M>(id))?;
+        let old: M = event::from_row(row.clone(), id)?;
+        let event = event::for_write(Action::Delete, &old, &row, None)?;
+        self.record(&event).await?;
+        Ok(old)
+    }
+
+    /// The record with this id, as this transaction sees it.
+    pub async fn get<M: Model>(&mut self, id: &str) -> Result<Option<M>, StoreError> {
+        let target = Target::of::<M>()?;
+        let row = self.conn().get(&target, id).await?;
+        row.map(|row| event::from_row(row, id)).transpose()
+    }
+
+    /// Records an event for a write the user made with their own SQL in this
+    /// transaction. It is emitted only if the transaction commits.
+    pub async fn record(&mut self, event: &NewEvent) -> Result<(), StoreError> {
+        self.conn().record(event).await?;
+        self.wrote = true;
+        Ok(())
+    }
+
+    /// The transaction's connection when on SQLite, for the user's own SQL.
+    pub fn sqlite(&mut self) -> Option<&mut SqliteConnection> {
+        match &mut self.inner {
+            Inner::Sqlite(tx) => Some(tx),
+            Inner::Postgres(_) => None,
+        }
+    }
+
+    /// The transaction's connection when on Postgres, for the user's own SQL.
+    pub fn postgres(&mut self) -> Option<&mut PgConnection> {
+        match &mut self.inner {
+            Inner::Postgres(tx) => Some(tx),
+            Inner::Sqlite(_) => None,
+        }
+    }
+
+    /// Commits, then wakes the relay if the transaction wrote any outbox row.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        let result = match self.inner {
+            Inner::Sqlite(tx) => tx.commit().await,
+            Inner::Postgres(tx) => tx.commit().await,
+        };
+        result.map_err(|source| StoreError::Transaction {
+            op: "commit",
+            source,
+        })?;
+        if self.wrote {
+            self.signal.wake();
+        }
+        Ok(())
+    }
+
+    /// Rolls back: neither the writes nor their events happen.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        let result = match self.inner {
+            Inner::Sqlite(tx) => tx.rollback().await,
+            Inner::Postgres(tx) => tx.rollback().await,
+        };
+        result.map_err(|source| StoreError::Transaction {
+            op: "rollback",
+            source,
+        })
+    }
+}
+
+fn not_found<M: Model>(id: &str) -> StoreError {
+    StoreError::NotFound {
+        collection: M::COLLECTION.to_owned(),
+        id: id.to_owned(),
+    }
+}

@@ -1,0 +1,325 @@
+//! The WebSocket wire format (protocol.md section 3): client frames in, server frames
+//! out, as tagged enums. Event frames are not here: they are encoded once per event in
+//! `event.rs` and shared by every receiver.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A frame from the client.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// Authenticate, or refresh the token on a live connection.
+    Auth {
+        /// The JWT, or `null` for anonymous.
+        token: Option<String>,
+        /// Echoed in the reply.
+        #[serde(rename = "ref", default)]
+        reference: Option<Value>,
+    },
+    /// Subscribe to a pattern.
+    Subscribe {
+        /// Client-chosen id, unique per connection.
+        id: String,
+        /// The pattern.
+        pattern: String,
+        /// Resume position.
+        #[serde(default)]
+        since: Option<String>,
+        /// Echoed in the reply.
+        #[serde(rename = "ref", default)]
+        reference: Option<Value>,
+    },
+    /// End a subscription.
+    Unsubscribe {
+        /// The subscription id.
+        id: String,
+        /// Echoed in the reply.
+        #[serde(rename = "ref", default)]
+        reference: Option<Value>,
+    },
+    /// Liveness check.
+    Ping {
+        /// Echoed in the reply.
+        #[serde(rename = "ref", default)]
+        reference: Option<Value>,
+    },
+    /// Publish a custom event on a topic.
+    Publish {
+        /// `collection` or `collection:key`.
+        topic: String,
+        /// Event name.
+        event: String,
+        /// Any JSON.
+        #[serde(default)]
+        data: Value,
+        /// Echoed in the reply.
+        #[serde(rename = "ref", default)]
+        reference: Option<Value>,
+    },
+}
+
+/// Error codes of protocol.md section 3.3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Malformed or unexpected frame.
+    BadRequest,
+    /// Token missing or invalid.
+    Unauthorized,
+    /// Not allowed by the rules.
+    Forbidden,
+    /// The pattern is invalid.
+    InvalidPattern,
+    /// Too many frames.
+    RateLimited,
+    /// A configured limit was reached.
+    LimitExceeded,
+    /// Unknown subscription id.
+    NotFound,
+    /// A refresh token with another `sub`.
+    AuthMismatch,
+    /// Server-side failure (details are logged, not sent).
+    Internal,
+}
+
+/// Why a resume could not be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResyncReason {
+    /// The cursor's epoch is not the log's.
+    EpochChanged,
+    /// The position is older than the retained log.
+    TooOld,
+    /// More events than the replay cap.
+    TooMany,
+    /// The position is ahead of the log.
+    UnknownPosition,
+}
+
+/// A frame to the client (event frames excepted, see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// Handshake succeeded.
+    Welcome {
+        /// Opaque, unique connection id.
+        connection_id: String,
+        /// The token's `sub`, or null.
+        user_id: Option<String>,
+        /// Seconds until the token expires, or null.
+        expires_in: Option<u64>,
+        /// Protocol version: 1.
+        protocol: u32,
+        /// Echo of the auth frame's ref.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+    },
+    /// A token refresh succeeded.
+    Refreshed {
+        /// Seconds until the new token expires.
+        expires_in: Option<u64>,
+        /// Echo.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+    },
+    /// The token expires soon: send a fresh one.
+    RefreshRequired {
+        /// Seconds left.
+        expires_in: u64,
+    },
+    /// A subscription is live.
+    Subscribed {
+        /// The subscription id.
+        id: String,
+        /// The pattern.
+        pattern: String,
+        /// Where the subscription starts.
+        cursor: String,
+        /// Present only when `since` was given.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+        /// Why recovery failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<ResyncReason>,
+        /// Echo.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+    },
+    /// A subscription ended.
+    Unsubscribed {
+        /// The subscription id.
+        id: String,
+        /// Set when the server ended it (`forbidden` after a refresh).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
+        /// Echo.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+    },
+    /// Reply to `ping`.
+    Pong {
+        /// Echo.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+    },
+    /// Reply to `publish`.
+    Published {
+        /// Echo.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+    },
+    /// A refused frame.
+    Error {
+        /// Echo of the offending frame's ref.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+        /// The subscription id concerned, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// Machine-readable code.
+        code: ErrorCode,
+        /// Human-readable explanation.
+        message: String,
+    },
+}
+
+impl ServerFrame {
+    /// An error frame.
+    pub fn error(
+        reference: Option<Value>,
+        id: Option<String>,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Error {
+            reference,
+            id,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The frame as JSON text.
+    pub fn to_text(&self) -> String {
+        // Plain data: serialization cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            String::from(r#"{"type":"error","code":"internal","message":"encoding"}"#)
+        })
+    }
+}
+
+/// Why a client frame could not be used, with the `ref` to echo when one was readable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameError {
+    /// The frame's `ref`, if it had a valid one.
+    pub reference: Option<Value>,
+    /// What was wrong.
+    pub message: String,
+}
+
+/// Parses a client text frame. Never panics; a bad frame yields the reason and the
+/// `ref` to echo.
+pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| FrameError {
+        reference: None,
+        message: format!("not JSON: {e}"),
+    })?;
+    let reference = value
+        .get("ref")
+        .filter(|r| r.is_string() || r.is_number())
+        .cloned();
+    if value.get("ref").is_some() && reference.is_none() {
+        return Err(FrameError {
+            reference: None,
+            message: "ref must be a string or a number".into(),
+        });
+    }
+    if !value.is_object() {
+        return Err(FrameError {
+            reference,
+            message: "a frame must be a JSON object".into(),
+        });
+    }
+    serde_json::from_value(value).map_err(|e| FrameError {
+        reference,
+        message: format!("bad frame: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_every_client_frame() {
+        assert_eq!(
+            parse_client_frame(r#"{"type":"auth","token":null}"#).unwrap(),
+            ClientFrame::Auth {
+                token: None,
+                reference: None
+            }
+        );
+        assert!(matches!(
+            parse_client_frame(
+                r#"{"type":"subscribe","id":"s1","pattern":"todos:*","since":"e:1","ref":7}"#
+            )
+            .unwrap(),
+            ClientFrame::Subscribe {
+                since: Some(_),
+                reference: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_client_frame(r#"{"type":"publish","topic":"chat","event":"x","data":{"a":1}}"#)
+                .unwrap(),
+            ClientFrame::Publish { .. }
+        ));
+    }
+
+    #[test]
+    fn bad_frames_keep_their_ref() {
+        for bad in [
+            "",
+            "nul",
+            "[]",
+            "42",
+            r#"{"type":"nope","ref":"r"}"#,
+            r#"{"ref":"r"}"#,
+            r#"{"type":"subscribe","ref":"r"}"#,
+            r#"{"type":"subscribe","id":1,"pattern":"x","ref":"r"}"#,
+            r#"{"type":"ping","ref":{"a":1}}"#,
+            r#"{"type":"ping","extra":1,"ref":"r"}"#,
+        ] {
+            let err = parse_client_frame(bad).unwrap_err();
+            if bad.contains(r#""ref":"r""#) {
+                assert_eq!(err.reference, Some(json!("r")), "{bad}");
+            }
+        }
+    }
+
+    #[test]
+    fn server_frames_match_the_contract() {
+        let f = ServerFrame::Subscribed {
+            id: "s1".into(),
+            pattern: "todos:*".into(),
+            cursor: "e:3".into(),
+            recovered: Some(false),
+            reason: Some(ResyncReason::TooMany),
+            reference: Some(json!(1)),
+        };
+        assert_eq!(
+            serde_json::to_value(&f).unwrap(),
+            json!({"type":"subscribed","id":"s1","pattern":"todos:*","cursor":"e:3","recovered":false,"reason":"too_many","ref":1})
+        );
+        let e = ServerFrame::error(None, Some("s1".into()), ErrorCode::InvalidPattern, "bad");
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"type":"error","id":"s1","code":"invalid_pattern","message":"bad"})
+        );
+        let r = ServerFrame::RefreshRequired { expires_in: 5 };
+        assert_eq!(r.to_text(), r#"{"type":"refresh_required","expires_in":5}"#);
+    }
+}

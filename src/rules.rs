@@ -1,0 +1,238 @@
+//! Per-collection read and publish rules, evaluated in memory (never a database query
+//! per subscriber).
+//!
+//! A collection without rules is closed: nobody reads it and nobody publishes to it.
+
+use std::{collections::HashMap, fmt, sync::Arc};
+
+use serde_json::Value;
+
+use crate::{auth::Principal, event::NewEvent};
+
+/// A custom rule: gets the principal and the event (or `None` at subscribe time).
+pub type RuleFn = Arc<dyn Fn(&Principal, Option<&NewEvent>) -> bool + Send + Sync>;
+
+/// Who may read or publish.
+#[derive(Clone)]
+pub enum Rule {
+    /// Everybody, anonymous principals included.
+    Public,
+    /// Any authenticated principal.
+    Authenticated,
+    /// Principals whose `roles` claim holds this role.
+    Role(String),
+    /// The event's field (record field, or `data` field for broadcasts) equals `sub`.
+    Owner(String),
+    /// Nobody.
+    Deny,
+    /// A Rust closure, for anything else.
+    Custom(RuleFn),
+}
+
+impl fmt::Debug for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Public => f.write_str("public"),
+            Self::Authenticated => f.write_str("authenticated"),
+            Self::Role(r) => write!(f, "role:{r}"),
+            Self::Owner(field) => write!(f, "owner:{field}"),
+            Self::Deny => f.write_str("deny"),
+            Self::Custom(_) => f.write_str("custom"),
+        }
+    }
+}
+
+/// A rule string that is not one of the known forms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown rule {0:?}: expected public, authenticated, deny, role:<name> or owner:<field>")]
+pub struct RuleParseError(pub String);
+
+impl std::str::FromStr for Rule {
+    type Err = RuleParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            None if s == "public" => Ok(Self::Public),
+            None if s == "authenticated" => Ok(Self::Authenticated),
+            None if s == "deny" => Ok(Self::Deny),
+            Some(("role", name)) if !name.is_empty() => Ok(Self::Role(name.to_owned())),
+            Some(("owner", field)) if !field.is_empty() => Ok(Self::Owner(field.to_owned())),
+            _ => Err(RuleParseError(s.to_owned())),
+        }
+    }
+}
+
+/// What can be decided about a subscription before any event arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Every event will be allowed.
+    Allow,
+    /// No event will be allowed.
+    Deny,
+    /// Depends on each event (owner and custom rules).
+    PerEvent,
+}
+
+impl Rule {
+    /// Decides what can be decided without an event.
+    pub fn decide(&self, principal: &Principal) -> Decision {
+        let yes = |b: bool| if b { Decision::Allow } else { Decision::Deny };
+        match self {
+            Self::Public => Decision::Allow,
+            Self::Authenticated => yes(principal.is_authenticated()),
+            Self::Role(role) => yes(principal.has_role(role)),
+            Self::Owner(_) if !principal.is_authenticated() => Decision::Deny,
+            Self::Owner(_) | Self::Custom(_) => Decision::PerEvent,
+            Self::Deny => Decision::Deny,
+        }
+    }
+
+    /// Whether `principal` may see (or publish) `event`.
+    pub fn allows(&self, principal: &Principal, event: &NewEvent) -> bool {
+        match self {
+            Self::Owner(field) => match (&principal.user_id, event.rule_field(field)) {
+                (Some(user), Some(value)) => field_equals(value, user),
+                // A missing field denies: an event without an owner is nobody's.
+                _ => false,
+            },
+            Self::Custom(f) => f(principal, Some(event)),
+            other => other.decide(principal) == Decision::Allow,
+        }
+    }
+}
+
+fn field_equals(value: &Value, user: &str) -> bool {
+    match value {
+        Value::String(s) => s == user,
+        Value::Number(n) => n.to_string() == user,
+        _ => false,
+    }
+}
+
+/// The read and publish rule of one collection.
+#[derive(Debug, Clone)]
+pub struct CollectionRules {
+    /// Who may receive the collection's events.
+    pub read: Rule,
+    /// Who may publish custom events to it (client `publish` frames).
+    pub publish: Rule,
+}
+
+/// Rules of every collection.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    collections: HashMap<String, CollectionRules>,
+}
+
+impl Rules {
+    /// No collection is readable.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the rules of `collection`.
+    pub fn collection(mut self, collection: &str, read: Rule, publish: Rule) -> Self {
+        self.collections
+            .insert(collection.to_owned(), CollectionRules { read, publish });
+        self
+    }
+
+    /// The read rule of `collection` (Deny if unknown).
+    pub fn read_rule(&self, collection: &str) -> &Rule {
+        self.collections
+            .get(collection)
+            .map_or(&Rule::Deny, |r| &r.read)
+    }
+
+    /// The publish rule of `collection` (Deny if unknown).
+    pub fn publish_rule(&self, collection: &str) -> &Rule {
+        self.collections
+            .get(collection)
+            .map_or(&Rule::Deny, |r| &r.publish)
+    }
+
+    /// Whether `principal` may read `event`.
+    pub fn can_read(&self, principal: &Principal, event: &NewEvent) -> bool {
+        self.read_rule(&event.collection).allows(principal, event)
+    }
+
+    /// Whether `principal` may publish `event`.
+    pub fn can_publish(&self, principal: &Principal, event: &NewEvent) -> bool {
+        self.publish_rule(&event.collection)
+            .allows(principal, event)
+    }
+
+    /// The names of collections with rules, for `*` subscriptions and docs.
+    pub fn collection_names(&self) -> impl Iterator<Item = &str> {
+        self.collections.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Action;
+    use serde_json::json;
+
+    fn user(sub: &str, roles: &[&str]) -> Principal {
+        Principal {
+            user_id: Some(sub.into()),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            expires_at: None,
+            claims: Value::Null,
+        }
+    }
+
+    fn event(payload: Value, acl: Value) -> NewEvent {
+        NewEvent {
+            collection: "notes".into(),
+            key: Some("1".into()),
+            action: Action::Create,
+            event: None,
+            payload,
+            changes: None,
+            acl: acl.as_object().cloned().unwrap_or_default(),
+            except: None,
+            ts: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn rule_table() {
+        let ann = user("ann", &["publisher"]);
+        let bob = user("bob", &[]);
+        let anon = Principal::anonymous();
+        let owned = event(json!({"owner_id":"ann"}), json!({}));
+        let hidden_owner = event(json!({}), json!({"owner_id":"ann"}));
+        let numeric = event(json!({"owner_id": 7}), json!({}));
+        let ownerless = event(json!({}), json!({}));
+        let owner: Rule = "owner:owner_id".parse().unwrap();
+        assert!(owner.allows(&ann, &owned));
+        assert!(owner.allows(&ann, &hidden_owner));
+        assert!(!owner.allows(&bob, &owned));
+        assert!(!owner.allows(&anon, &owned));
+        assert!(!owner.allows(&ann, &ownerless));
+        assert!(owner.allows(&user("7", &[]), &numeric));
+        let role: Rule = "role:publisher".parse().unwrap();
+        assert!(role.allows(&ann, &owned) && !role.allows(&bob, &owned));
+        assert!(Rule::Authenticated.allows(&bob, &owned));
+        assert!(!Rule::Authenticated.allows(&anon, &owned));
+        assert!(Rule::Public.allows(&anon, &owned));
+        assert!(!Rule::Deny.allows(&ann, &owned));
+        let custom = Rule::Custom(Arc::new(|p, _| p.user_id.as_deref() == Some("bob")));
+        assert!(custom.allows(&bob, &owned) && !custom.allows(&ann, &owned));
+    }
+
+    #[test]
+    fn decisions_at_subscribe_time() {
+        let anon = Principal::anonymous();
+        assert_eq!(Rule::Owner("o".into()).decide(&anon), Decision::Deny);
+        assert_eq!(
+            Rule::Owner("o".into()).decide(&user("a", &[])),
+            Decision::PerEvent
+        );
+        assert_eq!(Rule::Authenticated.decide(&anon), Decision::Deny);
+        assert!("bogus".parse::<Rule>().is_err());
+        assert!("role:".parse::<Rule>().is_err());
+        assert!(matches!(Rules::new().read_rule("x"), Rule::Deny));
+    }
+}

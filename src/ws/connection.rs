@@ -1,0 +1,271 @@
+//! One task per WebSocket connection: handshake, then a loop over the socket, the
+//! outbound queue, the deadlines and the close signals.
+//!
+//! Outbound frames are batched: everything queued is fed to the socket, then flushed
+//! once, so a burst costs one write instead of one per frame.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures::SinkExt;
+use tokio::{sync::mpsc, time::Instant};
+
+use crate::{
+    app::Realtime,
+    auth::{Principal, unix_now},
+    close::{CloseReason, Closer},
+    hub::{Delivery, Receiver},
+    metrics::Metrics,
+    protocol::{ClientFrame, ErrorCode, ServerFrame, parse_client_frame},
+    ws::{
+        session::Session,
+        timers::{Due, Timers},
+    },
+};
+
+/// Deliveries written per flush at most, so one busy connection still reads its
+/// socket regularly.
+const MAX_BATCH: usize = 256;
+/// How long a close frame may take to send before the socket is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs a connection to its end. `token` came from the upgrade request (header or
+/// allowed query parameter), if any.
+pub(crate) async fn run(realtime: Realtime, mut socket: WebSocket, token: Option<String>) {
+    let metrics = realtime.inner.metrics.clone();
+    if metrics
+        .connections
+        .load(std::sync::atomic::Ordering::Relaxed)
+        >= realtime.config().connection.max_connections as u64
+    {
+        close(&mut socket, CloseReason::RateLimited).await;
+        return;
+    }
+    Metrics::inc(&metrics.connections);
+    let handshake = handshake(&realtime, &mut socket, token).await;
+    if let Ok((principal, reference)) = handshake {
+        serve(realtime, socket, principal, reference).await;
+    } else if let Err(reason) = handshake {
+        close(&mut socket, reason).await;
+    }
+    Metrics::dec(&metrics.connections);
+}
+
+/// Waits for a valid token; on failure sends an `error` frame and returns the close.
+async fn handshake(
+    realtime: &Realtime,
+    socket: &mut WebSocket,
+    token: Option<String>,
+) -> Result<(Principal, Option<serde_json::Value>), CloseReason> {
+    let auth = &realtime.config().auth;
+    let (token, reference) = match token {
+        Some(token) => (Some(token), None),
+        None => {
+            let deadline = tokio::time::sleep(auth.auth_timeout);
+            tokio::pin!(deadline);
+            loop {
+                let message = tokio::select! {
+                    () = &mut deadline => {
+                        send_error(socket, None, "no auth frame before the auth timeout").await;
+                        return Err(CloseReason::Unauthorized);
+                    }
+                    () = realtime.inner.shutdown.cancelled() => return Err(CloseReason::GoingAway),
+                    message = socket.recv() => message,
+                };
+                match message {
+                    Some(Ok(Message::Text(text))) => match parse_client_frame(&text) {
+                        Ok(ClientFrame::Auth { token, reference }) => break (token, reference),
+                        _ => {
+                            send_error(socket, None, "the first frame must be auth").await;
+                            return Err(CloseReason::Unauthorized);
+                        }
+                    },
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Err(e)) if is_too_big(&e) => return Err(CloseReason::MessageTooBig),
+                    Some(Ok(Message::Binary(_))) => {
+                        send_error(socket, None, "the first frame must be auth").await;
+                        return Err(CloseReason::Unauthorized);
+                    }
+                    // Closed or broken before authenticating: nothing to say.
+                    _ => return Err(CloseReason::Normal),
+                }
+            }
+        }
+    };
+    match token {
+        Some(token) => match realtime.verifier().verify(&token) {
+            Ok(principal) => Ok((principal, reference)),
+            Err(e) => {
+                send_error(socket, reference, &e.to_string()).await;
+                Err(CloseReason::Unauthorized)
+            }
+        },
+        None if auth.allow_anonymous => Ok((Principal::anonymous(), reference)),
+        None => {
+            send_error(socket, reference, "anonymous connections are not allowed").await;
+            Err(CloseReason::Unauthorized)
+        }
+    }
+}
+
+async fn send_error(socket: &mut WebSocket, reference: Option<serde_json::Value>, message: &str) {
+    let frame = ServerFrame::error(reference, None, ErrorCode::Unauthorized, message);
+    let _ = tokio::time::timeout(
+        CLOSE_TIMEOUT,
+        socket.send(Message::Text(frame.to_text().into())),
+    )
+    .await;
+}
+
+fn is_too_big(error: &axum::Error) -> bool {
+    // axum wraps tungstenite's capacity error; its message is the stable signal.
+    let text = error.to_string().to_ascii_lowercase();
+    text.contains("space limit")
+        || text.contains("too long")
+        || text.contains("too big")
+        || text.contains("capacity")
+}
+
+async fn close(socket: &mut WebSocket, reason: CloseReason) {
+    if reason == CloseReason::Normal {
+        return;
+    }
+    let frame = CloseFrame {
+        code: reason.code(),
+        reason: Utf8Bytes::from_static(reason.text()),
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+}
+
+/// The authenticated part of a connection.
+async fn serve(
+    realtime: Realtime,
+    mut socket: WebSocket,
+    principal: Principal,
+    reference: Option<serde_json::Value>,
+) {
+    let config = realtime.config().clone();
+    let connection_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
+    let principal = Arc::new(principal);
+    let (queue, mut deliveries) = mpsc::channel::<Delivery>(config.connection.send_queue_capacity);
+    let closer = Closer::default();
+    let hub = realtime.inner.hub.clone();
+    let key = hub.connect(Receiver {
+        id: connection_id.clone(),
+        principal: principal.clone(),
+        queue,
+        closer: closer.clone(),
+    });
+    let mut timers = Timers::new(
+        config.connection.ping_interval,
+        config.connection.ping_timeout,
+    );
+    let expires_in = principal.expires_in(unix_now());
+    timers.set_token(
+        expires_in,
+        config.auth.refresh_notice,
+        config.auth.expiry_grace,
+    );
+    let welcome = ServerFrame::Welcome {
+        connection_id: connection_id.to_string(),
+        user_id: principal.user_id.as_deref().map(str::to_owned),
+        expires_in,
+        protocol: 1,
+        reference,
+    };
+    let mut session = Session::new(realtime.clone(), key, principal);
+    let shutdown = realtime.inner.shutdown.clone();
+
+    let reason = if socket
+        .send(Message::Text(welcome.to_text().into()))
+        .await
+        .is_err()
+    {
+        CloseReason::Normal
+    } else {
+        loop {
+            tokio::select! {
+                biased;
+                reason = closer.closed() => break reason,
+                () = shutdown.cancelled() => break CloseReason::GoingAway,
+                first = deliveries.recv() => {
+                    let Some(first) = first else { break CloseReason::Normal };
+                    let write = write_batch(&mut socket, first, &mut deliveries);
+                    // A stuck socket must not keep the close signals waiting.
+                    let written = tokio::select! {
+                        result = write => result,
+                        reason = closer.closed() => { hub.disconnect(key); close(&mut socket, reason).await; return; }
+                        () = shutdown.cancelled() => Ok(()),
+                    };
+                    if written.is_err() { break CloseReason::Normal; }
+                }
+                message = socket.recv() => {
+                    timers.heard_from_peer();
+                    match message {
+                        Some(Ok(Message::Text(text))) => {
+                            let outcome = session.handle_text(&text, &mut timers).await;
+                            if send_all(&mut socket, outcome.frames).await.is_err() { break CloseReason::Normal; }
+                            if let Some(reason) = outcome.close { break reason; }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            let frame = ServerFrame::error(None, None, ErrorCode::BadRequest, "binary frames are not supported; send JSON text");
+                            if send_all(&mut socket, vec![frame.to_text()]).await.is_err() { break CloseReason::Normal; }
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Close(_))) | None => break CloseReason::Normal,
+                        Some(Err(e)) if is_too_big(&e) => break CloseReason::MessageTooBig,
+                        Some(Err(_)) => break CloseReason::Normal,
+                    }
+                }
+                () = tokio::time::sleep_until(timers.next()) => {
+                    match timers.due(Instant::now()) {
+                        Some(Due::Ping) if socket.send(Message::Ping(Default::default())).await.is_err() => {
+                            break CloseReason::Normal;
+                        }
+                        Some(Due::Ping) => {}
+                        Some(Due::PeerTimeout) => break CloseReason::PeerTimeout,
+                        Some(Due::RefreshNotice) => {
+                            let expires_in = session.principal.expires_in(unix_now()).unwrap_or(0);
+                            let frame = ServerFrame::RefreshRequired { expires_in };
+                            if send_all(&mut socket, vec![frame.to_text()]).await.is_err() { break CloseReason::Normal; }
+                        }
+                        Some(Due::Expired) => break CloseReason::Unauthorized,
+                        None => {}
+                    }
+                }
+            }
+        }
+    };
+    hub.disconnect(key);
+    close(&mut socket, reason).await;
+}
+
+/// Feeds `first` and everything else already queued, then flushes once.
+async fn write_batch(
+    socket: &mut WebSocket,
+    first: Delivery,
+    deliveries: &mut mpsc::Receiver<Delivery>,
+) -> Result<(), axum::Error> {
+    socket.feed(event_message(&first)).await?;
+    for _ in 1..MAX_BATCH {
+        match deliveries.try_recv() {
+            Ok(next) => socket.feed(event_message(&next)).await?,
+            Err(_) => break,
+        }
+    }
+    socket.flush().await
+}
+
+fn event_message(delivery: &Delivery) -> Message {
+    Message::Text(delivery.event.frame(&delivery.subs).into())
+}
+
+async fn send_all(socket: &mut WebSocket, frames: Vec<String>) -> Result<(), axum::Error> {
+    if frames.is_empty() {
+        return Ok(());
+    }
+    for frame in frames {
+        socket.feed(Message::Text(frame.into())).await?;
+    }
+    socket.flush().await
+}

@@ -1,0 +1,270 @@
+//! A real tidings server on 127.0.0.1:0 (the library plus the demo app), and a real
+//! WebSocket client for it.
+
+use std::{net::SocketAddr, time::Duration};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tidings::{Config, Db, Realtime, demo};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
+};
+
+use super::db::{Backend, fresh_database_url};
+
+/// The HS256 secret every test server uses.
+pub const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
+/// How long a test waits for any expected frame.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running server.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The gateway handle (for Rust-side broadcasts and the store).
+    pub realtime: Realtime,
+    /// The database URL (to open a second node on the same log).
+    pub database_url: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.realtime.shutdown_token().cancel();
+        self.server.abort();
+    }
+}
+
+/// Signs `claims` with the test secret.
+pub fn sign(claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    tidings::auth::unix_now()
+}
+
+/// A valid token for `sub`, one hour long.
+pub fn token(sub: &str) -> String {
+    sign(json!({"sub": sub, "exp": now() + 3600}))
+}
+
+/// A valid token for `sub` with `roles`.
+pub fn token_with_roles(sub: &str, roles: &[&str]) -> String {
+    sign(json!({"sub": sub, "exp": now() + 3600, "roles": roles}))
+}
+
+/// The default test configuration: the test secret, everything else default.
+pub fn test_config() -> Config {
+    let mut config = Config::default();
+    config.jwt.secret = Some(SECRET.into());
+    config
+}
+
+impl TestServer {
+    /// Starts a server on `backend` with `configure` applied; `None` when the
+    /// backend is skipped (Postgres outside CI without DATABASE_URL).
+    pub async fn start(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<Self> {
+        let url = fresh_database_url(backend).await?;
+        Some(Self::start_on(&url, configure).await)
+    }
+
+    /// Starts a server on an existing database (another node, or a restart).
+    pub async fn start_on(database_url: &str, configure: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config();
+        configure(&mut config);
+        let db = Db::connect(database_url).await.expect("connect");
+        demo::migrate(&db).await.expect("demo migrations");
+        let realtime = Realtime::builder(config, db)
+            .rules(demo::rules())
+            .build()
+            .await
+            .expect("build");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        realtime.set_local_addr(addr);
+        let app = demo::router(&realtime, demo::DemoOptions::default()).merge(realtime.router());
+        let shutdown = realtime.shutdown_token();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+        });
+        Self {
+            addr,
+            realtime,
+            database_url: database_url.to_owned(),
+            server,
+        }
+    }
+
+    /// `ws://addr/realtime/subscribe`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/realtime/subscribe", self.addr)
+    }
+
+    /// `http://addr{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Opens a WebSocket without authenticating.
+    pub async fn open(&self) -> Client {
+        self.open_with(|_| {}).await.expect("upgrade")
+    }
+
+    /// Opens a WebSocket, letting the caller add headers; the HTTP error on refusal.
+    pub async fn open_with(
+        &self,
+        edit: impl FnOnce(&mut tokio_tungstenite::tungstenite::handshake::client::Request),
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let mut request = self.ws_url().into_client_request().expect("request");
+        edit(&mut request);
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("upgrade timed out")?;
+        Ok(Client {
+            ws,
+            connection_id: String::new(),
+        })
+    }
+
+    /// Opens, authenticates as `sub` and reads `welcome`.
+    pub async fn connect(&self, sub: &str) -> Client {
+        let mut client = self.open().await;
+        client
+            .send(json!({"type": "auth", "token": token(sub)}))
+            .await;
+        let welcome = client.recv_type("welcome").await;
+        client.connection_id = welcome["connection_id"].as_str().expect("id").to_owned();
+        client
+    }
+
+    /// An HTTP client.
+    pub fn http(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    /// `POST /api/{collection}` as `sub`; returns the created record.
+    pub async fn create(&self, sub: &str, collection: &str, body: Value) -> Value {
+        let response = self
+            .http()
+            .post(self.url(&format!("/api/{collection}")))
+            .bearer_auth(token(sub))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status(), 201, "create {collection}");
+        response.json().await.expect("json")
+    }
+}
+
+/// A real WebSocket client.
+pub struct Client {
+    /// The socket.
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// From `welcome`.
+    pub connection_id: String,
+}
+
+/// How a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// A close frame with this code.
+    Code(u16),
+    /// The socket ended without a close frame.
+    NoCloseFrame,
+}
+
+impl Client {
+    /// Sends a JSON frame.
+    pub async fn send(&mut self, frame: Value) {
+        self.send_text(&frame.to_string()).await;
+    }
+
+    /// Sends raw text.
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// The next text frame as JSON; panics after `WAIT` or on close.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for a frame")
+                .expect("connection ended")
+                .expect("socket error");
+            match message {
+                Message::Text(text) => return serde_json::from_str(&text).expect("JSON frame"),
+                Message::Close(frame) => panic!("closed while waiting for a frame: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Skips frames until one of type `kind`.
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+            assert_ne!(
+                frame["type"], "error",
+                "unexpected error frame waiting for {kind}: {frame}"
+            );
+        }
+    }
+
+    /// The next frame, which must be an event.
+    pub async fn recv_event(&mut self) -> Value {
+        let frame = self.recv().await;
+        assert_eq!(frame["type"], "event", "expected an event, got {frame}");
+        frame
+    }
+
+    /// Subscribes and returns the `subscribed` frame.
+    pub async fn subscribe(&mut self, id: &str, pattern: &str) -> Value {
+        self.send(json!({"type": "subscribe", "id": id, "pattern": pattern}))
+            .await;
+        let frame = self.recv().await;
+        assert_eq!(frame["type"], "subscribed", "subscribe {pattern}: {frame}");
+        frame
+    }
+
+    /// Waits for the connection to end; returns the close code.
+    pub async fn ended(&mut self) -> Ended {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for close")
+            {
+                Some(Ok(Message::Close(Some(frame)))) => return Ended::Code(frame.code.into()),
+                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return Ended::NoCloseFrame,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Sets the Origin header on an upgrade request.
+    pub fn origin(
+        request: &mut tokio_tungstenite::tungstenite::handshake::client::Request,
+        origin: &str,
+    ) {
+        request
+            .headers_mut()
+            .insert("origin", HeaderValue::from_str(origin).expect("header"));
+    }
+}

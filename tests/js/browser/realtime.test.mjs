@@ -218,11 +218,14 @@ describe("realtime client in Chromium against the real server", suiteOptions(mis
       const gap = seen[i] - seen[i - 1];
       assert.ok(gap >= 150 && gap <= 1500, `gap ${gap} ms between attempts ${i} and ${i + 1}`);
     }
-    // The server comes back (new port, same database): the client reconnects by itself.
-    const again = await startServer({ env: server.env, dataDir: server.dir });
+    // The server comes back (new port, same database): the client reconnects by
+    // itself. The page's origin is the first server's, so allow it explicitly.
+    const again = await startServer({ env: { ...server.env, TIDINGS_ALLOWED_ORIGINS: server.url }, dataDir: server.dir });
     cleanups.push(() => again.stop());
     proxy.setTarget(again.url);
-    await until(page, () => window.client.state === "connected", undefined, 15000);
+    await until(page, () => window.client.state === "connected", undefined, 15000).catch(async (e) => {
+      throw new Error(`${e.message}\n${JSON.stringify(await pageLog(page))}\n${again.output}`);
+    });
     await addTodos(again, "ann", ["after-restart"]);
     await until(page, () => window.log.subs.all.events.some((e) => e.title === "after-restart"));
   });

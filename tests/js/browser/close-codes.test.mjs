@@ -11,7 +11,6 @@ describe("close codes in Chromium (scripted server)", suiteOptions(missing), () 
   let browser;
   const cleanups = [];
   before(async () => {
-    if (missing) throw new Error(`browser tests cannot run: ${missing}`);
     browser = await launch();
   });
   after(async () => {

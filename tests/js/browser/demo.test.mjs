@@ -11,7 +11,6 @@ describe("demo page", suiteOptions(missing), () => {
   let browser;
   let server;
   before(async () => {
-    if (missing) throw new Error(`browser tests cannot run: ${missing}`);
     browser = await launch();
     server = await startServer(); // no TIDINGS_JWT_SECRET: demo mode
   });

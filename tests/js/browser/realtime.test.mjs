@@ -50,7 +50,6 @@ describe("realtime client in Chromium against the real server", suiteOptions(mis
   const cleanups = [];
 
   before(async () => {
-    if (missing) throw new Error(`browser tests cannot run: ${missing}`);
     browser = await launch();
   });
 

@@ -1,6 +1,7 @@
 // Headless Chromium (Debian's package) driven by playwright-core, and a page
 // at the server's origin that loads the client module the server serves.
 import fs from "node:fs";
+import { test } from "node:test";
 import { chromium } from "playwright-core";
 import { serverBin } from "./server.mjs";
 
@@ -27,9 +28,18 @@ export function missingPrereqs({ needServer = true } = {}) {
   return missing.length ? missing.join("; ") : null;
 }
 
-/** node:test options for a suite: skip when prerequisites are missing, unless CI=true. */
+/**
+ * node:test options for a suite whose prerequisites may be missing: the suite
+ * is skipped then, and with CI=true a test that fails is added in its place,
+ * so CI cannot pass without running the browser tests.
+ */
 export function suiteOptions(missing) {
-  return { skip: missing && process.env.CI !== "true" ? missing : false };
+  if (missing && process.env.CI === "true") {
+    test("browser test prerequisites (CI=true)", () => {
+      throw new Error(`browser tests cannot run: ${missing}`);
+    });
+  }
+  return { skip: missing ? `browser tests cannot run: ${missing}` : false };
 }
 
 export function launch() {

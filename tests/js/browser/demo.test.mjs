@@ -3,7 +3,9 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { missingPrereqs, suiteOptions, launch } from "../support/browser.mjs";
-import { startServer } from "../support/server.mjs";
+import fs from "node:fs";
+import path from "node:path";
+import { startServer, api, testsDir } from "../support/server.mjs";
 
 const missing = missingPrereqs();
 
@@ -70,5 +72,20 @@ describe("demo page", suiteOptions(missing), () => {
     }
     assert.deepEqual(await titles(bob), ["walk the dog"]);
     for (const page of [ann, bob, carol]) assert.deepEqual(page.problems, []);
+  });
+
+  test("the ten-line example of docs/client.md works as written", async () => {
+    const doc = fs.readFileSync(path.resolve(testsDir, "../../docs/client.md"), "utf8");
+    const example = /## Ten lines to start\s+```html\n([\s\S]*?)```/.exec(doc)[1];
+    assert.ok(example.trimEnd().split("\n").length <= 10, "the example is longer than ten lines");
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${server.url}/healthz`);
+    await page.setContent(example);
+    await page.waitForFunction(() => document.title === "connected", null, { timeout: 15000 });
+    const minted = await api(server.url, null, "POST", "/demo/token", { sub: "ann" });
+    const r = await api(server.url, minted.body.token, "POST", "/api/todos", { title: "from the docs" });
+    assert.equal(r.status, 201);
+    await page.waitForSelector('#log li:text-is("create from the docs")', { timeout: 10000 });
+    await page.context().close();
   });
 });

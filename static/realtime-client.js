@@ -358,11 +358,14 @@ export class RealtimeClient {
     this._clear("retry");
     const gen = ++this._gen;
     this._setState(gen === 1 ? "connecting" : "reconnecting", { force: gen === 1 });
+    // Bounds the whole attempt: token function, opening, and `welcome`.
+    this._timer("handshake", () => this._attemptTimedOut(gen), this._opts.connectTimeout);
     let token;
     try {
       token = await this._resolveToken(this._tokenReason);
     } catch (e) {
       if (gen !== this._gen || this._closed) return;
+      this._clear("handshake");
       this._emitError(new RealtimeError("token_error", `token function failed: ${e && e.message ? e.message : e}`, { cause: e }));
       this._failed(null, "token_error");
       return;
@@ -372,12 +375,12 @@ export class RealtimeClient {
     try {
       ws = new this._WebSocket(this.url);
     } catch (e) {
+      this._clear("handshake");
       this._emitError(new RealtimeError("connect_error", `cannot open WebSocket: ${e && e.message ? e.message : e}`, { cause: e }));
       this._failed(null, "connect_error");
       return;
     }
     this._ws = ws;
-    this._timer("handshake", () => this._drop(ws, "connect timeout"), this._opts.connectTimeout);
     ws.onopen = () => {
       if (this._ws !== ws) return;
       this._request({ type: "auth", token }, { kind: "auth" });
@@ -391,6 +394,15 @@ export class RealtimeClient {
       this._onClose(ev.code, ev.reason || "");
     };
     ws.onerror = noop; // a close event follows
+  }
+
+  _attemptTimedOut(gen) {
+    if (gen !== this._gen || this._closed) return;
+    if (this._ws) return this._drop(this._ws, "connect timeout");
+    // Still waiting for the token function: give up on this attempt.
+    this._gen++;
+    this._emitError(new RealtimeError("token_error", `token function did not answer within ${this._opts.connectTimeout} ms`));
+    this._failed(null, "token_error");
   }
 
   _send(frame) {

@@ -229,6 +229,28 @@ test("a handshake that never completes times out and is retried", async () => {
   assert.equal(h.sockets.length, 2);
 });
 
+test("a token function that never answers is abandoned after connectTimeout", async () => {
+  let calls = 0;
+  const h = harness({
+    token: () => (++calls === 1 ? new Promise(() => {}) : "ok"),
+    connectTimeout: 4000,
+    minDelay: 100,
+    random: () => 0,
+  });
+  await h.clock.tick(3999);
+  assert.equal(h.client.state, "connecting");
+  await h.clock.tick(1);
+  assert.equal(h.errors.at(-1).code, "token_error");
+  assert.equal(h.client.state, "reconnecting");
+  await h.clock.tick(100);
+  await h.connect();
+  assert.equal(h.client.state, "connected");
+  assert.equal(calls, 2);
+  // The abandoned attempt's handshake timer does not hit the new connection.
+  await h.clock.tick(10000);
+  assert.equal(h.client.state, "connected");
+});
+
 test("close() stops everything and reports closed", async () => {
   const h = harness();
   await h.connect();

@@ -56,6 +56,14 @@ export async function startServer({ env = {}, dataDir = null, timeoutMs = 60000 
       reject(new Error(`${bin} exited (${code ?? signal}) before listening:\n${output}`));
     });
   });
+  // The server embeds static/realtime-client.js at build time: make sure the
+  // browser tests exercise the client in this work tree, not a stale copy.
+  const served = await fetch(`${url}/realtime/client.js`, { signal: AbortSignal.timeout(10000) }).then((r) => r.text());
+  const onDisk = fs.readFileSync(path.resolve(testsDir, "../../static/realtime-client.js"), "utf8");
+  if (served !== onDisk) {
+    proc.kill("SIGKILL");
+    throw new Error(`${bin} serves a /realtime/client.js that differs from static/realtime-client.js: rebuild the server (cargo build)`);
+  }
   return {
     url,
     dir,

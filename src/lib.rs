@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod rules;
+pub mod sse;
 pub mod topic;
 mod ws;
 

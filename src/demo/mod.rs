@@ -26,7 +26,7 @@ use crate::{
 
 /// Datastar 1.0 browser bundle used by the `/datastar` page unless configured.
 pub const DEFAULT_DATASTAR_URL: &str =
-    "https://cdn.jsdelivr.net/gh/starfederation/datastar@1.0.0-RC.6/bundles/datastar.js";
+    "https://cdn.jsdelivr.net/gh/starfederation/datastar@v1.0.2/bundles/datastar.js";
 
 static SQLITE_DEMO: Migrator = sqlx::migrate!("./migrations/demo/sqlite");
 static POSTGRES_DEMO: Migrator = sqlx::migrate!("./migrations/demo/postgres");

@@ -26,8 +26,8 @@ use crate::{
 /// Deliveries written per flush at most, so one busy connection still reads its
 /// socket regularly.
 const MAX_BATCH: usize = 256;
-/// How long a close frame may take to send before the socket is dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an error frame may take to send during the handshake.
+const HANDSHAKE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs a connection to its end. `token` came from the upgrade request (header or
 /// allowed query parameter), if any.
@@ -38,7 +38,12 @@ pub(crate) async fn run(realtime: Realtime, mut socket: WebSocket, token: Option
         .load(std::sync::atomic::Ordering::Relaxed)
         >= realtime.config().connection.max_connections as u64
     {
-        close(&mut socket, CloseReason::RateLimited).await;
+        close(
+            &mut socket,
+            CloseReason::RateLimited,
+            HANDSHAKE_WRITE_TIMEOUT,
+        )
+        .await;
         return;
     }
     Metrics::inc(&metrics.connections);
@@ -46,7 +51,7 @@ pub(crate) async fn run(realtime: Realtime, mut socket: WebSocket, token: Option
     if let Ok((principal, reference)) = handshake {
         serve(realtime, socket, principal, reference).await;
     } else if let Err(reason) = handshake {
-        close(&mut socket, reason).await;
+        close(&mut socket, reason, HANDSHAKE_WRITE_TIMEOUT).await;
     }
     Metrics::dec(&metrics.connections);
 }
@@ -111,7 +116,7 @@ async fn handshake(
 async fn send_error(socket: &mut WebSocket, reference: Option<serde_json::Value>, message: &str) {
     let frame = ServerFrame::error(reference, None, ErrorCode::Unauthorized, message);
     let _ = tokio::time::timeout(
-        CLOSE_TIMEOUT,
+        HANDSHAKE_WRITE_TIMEOUT,
         socket.send(Message::Text(frame.to_text().into())),
     )
     .await;
@@ -126,7 +131,10 @@ fn is_too_big(error: &axum::Error) -> bool {
         || text.contains("capacity")
 }
 
-async fn close(socket: &mut WebSocket, reason: CloseReason) {
+/// Sends the close frame. It queues behind whatever is still unsent, so a slow
+/// consumer sees it once it reads again; a peer that reads nothing for the ping
+/// timeout is dead and is dropped without it.
+async fn close(socket: &mut WebSocket, reason: CloseReason, patience: Duration) {
     if reason == CloseReason::Normal {
         return;
     }
@@ -134,7 +142,7 @@ async fn close(socket: &mut WebSocket, reason: CloseReason) {
         code: reason.code(),
         reason: Utf8Bytes::from_static(reason.text()),
     };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+    let _ = tokio::time::timeout(patience, socket.send(Message::Close(Some(frame)))).await;
 }
 
 /// The authenticated part of a connection.
@@ -194,7 +202,11 @@ async fn serve(
                     // A stuck socket must not keep the close signals waiting.
                     let written = tokio::select! {
                         result = write => result,
-                        reason = closer.closed() => { hub.disconnect(key); close(&mut socket, reason).await; return; }
+                        reason = closer.closed() => {
+                            hub.disconnect(key);
+                            close(&mut socket, reason, config.connection.ping_timeout).await;
+                            return;
+                        }
                         () = shutdown.cancelled() => Ok(()),
                     };
                     if written.is_err() { break CloseReason::Normal; }
@@ -237,7 +249,7 @@ async fn serve(
         }
     };
     hub.disconnect(key);
-    close(&mut socket, reason).await;
+    close(&mut socket, reason, config.connection.ping_timeout).await;
 }
 
 /// Feeds `first` and everything else already queued, then flushes once.

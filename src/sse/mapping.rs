@@ -1,0 +1,161 @@
+//! From log events to Datastar events: the default signal mapping and renderer hooks.
+//!
+//! Default mapping (protocol section 6):
+//!
+//! | log event | Datastar event |
+//! |---|---|
+//! | create / update of `todos:42` | `datastar-patch-signals` `{"tidings":{"todos":{"42":<record>}}}` |
+//! | delete of `todos:42` | `datastar-patch-signals` `{"tidings":{"todos":{"42":null}}}` |
+//! | broadcast to `todos` or `todos:42` | `datastar-patch-signals` `{"tidingsEvent":{"collection":"todos","event":...,"data":...,"key":...,"cursor":...}}` |
+//! | resume that cannot be served | `datastar-patch-signals` `{"tidings":{"todos":null,...}}` |
+//!
+//! `key` (`null` for a collection-wide broadcast) and `cursor` are additions to the
+//! protocol's `tidingsEvent` object. The cursor is there because Datastar notifies only
+//! on a changed value: without it, a second broadcast identical to the first would
+//! change no signal and no `data-effect` would run.
+
+use std::{
+    collections::BTreeMap,
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::Arc,
+};
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{collector::EventCollector, sanitize};
+use crate::event::{Action, NewEvent};
+
+/// An app's own rendering of the events of one collection, typically HTML patches.
+///
+/// Returning `None` falls back to the default signal mapping. Returning an empty
+/// collector sends nothing but the event's cursor, so the page still resumes after it.
+/// A renderer that panics is treated as returning `None`.
+pub type Renderer = Arc<dyn Fn(&NewEvent) -> Option<EventCollector> + Send + Sync>;
+
+/// Encodes one log event as SSE bytes, every SSE event of it carrying `id: <cursor>`.
+///
+/// Uses `renderer` when one is given and it returns a collector, the default mapping
+/// otherwise. The result is meant to be computed once per log event and shared by every
+/// stream that receives it.
+pub fn encode_event(event: &NewEvent, cursor: &str, renderer: Option<&Renderer>) -> Bytes {
+    let rendered = renderer.and_then(|render| {
+        // One event's renderer bug must not take down delivery for every stream.
+        catch_unwind(AssertUnwindSafe(|| render(event))).unwrap_or_else(|_| {
+            tracing::error!(
+                collection = %event.collection,
+                cursor,
+                "Datastar renderer panicked; using the default mapping"
+            );
+            None
+        })
+    });
+    let collector = rendered.unwrap_or_else(|| default_mapping(event, cursor));
+    if collector.is_empty() {
+        encode_cursor(cursor)
+    } else {
+        collector.render(Some(cursor))
+    }
+}
+
+/// The default Datastar events for a log event (see the module docs).
+///
+/// A record event without a key has no signal to patch and maps to nothing.
+pub fn default_mapping(event: &NewEvent, cursor: &str) -> EventCollector {
+    let mut sse = EventCollector::new();
+    match (event.action, event.key.as_deref()) {
+        (Action::Broadcast, key) => {
+            sse.patch_signals_object(&BroadcastSignals {
+                tidings_event: BroadcastEvent {
+                    collection: &event.collection,
+                    key,
+                    event: event.event.as_deref(),
+                    data: &event.payload,
+                    cursor,
+                },
+            });
+        }
+        (Action::Create | Action::Update, Some(key)) => {
+            sse.patch_signals_object(&record_signals(&event.collection, key, &event.payload));
+        }
+        (Action::Delete, Some(key)) => {
+            sse.patch_signals_object(&record_signals(&event.collection, key, &Value::Null));
+        }
+        (Action::Create | Action::Update | Action::Delete, None) => {
+            tracing::warn!(
+                collection = %event.collection,
+                cursor,
+                "record event without a key; sending only its cursor"
+            );
+        }
+    }
+    sse
+}
+
+/// Sets `tidings.<collection>` to null for each collection, in one patch.
+///
+/// Sent when a resume cannot be served and the app registered no snapshot: the page
+/// drops what it holds and knows to reload. Names are deduplicated and sorted; no names
+/// give an empty collector.
+pub fn reset_signals<I, S>(collections: I) -> EventCollector
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let names: Vec<S> = collections.into_iter().collect();
+    let nulls: BTreeMap<&str, ()> = names.iter().map(|n| (n.as_ref(), ())).collect();
+    let mut sse = EventCollector::new();
+    if !nulls.is_empty() {
+        sse.patch_signals_object(&Tidings { tidings: nulls });
+    }
+    sse
+}
+
+/// An SSE event with only `id: <cursor>`: moves the page's resume position forward
+/// without running anything.
+///
+/// With no data the browser dispatches nothing, but the id still becomes the
+/// `Last-Event-ID` of the next reconnect (SSE spec; Datastar's parser does the same).
+pub fn encode_cursor(cursor: &str) -> Bytes {
+    let cursor = sanitize::strip_line_breaks(cursor);
+    Bytes::from(format!("id: {cursor}\n\n"))
+}
+
+/// A keep-alive: an SSE comment, ignored by the browser, that keeps proxies from
+/// closing an idle stream. Protocol section 6 wants one at least every 15 s.
+pub fn keep_alive() -> Bytes {
+    Bytes::from_static(b": keep-alive\n\n")
+}
+
+// Structs rather than `json!` keep the field order fixed whatever serde_json features
+// other crates turn on, and borrow the record instead of cloning it.
+#[derive(Serialize)]
+struct Tidings<T> {
+    tidings: T,
+}
+
+fn record_signals<'a>(
+    collection: &'a str,
+    key: &'a str,
+    record: &'a Value,
+) -> Tidings<BTreeMap<&'a str, BTreeMap<&'a str, &'a Value>>> {
+    Tidings {
+        tidings: BTreeMap::from([(collection, BTreeMap::from([(key, record)]))]),
+    }
+}
+
+#[derive(Serialize)]
+struct BroadcastSignals<'a> {
+    #[serde(rename = "tidingsEvent")]
+    tidings_event: BroadcastEvent<'a>,
+}
+
+#[derive(Serialize)]
+struct BroadcastEvent<'a> {
+    collection: &'a str,
+    event: Option<&'a str>,
+    data: &'a Value,
+    key: Option<&'a str>,
+    cursor: &'a str,
+}

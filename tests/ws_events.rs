@@ -1,0 +1,88 @@
+//! Record events and broadcasts reach WebSocket subscribers, on SQLite and Postgres.
+
+mod common;
+
+use common::{
+    db::BACKENDS,
+    server::{TestServer, token},
+};
+use serde_json::json;
+
+#[tokio::test]
+async fn crud_events_reach_subscribers_in_order() {
+    for backend in BACKENDS {
+        let Some(server) = TestServer::start(backend, |_| {}).await else {
+            continue;
+        };
+        let mut ann = server.connect("ann").await;
+        let subscribed = ann.subscribe("s1", "todos:*").await;
+        assert!(subscribed["cursor"].as_str().unwrap().contains(':'));
+        assert!(
+            subscribed.get("recovered").is_none(),
+            "recovered only with since"
+        );
+
+        let todo = server
+            .create("bob", "todos", json!({"title": "milk"}))
+            .await;
+        let id = todo["id"].as_str().unwrap();
+        let created = ann.recv_event().await;
+        assert_eq!(created["action"], "create");
+        assert_eq!(created["subs"], json!(["s1"]));
+        assert_eq!(created["topic"], format!("todos:{id}"));
+        assert_eq!(created["collection"], "todos");
+        assert_eq!(created["key"], id);
+        assert_eq!(created["record"]["title"], "milk");
+        assert_eq!(created["changes"], json!(null));
+        assert!(created["ts"].as_str().unwrap().ends_with('Z'));
+
+        let http = server.http();
+        let patched = http
+            .patch(server.url(&format!("/api/todos/{id}")))
+            .bearer_auth(token("bob"))
+            .json(&json!({"done": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patched.status(), 200);
+        let updated = ann.recv_event().await;
+        assert_eq!(updated["action"], "update");
+        assert_eq!(updated["changes"], json!(["done"]));
+        assert_eq!(updated["record"]["done"], true);
+
+        // Only the owner may change it.
+        let stolen = http
+            .delete(server.url(&format!("/api/todos/{id}")))
+            .bearer_auth(token("ann"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stolen.status(), 403);
+        let deleted = http
+            .delete(server.url(&format!("/api/todos/{id}")))
+            .bearer_auth(token("bob"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), 204);
+        let gone = ann.recv_event().await;
+        assert_eq!(gone["action"], "delete");
+        assert_eq!(gone["record"]["id"], id);
+
+        let seqs: Vec<u64> = [&created, &updated, &gone]
+            .iter()
+            .map(|e| {
+                e["cursor"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit_once(':')
+                    .unwrap()
+                    .1
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(seqs[1], seqs[0] + 1);
+        assert_eq!(seqs[2], seqs[1] + 1);
+    }
+}

@@ -15,13 +15,17 @@ const POSTGRES_INSERT: &str = "INSERT INTO realtime_outbox \
 
 /// Inserts `event` as an unsequenced outbox row on SQLite.
 pub async fn insert_sqlite(conn: &mut SqliteConnection, event: &NewEvent) -> sqlx::Result<()> {
-    bind_event(sqlx::query(SQLITE_INSERT), event).execute(conn).await?;
+    bind_event(sqlx::query(SQLITE_INSERT), event)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 /// Inserts `event` as an unsequenced outbox row on Postgres.
 pub async fn insert_postgres(conn: &mut PgConnection, event: &NewEvent) -> sqlx::Result<()> {
-    bind_event(sqlx::query(POSTGRES_INSERT), event).execute(conn).await?;
+    bind_event(sqlx::query(POSTGRES_INSERT), event)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

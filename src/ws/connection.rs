@@ -26,6 +26,8 @@ use crate::{
 /// Deliveries written per flush at most, so one busy connection still reads its
 /// socket regularly.
 const MAX_BATCH: usize = 256;
+/// How long a closed connection waits for the peer's close before dropping the socket.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// How long an error frame may take to send during the handshake.
 const HANDSHAKE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -131,9 +133,12 @@ fn is_too_big(error: &axum::Error) -> bool {
         || text.contains("capacity")
 }
 
-/// Sends the close frame. It queues behind whatever is still unsent, so a slow
-/// consumer sees it once it reads again; a peer that reads nothing for the ping
-/// timeout is dead and is dropped without it.
+/// Sends the close frame, then waits (at most `CLOSE_LINGER`) for the peer's close or
+/// EOF before the socket is dropped. The close frame queues behind whatever is still
+/// unsent, so a slow consumer sees it once it reads again; a peer that reads nothing
+/// for `patience` is dead and is dropped without it. Lingering matters when unread
+/// bytes remain (an oversized frame): dropping at once would reset the TCP connection
+/// and the peer would lose the close frame in flight.
 async fn close(socket: &mut WebSocket, reason: CloseReason, patience: Duration) {
     if reason == CloseReason::Normal {
         return;
@@ -142,7 +147,24 @@ async fn close(socket: &mut WebSocket, reason: CloseReason, patience: Duration) 
         code: reason.code(),
         reason: Utf8Bytes::from_static(reason.text()),
     };
-    let _ = tokio::time::timeout(patience, socket.send(Message::Close(Some(frame)))).await;
+    if tokio::time::timeout(patience, socket.send(Message::Close(Some(frame))))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        loop {
+            match socket.recv().await {
+                Some(Ok(Message::Close(_))) | None => return,
+                Some(Ok(_)) => {}
+                // The stream may refuse to read after a protocol error (an oversized
+                // frame): give the peer the rest of the linger to read our close.
+                Some(Err(_)) => std::future::pending::<()>().await,
+            }
+        }
+    })
+    .await;
 }
 
 /// The authenticated part of a connection.

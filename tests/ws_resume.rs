@@ -228,3 +228,53 @@ async fn resume_under_concurrent_writes_has_no_gap_and_no_duplicate() {
         writer.await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn the_relay_prunes_past_the_retention_and_old_resumes_are_too_old() {
+    for backend in BACKENDS {
+        let Some(server) = TestServer::start(backend, |c| {
+            c.log.retention = 3;
+            c.log.ring_capacity = 1;
+        })
+        .await
+        else {
+            continue;
+        };
+        let mut ann = server.connect("ann").await;
+        let start = ann.subscribe("s", "todos").await["cursor"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut cursors = Vec::new();
+        for n in 0..12 {
+            server
+                .realtime
+                .broadcast(tidings::Broadcast::new(
+                    tidings::Target::Collection("todos".into()),
+                    "n",
+                    json!(n),
+                ))
+                .await
+                .unwrap();
+            // One event per relay batch: each batch prunes what the previous left.
+            cursors.push(
+                ann.recv_event().await["cursor"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        let mut old = server.connect("ann").await;
+        assert_eq!(
+            resume(&mut old, "s", "todos", &start).await["reason"],
+            "too_old"
+        );
+        // The last events are still in the table (the ring holds only one).
+        let mut recent = server.connect("ann").await;
+        let subscribed = resume(&mut recent, "s", "todos", &cursors[8]).await;
+        assert_eq!(subscribed["recovered"], true, "{subscribed}");
+        for n in 9..12 {
+            assert_eq!(recent.recv_event().await["data"], n);
+        }
+    }
+}

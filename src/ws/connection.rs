@@ -214,8 +214,9 @@ async fn serve(
         CloseReason::Normal
     } else {
         loop {
+            // Unbiased on purpose: under a steady stream of deliveries a biased select
+            // would never read the socket (pongs, client frames) or fire the timers.
             tokio::select! {
-                biased;
                 reason = closer.closed() => break reason,
                 () = shutdown.cancelled() => break CloseReason::GoingAway,
                 first = deliveries.recv() => {

@@ -87,6 +87,9 @@ pub enum BroadcastError {
     /// The broker refused the event.
     #[error(transparent)]
     Broker(#[from] crate::broker::BrokerError),
+    /// Recording the event in the caller's transaction failed.
+    #[error(transparent)]
+    Store(#[from] crate::model::StoreError),
 }
 
 /// What a validated broadcast becomes.
@@ -182,6 +185,33 @@ impl Realtime {
             Prepared::Direct(event) => {
                 let message = BrokerMessage::Direct { event };
                 self.inner.broker.publish(message.encode()).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Realtime {
+    /// Sends a custom event only if `tx` commits: collection and topic broadcasts are
+    /// written to the log inside `tx`; user and connection broadcasts are sent right
+    /// after the commit (and never after a rollback).
+    pub async fn broadcast_in(
+        &self,
+        tx: &mut crate::model::Tx,
+        broadcast: Broadcast,
+    ) -> Result<(), BroadcastError> {
+        match broadcast.prepare()? {
+            Prepared::Logged(event) => tx.record(&event).await?,
+            Prepared::Direct(event) => {
+                let broker = self.inner.broker.clone();
+                let payload = BrokerMessage::Direct { event }.encode();
+                tx.after_commit(move || {
+                    tokio::spawn(async move {
+                        if let Err(e) = broker.publish(payload).await {
+                            tracing::warn!(error = %e, "broadcast after commit failed");
+                        }
+                    });
+                });
             }
         }
         Ok(())

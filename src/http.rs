@@ -80,7 +80,10 @@ pub(crate) async fn broadcast(
     };
     match realtime.broadcast(broadcast).await {
         Ok(()) => (StatusCode::ACCEPTED, Json(json!({"ok": true}))).into_response(),
-        Err(e @ (BroadcastError::Database(_) | BroadcastError::Broker(_))) => {
+        Err(
+            e
+            @ (BroadcastError::Database(_) | BroadcastError::Broker(_) | BroadcastError::Store(_)),
+        ) => {
             tracing::error!(error = %e, "broadcast failed");
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -18,7 +18,7 @@ use super::{DemoState, Note, Todo};
 use crate::{
     auth::Principal,
     http::error,
-    model::{Model, StoreError, public_projection},
+    model::{Model, StoreError, Tx, public_projection},
     ws::bearer_token,
 };
 
@@ -250,13 +250,7 @@ pub(crate) async fn create(
                 .map(|n| projected(StatusCode::CREATED, &n))
         }
     };
-    match response {
-        Ok(response) => match tx.commit().await {
-            Ok(()) => response,
-            Err(e) => store_error(e),
-        },
-        Err(e) => store_error(e),
-    }
+    commit_then(tx, response).await
 }
 
 #[derive(Deserialize)]
@@ -345,13 +339,7 @@ pub(crate) async fn update(
                 .map(|(n, _)| projected(StatusCode::OK, &n))
         }
     };
-    match response {
-        Ok(response) => match tx.commit().await {
-            Ok(()) => response,
-            Err(e) => store_error(e),
-        },
-        Err(e) => store_error(e),
-    }
+    commit_then(tx, response).await
 }
 
 pub(crate) async fn delete(
@@ -386,9 +374,15 @@ pub(crate) async fn delete(
             Err(e) => return store_error(e),
         },
     };
-    match owned {
-        Ok(()) => match tx.commit().await {
-            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+    let response = owned.map(|()| StatusCode::NO_CONTENT.into_response());
+    commit_then(tx, response).await
+}
+
+/// Commits and answers `response`, or answers the error of the write or the commit.
+async fn commit_then(tx: Tx, response: Result<Response, StoreError>) -> Response {
+    match response {
+        Ok(response) => match tx.commit().await {
+            Ok(()) => response,
             Err(e) => store_error(e),
         },
         Err(e) => store_error(e),

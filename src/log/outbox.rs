@@ -1,47 +1,56 @@
 //! Writing events into `realtime_outbox`, inside the caller's transaction.
 
-use sqlx::{PgConnection, SqliteConnection, types::Json};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sqlx::{Database, Encode, PgConnection, SqliteConnection, Type, query::Query, types::Json};
 
 use crate::event::NewEvent;
 
+const SQLITE_INSERT: &str = "INSERT INTO realtime_outbox \
+     (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const POSTGRES_INSERT: &str = "INSERT INTO realtime_outbox \
+     (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
 /// Inserts `event` as an unsequenced outbox row on SQLite.
 pub async fn insert_sqlite(conn: &mut SqliteConnection, event: &NewEvent) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO realtime_outbox \
-         (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&event.collection)
-    .bind(&event.key)
-    .bind(event.action.as_str())
-    .bind(&event.event)
-    .bind(Json(&event.payload))
-    .bind(event.changes.as_ref().map(Json))
-    .bind(Json(&event.acl))
-    .bind(&event.except)
-    .bind(event.ts)
-    .execute(conn)
-    .await?;
+    bind_event(sqlx::query(SQLITE_INSERT), event)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 /// Inserts `event` as an unsequenced outbox row on Postgres.
 pub async fn insert_postgres(conn: &mut PgConnection, event: &NewEvent) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO realtime_outbox \
-         (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(&event.collection)
-    .bind(&event.key)
-    .bind(event.action.as_str())
-    .bind(&event.event)
-    .bind(Json(&event.payload))
-    .bind(event.changes.as_ref().map(Json))
-    .bind(Json(&event.acl))
-    .bind(&event.except)
-    .bind(event.ts)
-    .execute(conn)
-    .await?;
+    bind_event(sqlx::query(POSTGRES_INSERT), event)
+        .execute(conn)
+        .await?;
     Ok(())
+}
+
+/// Binds the nine insert parameters in column order, on either backend.
+fn bind_event<'q, DB>(
+    query: Query<'q, DB, DB::Arguments>,
+    event: &NewEvent,
+) -> Query<'q, DB, DB::Arguments>
+where
+    DB: Database,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<&'t str>: Encode<'t, DB> + Type<DB>,
+    for<'t> Json<&'t Value>: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<Json<&'t Vec<String>>>: Encode<'t, DB> + Type<DB>,
+    for<'t> Json<&'t Map<String, Value>>: Encode<'t, DB> + Type<DB>,
+    for<'t> DateTime<Utc>: Encode<'t, DB> + Type<DB>,
+{
+    query
+        .bind(event.collection.as_str())
+        .bind(event.key.as_deref())
+        .bind(event.action.as_str())
+        .bind(event.event.as_deref())
+        .bind(Json(&event.payload))
+        .bind(event.changes.as_ref().map(Json))
+        .bind(Json(&event.acl))
+        .bind(event.except.as_deref())
+        .bind(event.ts)
 }

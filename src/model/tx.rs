@@ -22,6 +22,8 @@ pub struct Tx {
     signal: RelaySignal,
     /// Whether an outbox row was written, so commit knows to wake the relay.
     wrote: bool,
+    /// Work that may happen only once the transaction committed (non-logged events).
+    after_commit: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 pub(super) enum Inner {
@@ -48,7 +50,14 @@ impl Tx {
             inner,
             signal,
             wrote: false,
+            after_commit: Vec::new(),
         }
+    }
+
+    /// Runs `f` after a successful commit, never after a rollback or a drop. Used for
+    /// events that are not logged (user and connection broadcasts).
+    pub fn after_commit(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.after_commit.push(Box::new(f));
     }
 
     fn conn(&mut self) -> Conn<'_> {
@@ -154,6 +163,9 @@ impl Tx {
         })?;
         if self.wrote {
             self.signal.wake();
+        }
+        for f in self.after_commit {
+            f();
         }
         Ok(())
     }

@@ -26,8 +26,10 @@ use crate::{
 /// Deliveries written per flush at most, so one busy connection still reads its
 /// socket regularly.
 const MAX_BATCH: usize = 256;
-/// How long a close frame may take to send before the socket is dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a closed connection waits for the peer's close before dropping the socket.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+/// How long an error frame may take to send during the handshake.
+const HANDSHAKE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs a connection to its end. `token` came from the upgrade request (header or
 /// allowed query parameter), if any.
@@ -38,7 +40,12 @@ pub(crate) async fn run(realtime: Realtime, mut socket: WebSocket, token: Option
         .load(std::sync::atomic::Ordering::Relaxed)
         >= realtime.config().connection.max_connections as u64
     {
-        close(&mut socket, CloseReason::RateLimited).await;
+        close(
+            &mut socket,
+            CloseReason::RateLimited,
+            HANDSHAKE_WRITE_TIMEOUT,
+        )
+        .await;
         return;
     }
     Metrics::inc(&metrics.connections);
@@ -46,7 +53,7 @@ pub(crate) async fn run(realtime: Realtime, mut socket: WebSocket, token: Option
     if let Ok((principal, reference)) = handshake {
         serve(realtime, socket, principal, reference).await;
     } else if let Err(reason) = handshake {
-        close(&mut socket, reason).await;
+        close(&mut socket, reason, HANDSHAKE_WRITE_TIMEOUT).await;
     }
     Metrics::dec(&metrics.connections);
 }
@@ -111,7 +118,7 @@ async fn handshake(
 async fn send_error(socket: &mut WebSocket, reference: Option<serde_json::Value>, message: &str) {
     let frame = ServerFrame::error(reference, None, ErrorCode::Unauthorized, message);
     let _ = tokio::time::timeout(
-        CLOSE_TIMEOUT,
+        HANDSHAKE_WRITE_TIMEOUT,
         socket.send(Message::Text(frame.to_text().into())),
     )
     .await;
@@ -126,7 +133,13 @@ fn is_too_big(error: &axum::Error) -> bool {
         || text.contains("capacity")
 }
 
-async fn close(socket: &mut WebSocket, reason: CloseReason) {
+/// Sends the close frame, then waits (at most `CLOSE_LINGER`) for the peer's close or
+/// EOF before the socket is dropped. The close frame queues behind whatever is still
+/// unsent, so a slow consumer sees it once it reads again; a peer that reads nothing
+/// for `patience` is dead and is dropped without it. Lingering matters when unread
+/// bytes remain (an oversized frame): dropping at once would reset the TCP connection
+/// and the peer would lose the close frame in flight.
+async fn close(socket: &mut WebSocket, reason: CloseReason, patience: Duration) {
     if reason == CloseReason::Normal {
         return;
     }
@@ -134,7 +147,24 @@ async fn close(socket: &mut WebSocket, reason: CloseReason) {
         code: reason.code(),
         reason: Utf8Bytes::from_static(reason.text()),
     };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+    if tokio::time::timeout(patience, socket.send(Message::Close(Some(frame))))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        loop {
+            match socket.recv().await {
+                Some(Ok(Message::Close(_))) | None => return,
+                Some(Ok(_)) => {}
+                // The stream may refuse to read after a protocol error (an oversized
+                // frame): give the peer the rest of the linger to read our close.
+                Some(Err(_)) => std::future::pending::<()>().await,
+            }
+        }
+    })
+    .await;
 }
 
 /// The authenticated part of a connection.
@@ -184,8 +214,9 @@ async fn serve(
         CloseReason::Normal
     } else {
         loop {
+            // Unbiased on purpose: under a steady stream of deliveries a biased select
+            // would never read the socket (pongs, client frames) or fire the timers.
             tokio::select! {
-                biased;
                 reason = closer.closed() => break reason,
                 () = shutdown.cancelled() => break CloseReason::GoingAway,
                 first = deliveries.recv() => {
@@ -194,7 +225,11 @@ async fn serve(
                     // A stuck socket must not keep the close signals waiting.
                     let written = tokio::select! {
                         result = write => result,
-                        reason = closer.closed() => { hub.disconnect(key); close(&mut socket, reason).await; return; }
+                        reason = closer.closed() => {
+                            hub.disconnect(key);
+                            close(&mut socket, reason, config.connection.ping_timeout).await;
+                            return;
+                        }
                         () = shutdown.cancelled() => Ok(()),
                     };
                     if written.is_err() { break CloseReason::Normal; }
@@ -237,7 +272,7 @@ async fn serve(
         }
     };
     hub.disconnect(key);
-    close(&mut socket, reason).await;
+    close(&mut socket, reason, config.connection.ping_timeout).await;
 }
 
 /// Feeds `first` and everything else already queued, then flushes once.

@@ -351,7 +351,11 @@ impl Session {
         }
         match self.realtime.send_prepared(prepared).await {
             Ok(()) => Outcome::frame(ServerFrame::Published { reference }),
-            Err(BroadcastError::Database(e)) => {
+            Err(
+                e @ (BroadcastError::Database(_)
+                | BroadcastError::Broker(_)
+                | BroadcastError::Store(_)),
+            ) => {
                 tracing::error!(error = %e, "publish failed");
                 Outcome::frame(ServerFrame::error(
                     reference,

@@ -1,0 +1,231 @@
+// Browser tests of static/realtime-client.js in headless Chromium against the
+// real tidings server, with a TCP proxy between the browser and the server.
+import { describe, test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import { missingPrereqs, suiteOptions, launch, clientPage, until, pageLog } from "../support/browser.mjs";
+import { startServer, api } from "../support/server.mjs";
+import { startProxy } from "../support/proxy.mjs";
+import { token } from "../support/jwt.mjs";
+import { compareCursors } from "../../../static/realtime-client.js";
+
+const missing = missingPrereqs();
+const SECRET = crypto.randomBytes(24).toString("hex");
+const FAST = { minDelay: 100, maxDelay: 1000, pingInterval: 5000, pongTimeout: 3000 };
+
+/** A running server behind a proxy; every test gets its own. */
+async function stack(env = {}) {
+  const proxy = await startProxy();
+  const server = await startServer({ env: { TIDINGS_JWT_SECRET: SECRET, ...env } });
+  proxy.setTarget(server.url);
+  return {
+    proxy,
+    server,
+    async stop() {
+      await proxy.close();
+      await server.stop();
+    },
+  };
+}
+
+async function addTodos(server, who, titles) {
+  const t = token(SECRET, who);
+  const out = [];
+  for (const title of titles) {
+    const r = await api(server.url, t, "POST", "/api/todos", { title });
+    assert.equal(r.status, 201, `POST /api/todos: ${r.status} ${JSON.stringify(r.body)}`);
+    out.push(r.body);
+  }
+  return out;
+}
+
+function assertStrictlyIncreasing(cursors) {
+  for (let i = 1; i < cursors.length; i++) {
+    assert.equal(compareCursors(cursors[i - 1], cursors[i]), -1, `cursor ${cursors[i]} does not follow ${cursors[i - 1]}`);
+  }
+}
+
+describe("realtime client in Chromium against the real server", suiteOptions(missing), () => {
+  let browser;
+  const cleanups = [];
+
+  before(async () => {
+    browser = await launch();
+  });
+
+  after(async () => {
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+    if (browser) await browser.close();
+  });
+
+  async function setup(env, { options = FAST, getToken } = {}) {
+    const s = await stack(env);
+    cleanups.push(() => s.stop());
+    const page = await clientPage(browser, s.server.url, {
+      wsUrl: s.proxy.wsUrl(),
+      options,
+      getToken: getToken || (async () => token(SECRET, "ann")),
+    });
+    cleanups.push(() => page.context().close());
+    return { ...s, page };
+  }
+
+  test("connects, subscribes, delivers events; unsubscribe stops them", async () => {
+    const { server, page } = await setup();
+    await page.evaluate(() => {
+      window.sub("a", "todos:*");
+      window.sub("b", "todos:*");
+    });
+    await until(page, () => window.log.subs.a.ready && window.log.subs.b.ready);
+    const log0 = await pageLog(page);
+    assert.deepEqual(log0.states.map((s) => s.s), ["connecting", "connected"]);
+    assert.deepEqual(log0.tokens, ["connect"]);
+    const created = await addTodos(server, "ann", ["one", "two", "three"]);
+    await until(page, () => window.log.subs.a.events.length >= 3 && window.log.subs.b.events.length >= 3);
+    let log = await pageLog(page);
+    assert.deepEqual(log.subs.a.events.map((e) => [e.action, e.title]), created.map((t) => ["create", t.title]));
+    assertStrictlyIncreasing(log.subs.a.events.map((e) => e.cursor));
+
+    const unsub = await page.evaluate(() => window.subscriptions.a.unsubscribe().then((f) => f && f.type));
+    assert.equal(unsub, "unsubscribed");
+    await addTodos(server, "ann", ["four"]);
+    // b still receives; once it has "four", a would have had it too.
+    await until(page, () => window.log.subs.b.events.length >= 4);
+    log = await pageLog(page);
+    assert.equal(log.subs.b.events[3].title, "four");
+    assert.equal(log.subs.a.events.length, 3, "unsubscribed callback still called");
+    assert.deepEqual(log.errors, []);
+  });
+
+  test("a cut connection resumes by itself: every missed event once, in order, no resync", async () => {
+    const { server, proxy, page } = await setup();
+    await page.evaluate(() => {
+      window.sub("all", "todos:*");
+      window.sub("dup", "todos:*");
+    });
+    await until(page, () => window.log.subs.all.ready && window.log.subs.dup.ready);
+    await addTodos(server, "ann", ["before-1", "before-2"]);
+    await until(page, () => window.log.subs.all.events.length === 2 && window.log.subs.dup.events.length === 2);
+
+    const attemptsBefore = proxy.attempts.length;
+    proxy.cut();
+    await until(page, () => window.client.state === "reconnecting");
+    const missed = Array.from({ length: 6 }, (_, i) => `away-${i}`);
+    await addTodos(server, "ann", missed);
+    // The client keeps trying while the proxy is down.
+    const deadline = Date.now() + 10000;
+    while (proxy.attempts.length < attemptsBefore + 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(proxy.attempts.length >= attemptsBefore + 2, "client did not retry while the network was down");
+    proxy.restore();
+    await until(page, () => window.log.subs.all.events.length >= 8 && window.log.subs.dup.events.length >= 8 && window.client.state === "connected");
+    await addTodos(server, "ann", ["after"]);
+    await until(page, () => window.log.subs.all.events.length >= 9 && window.log.subs.dup.events.length >= 9);
+    const log = await pageLog(page);
+    const want = ["before-1", "before-2", ...missed, "after"];
+    for (const name of ["all", "dup"]) {
+      assert.deepEqual(log.subs[name].events.map((e) => e.title), want, `${name}: events lost, repeated or out of order`);
+      assertStrictlyIncreasing(log.subs[name].events.map((e) => e.cursor));
+      assert.deepEqual(log.subs[name].resyncs, [], `${name}: unexpected resync`);
+    }
+    assert.deepEqual(log.tokens.slice(0, 1), ["connect"]);
+    assert.ok(log.tokens.slice(1).every((r) => r === "reconnect"), `token reasons ${log.tokens}`);
+  });
+
+  test("a cut longer than the replay cap: onResync once, then live delivery", async () => {
+    const { server, proxy, page } = await setup({ TIDINGS_REPLAY_CAP: "3" });
+    await page.evaluate(() => window.sub("all", "todos:*"));
+    await until(page, () => window.log.subs.all.ready);
+    await addTodos(server, "ann", ["first"]);
+    await until(page, () => window.log.subs.all.events.length === 1);
+    proxy.cut();
+    await until(page, () => window.client.state === "reconnecting");
+    await addTodos(server, "ann", Array.from({ length: 10 }, (_, i) => `missed-${i}`));
+    proxy.restore();
+    await until(page, () => window.log.subs.all.resyncs.length >= 1 && window.client.state === "connected");
+    await addTodos(server, "ann", ["live-after-resync"]);
+    await until(page, () => window.log.subs.all.events.some((e) => e.title === "live-after-resync"));
+    const log = await pageLog(page);
+    assert.equal(log.subs.all.resyncs.length, 1, `resyncs: ${log.subs.all.resyncs}`);
+    assert.ok(["too_many", "too_old"].includes(log.subs.all.resyncs[0]), `reason ${log.subs.all.resyncs[0]}`);
+    assert.deepEqual(
+      log.subs.all.events.map((e) => e.title),
+      ["first", "live-after-resync"],
+      "no partial replay, then live",
+    );
+  });
+
+  test("short-lived tokens are refreshed in place and subscriptions stay", async () => {
+    const { server, proxy, page } = await setup(
+      { TIDINGS_REFRESH_NOTICE: "2s", TIDINGS_EXPIRY_GRACE: "1s" },
+      { getToken: async () => token(SECRET, "ann", 3) },
+    );
+    await page.evaluate(() => window.sub("all", "todos:*"));
+    await until(page, () => window.log.subs.all.ready);
+    const t0 = Date.now();
+    // The first token dies after 3 s + 1 s grace; wait well past that.
+    await until(page, (start) => Date.now() - start > 5500 && window.log.refreshed >= 3, t0, 20000);
+    await addTodos(server, "ann", ["after-refresh"]);
+    await until(page, () => window.log.subs.all.events.some((e) => e.title === "after-refresh"));
+    const log = await pageLog(page);
+    assert.deepEqual(log.states.map((s) => s.s), ["connecting", "connected"], "the connection was dropped");
+    assert.equal(log.tokens[0], "connect");
+    assert.ok(log.tokens.slice(1).every((r) => r === "refresh"), `token reasons ${log.tokens}`);
+    assert.equal(proxy.attempts.length, 1, "the client reconnected instead of refreshing");
+    assert.deepEqual(log.errors, []);
+  });
+
+  test("4001 makes the client fetch a new token before it reconnects", async () => {
+    let calls = 0;
+    const { page } = await setup(
+      {},
+      {
+        // The first token is already expired: the server closes with 4001.
+        getToken: async () => (++calls === 1 ? token(SECRET, "ann", -60) : token(SECRET, "ann")),
+      },
+    );
+    await page.evaluate(() => window.sub("all", "todos:*"));
+    await until(page, () => window.client.state === "connected" && window.log.subs.all.ready);
+    const log = await pageLog(page);
+    assert.deepEqual(log.tokens, ["connect", "unauthorized"]);
+    assert.equal(log.retries[0].code, 4001);
+    assert.ok(log.retries[0].delay >= 100, "reconnected without backoff");
+    assert.deepEqual(log.states.map((s) => s.s), ["connecting", "reconnecting", "connected"]);
+  });
+
+  test("server down: attempts are spread with jitter and stay within maxDelay; the client comes back", async () => {
+    const options = { minDelay: 200, maxDelay: 1000, pingInterval: 5000, pongTimeout: 3000 };
+    const { server, proxy, page } = await setup({}, { options });
+    await page.evaluate(() => window.sub("all", "todos:*"));
+    await until(page, () => window.log.subs.all.ready);
+    const firstAttempt = proxy.attempts.length;
+    await server.stop({ signal: "SIGKILL" });
+    await until(page, () => window.log.retries.length >= 10, undefined, 30000);
+    const log = await pageLog(page);
+    const retries = log.retries.slice(0, 10);
+    retries.forEach((r, i) => {
+      const upper = Math.min(1000, 200 * 2 ** r.attempt);
+      assert.equal(r.attempt, i + 1);
+      assert.ok(r.delay >= 200 && r.delay <= upper, `attempt ${r.attempt}: delay ${r.delay} outside [200, ${upper}]`);
+    });
+    const capped = retries.slice(2).map((r) => r.delay); // attempts 3.. may use the whole [200, 1000] range
+    assert.ok(Math.max(...capped) - Math.min(...capped) > 100, `no jitter: ${capped}`);
+    assert.ok(new Set(retries.map((r) => Math.round(r.delay))).size >= 8, "delays repeat: no jitter");
+    // The connection attempts the proxy saw follow those delays.
+    const seen = proxy.attempts.slice(firstAttempt);
+    assert.ok(seen.length >= 9, `proxy saw ${seen.length} attempts`);
+    for (let i = 1; i < Math.min(seen.length, 10); i++) {
+      const gap = seen[i] - seen[i - 1];
+      assert.ok(gap >= 150 && gap <= 1500, `gap ${gap} ms between attempts ${i} and ${i + 1}`);
+    }
+    // The server comes back (new port, same database): the client reconnects by
+    // itself. The page's origin is the first server's, so allow it explicitly.
+    const again = await startServer({ env: { ...server.env, TIDINGS_ALLOWED_ORIGINS: server.url }, dataDir: server.dir });
+    cleanups.push(() => again.stop());
+    proxy.setTarget(again.url);
+    await until(page, () => window.client.state === "connected", undefined, 15000).catch(async (e) => {
+      throw new Error(`${e.message}\n${JSON.stringify(await pageLog(page))}\n${again.output}`);
+    });
+    await addTodos(again, "ann", ["after-restart"]);
+    await until(page, () => window.log.subs.all.events.some((e) => e.title === "after-restart"));
+  });
+});

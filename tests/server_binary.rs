@@ -1,0 +1,247 @@
+//! The reference server as a user runs it: the real binary, no configuration beyond a
+//! free port, demo mode, REST, health endpoints, bad settings, graceful shutdown.
+
+mod common;
+
+use std::{process::Stdio, time::Duration};
+
+use common::server::{Client, Ended, SECRET, WAIT, token};
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+struct Server {
+    child: Child,
+    base: String,
+    dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir() -> TempDir {
+    let dir = std::env::temp_dir().join(format!("tidings-bin-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    TempDir(dir)
+}
+
+/// Starts the binary in a fresh directory with `env`; waits for its URL line.
+async fn start(env: &[(&str, &str)]) -> Server {
+    let dir = temp_dir();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tidings"));
+    command
+        .current_dir(&dir.0)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TIDINGS_BIND", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("spawn tidings");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.split("listening on ").nth(1) {
+                return url.trim().to_owned();
+            }
+        }
+        panic!("the server exited before listening")
+    })
+    .await
+    .expect("the server did not print its URL");
+    Server { child, base, dir }
+}
+
+#[tokio::test]
+async fn starts_with_no_configuration_in_demo_mode() {
+    let server = start(&[]).await;
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{}/readyz", server.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(
+        server.dir.0.join("tidings.db").exists(),
+        "./tidings.db is created"
+    );
+
+    // Demo mode mints tokens; they work for REST and WebSocket.
+    let minted: Value = http
+        .post(format!("{}/demo/token", server.base))
+        .json(&json!({"sub": "ann"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwt = minted["token"].as_str().unwrap().to_owned();
+    let ws_url = format!(
+        "{}/realtime/subscribe",
+        server.base.replace("http://", "ws://")
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    let mut client = Client {
+        ws,
+        connection_id: String::new(),
+    };
+    client.send(json!({"type": "auth", "token": jwt})).await;
+    assert_eq!(client.recv().await["type"], "welcome");
+    client.subscribe("s", "todos:*").await;
+
+    let unauthorized = http
+        .get(format!("{}/api/todos", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    let created = http
+        .post(format!("{}/api/todos", server.base))
+        .bearer_auth(&jwt)
+        .json(&json!({"title": "from the binary"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let event = client.recv_event().await;
+    assert_eq!(event["record"]["title"], "from the binary");
+    assert_eq!(event["record"]["owner_id"], "ann");
+
+    let metrics = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "tidings_connections 1",
+        "tidings_subscriptions 1",
+        "tidings_events_published_total 1",
+        "tidings_events_delivered_total 1",
+        "tidings_queue_overflows_total 0",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
+    assert!(
+        http.get(format!("{}/realtime/client.js", server.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+}
+
+#[tokio::test]
+async fn with_a_key_configured_demo_minting_is_off() {
+    let server = start(&[("TIDINGS_JWT_SECRET", SECRET)]).await;
+    let http = reqwest::Client::new();
+    let mint = http
+        .post(format!("{}/demo/token", server.base))
+        .json(&json!({"sub": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mint.status(), 404);
+    let list = http
+        .get(format!("{}/api/todos", server.base))
+        .bearer_auth(token("ann"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
+}
+
+#[tokio::test]
+async fn bad_settings_exit_with_a_clear_message() {
+    for (name, value, needle) in [
+        ("TIDINGS_AUTH_TIMEOUT", "soon", "TIDINGS_AUTH_TIMEOUT"),
+        ("TIDINGS_BIND", "nowhere", "TIDINGS_BIND"),
+        ("TIDINGS_DATABASE_URL", "mysql://x", "mysql"),
+        (
+            "TIDINGS_BROKER_URL",
+            "carrier-pigeon://x",
+            "unsupported broker",
+        ),
+        ("TIDINGS_JWT_SECRET", "short", "at least 32 bytes"),
+        ("TIDINGS_REPLAY_CAP", "-1", "TIDINGS_REPLAY_CAP"),
+    ] {
+        let dir = temp_dir();
+        let output = tokio::time::timeout(
+            WAIT,
+            Command::new(env!("CARGO_BIN_EXE_tidings"))
+                .current_dir(&dir.0)
+                .env("TIDINGS_BIND", "127.0.0.1:0")
+                .env(name, value)
+                .output(),
+        )
+        .await
+        .expect("exits")
+        .unwrap();
+        assert!(!output.status.success(), "{name}={value} should fail");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(needle), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_closes_websockets_with_1001_and_exits_in_time() {
+    let mut server = start(&[
+        ("TIDINGS_JWT_SECRET", SECRET),
+        ("TIDINGS_SHUTDOWN_TIMEOUT", "3s"),
+    ])
+    .await;
+    let ws_url = format!(
+        "{}/realtime/subscribe",
+        server.base.replace("http://", "ws://")
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    let mut client = Client {
+        ws,
+        connection_id: String::new(),
+    };
+    client
+        .send(json!({"type": "auth", "token": token("ann")}))
+        .await;
+    assert_eq!(client.recv().await["type"], "welcome");
+
+    let pid = server.child.id().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(client.ended().await, Ended::Code(1001));
+    let exit = tokio::time::timeout(Duration::from_secs(5), server.child.wait())
+        .await
+        .expect("exited within the shutdown deadline")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}

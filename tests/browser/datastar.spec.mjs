@@ -4,9 +4,10 @@
 // Run from the repository root:
 //   npm ci --prefix tests/browser && npm --prefix tests/browser test
 //
-// The test builds target/debug/tidings if needed, fetches the Datastar bundle with
-// .ci/fetch-datastar.sh and serves it from a local HTTP server; nothing is downloaded
-// by the browser. Without /usr/bin/chromium (or CHROMIUM_PATH) it is skipped, except
+// The test builds target/debug/tidings if needed (unless TIDINGS_BIN names a built
+// binary), fetches the Datastar bundle with .ci/fetch-datastar.sh (to DATASTAR_BUNDLE
+// if set) and serves it from a local HTTP server; nothing is downloaded by the
+// browser. Without /usr/bin/chromium (or CHROMIUM_PATH) it is skipped, except
 // with CI=true, where that is a failure.
 
 import assert from 'node:assert/strict';
@@ -23,8 +24,10 @@ import { chromium } from 'playwright-core';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const BINARY = path.join(ROOT, 'target/debug/tidings');
-const BUNDLE = path.join(ROOT, 'target/datastar/datastar.js');
+// scripts/test sets these after `cargo test` built the binary; run alone, the test
+// builds it (a no-op when it is fresh) and fetches the bundle itself.
+const BINARY = process.env.TIDINGS_BIN || path.join(ROOT, 'target/debug/tidings');
+const BUNDLE = process.env.DATASTAR_BUNDLE || path.join(ROOT, 'target/datastar/datastar.js');
 // A fixed key (not demo mode): the cookie must stay valid across the restart.
 const SECRET = 'browser-test-secret-0123456789abcdef-0123456789';
 const COOKIE = 'tidings_token';
@@ -151,11 +154,14 @@ before(
   async () => {
     if (skip) return;
     execFileSync('bash', ['.ci/fetch-datastar.sh', BUNDLE], { cwd: ROOT, stdio: 'inherit', timeout: 300_000 });
-    execFileSync('cargo', ['build', '--quiet', '--bin', 'tidings'], {
-      cwd: ROOT,
-      stdio: 'inherit',
-      timeout: 1_200_000,
-    });
+    if (!process.env.TIDINGS_BIN) {
+      execFileSync('cargo', ['build', '--quiet', '--bin', 'tidings'], {
+        cwd: ROOT,
+        stdio: 'inherit',
+        timeout: 1_200_000,
+      });
+    }
+    assert.ok(fs.existsSync(BINARY), `no server binary at ${BINARY}`);
     bundleServer = await serveBundle();
     datastarUrl = `http://127.0.0.1:${bundleServer.address().port}/datastar.js`;
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tidings-browser-'));

@@ -46,7 +46,7 @@ pub struct RealtimeBuilder {
     rules: Rules,
     db: Db,
     broker: Option<Arc<dyn Broker>>,
-    datastar: Hooks,
+    hooks: Hooks,
 }
 
 impl RealtimeBuilder {
@@ -57,7 +57,7 @@ impl RealtimeBuilder {
             rules: Rules::new(),
             db,
             broker: None,
-            datastar: Hooks::default(),
+            hooks: Hooks::default(),
         }
     }
 
@@ -77,7 +77,7 @@ impl RealtimeBuilder {
     /// patches, instead of the default signal mapping. Registering a collection again
     /// replaces its renderer. See [`Renderer`] and `docs/datastar.md`.
     pub fn datastar_renderer(mut self, collection: impl Into<String>, renderer: Renderer) -> Self {
-        self.datastar.renderers.insert(collection.into(), renderer);
+        self.hooks.renderers.insert(collection.into(), renderer);
         self
     }
 
@@ -93,24 +93,24 @@ impl RealtimeBuilder {
         F: Fn(SnapshotRequest) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Option<EventCollector>> + Send + 'static,
     {
-        self.datastar.snapshot = Some(Arc::new(move |request| snapshot(request).boxed()));
+        self.hooks.snapshot = Some(Arc::new(move |request| snapshot(request).boxed()));
         self
     }
 
-    /// Called with `(pattern, connection_id)` each time a Datastar stream subscribes
-    /// to a pattern (for presence counts, say). Datastar streams only: WebSocket
+    /// Called with `(pattern, connection_id)` each time a WebSocket connection or a
+    /// Datastar stream subscribes to a pattern (for presence counts, say). Refused
     /// subscriptions do not call it. Keep it quick; it runs on the request path.
     pub fn on_subscribe(mut self, callback: impl Fn(&str, &str) + Send + Sync + 'static) -> Self {
-        self.datastar.on_subscribe.push(Arc::new(callback));
+        self.hooks.on_subscribe.push(Arc::new(callback));
         self
     }
 
-    /// Called with `(pattern, connection_id)` for each subscription of a Datastar
-    /// stream when the stream ends, however it ends: the client went away, the server
-    /// shuts down, its queue overflowed, or its start failed. Every `on_subscribe` is
-    /// matched by exactly one `on_unsubscribe`.
+    /// Called with `(pattern, connection_id)` when a subscription ends, however it
+    /// ends: an `unsubscribe` frame, a refresh that no longer allows it, the client
+    /// went away, the server shuts down, a queue overflowed, or a stream's start
+    /// failed. Every `on_subscribe` is matched by exactly one `on_unsubscribe`.
     pub fn on_unsubscribe(mut self, callback: impl Fn(&str, &str) + Send + Sync + 'static) -> Self {
-        self.datastar.on_unsubscribe.push(Arc::new(callback));
+        self.hooks.on_unsubscribe.push(Arc::new(callback));
         self
     }
 
@@ -159,7 +159,7 @@ impl RealtimeBuilder {
                 shutdown,
                 tasks,
                 local_addr: OnceLock::new(),
-                datastar: self.datastar,
+                hooks: self.hooks,
             }),
         })
     }
@@ -190,7 +190,7 @@ pub(crate) struct Inner {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
     pub(crate) local_addr: OnceLock<SocketAddr>,
-    pub(crate) datastar: Hooks,
+    pub(crate) hooks: Hooks,
 }
 
 impl Realtime {

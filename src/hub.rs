@@ -204,11 +204,6 @@ impl Hub {
         }
     }
 
-    /// Number of subscriptions of a receiver.
-    pub fn subscription_count(&self, key: ReceiverKey) -> usize {
-        self.lock().subs_of.get(&key).map_or(0, HashMap::len)
-    }
-
     /// Adds a subscription and returns the delivery position at that instant: every
     /// logged event with a greater seq will be delivered to it live. Returns `None` if
     /// the id is already in use or the receiver is gone.
@@ -502,24 +497,5 @@ impl Hub {
             Self::remove_receiver(&mut state, key, &self.metrics);
         }
         state.position = position;
-    }
-
-    /// Subscriptions of `key` whose collection the new principal may no longer read,
-    /// judged without an event. Used after a token refresh.
-    pub fn denied_subscriptions(&self, key: ReceiverKey, principal: &Principal) -> Vec<Arc<str>> {
-        let state = self.lock();
-        let Some(subs) = state.subs_of.get(&key) else {
-            return Vec::new();
-        };
-        subs.iter()
-            .filter(|(_, pattern)| match pattern.collection() {
-                GlobPart::Exact(collection) => {
-                    self.rules.read_rule(collection).decide(principal)
-                        == crate::rules::Decision::Deny
-                }
-                _ => false,
-            })
-            .map(|(id, _)| id.clone())
-            .collect()
     }
 }

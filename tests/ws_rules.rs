@@ -163,3 +163,49 @@ async fn subscriptions_are_validated() {
     );
     ann.subscribe("three", "todos:3").await;
 }
+
+#[tokio::test]
+async fn subscription_hooks_see_every_websocket_subscription_start_and_end() {
+    use common::server::Extras;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String, String)>();
+    let (on_sub, on_unsub) = (tx.clone(), tx);
+    let extras = Extras {
+        builder: Some(Box::new(move |builder: tidings::RealtimeBuilder| {
+            builder
+                .on_subscribe(move |pattern, id| {
+                    let _ = on_sub.send(("sub".into(), pattern.into(), id.into()));
+                })
+                .on_unsubscribe(move |pattern, id| {
+                    let _ = on_unsub.send(("unsub".into(), pattern.into(), id.into()));
+                })
+        })),
+        ..Extras::default()
+    };
+    let server = TestServer::start_with(common::db::Backend::Sqlite, |_| {}, extras)
+        .await
+        .unwrap();
+    let mut next = async || {
+        tokio::time::timeout(common::server::WAIT, rx.recv())
+            .await
+            .expect("hook call")
+            .expect("open")
+    };
+    let mut ann = server.connect("ann").await;
+    let id = ann.connection_id.clone();
+    ann.subscribe("a", "todos:*").await;
+    assert_eq!(next().await, ("sub".into(), "todos:*".into(), id.clone()));
+    ann.subscribe("b", "chat:lobby").await;
+    assert_eq!(
+        next().await,
+        ("sub".into(), "chat:lobby".into(), id.clone())
+    );
+    ann.send(json!({"type": "unsubscribe", "id": "a"})).await;
+    assert_eq!(ann.recv().await["type"], "unsubscribed");
+    assert_eq!(next().await, ("unsub".into(), "todos:*".into(), id.clone()));
+    // Refused subscriptions call nothing; the connection's end ends the rest.
+    ann.send(json!({"type": "subscribe", "id": "x", "pattern": "secret:*"}))
+        .await;
+    assert_eq!(ann.recv().await["code"], "forbidden");
+    drop(ann);
+    assert_eq!(next().await, ("unsub".into(), "chat:lobby".into(), id));
+}

@@ -207,7 +207,7 @@ impl Drop for Guard {
         for pattern in &self.patterns {
             self.realtime
                 .inner
-                .datastar
+                .hooks
                 .unsubscribed(pattern.as_str(), &self.id);
         }
     }
@@ -297,7 +297,7 @@ impl Registration {
         for pattern in patterns {
             self.realtime
                 .inner
-                .datastar
+                .hooks
                 .subscribed(pattern.as_str(), &self.guard.id);
             self.guard.patterns.push(pattern);
         }
@@ -416,7 +416,7 @@ impl Registration {
     }
 
     async fn snapshot(&self, resync: Option<ResyncReason>) -> Result<EventCollector, StreamError> {
-        let Some(snapshot) = self.realtime.inner.datastar.snapshot.clone() else {
+        let Some(snapshot) = self.realtime.inner.hooks.snapshot.clone() else {
             return Ok(EventCollector::new());
         };
         let request = SnapshotRequest {
@@ -515,7 +515,7 @@ struct Live {
 
 impl Live {
     fn encode(&self, event: &Event) -> Bytes {
-        self.guard.realtime.inner.datastar.sse_bytes(event)
+        self.guard.realtime.inner.hooks.sse_bytes(event)
     }
 
     fn push(&self, delivery: &Delivery, out: &mut BytesMut) {

@@ -203,7 +203,7 @@ async fn serve(
         protocol: 1,
         reference,
     };
-    let mut session = Session::new(realtime.clone(), key, principal);
+    let mut session = Session::new(realtime.clone(), connection_id, key, principal);
     let shutdown = realtime.inner.shutdown.clone();
 
     let reason = if socket

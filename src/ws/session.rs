@@ -1,7 +1,7 @@
 //! What one authenticated connection does with each client frame. The connection task
 //! owns the socket; the session owns the state and decides the replies.
 
-use std::{num::NonZeroU32, sync::Arc};
+use std::{collections::HashMap, num::NonZeroU32, sync::Arc};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
@@ -43,6 +43,10 @@ impl Outcome {
 /// State of one authenticated connection.
 pub(crate) struct Session {
     pub realtime: Realtime,
+    connection_id: Arc<str>,
+    /// This connection's live subscriptions: the subscription hooks are told about
+    /// each one's end, however the connection ends (see `Drop`).
+    subscriptions: HashMap<Arc<str>, Arc<Pattern>>,
     pub key: ReceiverKey,
     pub principal: Arc<Principal>,
     misuse: u32,
@@ -50,12 +54,19 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub fn new(realtime: Realtime, key: ReceiverKey, principal: Arc<Principal>) -> Self {
+    pub fn new(
+        realtime: Realtime,
+        connection_id: Arc<str>,
+        key: ReceiverKey,
+        principal: Arc<Principal>,
+    ) -> Self {
         let per_second = realtime.config().connection.messages_per_second;
         let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(per_second.saturating_mul(2)).unwrap_or(rate);
         Self {
             realtime,
+            connection_id,
+            subscriptions: HashMap::new(),
             key,
             principal,
             misuse: 0,
@@ -106,7 +117,7 @@ impl Session {
                     .await
             }
             ClientFrame::Unsubscribe { id, reference } => {
-                if self.realtime.inner.hub.unsubscribe(self.key, &id) {
+                if self.end_subscription(&id) {
                     Outcome::frame(ServerFrame::Unsubscribed {
                         id,
                         reason: None,
@@ -158,15 +169,17 @@ impl Session {
             );
         }
         let principal = Arc::new(principal);
-        let hub = &self.realtime.inner.hub;
-        hub.set_principal(self.key, principal.clone());
+        self.realtime
+            .inner
+            .hub
+            .set_principal(self.key, principal.clone());
         self.principal = principal;
         let expires_in = self.principal.expires_in(unix_now());
         let auth = &self.realtime.config().auth;
         timers.set_token(expires_in, auth.refresh_notice, auth.expiry_grace);
         let mut outcome = Outcome::default();
-        for id in hub.denied_subscriptions(self.key, &self.principal) {
-            if hub.unsubscribe(self.key, &id) {
+        for id in self.denied_subscriptions() {
+            if self.end_subscription(&id) {
                 outcome.frames.push(
                     ServerFrame::Unsubscribed {
                         id: id.to_string(),
@@ -229,9 +242,9 @@ impl Session {
                 format!("not allowed to read {collection}"),
             );
         }
-        let hub = &self.realtime.inner.hub;
+        let hub = self.realtime.inner.hub.clone();
         let limit = self.realtime.config().connection.max_subscriptions;
-        if hub.subscription_count(self.key) >= limit {
+        if self.subscriptions.len() >= limit {
             return self.refuse(
                 reference,
                 Some(id),
@@ -248,6 +261,11 @@ impl Session {
                 "subscription id already in use",
             );
         };
+        self.subscriptions.insert(sub_id.clone(), pattern.clone());
+        self.realtime
+            .inner
+            .hooks
+            .subscribed(pattern.as_str(), &self.connection_id);
         let epoch = self.realtime.epoch();
         let cursor = Cursor {
             epoch,
@@ -312,7 +330,7 @@ impl Session {
             }
             Err(ReplayError::Database(e)) => {
                 tracing::error!(error = %e, "replay failed");
-                hub.unsubscribe(self.key, &id);
+                self.end_subscription(&id);
                 Outcome::frame(ServerFrame::error(
                     reference,
                     Some(id),
@@ -321,6 +339,35 @@ impl Session {
                 ))
             }
         }
+    }
+
+    /// Ends subscription `id` in the hub and tells the hooks; false if there was none.
+    fn end_subscription(&mut self, id: &str) -> bool {
+        let Some(pattern) = self.subscriptions.remove(id) else {
+            return false;
+        };
+        self.realtime.inner.hub.unsubscribe(self.key, id);
+        self.realtime
+            .inner
+            .hooks
+            .unsubscribed(pattern.as_str(), &self.connection_id);
+        true
+    }
+
+    /// Subscriptions whose collection the current principal may no longer read,
+    /// judged without an event (after a token refresh).
+    fn denied_subscriptions(&self) -> Vec<Arc<str>> {
+        let rules = self.realtime.rules();
+        self.subscriptions
+            .iter()
+            .filter(|(_, pattern)| match pattern.collection() {
+                GlobPart::Exact(collection) => {
+                    rules.read_rule(collection).decide(&self.principal) == Decision::Deny
+                }
+                _ => false,
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     async fn publish(
@@ -365,6 +412,16 @@ impl Session {
                 ))
             }
             Err(e) => self.refuse(reference, None, ErrorCode::BadRequest, e.to_string()),
+        }
+    }
+}
+
+impl Drop for Session {
+    /// However the connection ends, every subscription it still had ends with it.
+    fn drop(&mut self) {
+        let hooks = &self.realtime.inner.hooks;
+        for pattern in self.subscriptions.values() {
+            hooks.unsubscribed(pattern.as_str(), &self.connection_id);
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::{
     fmt,
     str::FromStr,
-    sync::{Arc, OnceLock},
+    sync::{Arc, Mutex, OnceLock},
 };
 
 use bytes::Bytes;
@@ -174,6 +174,10 @@ pub struct Event {
     epoch: Option<Arc<str>>,
     /// The Datastar SSE bytes, encoded once and shared by every stream.
     sse: OnceLock<Bytes>,
+    /// The last WebSocket frame built and the `subs` it was built for. Receivers of
+    /// one event mostly carry the same subscription ids (every tab subscribes `s1` to
+    /// `todos:*`), so they share one buffer instead of each building a copy.
+    last_frame: Mutex<Option<(Vec<Arc<str>>, Bytes)>>,
 }
 
 /// Either a logged event or a direct one.
@@ -244,6 +248,7 @@ impl Event {
             body,
             epoch: Some(cursor.epoch.clone()),
             sse: OnceLock::new(),
+            last_frame: Mutex::new(None),
         })
     }
 
@@ -272,6 +277,7 @@ impl Event {
             body,
             epoch: None,
             sse: OnceLock::from(sse),
+            last_frame: Mutex::new(None),
         })
     }
 
@@ -294,6 +300,7 @@ impl Event {
             body,
             epoch: None,
             sse: OnceLock::new(),
+            last_frame: Mutex::new(None),
         })
     }
 
@@ -320,15 +327,25 @@ impl Event {
     }
 
     /// Writes the full frame for a connection whose matching subscriptions are `subs`.
-    pub fn frame(&self, subs: &[Arc<str>]) -> String {
-        let mut out = String::with_capacity(self.body.len() + 32 + subs.len() * 8);
-        out.push_str(r#"{"type":"event","subs":"#);
+    pub fn frame(&self, subs: &[Arc<str>]) -> Bytes {
+        let mut last = self.last_frame.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached_subs, frame)) = &*last
+            && cached_subs.as_slice() == subs
+        {
+            return frame.clone();
+        }
+        let mut out = Vec::with_capacity(self.body.len() + 32 + subs.len() * 8);
+        out.extend_from_slice(br#"{"type":"event","subs":"#);
         // Subscription ids are arbitrary client strings: escape them properly.
-        out.push_str(&serde_json::to_string(subs).unwrap_or_else(|_| "[]".to_owned()));
-        out.push(',');
+        if serde_json::to_writer(&mut out, subs).is_err() {
+            out.extend_from_slice(b"[]");
+        }
+        out.push(b',');
         // `body` is a serialized JSON object without its opening brace.
-        out.push_str(std::str::from_utf8(&self.body).unwrap_or("}"));
-        out
+        out.extend_from_slice(&self.body);
+        let frame = Bytes::from(out);
+        *last = Some((subs.to_vec(), frame.clone()));
+        frame
     }
 }
 
@@ -336,4 +353,63 @@ fn encode_body<T: Serialize>(body: &T) -> Bytes {
     // Serializing plain structs of strings and JSON values cannot fail.
     let json = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     Bytes::from(json).slice(1..)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event() -> Arc<Event> {
+        let cursor = Cursor {
+            epoch: "e1".into(),
+            seq: 7,
+        };
+        Event::logged(
+            &cursor,
+            NewEvent {
+                collection: "todos".into(),
+                key: Some("42".into()),
+                action: Action::Update,
+                event: None,
+                payload: json!({"id": "42", "done": true}),
+                changes: Some(vec!["done".into()]),
+                acl: Map::new(),
+                except: None,
+                ts: chrono::DateTime::from_timestamp(0, 0).unwrap_or_default(),
+            },
+        )
+    }
+
+    #[test]
+    fn frames_are_the_contract_json_and_shared_between_equal_subs() {
+        let event = event();
+        let s1: Vec<Arc<str>> = vec!["s1".into()];
+        let first = event.frame(&s1);
+        let parsed: Value = serde_json::from_slice(&first).unwrap();
+        assert_eq!(
+            parsed,
+            json!({"type": "event", "subs": ["s1"], "cursor": "e1:7", "topic": "todos:42",
+                   "collection": "todos", "key": "42", "action": "update",
+                   "record": {"id": "42", "done": true}, "changes": ["done"],
+                   "ts": "1970-01-01T00:00:00.000Z"})
+        );
+        // Same subs: the very same buffer, not a copy.
+        assert_eq!(event.frame(&s1).as_ptr(), first.as_ptr());
+        // Other subs, including ones that need escaping: a frame of their own.
+        let odd: Vec<Arc<str>> = vec!["a\"b".into(), "\u{2028}".into()];
+        let other: Value = serde_json::from_slice(&event.frame(&odd)).unwrap();
+        assert_eq!(other["subs"], json!(["a\"b", "\u{2028}"]));
+        assert_eq!(other["cursor"], "e1:7");
+    }
+
+    #[test]
+    fn cursors_parse_and_refuse_garbage() {
+        let cursor: Cursor = "abc:12".parse().unwrap();
+        assert_eq!((&*cursor.epoch, cursor.seq), ("abc", 12));
+        assert_eq!(cursor.to_string(), "abc:12");
+        for bad in ["", ":1", "abc", "abc:", "abc:-1", "abc:x", "a:b:1"] {
+            assert!(bad.parse::<Cursor>().is_err(), "{bad}");
+        }
+    }
 }

@@ -393,6 +393,21 @@ impl Hub {
         only: Option<ReceiverKind>,
     ) -> FanOut {
         let targets = Self::matching(state, &content.collection, content.key.as_deref());
+        self.deliver(state, event, targets, |key, receiver, state| {
+            only.is_none_or(|kind| state.kinds.get(&key) == Some(&kind))
+                && self.rules.can_read(&receiver.principal, content)
+        })
+    }
+
+    /// Offers `event` to each target that is not the excluded connection and that
+    /// `accept`s it; receivers whose queue is full are removed.
+    fn deliver(
+        &self,
+        state: &mut State,
+        event: &Arc<Event>,
+        targets: impl IntoIterator<Item = (ReceiverKey, Vec<Arc<str>>)>,
+        accept: impl Fn(ReceiverKey, &Receiver, &State) -> bool,
+    ) -> FanOut {
         let except = event.except();
         let mut result = FanOut::default();
         let mut overflowed = Vec::new();
@@ -400,10 +415,7 @@ impl Hub {
             let Some(receiver) = state.receivers.get(&key) else {
                 continue;
             };
-            if only.is_some_and(|kind| state.kinds.get(&key) != Some(&kind)) {
-                continue;
-            }
-            if except == Some(&*receiver.id) || !self.rules.can_read(&receiver.principal, content) {
+            if except == Some(&*receiver.id) || !accept(key, receiver, state) {
                 continue;
             }
             subs.sort_unstable();
@@ -442,26 +454,8 @@ impl Hub {
                 }
             }
         }
-        let mut result = FanOut::default();
-        let mut overflowed = Vec::new();
-        for key in keys {
-            let Some(receiver) = state.receivers.get(&key) else {
-                continue;
-            };
-            if event.except() == Some(&*receiver.id) {
-                continue;
-            }
-            if self.offer(receiver, event, Vec::new()) {
-                result.delivered += 1;
-            } else {
-                overflowed.push(key);
-            }
-        }
-        result.overflowed = overflowed.len();
-        for key in overflowed {
-            Self::remove_receiver(&mut state, key, &self.metrics);
-        }
-        result
+        let targets = keys.into_iter().map(|key| (key, Vec::new()));
+        self.deliver(&mut state, event, targets, |_, _, _| true)
     }
 
     /// Queues without waiting; false (and the receiver is told) when its queue is full.

@@ -292,7 +292,9 @@ async fn write_batch(
 }
 
 fn event_message(delivery: &Delivery) -> Message {
-    Message::Text(delivery.event.frame(&delivery.subs).into())
+    // Frames are built from `serde_json` output, so they are always UTF-8.
+    let frame = delivery.event.frame(&delivery.subs);
+    Message::Text(Utf8Bytes::try_from(frame).unwrap_or_default())
 }
 
 async fn send_all(socket: &mut WebSocket, frames: Vec<String>) -> Result<(), axum::Error> {

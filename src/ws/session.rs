@@ -315,7 +315,11 @@ impl Session {
                 let subs = [sub_id];
                 let mut frames = Vec::with_capacity(events.len() + 1);
                 frames.push(subscribed(true, None, reference));
-                frames.extend(events.iter().map(|e| e.frame(&subs)));
+                frames.extend(
+                    events
+                        .iter()
+                        .map(|e| String::from_utf8_lossy(&e.frame(&subs)).into_owned()),
+                );
                 Outcome {
                     frames,
                     close: None,

@@ -6,9 +6,14 @@
 //! `Target::Collection` broadcast is). In the same run, and on the same patterns, it
 //! times two baselines, so every figure comes with a ratio:
 //!
-//! * `linear`: `Pattern::matches` over a `Vec` of the patterns, the no-index answer;
+//! * `linear`: `Pattern::matches` over a `Vec` of the patterns, collecting the indexes
+//!   of the matches into a fresh `Vec`: the no-index answer, producing a flat list of
+//!   matches (the hub produces its matches grouped by receiver);
 //! * `globset` (glob sets only): one `globset::GlobSet` over the glob sides, the
-//!   "compile all globs into one automaton" answer.
+//!   "compile all globs into one automaton" answer; its one-off build time is printed
+//!   too, since a hub would have to rebuild it as subscriptions come and go;
+//! * `cand` (glob sets only): the linear scan with the `globset::Candidate` built once
+//!   per event instead of once per glob, which is what `GlobMatcher::is_match` does.
 //!
 //! Environment (all optional): `MATCH_PATTERNS` (default 10000), `MATCH_SAMPLES`
 //! (default 31), `MATCH_SAMPLE_MS` (default 20).
@@ -24,7 +29,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{Candidate, Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use tidings::{
     Principal,
     close::Closer,
@@ -69,6 +74,12 @@ fn collection_glob(i: usize) -> String {
     } else {
         format!("c{i}*:*")
     }
+}
+
+/// The fan-out bench's shape: every receiver on the same `todos:*`. Not distinct
+/// patterns (a collection has one any-key pattern), but the common case.
+fn any_key(_: usize) -> String {
+    "todos:*".to_owned()
 }
 
 /// The mix: 60% exact keys, 10% `todos:*`, 20% key globs, 10% collection globs.
@@ -133,25 +144,36 @@ fn load_hub(texts: &[String]) -> Loaded {
     }
 }
 
-fn globset_of(texts: &[String], side: GlobSide) -> GlobSet {
-    let mut builder = GlobSetBuilder::new();
-    for text in texts {
-        let (collection, key) = text.split_once(':').expect("every set pattern has a ':'");
-        let glob = if side == GlobSide::Key {
-            key
-        } else {
-            collection
-        };
-        // Same options as `topic::GlobPart::compile`, so both sides match alike.
-        builder.add(
+/// The glob side of every pattern, compiled with the options of
+/// `topic::GlobPart::compile`, so both sides match alike.
+fn globs_of(texts: &[String], side: GlobSide) -> Vec<Glob> {
+    texts
+        .iter()
+        .map(|text| {
+            let (collection, key) = text.split_once(':').expect("every set pattern has a ':'");
+            let glob = if side == GlobSide::Key {
+                key
+            } else {
+                collection
+            };
             GlobBuilder::new(glob)
                 .literal_separator(false)
                 .backslash_escape(true)
                 .build()
-                .expect("valid glob"),
-        );
+                .expect("valid glob")
+        })
+        .collect()
+}
+
+/// A `GlobSet` of `globs` and how long building it took.
+fn globset_of(globs: &[Glob]) -> (GlobSet, Duration) {
+    let start = Instant::now();
+    let mut builder = GlobSetBuilder::new();
+    for glob in globs {
+        builder.add(glob.clone());
     }
-    builder.build().expect("globset")
+    let set = builder.build().expect("globset");
+    (set, start.elapsed())
 }
 
 /// Median, min and max nanoseconds per call.
@@ -216,6 +238,8 @@ struct Row {
     hub: Timing,
     linear: Timing,
     globset: Option<Timing>,
+    /// Linear scan of compiled globs with one `Candidate` per event.
+    candidate: Option<Timing>,
 }
 
 fn main() {
@@ -245,6 +269,11 @@ fn main() {
             globs: GlobSide::None,
         },
         PatternSet {
+            name: "any-key",
+            texts: (0..count).map(any_key).collect(),
+            globs: GlobSide::None,
+        },
+        PatternSet {
             name: "key-glob",
             texts: (0..count).map(key_glob).collect(),
             globs: GlobSide::Key,
@@ -264,6 +293,7 @@ fn main() {
     let started = Instant::now();
     let load_before = loadavg();
     let mut rows = Vec::new();
+    let mut builds = Vec::new();
     for set in &sets {
         let loaded = load_hub(&set.texts);
         let patterns: Vec<Pattern> = set
@@ -271,47 +301,62 @@ fn main() {
             .iter()
             .map(|t| Pattern::parse(t).expect("valid"))
             .collect();
-        let globset = (set.globs != GlobSide::None).then(|| globset_of(&set.texts, set.globs));
+        let globs = (set.globs != GlobSide::None).then(|| globs_of(&set.texts, set.globs));
+        let globset = globs.as_deref().map(globset_of);
+        if let Some((_, built)) = &globset {
+            builds.push((set.name, built.as_secs_f64() * 1e3));
+        }
+        let matchers: Vec<GlobMatcher> =
+            globs.iter().flatten().map(Glob::compile_matcher).collect();
         for (event, key) in [("todos:1234", Some(EVENT_KEY)), ("todos", None)] {
             let hub = &loaded.hub;
             let matches = hub.count_matching(EVENT_COLLECTION, key);
-            let linear_matches = patterns
-                .iter()
-                .filter(|p| p.matches(EVENT_COLLECTION, key))
-                .count();
+            let linear = |collection: &str, key: Option<&str>| {
+                let mut found = Vec::new();
+                for (i, pattern) in patterns.iter().enumerate() {
+                    if pattern.matches(collection, key) {
+                        found.push(i);
+                    }
+                }
+                found.len()
+            };
             // Both must agree, or the comparison means nothing.
-            assert_eq!(matches, linear_matches, "{} {event}", set.name);
+            assert_eq!(
+                matches,
+                linear(EVENT_COLLECTION, key),
+                "{} {event}",
+                set.name
+            );
             let hub_time = time_it(samples, sample_time, || {
                 hub.count_matching(black_box(EVENT_COLLECTION), black_box(key))
             });
             let linear_time = time_it(samples, sample_time, || {
-                patterns
-                    .iter()
-                    .filter(|p| p.matches(black_box(EVENT_COLLECTION), black_box(key)))
-                    .count()
+                linear(black_box(EVENT_COLLECTION), black_box(key))
             });
-            // A collection-wide event has no key for a key-side globset to test.
-            let globset_time = match (&globset, set.globs, key) {
-                (Some(gs), GlobSide::Key, Some(key)) => {
-                    let expected = gs.matches(key).len();
-                    assert_eq!(expected, matches, "globset agrees on {}", set.name);
-                    let mut found = Vec::new();
-                    Some(time_it(samples, sample_time, || {
-                        gs.matches_candidate_into(&Candidate::new(black_box(key)), &mut found);
-                        found.len()
-                    }))
-                }
-                (Some(gs), GlobSide::Collection, _) => {
-                    let mut found = Vec::new();
-                    Some(time_it(samples, sample_time, || {
-                        gs.matches_candidate_into(
-                            &Candidate::new(black_box(EVENT_COLLECTION)),
-                            &mut found,
-                        );
-                        found.len()
-                    }))
-                }
+            // What the glob side is tested against; a collection-wide event has no
+            // key for a key-side glob to test (every key glob matches it).
+            let subject = match (set.globs, key) {
+                (GlobSide::Key, Some(key)) => Some(key),
+                (GlobSide::Collection, _) => Some(EVENT_COLLECTION),
                 _ => None,
+            };
+            let (globset_time, candidate_time) = match (&globset, subject) {
+                (Some((gs, _)), Some(subject)) => {
+                    let mut found = Vec::new();
+                    let set_time = time_it(samples, sample_time, || {
+                        gs.matches_candidate_into(&Candidate::new(black_box(subject)), &mut found);
+                        found.len()
+                    });
+                    let scan_time = time_it(samples, sample_time, || {
+                        let candidate = Candidate::new(black_box(subject));
+                        matchers
+                            .iter()
+                            .filter(|m| m.is_match_candidate(&candidate))
+                            .count()
+                    });
+                    (Some(set_time), Some(scan_time))
+                }
+                _ => (None, None),
             };
             rows.push(Row {
                 set: set.name,
@@ -320,6 +365,7 @@ fn main() {
                 hub: hub_time,
                 linear: linear_time,
                 globset: globset_time,
+                candidate: candidate_time,
             });
         }
     }
@@ -332,7 +378,7 @@ fn main() {
         sample_time.as_millis()
     );
     println!(
-        "{:<16} {:<11} {:>7} {:>26} {:>10} {:>12} {:>8} {:>12}",
+        "{:<16} {:<11} {:>7} {:>28} {:>10} {:>10} {:>8} {:>10} {:>10}",
         "set",
         "event",
         "matches",
@@ -340,11 +386,13 @@ fn main() {
         "ns/pattern",
         "linear ns",
         "hub/lin",
-        "globset ns"
+        "globset ns",
+        "cand ns"
     );
+    let ns = |t: Option<Timing>| t.map_or_else(|| "-".to_owned(), |t| format!("{:.0}", t.median));
     for row in &rows {
         println!(
-            "{:<16} {:<11} {:>7} {:>26} {:>10.2} {:>12.0} {:>8.3} {:>12}",
+            "{:<16} {:<11} {:>7} {:>28} {:>10.2} {:>10.0} {:>8.3} {:>10} {:>10}",
             row.set,
             row.event,
             row.matches,
@@ -355,9 +403,12 @@ fn main() {
             row.hub.median / count as f64,
             row.linear.median,
             row.hub.median / row.linear.median,
-            row.globset
-                .map_or_else(|| "-".to_owned(), |g| format!("{:.0}", g.median)),
+            ns(row.globset),
+            ns(row.candidate),
         );
+    }
+    for (set, ms) in &builds {
+        println!("building the {set} GlobSet ({count} globs) took {ms:.1} ms");
     }
     println!(
         "machine: {} cores; load average (1/5/15 min) {load_before} before, {} after; \

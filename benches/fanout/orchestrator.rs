@@ -233,6 +233,17 @@ impl Phase {
         }
     }
 
+    /// Deliveries per second of server CPU time (all its threads): the cost of a
+    /// delivery, which holds steadier than wall-clock throughput when other work on
+    /// the machine takes a varying share of the cores.
+    fn deliveries_per_cpu_s(&self) -> f64 {
+        if self.server_cpu_s > 0.0 {
+            self.received as f64 / self.server_cpu_s
+        } else {
+            0.0
+        }
+    }
+
     fn measured_frame_len(&self) -> Option<usize> {
         (self.received_total > 0)
             .then(|| (self.bytes as f64 / self.received_total as f64).round() as usize)
@@ -452,6 +463,9 @@ fn print_summary(
     row("DELIVERIES PER SECOND", &|p| {
         format!("{:.0}", p.deliveries_per_s())
     });
+    row("deliveries per server CPU-second", &|p| {
+        format!("{:.0}", p.deliveries_per_cpu_s())
+    });
     row("publishing all events took (ms)", &|p| {
         format!("{:.1}", p.publish_ms)
     });
@@ -495,8 +509,10 @@ fn print_summary(
     let (_, baseline) = phases[phases.len() - 1];
     for (label, phase) in &phases[..phases.len() - 1] {
         println!(
-            "RATIO {label}/baseline: deliveries/s {:.2}, RSS per idle connection {:.2}",
+            "RATIO {label}/baseline: deliveries/s {:.2}, deliveries per server CPU-second \
+             {:.2}, RSS per idle connection {:.2}",
             phase.deliveries_per_s() / baseline.deliveries_per_s(),
+            phase.deliveries_per_cpu_s() / baseline.deliveries_per_cpu_s(),
             phase.rss_per_connection_kb() / baseline.rss_per_connection_kb()
         );
     }

@@ -12,6 +12,10 @@
 //! * the load generator (`FANOUT_ROLE=client`): N tokio-tungstenite clients over
 //!   loopback, on a one-worker runtime of its own.
 //!
+//! A run has three phases, each with fresh processes: tidings publishing from a task
+//! on its server runtime, tidings publishing from a thread of its own, and the
+//! baseline, whose frames are padded to the size tidings delivered.
+//!
 //! Separate processes, not threads, because 10,000 connections are 20,000 sockets
 //! when both ends live in one process, which `ulimit -n` 20000 does not allow, and
 //! because a fresh server process makes "RSS after connecting minus RSS before" a

@@ -1,6 +1,6 @@
-//! The orchestrator: runs the tidings phase, then the baseline phase with the same
-//! connections, events and frame size, each with a fresh server process and a fresh
-//! load-generator process, and prints the comparison.
+//! The orchestrator: runs three phases with the same connections, events and frame
+//! size (tidings; tidings publishing from its own thread; the baseline), each with a
+//! fresh server process and a fresh load-generator process, and prints the comparison.
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -15,7 +15,7 @@ use super::{
     wire::{self, Kind},
 };
 
-/// What one run uses; the same for both phases.
+/// What one run uses; the same for every phase.
 #[derive(Debug, Clone)]
 struct Settings {
     connections: usize,
@@ -26,7 +26,7 @@ struct Settings {
     measuring: bool,
 }
 
-/// Runs both phases and prints the summary. Exits 1 if a phase did not deliver
+/// Runs the phases and prints the summary. Exits 1 if a phase did not deliver
 /// every event, after printing what it did deliver.
 pub fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
@@ -211,7 +211,7 @@ struct Phase {
     /// Per measured event: publish start to its last and to its first delivery (ms).
     to_last_ms: Vec<f64>,
     to_first_ms: Vec<f64>,
-    /// Time the publisher took to hand out all measured events (ms).
+    /// From the start of the first measured publish call to the start of the last (ms).
     publish_ms: f64,
     server_cpu_s: f64,
     client_cpu_s: f64,
@@ -244,6 +244,7 @@ impl Phase {
         }
     }
 
+    /// Average received event frame; bytes and count both include the warm-up.
     fn measured_frame_len(&self) -> Option<usize> {
         (self.received_total > 0)
             .then(|| (self.bytes as f64 / self.received_total as f64).round() as usize)
@@ -360,7 +361,6 @@ fn run_phase(
             _ => {}
         }
     }
-    // Bytes cover warm-up events too; the per-frame average divides by all of them.
     let delivered_last = last.iter().copied().filter(|&t| t > 0).max().unwrap_or(0);
     phase.elapsed_s = delivered_last.saturating_sub(publish_times[0]) as f64 / 1e6;
     phase.publish_ms = (publish_times[publish_times.len() - 1] - publish_times[0]) as f64 / 1e3;
@@ -466,7 +466,7 @@ fn print_summary(
     row("deliveries per server CPU-second", &|p| {
         format!("{:.0}", p.deliveries_per_cpu_s())
     });
-    row("publishing all events took (ms)", &|p| {
+    row("first to last publish call start (ms)", &|p| {
         format!("{:.1}", p.publish_ms)
     });
     row("publish -> last delivery p50/p99 (ms)", &|p| {

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use globset::{GlobBuilder, GlobMatcher};
+use globset::{Candidate, GlobBuilder, GlobMatcher};
 
 /// Longest accepted pattern, in characters (protocol.md section 2).
 pub const MAX_PATTERN_LEN: usize = 256;
@@ -139,10 +139,32 @@ impl GlobPart {
 
     /// Whether this part matches `text`.
     pub fn matches(&self, text: &str) -> bool {
+        self.matches_prepared(&Prepared::new(text))
+    }
+
+    /// Whether this part matches `text`, prepared once for many patterns.
+    pub fn matches_prepared(&self, text: &Prepared<'_>) -> bool {
         match self {
             Self::Any => true,
-            Self::Exact(exact) => exact == text,
-            Self::Glob(glob) => glob.is_match(text),
+            Self::Exact(exact) => exact == text.text,
+            Self::Glob(glob) => glob.is_match_candidate(&text.candidate),
+        }
+    }
+}
+
+/// A collection name or key prepared for matching against many globs: globset's
+/// candidate (which normalizes the text) is built once per event, not once per glob.
+pub struct Prepared<'a> {
+    text: &'a str,
+    candidate: Candidate<'a>,
+}
+
+impl<'a> Prepared<'a> {
+    /// Prepares `text`.
+    pub fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            candidate: Candidate::new(text),
         }
     }
 }
@@ -207,7 +229,13 @@ impl Pattern {
     /// Whether an event on `collection` with `key` (None for collection-wide events)
     /// matches this pattern.
     pub fn matches(&self, collection: &str, key: Option<&str>) -> bool {
-        self.collection.matches(collection) && key.is_none_or(|k| self.key.matches(k))
+        self.matches_prepared(&Prepared::new(collection), key.map(Prepared::new).as_ref())
+    }
+
+    /// `matches`, with the collection and key prepared once for many patterns.
+    pub fn matches_prepared(&self, collection: &Prepared<'_>, key: Option<&Prepared<'_>>) -> bool {
+        self.collection.matches_prepared(collection)
+            && key.is_none_or(|k| self.key.matches_prepared(k))
     }
 }
 

@@ -49,9 +49,11 @@ pub(crate) async fn run(realtime: Realtime, mut socket: WebSocket, token: Option
         return;
     }
     Metrics::inc(&metrics.connections);
-    let handshake = handshake(&realtime, &mut socket, token).await;
+    // Boxed futures keep the long-lived connection future small: their state is
+    // only allocated while they run (memory per idle connection).
+    let handshake = Box::pin(handshake(&realtime, &mut socket, token)).await;
     if let Ok((principal, reference)) = handshake {
-        serve(realtime, socket, principal, reference).await;
+        Box::pin(serve(realtime, socket, principal, reference)).await;
     } else if let Err(reason) = handshake {
         close(&mut socket, reason, HANDSHAKE_WRITE_TIMEOUT).await;
     }
@@ -221,7 +223,7 @@ async fn serve(
                 () = shutdown.cancelled() => break CloseReason::GoingAway,
                 first = deliveries.recv() => {
                     let Some(first) = first else { break CloseReason::Normal };
-                    let write = write_batch(&mut socket, first, &mut deliveries);
+                    let write = Box::pin(write_batch(&mut socket, first, &mut deliveries));
                     // A stuck socket must not keep the close signals waiting.
                     let written = tokio::select! {
                         result = write => result,
@@ -238,7 +240,7 @@ async fn serve(
                     timers.heard_from_peer();
                     match message {
                         Some(Ok(Message::Text(text))) => {
-                            let outcome = session.handle_text(&text, &mut timers).await;
+                            let outcome = Box::pin(session.handle_text(&text, &mut timers)).await;
                             if send_all(&mut socket, outcome.frames).await.is_err() { break CloseReason::Normal; }
                             if let Some(reason) = outcome.close { break reason; }
                         }

@@ -8,25 +8,14 @@ use std::collections::HashSet;
 
 use common::{
     db::{BACKENDS, Backend, fresh_database_url},
-    server::TestServer,
+    server::{TestServer, seq_of},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use tidings::{
     Broadcast, Target,
     demo::Todo,
     event::{Action, NewEvent},
 };
-
-fn seq(event: &Value) -> u64 {
-    event["cursor"]
-        .as_str()
-        .unwrap()
-        .rsplit_once(':')
-        .unwrap()
-        .1
-        .parse()
-        .unwrap()
-}
 
 fn todo(id: &str, title: &str) -> Todo {
     Todo {
@@ -89,7 +78,7 @@ async fn rolled_back_transactions_emit_nothing() {
             .await
             .unwrap();
         let marker = ann.recv_event().await;
-        assert_eq!(seq(&marker), seq(&event) + 1);
+        assert_eq!(seq_of(&marker), seq_of(&event) + 1);
     }
 }
 
@@ -120,7 +109,7 @@ async fn postgres_commits_out_of_id_order_get_gapless_visible_order_seqs() {
     a.commit().await.unwrap();
     let second = ann.recv_event().await;
     assert_eq!(second["key"], "a");
-    assert_eq!(seq(&second), seq(&first) + 1);
+    assert_eq!(seq_of(&second), seq_of(&first) + 1);
 }
 
 #[tokio::test]
@@ -131,14 +120,7 @@ async fn concurrent_writers_yield_every_committed_event_exactly_once_in_seq_orde
         };
         let mut ann = server.connect("ann").await;
         let start = ann.subscribe("s", "todos:*").await;
-        let base: u64 = start["cursor"]
-            .as_str()
-            .unwrap()
-            .rsplit_once(':')
-            .unwrap()
-            .1
-            .parse()
-            .unwrap();
+        let base: u64 = seq_of(&start);
         let writers = 8;
         let per_writer = 25;
         let mut tasks = Vec::new();
@@ -171,7 +153,7 @@ async fn concurrent_writers_yield_every_committed_event_exactly_once_in_seq_orde
         let mut seen = HashSet::new();
         for n in 1..=committed.len() as u64 {
             let event = ann.recv_event().await;
-            assert_eq!(seq(&event), base + n, "gapless and in order");
+            assert_eq!(seq_of(&event), base + n, "gapless and in order");
             let key = event["key"].as_str().unwrap().to_owned();
             assert!(committed.contains(&key), "{key} was rolled back");
             assert!(seen.insert(key), "delivered twice");

@@ -4,7 +4,7 @@ mod common;
 
 use common::{
     db::BACKENDS,
-    server::{TestServer, token},
+    server::{TestServer, seq_of, token},
 };
 use serde_json::json;
 
@@ -71,16 +71,7 @@ async fn crud_events_reach_subscribers_in_order() {
 
         let seqs: Vec<u64> = [&created, &updated, &gone]
             .iter()
-            .map(|e| {
-                e["cursor"]
-                    .as_str()
-                    .unwrap()
-                    .rsplit_once(':')
-                    .unwrap()
-                    .1
-                    .parse()
-                    .unwrap()
-            })
+            .map(|e| seq_of(e))
             .collect();
         assert_eq!(seqs[1], seqs[0] + 1);
         assert_eq!(seqs[2], seqs[1] + 1);

@@ -5,20 +5,9 @@ mod common;
 
 use common::{
     db::BACKENDS,
-    server::{Client, TestServer},
+    server::{Client, TestServer, seq_of, seq_of_cursor},
 };
 use serde_json::{Value, json};
-
-fn seq(event: &Value) -> u64 {
-    event["cursor"]
-        .as_str()
-        .unwrap()
-        .rsplit_once(':')
-        .unwrap()
-        .1
-        .parse()
-        .unwrap()
-}
 
 async fn resume(client: &mut Client, id: &str, pattern: &str, since: &str) -> Value {
     client
@@ -61,13 +50,13 @@ async fn resume_replays_exactly_the_missed_events_then_goes_live() {
             let event = again.recv_event().await;
             assert_eq!(event["record"]["title"], *title);
             assert_eq!(event["subs"], json!(["s"]));
-            assert_eq!(seq(&event), seq(&last) + 1 + offset as u64);
+            assert_eq!(seq_of(&event), seq_of(&last) + 1 + offset as u64);
         }
         // Live events follow without a gap.
         titles(&server, "bob", &["f"]).await;
         let live = again.recv_event().await;
         assert_eq!(live["record"]["title"], "f");
-        assert_eq!(seq(&live), seq(&last) + 4);
+        assert_eq!(seq_of(&live), seq_of(&last) + 4);
 
         // Resuming at the current position replays nothing and is recovered.
         let mut current = server.connect("ann").await;
@@ -130,7 +119,7 @@ async fn resumes_that_cannot_be_served_say_why_and_replay_nothing() {
         for _ in 0..3 {
             last = ann.recv_event().await;
         }
-        let head = seq(&last);
+        let head = seq_of(&last);
 
         let cases = [
             (since.clone(), "too_many"),
@@ -189,7 +178,7 @@ async fn resume_under_concurrent_writes_has_no_gap_and_no_duplicate() {
         let mut ann = server.connect("ann").await;
         let start = ann.subscribe("s", "todos:*").await;
         let since = start["cursor"].as_str().unwrap().to_owned();
-        let base: u64 = since.rsplit_once(':').unwrap().1.parse().unwrap();
+        let base: u64 = seq_of_cursor(&since);
         drop(ann);
         titles(
             &server,
@@ -220,7 +209,7 @@ async fn resume_under_concurrent_writes_has_no_gap_and_no_duplicate() {
         for expected in 1..=40u64 {
             let event = again.recv_event().await;
             assert_eq!(
-                seq(&event),
+                seq_of(&event),
                 base + expected,
                 "gap or duplicate at {expected}"
             );

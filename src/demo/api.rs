@@ -198,18 +198,9 @@ pub(crate) async fn create(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let principal = match authenticate(&state, &headers) {
-        Ok(p) => p,
+    let (principal, kind, mut tx) = match begin_write(&state, &headers, &name).await {
+        Ok(started) => started,
         Err(r) => return r,
-    };
-    let kind = match collection(&name) {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
-    let store = state.realtime.store();
-    let mut tx = match store.begin().await {
-        Ok(tx) => tx,
-        Err(e) => return store_error(e),
     };
     let response = match kind {
         Collection::Todos => {
@@ -273,18 +264,9 @@ pub(crate) async fn update(
     Path((name, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    let principal = match authenticate(&state, &headers) {
-        Ok(p) => p,
+    let (principal, kind, mut tx) = match begin_write(&state, &headers, &name).await {
+        Ok(started) => started,
         Err(r) => return r,
-    };
-    let kind = match collection(&name) {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
-    let store = state.realtime.store();
-    let mut tx = match store.begin().await {
-        Ok(tx) => tx,
-        Err(e) => return store_error(e),
     };
     let owner = sub(&principal);
     let response = match kind {
@@ -347,18 +329,9 @@ pub(crate) async fn delete(
     headers: HeaderMap,
     Path((name, id)): Path<(String, String)>,
 ) -> Response {
-    let principal = match authenticate(&state, &headers) {
-        Ok(p) => p,
+    let (principal, kind, mut tx) = match begin_write(&state, &headers, &name).await {
+        Ok(started) => started,
         Err(r) => return r,
-    };
-    let kind = match collection(&name) {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
-    let store = state.realtime.store();
-    let mut tx = match store.begin().await {
-        Ok(tx) => tx,
-        Err(e) => return store_error(e),
     };
     let owner = sub(&principal);
     let owned = match kind {
@@ -376,6 +349,18 @@ pub(crate) async fn delete(
     };
     let response = owned.map(|()| StatusCode::NO_CONTENT.into_response());
     commit_then(tx, response).await
+}
+
+/// Authenticates, resolves the collection and opens the write transaction.
+async fn begin_write(
+    state: &DemoState,
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<(Principal, Collection, Tx), Response> {
+    let principal = authenticate(state, headers)?;
+    let kind = collection(name)?;
+    let tx = state.realtime.store().begin().await.map_err(store_error)?;
+    Ok((principal, kind, tx))
 }
 
 /// Commits and answers `response`, or answers the error of the write or the commit.

@@ -63,6 +63,21 @@ pub fn sign(claims: Value) -> String {
     .expect("sign")
 }
 
+/// The seq of a cursor string `"<epoch>:<seq>"`.
+pub fn seq_of_cursor(cursor: &str) -> u64 {
+    cursor
+        .rsplit_once(':')
+        .expect("cursor")
+        .1
+        .parse()
+        .expect("seq")
+}
+
+/// The seq of a frame's `cursor` field.
+pub fn seq_of(frame: &Value) -> u64 {
+    seq_of_cursor(frame["cursor"].as_str().expect("a cursor"))
+}
+
 /// Seconds since the epoch.
 pub fn now() -> u64 {
     tidings::auth::unix_now()

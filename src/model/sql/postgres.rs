@@ -48,11 +48,23 @@ pub(super) async fn get(
         table = t.quoted_table,
         cond = id_condition(t),
     );
+    one_row_by_id(conn, t, id, sql, "get").await
+}
+
+/// Runs `sql`, whose only parameter is the id and whose only column is a row as
+/// `jsonb`, and returns that row if there was one.
+async fn one_row_by_id(
+    conn: &mut PgConnection,
+    t: &Target,
+    id: &str,
+    sql: String,
+    op: &'static str,
+) -> Result<Option<Row>, StoreError> {
     let row: Option<Value> = sqlx::query_scalar(AssertSqlSafe(sql))
         .bind(id_param(t, id))
         .fetch_optional(conn)
         .await
-        .map_err(t.db_error("get", Some(id)))?;
+        .map_err(t.db_error(op, Some(id)))?;
     Ok(row.map(into_row))
 }
 
@@ -175,10 +187,5 @@ pub(super) async fn delete(
         table = t.quoted_table,
         cond = id_condition(t),
     );
-    let row: Option<Value> = sqlx::query_scalar(AssertSqlSafe(sql))
-        .bind(id_param(t, id))
-        .fetch_optional(conn)
-        .await
-        .map_err(t.db_error("delete", Some(id)))?;
-    Ok(row.map(into_row))
+    one_row_by_id(conn, t, id, sql, "delete").await
 }

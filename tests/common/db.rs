@@ -31,7 +31,11 @@ pub fn postgres_url() -> Option<String> {
 /// SQLite: a file in a fresh temporary directory. Postgres: a new schema, selected
 /// through the connection's `search_path`.
 pub async fn fresh_database_url(backend: Backend) -> Option<String> {
-    let unique = format!("t{}_{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    let unique = format!(
+        "tidings_test_{}_{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    );
     match backend {
         Backend::Sqlite => {
             let dir = std::env::temp_dir().join("tidings-tests");

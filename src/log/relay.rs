@@ -106,8 +106,13 @@ impl Relay {
     }
 
     /// Sequences up to `relay_batch` visible rows; returns the epoch and the rows in
-    /// seq order.
+    /// seq order (no rows and an empty epoch when nothing was waiting).
     pub async fn sequence_batch(&self) -> sqlx::Result<(String, Vec<(u64, NewEvent)>)> {
+        // Most polls find nothing: check without taking the write lock (SQLite) or
+        // the meta row lock (Postgres), through the partial index on unsequenced rows.
+        if !self.has_unsequenced().await? {
+            return Ok((String::new(), Vec::new()));
+        }
         let limit = i64::from(self.config.relay_batch);
         match &self.db {
             Db::Sqlite(pool) => {
@@ -192,6 +197,14 @@ impl Relay {
                 tx.commit().await?;
                 Ok((epoch, batch))
             }
+        }
+    }
+
+    async fn has_unsequenced(&self) -> sqlx::Result<bool> {
+        const SQL: &str = "SELECT EXISTS (SELECT 1 FROM realtime_outbox WHERE seq IS NULL)";
+        match &self.db {
+            Db::Sqlite(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await,
+            Db::Postgres(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await,
         }
     }
 

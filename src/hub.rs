@@ -23,7 +23,7 @@ use crate::{
     event::{DirectTarget, Event, EventContent},
     metrics::Metrics,
     rules::Rules,
-    topic::{GlobPart, Pattern, Prepared},
+    topic::{GlobPart, MatchText, Pattern},
 };
 
 /// One event for one receiver, with the receiver's subscription ids that matched.
@@ -330,7 +330,7 @@ impl Hub {
                         found.extend(subs.keys());
                     }
                     if !index.key_globs.is_empty() {
-                        let key = Prepared::new(key);
+                        let key = MatchText::new(key);
                         found.extend(
                             index
                                 .key_globs
@@ -348,8 +348,8 @@ impl Hub {
             }
         }
         if !state.collection_globs.is_empty() {
-            let prepared_collection = Prepared::new(collection);
-            let prepared_key = key.map(Prepared::new);
+            let prepared_collection = MatchText::new(collection);
+            let prepared_key = key.map(MatchText::new);
             found.extend(
                 state
                     .collection_globs

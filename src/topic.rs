@@ -139,11 +139,11 @@ impl GlobPart {
 
     /// Whether this part matches `text`.
     pub fn matches(&self, text: &str) -> bool {
-        self.matches_prepared(&Prepared::new(text))
+        self.matches_prepared(&MatchText::new(text))
     }
 
     /// Whether this part matches `text`, prepared once for many patterns.
-    pub fn matches_prepared(&self, text: &Prepared<'_>) -> bool {
+    pub fn matches_prepared(&self, text: &MatchText<'_>) -> bool {
         match self {
             Self::Any => true,
             Self::Exact(exact) => exact == text.text,
@@ -154,12 +154,12 @@ impl GlobPart {
 
 /// A collection name or key prepared for matching against many globs: globset's
 /// candidate (which normalizes the text) is built once per event, not once per glob.
-pub struct Prepared<'a> {
+pub struct MatchText<'a> {
     text: &'a str,
     candidate: Candidate<'a>,
 }
 
-impl<'a> Prepared<'a> {
+impl<'a> MatchText<'a> {
     /// Prepares `text`.
     pub fn new(text: &'a str) -> Self {
         Self {
@@ -229,11 +229,18 @@ impl Pattern {
     /// Whether an event on `collection` with `key` (None for collection-wide events)
     /// matches this pattern.
     pub fn matches(&self, collection: &str, key: Option<&str>) -> bool {
-        self.matches_prepared(&Prepared::new(collection), key.map(Prepared::new).as_ref())
+        self.matches_prepared(
+            &MatchText::new(collection),
+            key.map(MatchText::new).as_ref(),
+        )
     }
 
     /// `matches`, with the collection and key prepared once for many patterns.
-    pub fn matches_prepared(&self, collection: &Prepared<'_>, key: Option<&Prepared<'_>>) -> bool {
+    pub fn matches_prepared(
+        &self,
+        collection: &MatchText<'_>,
+        key: Option<&MatchText<'_>>,
+    ) -> bool {
         self.collection.matches_prepared(collection)
             && key.is_none_or(|k| self.key.matches_prepared(k))
     }

@@ -750,3 +750,39 @@ async fn bad_names_are_errors_not_panics() {
         assert_eq!(outbox(&store).await.len(), 1, "{backend:?}: only the seed");
     }
 }
+
+#[tokio::test]
+async fn write_transactions_hold_their_locks_until_commit() {
+    for backend in BACKENDS {
+        let Some((store, signal)) = setup(backend).await else {
+            continue;
+        };
+        seed(&store, &signal, &[note("n1", "hello")]).await;
+        let mut tx = store.begin().await.unwrap();
+        if let Db::Sqlite(pool) = store.db() {
+            // BEGIN IMMEDIATE takes the write lock before any statement, so a second
+            // writer that will not wait is refused rather than deadlocking later.
+            let mut other = pool.acquire().await.unwrap().detach();
+            sqlx::query("PRAGMA busy_timeout = 0")
+                .execute(&mut other)
+                .await
+                .unwrap();
+            let err = sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut other)
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("locked"), "{err}");
+            sqlx::Connection::close(other).await.unwrap();
+        }
+        // Even an update that changes nothing locks the row it compared against.
+        tx.update(&note("n1", "hello")).await.unwrap();
+        if let Db::Postgres(pool) = store.db() {
+            let err = sqlx::query("SELECT id FROM notes WHERE id = 'n1' FOR UPDATE NOWAIT")
+                .execute(pool)
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("lock"), "{err}");
+        }
+        tx.commit().await.unwrap();
+    }
+}

@@ -74,7 +74,7 @@ pub enum StoreError {
     /// The database failed a statement.
     #[error("collection {collection:?}, id {id:?}: {op} failed: {source}")]
     Database {
-        /// What was being done: `insert`, `update`, `delete`, `get`, `list`, `record`.
+        /// What was being done, e.g. `insert`, `update`, `delete`, `get`, `list`, `record`.
         op: &'static str,
         /// The collection involved.
         collection: String,

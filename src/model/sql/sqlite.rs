@@ -28,8 +28,8 @@ enum Kind {
 }
 
 impl Kind {
-    /// Follows SQLite's own affinity rules (first match wins), after the two declared
-    /// types SQLite has no affinity for but applications use for meaning.
+    /// Follows SQLite's own affinity rules (first match wins), after two declared types
+    /// that SQLite lumps in with NUMERIC but that tell us how to read the value back.
     fn of(declared: &str) -> Self {
         let d = declared.to_ascii_uppercase();
         if d.contains("BOOL") {
@@ -67,10 +67,7 @@ impl Columns {
         }
         let columns = Self(
             rows.into_iter()
-                .map(|(name, declared)| {
-                    let kind = Kind::of(&declared);
-                    (name, kind)
-                })
+                .map(|(name, declared)| (name, Kind::of(&declared)))
                 .collect(),
         );
         columns.require(t, t.id_field)?;

@@ -122,37 +122,36 @@ impl Relay {
                     sqlx::query_as("SELECT epoch, last_seq FROM realtime_meta WHERE id = 1")
                         .fetch_one(&mut *tx)
                         .await?;
-                let ids: Vec<(i64,)> = sqlx::query_as(
-                    "SELECT id FROM realtime_outbox WHERE seq IS NULL ORDER BY id LIMIT ?",
-                )
-                .bind(limit)
-                .fetch_all(&mut *tx)
-                .await?;
-                if ids.is_empty() {
+                // One statement numbers the batch: the write lock is held for as few
+                // round trips as possible, since every writer waits for it.
+                let sql = format!(
+                    "WITH batch AS ( \
+                       SELECT id, row_number() OVER (ORDER BY id) AS n FROM realtime_outbox \
+                       WHERE seq IS NULL ORDER BY id LIMIT ?2 \
+                     ) \
+                     UPDATE realtime_outbox SET seq = ?1 + batch.n FROM batch \
+                     WHERE realtime_outbox.id = batch.id RETURNING {EVENT_COLUMNS}"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(last)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                if rows.is_empty() {
                     tx.commit().await?;
                     return Ok((epoch, Vec::new()));
                 }
-                for (n, (id,)) in (1i64..).zip(&ids) {
-                    sqlx::query("UPDATE realtime_outbox SET seq = ? WHERE id = ?")
-                        .bind(last + n)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                let new_last = last + i64::try_from(ids.len()).unwrap_or(0);
+                let new_last = last + i64::try_from(rows.len()).unwrap_or(0);
                 sqlx::query("UPDATE realtime_meta SET last_seq = ? WHERE id = 1")
                     .bind(new_last)
                     .execute(&mut *tx)
                     .await?;
-                let sql = format!(
-                    "SELECT {EVENT_COLUMNS} FROM realtime_outbox WHERE seq > ? AND seq <= ? ORDER BY seq"
-                );
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(last)
-                    .bind(new_last)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let batch = rows.iter().map(decode_row).collect::<sqlx::Result<_>>()?;
+                let mut batch = rows
+                    .iter()
+                    .map(decode_row)
+                    .collect::<sqlx::Result<Vec<_>>>()?;
+                // RETURNING gives no order.
+                batch.sort_by_key(|(seq, _)| *seq);
                 tx.commit().await?;
                 Ok((epoch, batch))
             }

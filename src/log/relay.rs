@@ -116,43 +116,47 @@ impl Relay {
         let limit = i64::from(self.config.relay_batch);
         match &self.db {
             Db::Sqlite(pool) => {
-                // IMMEDIATE takes the write lock up front: no lock upgrade, no deadlock.
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let (epoch, last): (String, i64) =
-                    sqlx::query_as("SELECT epoch, last_seq FROM realtime_meta WHERE id = 1")
-                        .fetch_one(&mut *tx)
+                // The epoch changes only when the log is reset: no lock needed.
+                let epoch: String =
+                    sqlx::query_scalar("SELECT epoch FROM realtime_meta WHERE id = 1")
+                        .fetch_one(pool)
                         .await?;
-                // One statement numbers the batch: the write lock is held for as few
-                // round trips as possible, since every writer waits for it.
-                let sql = format!(
-                    "WITH batch AS ( \
-                       SELECT id, row_number() OVER (ORDER BY id) AS n FROM realtime_outbox \
-                       WHERE seq IS NULL ORDER BY id LIMIT ?2 \
+                // The whole sequencing transaction goes to SQLite as one script, so the
+                // write lock, which every writer waits for, is held only while SQLite
+                // runs it, never across a wait for this task's turn on a busy runtime.
+                // IMMEDIATE takes the write lock up front: no lock upgrade, no deadlock.
+                let script = format!(
+                    "BEGIN IMMEDIATE; \
+                     WITH batch AS ( \
+                       SELECT id, (SELECT last_seq FROM realtime_meta WHERE id = 1) \
+                                  + row_number() OVER (ORDER BY id) AS next_seq \
+                       FROM realtime_outbox WHERE seq IS NULL ORDER BY id LIMIT {limit} \
                      ) \
-                     UPDATE realtime_outbox SET seq = ?1 + batch.n FROM batch \
-                     WHERE realtime_outbox.id = batch.id RETURNING {EVENT_COLUMNS}"
+                     UPDATE realtime_outbox SET seq = batch.next_seq FROM batch \
+                     WHERE realtime_outbox.id = batch.id RETURNING {EVENT_COLUMNS}; \
+                     UPDATE realtime_meta \
+                     SET last_seq = coalesce((SELECT max(seq) FROM realtime_outbox), last_seq) \
+                     WHERE id = 1; \
+                     COMMIT;"
                 );
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(last)
-                    .bind(limit)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                if rows.is_empty() {
-                    tx.commit().await?;
-                    return Ok((epoch, Vec::new()));
-                }
-                let new_last = last + i64::try_from(rows.len()).unwrap_or(0);
-                sqlx::query("UPDATE realtime_meta SET last_seq = ? WHERE id = 1")
-                    .bind(new_last)
-                    .execute(&mut *tx)
-                    .await?;
+                let mut conn = pool.acquire().await?;
+                let rows = match sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+                    .fetch_all(&mut *conn)
+                    .await
+                {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        // Never hand a connection back with the transaction open.
+                        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                        return Err(e);
+                    }
+                };
                 let mut batch = rows
                     .iter()
                     .map(decode_row)
                     .collect::<sqlx::Result<Vec<_>>>()?;
                 // RETURNING gives no order.
                 batch.sort_by_key(|(seq, _)| *seq);
-                tx.commit().await?;
                 Ok((epoch, batch))
             }
             Db::Postgres(pool) => {

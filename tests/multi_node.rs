@@ -32,17 +32,8 @@ async fn node(url: &str, broker: Arc<MemoryBroker>) -> (Realtime, std::net::Sock
 }
 
 async fn client(addr: std::net::SocketAddr) -> Client {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/realtime/subscribe"))
-        .await
-        .unwrap();
-    let mut client = Client {
-        ws,
-        connection_id: String::new(),
-    };
-    client
-        .send(json!({"type": "auth", "token": token("ann")}))
-        .await;
-    client.recv_type("welcome").await;
+    let url = format!("ws://{addr}/realtime/subscribe");
+    let mut client = Client::authenticated(&url, &token("ann")).await;
     client.subscribe("s", "todos").await;
     client
 }

@@ -103,13 +103,7 @@ async fn starts_with_no_configuration_in_demo_mode() {
         "{}/realtime/subscribe",
         server.base.replace("http://", "ws://")
     );
-    let (ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
-    let mut client = Client {
-        ws,
-        connection_id: String::new(),
-    };
-    client.send(json!({"type": "auth", "token": jwt})).await;
-    assert_eq!(client.recv().await["type"], "welcome");
+    let mut client = Client::authenticated(&ws_url, &jwt).await;
     client.subscribe("s", "todos:*").await;
 
     let unauthorized = http
@@ -222,15 +216,7 @@ async fn sigterm_closes_websockets_with_1001_and_exits_in_time() {
         "{}/realtime/subscribe",
         server.base.replace("http://", "ws://")
     );
-    let (ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
-    let mut client = Client {
-        ws,
-        connection_id: String::new(),
-    };
-    client
-        .send(json!({"type": "auth", "token": token("ann")}))
-        .await;
-    assert_eq!(client.recv().await["type"], "welcome");
+    let mut client = Client::authenticated(&ws_url, &token("ann")).await;
 
     let pid = server.child.id().unwrap();
     let status = std::process::Command::new("kill")

@@ -47,14 +47,9 @@ async fn crud_events_arrive_rendered_in_order() {
             )
         );
 
-        let http = server.http();
-        let patched = http
-            .patch(server.url(&format!("/api/todos/{id}")))
-            .bearer_auth(token("bob"))
-            .json(&json!({"done": true}))
-            .send()
-            .await
-            .unwrap();
+        let patched = server
+            .patch("bob", "todos", id, json!({"done": true}))
+            .await;
         assert_eq!(patched.status(), 200);
         let updated = ann.next_group().await;
         assert_eq!(updated.seq(), created.seq() + 1);
@@ -65,13 +60,7 @@ async fn crud_events_arrive_rendered_in_order() {
             "{updated:?}"
         );
 
-        let deleted = http
-            .delete(server.url(&format!("/api/todos/{id}")))
-            .bearer_auth(token("bob"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(deleted.status(), 204);
+        assert_eq!(server.delete("bob", "todos", id).await, 204);
         let removed = ann.next_group().await;
         assert_eq!(removed.seq(), updated.seq() + 1);
         assert_eq!(removed.text(), format!("selector #todo-{id}\nmode remove"));

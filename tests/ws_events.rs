@@ -4,7 +4,7 @@ mod common;
 
 use common::{
     db::BACKENDS,
-    server::{TestServer, seq_of, token},
+    server::{TestServer, seq_of},
 };
 use serde_json::json;
 
@@ -36,14 +36,9 @@ async fn crud_events_reach_subscribers_in_order() {
         assert_eq!(created["changes"], json!(null));
         assert!(created["ts"].as_str().unwrap().ends_with('Z'));
 
-        let http = server.http();
-        let patched = http
-            .patch(server.url(&format!("/api/todos/{id}")))
-            .bearer_auth(token("bob"))
-            .json(&json!({"done": true}))
-            .send()
-            .await
-            .unwrap();
+        let patched = server
+            .patch("bob", "todos", id, json!({"done": true}))
+            .await;
         assert_eq!(patched.status(), 200);
         let updated = ann.recv_event().await;
         assert_eq!(updated["action"], "update");
@@ -51,20 +46,8 @@ async fn crud_events_reach_subscribers_in_order() {
         assert_eq!(updated["record"]["done"], true);
 
         // Only the owner may change it.
-        let stolen = http
-            .delete(server.url(&format!("/api/todos/{id}")))
-            .bearer_auth(token("ann"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(stolen.status(), 403);
-        let deleted = http
-            .delete(server.url(&format!("/api/todos/{id}")))
-            .bearer_auth(token("bob"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(deleted.status(), 204);
+        assert_eq!(server.delete("ann", "todos", id).await, 403);
+        assert_eq!(server.delete("bob", "todos", id).await, 204);
         let gone = ann.recv_event().await;
         assert_eq!(gone["action"], "delete");
         assert_eq!(gone["record"]["id"], id);

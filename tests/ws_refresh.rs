@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{
     db::Backend,
-    server::{Ended, TestServer, now, sign, token},
+    server::{Client, Ended, TestServer, now, sign, token},
 };
 use serde_json::json;
 
@@ -41,6 +41,19 @@ async fn refresh_keeps_the_connection_and_its_subscriptions() {
     assert_eq!(ann.recv_event().await["record"]["title"], "after refresh");
 }
 
+/// Connects as `ann` with a token expiring in 2 s. Less than the refresh notice remains
+/// at connect, so `refresh_required` must come at once, right after `welcome`.
+async fn connect_expiring_soon(server: &TestServer) -> Client {
+    let mut ann = server.open().await;
+    ann.send(json!({"type": "auth", "token": sign(json!({"sub": "ann", "exp": now() + 2}))}))
+        .await;
+    assert_eq!(ann.recv().await["type"], "welcome");
+    let notice = ann.recv().await;
+    assert_eq!(notice["type"], "refresh_required");
+    assert!(notice["expires_in"].as_u64().unwrap() <= 2);
+    ann
+}
+
 #[tokio::test]
 async fn refresh_notice_then_close_4001_at_expiry_plus_grace() {
     let server = TestServer::start(Backend::Sqlite, |c| {
@@ -50,14 +63,7 @@ async fn refresh_notice_then_close_4001_at_expiry_plus_grace() {
     })
     .await
     .unwrap();
-    let mut ann = server.open().await;
-    // Less than the notice remains at connect: the notice comes at once.
-    ann.send(json!({"type": "auth", "token": sign(json!({"sub": "ann", "exp": now() + 2}))}))
-        .await;
-    assert_eq!(ann.recv().await["type"], "welcome");
-    let notice = ann.recv().await;
-    assert_eq!(notice["type"], "refresh_required");
-    assert!(notice["expires_in"].as_u64().unwrap() <= 2);
+    let mut ann = connect_expiring_soon(&server).await;
     // No refresh: closed 4001 after expiry + grace.
     assert_eq!(ann.ended().await, Ended::Code(4001));
 }
@@ -70,11 +76,7 @@ async fn a_timely_refresh_prevents_the_expiry_close() {
     })
     .await
     .unwrap();
-    let mut ann = server.open().await;
-    ann.send(json!({"type": "auth", "token": sign(json!({"sub": "ann", "exp": now() + 2}))}))
-        .await;
-    assert_eq!(ann.recv().await["type"], "welcome");
-    assert_eq!(ann.recv().await["type"], "refresh_required");
+    let mut ann = connect_expiring_soon(&server).await;
     ann.send(json!({"type": "auth", "token": token("ann")}))
         .await;
     assert_eq!(ann.recv().await["type"], "refreshed");
@@ -102,16 +104,9 @@ async fn refresh_ends_subscriptions_the_new_claims_no_longer_allow() {
     let addr = listener.local_addr().unwrap();
     let app = realtime.router();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/realtime/subscribe"))
-        .await
-        .unwrap();
-    let mut client = common::server::Client {
-        ws,
-        connection_id: String::new(),
-    };
     let auditor = sign(json!({"sub": "ann", "exp": now() + 600, "roles": ["auditor"]}));
-    client.send(json!({"type": "auth", "token": auditor})).await;
-    client.recv_type("welcome").await;
+    let url = format!("ws://{addr}/realtime/subscribe");
+    let mut client = Client::authenticated(&url, &auditor).await;
     client.subscribe("r", "reports:*").await;
     client
         .send(json!({"type": "auth", "token": token("ann")}))

@@ -34,22 +34,17 @@ async fn owner_rule_through_a_star_subscription_leaks_nothing() {
         );
         let id = note["id"].as_str().unwrap();
         let http = server.http();
-        let patched = http
-            .patch(server.url(&format!("/api/notes/{id}")))
-            .bearer_auth(token("ann"))
-            .json(&json!({"internal": "HIDDEN-CHANGED", "body": "v2"}))
-            .send()
-            .await
-            .unwrap();
+        let patched = server
+            .patch(
+                "ann",
+                "notes",
+                id,
+                json!({"internal": "HIDDEN-CHANGED", "body": "v2"}),
+            )
+            .await;
         assert_eq!(patched.status(), 200);
         assert!(!patched.text().await.unwrap().contains("HIDDEN"));
-        let deleted = http
-            .delete(server.url(&format!("/api/notes/{id}")))
-            .bearer_auth(token("ann"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(deleted.status(), 204);
+        assert_eq!(server.delete("ann", "notes", id).await, 204);
         // A todo everybody may read marks the end of the stream for bob.
         server
             .create("ann", "todos", json!({"title": "marker"}))

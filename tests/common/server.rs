@@ -221,6 +221,34 @@ impl TestServer {
         assert_eq!(response.status(), 201, "create {collection}");
         response.json().await.expect("json")
     }
+
+    /// `PATCH /api/{collection}/{id}` as `sub`; the response, for its status and body.
+    pub async fn patch(
+        &self,
+        sub: &str,
+        collection: &str,
+        id: &str,
+        body: Value,
+    ) -> reqwest::Response {
+        self.http()
+            .patch(self.url(&format!("/api/{collection}/{id}")))
+            .bearer_auth(token(sub))
+            .json(&body)
+            .send()
+            .await
+            .expect("PATCH")
+    }
+
+    /// `DELETE /api/{collection}/{id}` as `sub`; the response status.
+    pub async fn delete(&self, sub: &str, collection: &str, id: &str) -> reqwest::StatusCode {
+        self.http()
+            .delete(self.url(&format!("/api/{collection}/{id}")))
+            .bearer_auth(token(sub))
+            .send()
+            .await
+            .expect("DELETE")
+            .status()
+    }
 }
 
 /// A real WebSocket client.
@@ -241,6 +269,23 @@ pub enum Ended {
 }
 
 impl Client {
+    /// Opens a WebSocket to `url` (`ws://...`), authenticates with `token` and reads
+    /// `welcome`.
+    pub async fn authenticated(url: &str, token: &str) -> Self {
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("upgrade timed out")
+            .expect("upgrade");
+        let mut client = Self {
+            ws,
+            connection_id: String::new(),
+        };
+        client.send(json!({"type": "auth", "token": token})).await;
+        let welcome = client.recv_type("welcome").await;
+        client.connection_id = welcome["connection_id"].as_str().expect("id").to_owned();
+        client
+    }
+
     /// Sends a JSON frame.
     pub async fn send(&mut self, frame: Value) {
         self.send_text(&frame.to_string()).await;

@@ -412,9 +412,11 @@ impl Hub {
         only: Option<ReceiverKind>,
     ) -> FanOut {
         let targets = Self::matching(state, &content.collection, content.key.as_deref());
+        // Looked up once per event, then judged per receiver.
+        let rule = self.rules.read_rule(&content.collection);
         self.deliver(state, event, targets, |key, receiver, state| {
             only.is_none_or(|kind| state.kinds.get(&key) == Some(&kind))
-                && self.rules.can_read(&receiver.principal, content)
+                && rule.allows(&receiver.principal, content)
         })
     }
 

@@ -126,13 +126,16 @@ async fn send_error(socket: &mut WebSocket, reference: Option<serde_json::Value>
     .await;
 }
 
+/// Whether a read failed because a frame or message exceeded the size limit. axum
+/// wraps tungstenite's error; the same tungstenite version is a direct dependency, so
+/// the wrapped error can be matched by type rather than by its message.
 fn is_too_big(error: &axum::Error) -> bool {
-    // axum wraps tungstenite's capacity error; its message is the stable signal.
-    let text = error.to_string().to_ascii_lowercase();
-    text.contains("space limit")
-        || text.contains("too long")
-        || text.contains("too big")
-        || text.contains("capacity")
+    use std::error::Error as _;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    error
+        .source()
+        .and_then(|e| e.downcast_ref::<WsError>())
+        .is_some_and(|e| matches!(e, WsError::Capacity(_)))
 }
 
 /// Sends the close frame, then waits (at most `CLOSE_LINGER`) for the peer's close or

@@ -136,3 +136,26 @@ async fn a_slow_consumer_is_closed_4008_and_others_keep_receiving() {
         .unwrap();
     assert_eq!(fast.recv_event().await["event"], "after");
 }
+
+#[tokio::test]
+async fn connections_over_the_node_limit_are_closed_4029() {
+    let server = TestServer::start(Backend::Sqlite, |c| c.connection.max_connections = 2)
+        .await
+        .unwrap();
+    let _first = server.connect("ann").await;
+    let mut second = server.connect("bob").await;
+    let mut third = server.open().await;
+    assert_eq!(third.ended().await, Ended::Code(4029));
+    // The ones within the limit are unaffected.
+    second.send(json!({"type": "ping", "ref": 1})).await;
+    assert_eq!(second.recv().await["ref"], 1);
+}
+
+#[test]
+fn broadcasts_name_at_most_a_thousand_ids() {
+    let ids: Vec<String> = (0..1001).map(|n| n.to_string()).collect();
+    let too_many = Broadcast::new(Target::Users(ids.clone()), "x", json!(null)).prepare();
+    assert!(too_many.unwrap_err().to_string().contains("1001"));
+    let ok = Broadcast::new(Target::Connections(ids[..1000].to_vec()), "x", json!(null)).prepare();
+    assert!(ok.is_ok());
+}

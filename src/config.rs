@@ -143,7 +143,8 @@ pub struct ConnectionConfig {
     pub messages_per_second: u32,
     /// Bad frames (malformed, refused) tolerated before closing 4400. Default: 100.
     pub misuse_limit: u32,
-    /// Open connections per node; more are refused with close 4029. Default: 10000.
+    /// Open WebSocket connections per node; more are closed 4029. Datastar SSE streams
+    /// count separately against the same number (HTTP 429). Default: 10000.
     pub max_connections: usize,
     /// WebSocket read buffer in bytes (kept small: it stays resident). Default: 4096.
     pub read_buffer_size: usize,

@@ -1,11 +1,8 @@
 //! `Realtime` and its builder: wiring only. Every decision lives in the module that
-//! owns it (rules, hub, log, ws, broadcast).
+//! owns it (access, hub, log, ws, sse, publisher). This is the one file that sees the
+//! whole gateway: the transports get the narrow parts they use from here.
 
-use std::{
-    future::Future,
-    net::SocketAddr,
-    sync::{Arc, OnceLock},
-};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use futures::FutureExt;
 
@@ -16,11 +13,14 @@ use crate::{
     broker::{Broker, BrokerError, MemoryBroker},
     config::{Config, ConfigError},
     db::{Db, DbError},
+    hooks::SubscriptionHooks,
     hub::Hub,
     log::{Log, RelaySignal, ingest::Ingest, reader, relay::Relay},
     metrics::Metrics,
+    publisher::Publisher,
     rules::Rules,
-    sse::{EventCollector, Renderer, SnapshotRequest, hooks::Hooks},
+    sse::{EventCollector, Renderer, SnapshotRequest, hooks::DatastarHooks},
+    ws::{Origins, WsState},
 };
 
 /// Why `RealtimeBuilder::build` failed.
@@ -46,7 +46,19 @@ pub struct RealtimeBuilder {
     rules: Rules,
     db: Db,
     broker: Option<Arc<dyn Broker>>,
-    hooks: Hooks,
+    subscription_hooks: SubscriptionHooks,
+    datastar: DatastarHooks,
+}
+
+impl std::fmt::Debug for RealtimeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealtimeBuilder")
+            .field("config", &self.config)
+            .field("rules", &self.rules)
+            .field("subscription_hooks", &self.subscription_hooks)
+            .field("datastar", &self.datastar)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RealtimeBuilder {
@@ -57,7 +69,8 @@ impl RealtimeBuilder {
             rules: Rules::new(),
             db,
             broker: None,
-            hooks: Hooks::default(),
+            subscription_hooks: SubscriptionHooks::default(),
+            datastar: DatastarHooks::default(),
         }
     }
 
@@ -77,7 +90,7 @@ impl RealtimeBuilder {
     /// patches, instead of the default signal mapping. Registering a collection again
     /// replaces its renderer. See [`Renderer`] and `docs/datastar.md`.
     pub fn datastar_renderer(mut self, collection: impl Into<String>, renderer: Renderer) -> Self {
-        self.hooks.renderers.insert(collection.into(), renderer);
+        self.datastar.renderers.insert(collection.into(), renderer);
         self
     }
 
@@ -93,7 +106,7 @@ impl RealtimeBuilder {
         F: Fn(SnapshotRequest) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Option<EventCollector>> + Send + 'static,
     {
-        self.hooks.snapshot = Some(Arc::new(move |request| snapshot(request).boxed()));
+        self.datastar.snapshot = Some(Arc::new(move |request| snapshot(request).boxed()));
         self
     }
 
@@ -101,7 +114,9 @@ impl RealtimeBuilder {
     /// Datastar stream subscribes to a pattern (for presence counts, say). Refused
     /// subscriptions do not call it. Keep it quick; it runs on the request path.
     pub fn on_subscribe(mut self, callback: impl Fn(&str, &str) + Send + Sync + 'static) -> Self {
-        self.hooks.on_subscribe.push(Arc::new(callback));
+        self.subscription_hooks
+            .on_subscribe
+            .push(Arc::new(callback));
         self
     }
 
@@ -110,7 +125,9 @@ impl RealtimeBuilder {
     /// went away, the server shuts down, a queue overflowed, or a stream's start
     /// failed. Every `on_subscribe` is matched by exactly one `on_unsubscribe`.
     pub fn on_unsubscribe(mut self, callback: impl Fn(&str, &str) + Send + Sync + 'static) -> Self {
-        self.hooks.on_unsubscribe.push(Arc::new(callback));
+        self.subscription_hooks
+            .on_unsubscribe
+            .push(Arc::new(callback));
         self
     }
 
@@ -131,6 +148,7 @@ impl RealtimeBuilder {
             Arc::new(MemoryBroker::new(self.config.log.ring_capacity.max(1024)))
         });
         let signal = RelaySignal::default();
+        let publisher = Publisher::new(self.db.clone(), signal.clone(), broker.clone());
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
 
@@ -140,26 +158,29 @@ impl RealtimeBuilder {
         tasks.spawn(ingest.run(stream, shutdown.clone()));
         let relay = Relay::new(
             self.db.clone(),
-            broker.clone(),
+            broker,
             signal.clone(),
             self.config.log.clone(),
             metrics.clone(),
         );
         tasks.spawn(relay.run(shutdown.clone()));
 
+        let origins = Arc::new(Origins::new(self.config.allowed_origins.clone()));
         Ok(Realtime {
             inner: Arc::new(Inner {
-                config: self.config,
-                verifier,
+                config: Arc::new(self.config),
+                verifier: Arc::new(verifier),
+                rules,
                 hub,
                 log,
-                broker,
                 signal,
+                publisher,
                 metrics,
                 shutdown,
                 tasks,
-                local_addr: OnceLock::new(),
-                hooks: self.hooks,
+                origins,
+                subscription_hooks: Arc::new(self.subscription_hooks),
+                datastar: Arc::new(self.datastar),
             }),
         })
     }
@@ -168,7 +189,7 @@ impl RealtimeBuilder {
 /// The realtime gateway of one node. Cheap to clone; all clones share one state.
 #[derive(Clone)]
 pub struct Realtime {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Realtime {
@@ -179,18 +200,22 @@ impl std::fmt::Debug for Realtime {
     }
 }
 
-pub(crate) struct Inner {
-    pub(crate) config: Config,
-    pub(crate) verifier: JwtVerifier,
-    pub(crate) hub: Arc<Hub>,
-    pub(crate) log: Arc<Log>,
-    pub(crate) broker: Arc<dyn Broker>,
-    pub(crate) signal: RelaySignal,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) tasks: TaskTracker,
-    pub(crate) local_addr: OnceLock<SocketAddr>,
-    pub(crate) hooks: Hooks,
+/// Everything one node holds. Private to this file: the rest of the crate gets the
+/// narrow part it needs through the accessors below.
+struct Inner {
+    config: Arc<Config>,
+    verifier: Arc<JwtVerifier>,
+    rules: Arc<Rules>,
+    hub: Arc<Hub>,
+    log: Arc<Log>,
+    signal: RelaySignal,
+    publisher: Publisher,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    origins: Arc<Origins>,
+    subscription_hooks: Arc<SubscriptionHooks>,
+    datastar: Arc<DatastarHooks>,
 }
 
 impl Realtime {
@@ -221,7 +246,7 @@ impl Realtime {
 
     /// The rules.
     pub fn rules(&self) -> &Rules {
-        self.inner.hub.rules()
+        &self.inner.rules
     }
 
     /// Counters and gauges.
@@ -238,7 +263,7 @@ impl Realtime {
     /// allowlist its own origins (`http://<addr>`, `http://localhost:<port>`) are
     /// allowed. Only the first call counts.
     pub fn set_local_addr(&self, addr: SocketAddr) {
-        let _ = self.inner.local_addr.set(addr);
+        self.inner.origins.set_local_addr(addr);
     }
 
     /// A token that is cancelled when shutdown begins (for the app's own tasks).
@@ -263,18 +288,64 @@ impl Realtime {
     /// (Datastar), `client.js`, `broadcast`. Merge it into the app's router.
     pub fn router(&self) -> axum::Router {
         use axum::routing::{get, post};
-        axum::Router::new()
+        let websocket = axum::Router::new()
             .route("/realtime/subscribe", get(crate::ws::upgrade))
+            .with_state(self.ws_state());
+        axum::Router::new()
             .route("/realtime/sse", get(crate::sse::endpoint::handler))
             .route("/realtime/client.js", get(crate::http::client_js))
             .route("/realtime/broadcast", post(crate::http::broadcast))
             .with_state(self.clone())
+            .merge(websocket)
     }
-}
 
-impl Realtime {
     /// The model store on the log's database: every committed write becomes an event.
     pub fn store(&self) -> crate::model::Store {
         crate::model::Store::new(self.db().clone(), self.relay_signal().clone())
+    }
+}
+
+/// The narrow parts, for the transports and the façade methods in other files.
+impl Realtime {
+    /// What the WebSocket transport works with.
+    pub(crate) fn ws_state(&self) -> WsState {
+        let inner = &self.inner;
+        WsState {
+            config: inner.config.clone(),
+            verifier: inner.verifier.clone(),
+            rules: inner.rules.clone(),
+            hub: inner.hub.clone(),
+            log: inner.log.clone(),
+            publisher: inner.publisher.clone(),
+            hooks: inner.subscription_hooks.clone(),
+            metrics: inner.metrics.clone(),
+            origins: inner.origins.clone(),
+            shutdown: inner.shutdown.clone(),
+            tasks: inner.tasks.clone(),
+        }
+    }
+
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
+    }
+
+    pub(crate) fn log(&self) -> &Arc<Log> {
+        &self.inner.log
+    }
+
+    pub(crate) fn publisher(&self) -> &Publisher {
+        &self.inner.publisher
+    }
+
+    pub(crate) fn subscription_hooks(&self) -> &Arc<SubscriptionHooks> {
+        &self.inner.subscription_hooks
+    }
+
+    pub(crate) fn datastar_hooks(&self) -> &Arc<DatastarHooks> {
+        &self.inner.datastar
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> &CancellationToken {
+        &self.inner.shutdown
     }
 }

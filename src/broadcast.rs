@@ -5,14 +5,11 @@
 //! go straight to the broker: they are not in the log and are never replayed.
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::{
     app::Realtime,
-    broker::BrokerMessage,
-    db::Db,
-    event::{Action, DirectEvent, DirectTarget, NewEvent},
-    log::outbox,
+    event::{DirectEvent, DirectTarget, NewEvent},
     topic::{Topic, TopicError},
 };
 
@@ -122,17 +119,16 @@ impl Broadcast {
             except,
         } = self;
         let logged = |topic: Topic| {
-            Prepared::Logged(NewEvent {
-                collection: topic.collection_name().to_owned(),
-                key: topic.key().map(str::to_owned),
-                action: Action::Broadcast,
-                event: Some(event.clone()),
-                payload: data.clone(),
-                changes: None,
-                acl: Map::new(),
-                except: except.clone(),
-                ts,
-            })
+            Prepared::Logged(
+                NewEvent::broadcast(
+                    topic.collection_name(),
+                    topic.key().map(str::to_owned),
+                    event.clone(),
+                    data.clone(),
+                )
+                .except(except.clone())
+                .at(ts),
+            )
         };
         let direct = |target: DirectTarget| {
             Prepared::Direct(DirectEvent {
@@ -160,38 +156,13 @@ fn check_ids(ids: Vec<String>) -> Result<Vec<String>, BroadcastError> {
     }
 }
 
-/// Writes `event` to the log in its own transaction and wakes the relay.
-pub async fn append(db: &Db, event: &NewEvent) -> sqlx::Result<()> {
-    match db {
-        Db::Sqlite(pool) => outbox::insert_sqlite(&mut *pool.acquire().await?, event).await?,
-        Db::Postgres(pool) => outbox::insert_postgres(&mut *pool.acquire().await?, event).await?,
-    }
-    Ok(())
-}
-
 impl Realtime {
     /// Sends a custom event (see the module docs). Collection and topic broadcasts are
     /// durable once this returns; delivery follows as soon as the relay sequences them.
     pub async fn broadcast(&self, broadcast: Broadcast) -> Result<(), BroadcastError> {
-        self.send_prepared(broadcast.prepare()?).await
+        self.publisher().send(broadcast.prepare()?).await
     }
 
-    pub(crate) async fn send_prepared(&self, prepared: Prepared) -> Result<(), BroadcastError> {
-        match prepared {
-            Prepared::Logged(event) => {
-                append(self.db(), &event).await?;
-                self.relay_signal().wake();
-            }
-            Prepared::Direct(event) => {
-                let message = BrokerMessage::Direct { event };
-                self.inner.broker.publish(message.encode()).await?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Realtime {
     /// Sends a custom event only if `tx` commits: collection and topic broadcasts are
     /// written to the log inside `tx`; user and connection broadcasts are sent right
     /// after the commit (and never after a rollback).
@@ -200,21 +171,7 @@ impl Realtime {
         tx: &mut crate::model::Tx,
         broadcast: Broadcast,
     ) -> Result<(), BroadcastError> {
-        match broadcast.prepare()? {
-            Prepared::Logged(event) => tx.record(&event).await?,
-            Prepared::Direct(event) => {
-                let broker = self.inner.broker.clone();
-                let payload = BrokerMessage::Direct { event }.encode();
-                tx.after_commit(move || {
-                    tokio::spawn(async move {
-                        if let Err(e) = broker.publish(payload).await {
-                            tracing::warn!(error = %e, "broadcast after commit failed");
-                        }
-                    });
-                });
-            }
-        }
-        Ok(())
+        self.publisher().send_in(tx, broadcast.prepare()?).await
     }
 }
 

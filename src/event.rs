@@ -114,6 +114,77 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
+    /// A create, update or delete of record `key` in `collection`, whose public
+    /// projection is `record`, timestamped now. Add `changes` for an update and the
+    /// hidden fields the rules need with [`Self::with_acl`].
+    pub fn record(
+        collection: impl Into<String>,
+        key: impl Into<String>,
+        action: Action,
+        record: Value,
+    ) -> Self {
+        Self {
+            collection: collection.into(),
+            key: Some(key.into()),
+            action,
+            event: None,
+            payload: record,
+            changes: None,
+            acl: Map::new(),
+            except: None,
+            ts: Utc::now(),
+        }
+    }
+
+    /// A custom event named `event` on `collection` (or on topic `collection:key`),
+    /// carrying `data`, timestamped now.
+    pub fn broadcast(
+        collection: impl Into<String>,
+        key: Option<String>,
+        event: impl Into<String>,
+        data: Value,
+    ) -> Self {
+        Self {
+            collection: collection.into(),
+            key,
+            action: Action::Broadcast,
+            event: Some(event.into()),
+            payload: data,
+            changes: None,
+            acl: Map::new(),
+            except: None,
+            ts: Utc::now(),
+        }
+    }
+
+    /// The names of the fields an update changed (`None`: unknown).
+    #[must_use]
+    pub fn with_changes(mut self, changes: Option<Vec<String>>) -> Self {
+        self.changes = changes;
+        self
+    }
+
+    /// Fields the read rules need that the payload does not show.
+    #[must_use]
+    pub fn with_acl(mut self, acl: Map<String, Value>) -> Self {
+        self.acl = acl;
+        self
+    }
+
+    /// Skips connection `connection_id` (the sender) on delivery.
+    #[must_use]
+    pub fn except(mut self, connection_id: Option<String>) -> Self {
+        self.except = connection_id;
+        self
+    }
+
+    /// Sets when the event was recorded.
+    #[must_use]
+    pub fn at(mut self, ts: DateTime<Utc>) -> Self {
+        self.ts = ts;
+        self
+    }
+
     /// The value of `field` for rule evaluation: `acl` first, then the payload object.
     pub fn rule_field(&self, field: &str) -> Option<&Value> {
         self.acl
@@ -367,17 +438,14 @@ mod tests {
         };
         Event::logged(
             &cursor,
-            NewEvent {
-                collection: "todos".into(),
-                key: Some("42".into()),
-                action: Action::Update,
-                event: None,
-                payload: json!({"id": "42", "done": true}),
-                changes: Some(vec!["done".into()]),
-                acl: Map::new(),
-                except: None,
-                ts: chrono::DateTime::from_timestamp(0, 0).unwrap_or_default(),
-            },
+            NewEvent::record(
+                "todos",
+                "42",
+                Action::Update,
+                json!({"id": "42", "done": true}),
+            )
+            .with_changes(Some(vec!["done".into()]))
+            .at(chrono::DateTime::from_timestamp(0, 0).unwrap_or_default()),
         )
     }
 

@@ -11,8 +11,8 @@ use serde_json::json;
 
 use crate::{
     app::Realtime,
+    auth::bearer_token,
     broadcast::{Broadcast, BroadcastError},
-    ws::bearer_token,
 };
 
 /// The shipped browser client.

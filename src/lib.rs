@@ -5,6 +5,7 @@
 //! send custom events with [`realtime_broadcast`]. The database is the event log; a
 //! broker only rings the doorbell between nodes. See `docs/architecture.md`.
 
+pub mod access;
 pub mod app;
 pub mod auth;
 pub mod broadcast;
@@ -14,12 +15,14 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod event;
+pub mod hooks;
 pub mod http;
 pub mod hub;
 pub mod log;
 pub mod metrics;
 pub mod model;
 pub mod protocol;
+mod publisher;
 pub mod rules;
 pub mod sse;
 pub mod topic;
@@ -27,8 +30,8 @@ mod ws;
 
 pub use app::{BuildError, Realtime, RealtimeBuilder};
 pub use auth::Principal;
+pub use auth::bearer_token;
 pub use broadcast::{Broadcast, Target, realtime_broadcast};
 pub use config::Config;
 pub use db::Db;
 pub use rules::{Rule, Rules};
-pub use ws::bearer_token;

@@ -183,17 +183,8 @@ mod tests {
     }
 
     fn event(payload: Value, acl: Value) -> NewEvent {
-        NewEvent {
-            collection: "notes".into(),
-            key: Some("1".into()),
-            action: Action::Create,
-            event: None,
-            payload,
-            changes: None,
-            acl: acl.as_object().cloned().unwrap_or_default(),
-            except: None,
-            ts: chrono::Utc::now(),
-        }
+        NewEvent::record("notes", "1", Action::Create, payload)
+            .with_acl(acl.as_object().cloned().unwrap_or_default())
     }
 
     #[test]

@@ -17,9 +17,9 @@ use serde_json::Value;
 use super::{DemoState, Note, Todo};
 use crate::{
     auth::Principal,
+    auth::bearer_token,
     http::error,
     model::{Model, StoreError, Tx, public_projection},
-    ws::bearer_token,
 };
 
 /// Longest accepted title or note body, in characters.

@@ -130,7 +130,7 @@ pub async fn todos_snapshot(request: SnapshotRequest) -> Option<EventCollector> 
     if !request.wants("todos") {
         return None;
     }
-    match request.realtime.store().list::<Todo>(LIST_LIMIT).await {
+    match request.store.list::<Todo>(LIST_LIMIT).await {
         Ok(todos) => {
             let mut sse = EventCollector::new();
             sse.patch_elements(&todo_list(todos));

@@ -70,7 +70,7 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Action, Cursor, NewEvent};
+    use crate::event::{Cursor, NewEvent};
 
     fn event(seq: u64) -> Arc<Event> {
         let cursor = Cursor {
@@ -79,17 +79,7 @@ mod tests {
         };
         Event::logged(
             &cursor,
-            NewEvent {
-                collection: "c".into(),
-                key: None,
-                action: Action::Broadcast,
-                event: Some("x".into()),
-                payload: serde_json::Value::Null,
-                changes: None,
-                acl: Default::default(),
-                except: None,
-                ts: chrono::Utc::now(),
-            },
+            NewEvent::broadcast("c", None, "x", serde_json::Value::Null),
         )
     }
 

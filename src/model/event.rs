@@ -1,6 +1,5 @@
 //! The outbox event a model write becomes, and the conversions between records and rows.
 
-use chrono::Utc;
 use serde_json::Value;
 
 use super::{Model, StoreError, sql::Row, strip_hidden};
@@ -49,17 +48,10 @@ pub(super) fn for_write<M: Model>(
             Some((name.to_owned(), value.clone()))
         })
         .collect();
-    Ok(NewEvent {
-        collection: M::COLLECTION.to_owned(),
-        key: Some(record.id()),
-        action,
-        event: None,
-        payload: Value::Object(strip_hidden::<M>(fields)),
-        changes,
-        acl,
-        except: None,
-        ts: Utc::now(),
-    })
+    let public = Value::Object(strip_hidden::<M>(fields));
+    Ok(NewEvent::record(M::COLLECTION, record.id(), action, public)
+        .with_changes(changes)
+        .with_acl(acl))
 }
 
 /// Names of the public fields of `M` whose stored values differ between two rows,

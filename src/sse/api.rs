@@ -10,7 +10,7 @@ use axum::{
     http::HeaderMap,
     response::{IntoResponse, Response},
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{
     EventCollector, SseError,
@@ -19,7 +19,7 @@ use super::{
 use crate::{
     app::Realtime,
     auth::Principal,
-    event::{Action, Event, NewEvent},
+    event::{Event, NewEvent},
     hub::ReceiverKind,
     topic::{Pattern, Topic, TopicError},
 };
@@ -97,21 +97,15 @@ impl Realtime {
         if sse.is_empty() {
             return Ok(0);
         }
-        let event = NewEvent {
-            collection: topic.collection_name().to_owned(),
-            key: topic.key().map(str::to_owned),
-            action: Action::Broadcast,
-            event: Some(DATASTAR_EVENT_NAME.to_owned()),
-            payload: Value::Null,
-            changes: None,
-            acl: Map::new(),
-            except: None,
-            ts: chrono::Utc::now(),
-        };
+        let event = NewEvent::broadcast(
+            topic.collection_name(),
+            topic.key().map(str::to_owned),
+            DATASTAR_EVENT_NAME,
+            Value::Null,
+        );
         let event = Event::local(event, sse.render(None));
         Ok(self
-            .inner
-            .hub
+            .hub()
             .publish_local(&event, ReceiverKind::Sse)
             .delivered)
     }

@@ -11,9 +11,9 @@ use axum::{
 use super::stream::{Opening, Registration, StreamError, last_event_id};
 use crate::{
     app::Realtime,
+    auth::bearer_token,
     auth::{AuthError, Principal},
     topic::{MAX_PATTERN_LEN, Pattern},
-    ws::bearer_token,
 };
 
 /// The value of cookie `name` in the request's `Cookie` headers.

@@ -1,29 +1,19 @@
 //! What an app registers on the builder for its Datastar streams: a renderer per
-//! collection, a snapshot, and subscribe/unsubscribe callbacks.
+//! collection and a snapshot.
 
-use std::{
-    collections::HashMap,
-    fmt,
-    panic::{AssertUnwindSafe, catch_unwind},
-    sync::Arc,
-};
+use std::{collections::HashMap, fmt, sync::Arc};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
 use super::{EventCollector, Renderer, encode_event, mapping::direct_mapping};
 use crate::{
-    app::Realtime,
     auth::Principal,
     event::{Event, EventContent},
+    model::Store,
     protocol::ResyncReason,
     topic::Pattern,
 };
-
-/// Called with `(pattern, connection_id)` when a Datastar stream subscribes to a
-/// pattern, or when that subscription ends (see
-/// [`RealtimeBuilder::on_subscribe`](crate::RealtimeBuilder::on_subscribe)).
-pub type SubscriptionCallback = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// An app's snapshot: what a stream starts with when it cannot resume.
 pub type Snapshot =
@@ -42,8 +32,8 @@ pub enum SnapshotReason {
 /// runs, so whatever it reads is at least as new as the stream's starting position:
 /// nothing can happen between the two unseen.
 pub struct SnapshotRequest {
-    /// The gateway, for the app's store and rules.
-    pub realtime: Realtime,
+    /// The model store on the event log's database, to read what the page shows.
+    pub store: Store,
     /// Who the stream is for. The snapshot must show only what this principal may
     /// read: unlike renderer output, it is rendered per stream.
     pub principal: Arc<Principal>,
@@ -70,19 +60,26 @@ impl SnapshotRequest {
     }
 }
 
-/// The hooks registered on the builder; fixed once the gateway is built.
+/// The Datastar hooks registered on the builder; fixed once the gateway is built.
 #[derive(Clone, Default)]
-pub(crate) struct Hooks {
-    pub renderers: HashMap<String, Renderer>,
-    pub snapshot: Option<Snapshot>,
-    pub on_subscribe: Vec<SubscriptionCallback>,
-    pub on_unsubscribe: Vec<SubscriptionCallback>,
+pub(crate) struct DatastarHooks {
+    pub(crate) renderers: HashMap<String, Renderer>,
+    pub(crate) snapshot: Option<Snapshot>,
 }
 
-impl Hooks {
+impl fmt::Debug for DatastarHooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatastarHooks")
+            .field("renderers", &self.renderers.keys().collect::<Vec<_>>())
+            .field("snapshot", &self.snapshot.is_some())
+            .finish()
+    }
+}
+
+impl DatastarHooks {
     /// The SSE bytes of `event`, encoded by the first stream that needs them and
     /// shared with every other (all streams use the same renderer for a collection).
-    pub fn sse_bytes(&self, event: &Event) -> Bytes {
+    pub(crate) fn sse_bytes(&self, event: &Event) -> Bytes {
         event.sse_bytes(|event| match &event.data {
             EventContent::Logged(content) => match event.cursor() {
                 Some(cursor) => encode_event(
@@ -96,27 +93,5 @@ impl Hooks {
             },
             EventContent::Direct(direct) => direct_mapping(direct).render(None),
         })
-    }
-
-    pub fn subscribed(&self, pattern: &str, connection_id: &str) {
-        Self::notify(&self.on_subscribe, "on_subscribe", pattern, connection_id);
-    }
-
-    pub fn unsubscribed(&self, pattern: &str, connection_id: &str) {
-        Self::notify(
-            &self.on_unsubscribe,
-            "on_unsubscribe",
-            pattern,
-            connection_id,
-        );
-    }
-
-    fn notify(callbacks: &[SubscriptionCallback], name: &str, pattern: &str, id: &str) {
-        for callback in callbacks {
-            // Runs from a drop guard too, where a panic while unwinding would abort.
-            if catch_unwind(AssertUnwindSafe(|| callback(pattern, id))).is_err() {
-                tracing::error!(callback = name, pattern, "Datastar callback panicked");
-            }
-        }
     }
 }

@@ -30,8 +30,7 @@
 //!   [`StreamError`], why a stream is refused.
 //! - [`endpoint`]: `GET /realtime/sse` and [`Realtime::sse_principal`](crate::Realtime::sse_principal).
 //! - [`api`]: `Realtime::datastar_broadcast` and `Realtime::datastar_stream`.
-//! - [`hooks`]: what the app registers on the builder (renderers, snapshot,
-//!   subscribe callbacks).
+//! - [`hooks`]: what the app registers on the builder (renderers, snapshot).
 //!
 //! See `docs/datastar.md` for the page side.
 
@@ -48,7 +47,7 @@ pub use api::{DATASTAR_EVENT_NAME, DatastarBroadcastError, Fill, StreamSetup};
 pub use collector::{EventCollector, PatchOptions};
 pub use datastar::consts::ElementPatchMode;
 pub use error::{Field, SseError};
-pub use hooks::{Snapshot, SnapshotReason, SnapshotRequest, SubscriptionCallback};
+pub use hooks::{Snapshot, SnapshotReason, SnapshotRequest};
 pub use mapping::{
     Renderer, default_mapping, direct_mapping, encode_cursor, encode_event, keep_alive,
     reset_signals,

@@ -41,17 +41,17 @@ use super::{
     mapping::reset_signals,
 };
 use crate::{
+    access::{Admission, Interest},
     app::Realtime,
     auth::{Principal, unix_now},
     close::Closer,
-    event::{Cursor, Event, NewEvent},
+    event::{Cursor, Event},
     http::error,
     hub::{Delivery, Receiver, ReceiverKey, ReceiverKind},
     log::replay::ReplayError,
     metrics::Metrics,
     protocol::ResyncReason,
-    rules::Decision,
-    topic::{GlobPart, Pattern, TopicError},
+    topic::{Pattern, TopicError},
 };
 
 /// Bytes gathered into one body chunk at most, so a long replay or a burst is written
@@ -161,30 +161,19 @@ pub(crate) fn last_event_id(headers: &HeaderMap) -> Option<&str> {
     Some(value.to_str().unwrap_or("?")).filter(|v| !v.is_empty())
 }
 
-/// Whether `principal` may read anything `pattern` can match, judged before any event
-/// (per-event rules are checked again on every delivery).
+/// Refuses `pattern` unless the access policy admits it for `principal` (per-event
+/// rules are checked again on every delivery).
 pub(crate) fn check_readable(
     realtime: &Realtime,
     principal: &Principal,
     pattern: &Pattern,
 ) -> Result<(), StreamError> {
-    let rules = realtime.rules();
-    let readable =
-        |collection: &str| rules.read_rule(collection).decide(principal) != Decision::Deny;
-    let allowed = match pattern.collection() {
-        GlobPart::Exact(collection) => readable(collection),
-        // A collection glob reaches only collections that have rules (the others are
-        // closed), so it is readable when one of those is.
-        glob => rules
-            .collection_names()
-            .any(|name| glob.matches(name) && readable(name)),
-    };
-    match (allowed, principal.is_authenticated()) {
-        (true, _) => Ok(()),
-        (false, false) => Err(StreamError::CredentialsRequired {
+    match realtime.rules().admit(principal, pattern) {
+        Admission::Allow | Admission::PerEvent => Ok(()),
+        Admission::Deny { anonymous: true } => Err(StreamError::CredentialsRequired {
             pattern: pattern.to_string(),
         }),
-        (false, true) => Err(StreamError::Forbidden {
+        Admission::Deny { anonymous: false } => Err(StreamError::Forbidden {
             pattern: pattern.to_string(),
         }),
     }
@@ -202,12 +191,11 @@ struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.realtime.inner.hub.disconnect(self.key);
-        Metrics::dec(&self.realtime.inner.metrics.sse_streams);
+        self.realtime.hub().disconnect(self.key);
+        Metrics::dec(&self.realtime.metrics().sse_streams);
         for pattern in &self.patterns {
             self.realtime
-                .inner
-                .hooks
+                .subscription_hooks()
                 .unsubscribed(pattern.as_str(), &self.id);
         }
     }
@@ -235,15 +223,16 @@ pub(crate) enum Opening {
 impl Registration {
     /// Registers a stream for `principal` in the hub, with no subscription yet.
     pub fn open(realtime: &Realtime, principal: Arc<Principal>) -> Result<Self, StreamError> {
-        let inner = &realtime.inner;
-        let streams = inner.metrics.sse_streams.load(Ordering::Relaxed);
-        if streams >= inner.config.connection.max_connections as u64 {
+        let metrics = realtime.metrics();
+        let config = realtime.config();
+        let streams = metrics.sse_streams.load(Ordering::Relaxed);
+        if streams >= config.connection.max_connections as u64 {
             return Err(StreamError::TooManyStreams);
         }
-        let (queue, deliveries) = mpsc::channel(inner.config.sse.queue_capacity);
+        let (queue, deliveries) = mpsc::channel(config.sse.queue_capacity);
         let closer = Closer::default();
         let id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
-        let key = inner.hub.connect_as(
+        let key = realtime.hub().connect_as(
             Receiver {
                 id: id.clone(),
                 principal: principal.clone(),
@@ -252,7 +241,7 @@ impl Registration {
             },
             ReceiverKind::Sse,
         );
-        Metrics::inc(&inner.metrics.sse_streams);
+        Metrics::inc(&metrics.sse_streams);
         Ok(Self {
             realtime: realtime.clone(),
             principal,
@@ -296,8 +285,7 @@ impl Registration {
         });
         for pattern in patterns {
             self.realtime
-                .inner
-                .hooks
+                .subscription_hooks()
                 .subscribed(pattern.as_str(), &self.guard.id);
             self.guard.patterns.push(pattern);
         }
@@ -323,8 +311,7 @@ impl Registration {
             .collect();
         let position = self
             .realtime
-            .inner
-            .hub
+            .hub()
             .subscribe_all(self.guard.key, &subs)
             .ok_or(StreamError::EndedEarly)?;
         self.record(fresh, position);
@@ -342,19 +329,14 @@ impl Registration {
     }
 
     async fn replay(&self, since: &Cursor, upto: u64) -> Result<Vec<Arc<Event>>, ReplayError> {
-        let rules = self.realtime.rules();
-        let principal = &self.principal;
-        let patterns = &self.guard.patterns;
-        let wanted = |e: &NewEvent| {
-            patterns
-                .iter()
-                .any(|p| p.matches(&e.collection, e.key.as_deref()))
-                && rules.can_read(principal, e)
-        };
-        let replay = self.realtime.inner.log.replay(since, upto, wanted);
+        let interest = Interest::new(self.realtime.rules(), &self.principal, &self.guard.patterns);
+        let replay = self
+            .realtime
+            .log()
+            .replay(since, upto, |e| interest.wants(e));
         tokio::select! {
             replayed = replay => replayed,
-            () = self.realtime.inner.shutdown.cancelled() => {
+            () = self.realtime.shutdown_signal().cancelled() => {
                 Err(ReplayError::Resync(ResyncReason::UnknownPosition))
             }
         }
@@ -368,7 +350,7 @@ impl Registration {
         opening: Opening,
     ) -> Result<Response, StreamError> {
         let (start, upto) = self.start_cursor()?;
-        let metrics = &self.realtime.inner.metrics;
+        let metrics = self.realtime.metrics();
         let resync = match last_event_id.map(str::parse::<Cursor>) {
             None => None,
             Some(Err(_)) => Some(ResyncReason::UnknownPosition),
@@ -385,7 +367,7 @@ impl Registration {
         if resync.is_some() {
             Metrics::inc(&metrics.resumes_failed);
         }
-        if self.realtime.inner.shutdown.is_cancelled() {
+        if self.realtime.shutdown_signal().is_cancelled() {
             return Err(StreamError::ShuttingDown);
         }
         let opening = match opening {
@@ -416,11 +398,11 @@ impl Registration {
     }
 
     async fn snapshot(&self, resync: Option<ResyncReason>) -> Result<EventCollector, StreamError> {
-        let Some(snapshot) = self.realtime.inner.hooks.snapshot.clone() else {
+        let Some(snapshot) = self.realtime.datastar_hooks().snapshot.clone() else {
             return Ok(EventCollector::new());
         };
         let request = SnapshotRequest {
-            realtime: self.realtime.clone(),
+            store: self.realtime.store(),
             principal: self.principal.clone(),
             patterns: self.guard.patterns.clone(),
             reason: resync.map_or(SnapshotReason::New, SnapshotReason::Resync),
@@ -432,7 +414,7 @@ impl Registration {
                 tracing::error!("Datastar snapshot panicked; starting without it");
                 None
             }).unwrap_or_default()),
-            () = self.realtime.inner.shutdown.cancelled() => Err(StreamError::ShuttingDown),
+            () = self.realtime.shutdown_signal().cancelled() => Err(StreamError::ShuttingDown),
         }
     }
 
@@ -440,22 +422,11 @@ impl Registration {
     /// readable collections with rules that a collection glob matches.
     fn reset_collections(&self) -> Vec<String> {
         let rules = self.realtime.rules();
-        let mut names = Vec::new();
-        for pattern in &self.guard.patterns {
-            match pattern.collection() {
-                GlobPart::Exact(name) => names.push(name.clone()),
-                glob => names.extend(
-                    rules
-                        .collection_names()
-                        .filter(|name| glob.matches(name))
-                        .filter(|name| {
-                            rules.read_rule(name).decide(&self.principal) != Decision::Deny
-                        })
-                        .map(str::to_owned),
-                ),
-            }
-        }
-        names
+        self.guard
+            .patterns
+            .iter()
+            .flat_map(|pattern| rules.readable_collections(&self.principal, pattern))
+            .collect()
     }
 
     fn respond(self, initial: VecDeque<Chunk>, skip_upto: u64) -> Response {
@@ -469,7 +440,7 @@ impl Registration {
         });
         let live = Live {
             keep_alive: config.sse.keep_alive,
-            shutdown: self.realtime.inner.shutdown.clone(),
+            shutdown: self.realtime.shutdown_signal().clone(),
             expires,
             initial,
             skip_upto,
@@ -515,7 +486,7 @@ struct Live {
 
 impl Live {
     fn encode(&self, event: &Event) -> Bytes {
-        self.guard.realtime.inner.hooks.sse_bytes(event)
+        self.guard.realtime.datastar_hooks().sse_bytes(event)
     }
 
     fn push(&self, delivery: &Delivery, out: &mut BytesMut) {

@@ -10,17 +10,18 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::SinkExt;
 use tokio::{sync::mpsc, time::Instant};
 
+use super::{
+    WsState,
+    execute::Attached,
+    session::{Session, SessionSettings},
+    timers::{Due, Timers},
+};
 use crate::{
-    app::Realtime,
     auth::{Principal, unix_now},
     close::{CloseReason, Closer},
     hub::{Delivery, Receiver},
     metrics::Metrics,
     protocol::{ClientFrame, ErrorCode, ServerFrame, parse_client_frame},
-    ws::{
-        session::Session,
-        timers::{Due, Timers},
-    },
 };
 
 /// Deliveries written per flush at most, so one busy connection still reads its
@@ -33,12 +34,12 @@ const HANDSHAKE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs a connection to its end. `token` came from the upgrade request (header or
 /// allowed query parameter), if any.
-pub(crate) async fn run(realtime: Realtime, mut socket: WebSocket, token: Option<String>) {
-    let metrics = realtime.inner.metrics.clone();
+pub(crate) async fn run(state: WsState, mut socket: WebSocket, token: Option<String>) {
+    let metrics = state.metrics.clone();
     if metrics
         .connections
         .load(std::sync::atomic::Ordering::Relaxed)
-        >= realtime.config().connection.max_connections as u64
+        >= state.config.connection.max_connections as u64
     {
         close(
             &mut socket,
@@ -51,9 +52,9 @@ pub(crate) async fn run(realtime: Realtime, mut socket: WebSocket, token: Option
     Metrics::inc(&metrics.connections);
     // Boxed futures keep the long-lived connection future small: their state is
     // only allocated while they run (memory per idle connection).
-    let handshake = Box::pin(handshake(&realtime, &mut socket, token)).await;
+    let handshake = Box::pin(handshake(&state, &mut socket, token)).await;
     if let Ok((principal, reference)) = handshake {
-        Box::pin(serve(realtime, socket, principal, reference)).await;
+        Box::pin(serve(state, socket, principal, reference)).await;
     } else if let Err(reason) = handshake {
         close(&mut socket, reason, HANDSHAKE_WRITE_TIMEOUT).await;
     }
@@ -62,11 +63,11 @@ pub(crate) async fn run(realtime: Realtime, mut socket: WebSocket, token: Option
 
 /// Waits for a valid token; on failure sends an `error` frame and returns the close.
 async fn handshake(
-    realtime: &Realtime,
+    state: &WsState,
     socket: &mut WebSocket,
     token: Option<String>,
 ) -> Result<(Principal, Option<serde_json::Value>), CloseReason> {
-    let auth = &realtime.config().auth;
+    let auth = &state.config.auth;
     let (token, reference) = match token {
         Some(token) => (Some(token), None),
         None => {
@@ -78,7 +79,7 @@ async fn handshake(
                         send_error(socket, None, "no auth frame before the auth timeout").await;
                         return Err(CloseReason::Unauthorized);
                     }
-                    () = realtime.inner.shutdown.cancelled() => return Err(CloseReason::GoingAway),
+                    () = state.shutdown.cancelled() => return Err(CloseReason::GoingAway),
                     message = socket.recv() => message,
                 };
                 match message {
@@ -102,7 +103,7 @@ async fn handshake(
         }
     };
     match token {
-        Some(token) => match realtime.verifier().verify(&token) {
+        Some(token) => match state.verifier.verify(&token) {
             Ok(principal) => Ok((principal, reference)),
             Err(e) => {
                 send_error(socket, reference, &e.to_string()).await;
@@ -174,18 +175,17 @@ async fn close(socket: &mut WebSocket, reason: CloseReason, patience: Duration) 
 
 /// The authenticated part of a connection.
 async fn serve(
-    realtime: Realtime,
+    state: WsState,
     mut socket: WebSocket,
     principal: Principal,
     reference: Option<serde_json::Value>,
 ) {
-    let config = realtime.config().clone();
+    let config = state.config.clone();
     let connection_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
     let principal = Arc::new(principal);
     let (queue, mut deliveries) = mpsc::channel::<Delivery>(config.connection.send_queue_capacity);
     let closer = Closer::default();
-    let hub = realtime.inner.hub.clone();
-    let key = hub.connect(Receiver {
+    let key = state.hub.connect(Receiver {
         id: connection_id.clone(),
         principal: principal.clone(),
         queue,
@@ -208,8 +208,16 @@ async fn serve(
         protocol: 1,
         reference,
     };
-    let mut session = Session::new(realtime.clone(), connection_id, key, principal);
-    let shutdown = realtime.inner.shutdown.clone();
+    let settings = SessionSettings::new(
+        state.rules.clone(),
+        state.verifier.clone(),
+        &config.connection,
+    );
+    let session = Session::new(settings, principal);
+    // From here on, however the connection ends (a panic included), the hub forgets
+    // it and the subscription hooks hear of every subscription's end.
+    let mut attached = Attached::new(&state, connection_id, key, session);
+    let shutdown = state.shutdown.clone();
 
     let reason = if socket
         .send(Message::Text(welcome.to_text().into()))
@@ -231,7 +239,7 @@ async fn serve(
                     let written = tokio::select! {
                         result = write => result,
                         reason = closer.closed() => {
-                            hub.disconnect(key);
+                            drop(attached);
                             close(&mut socket, reason, config.connection.ping_timeout).await;
                             return;
                         }
@@ -243,7 +251,8 @@ async fn serve(
                     timers.heard_from_peer();
                     match message {
                         Some(Ok(Message::Text(text))) => {
-                            let outcome = Box::pin(session.handle_text(&text, &mut timers)).await;
+                            let effects = attached.session.handle_text(&text);
+                            let outcome = Box::pin(attached.execute(effects, &mut timers)).await;
                             if send_all(&mut socket, outcome.frames).await.is_err() { break CloseReason::Normal; }
                             if let Some(reason) = outcome.close { break reason; }
                         }
@@ -265,7 +274,7 @@ async fn serve(
                         Some(Due::Ping) => {}
                         Some(Due::PeerTimeout) => break CloseReason::PeerTimeout,
                         Some(Due::RefreshNotice) => {
-                            let expires_in = session.principal.expires_in(unix_now()).unwrap_or(0);
+                            let expires_in = attached.session.principal().expires_in(unix_now()).unwrap_or(0);
                             let frame = ServerFrame::RefreshRequired { expires_in };
                             if send_all(&mut socket, vec![frame.to_text()]).await.is_err() { break CloseReason::Normal; }
                         }
@@ -276,7 +285,7 @@ async fn serve(
             }
         }
     };
-    hub.disconnect(key);
+    drop(attached);
     close(&mut socket, reason, config.connection.ping_timeout).await;
 }
 

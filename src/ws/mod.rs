@@ -1,57 +1,75 @@
 //! The WebSocket endpoint: the upgrade (origin check, buffer sizes, limits) here, the
-//! per-connection task in `connection`, frame handling in `session`.
+//! per-connection task in `connection`, frame decisions in `session` and their
+//! execution in `execute`.
 
 mod connection;
+mod execute;
 mod origin;
 mod session;
 mod timers;
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     extract::{Query, State, WebSocketUpgrade},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::app::Realtime;
+use crate::{
+    auth::{JwtVerifier, bearer_token},
+    config::Config,
+    hooks::SubscriptionHooks,
+    hub::Hub,
+    log::Log,
+    metrics::Metrics,
+    publisher::Publisher,
+    rules::Rules,
+};
 
-pub(crate) use origin::origin_allowed;
+pub(crate) use origin::Origins;
+
+/// The parts of the gateway the WebSocket transport works with.
+#[derive(Debug, Clone)]
+pub(crate) struct WsState {
+    pub(crate) config: Arc<Config>,
+    pub(crate) verifier: Arc<JwtVerifier>,
+    pub(crate) rules: Arc<Rules>,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) log: Arc<Log>,
+    pub(crate) publisher: Publisher,
+    pub(crate) hooks: Arc<SubscriptionHooks>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) origins: Arc<Origins>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+}
 
 /// `GET /realtime/subscribe`.
 pub(crate) async fn upgrade(
-    State(realtime): State<Realtime>,
+    State(state): State<WsState>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if !origin_allowed(&realtime, &headers) {
+    if !state.origins.allow(&headers) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
-    let config = &realtime.config().connection;
+    let config = &state.config.connection;
     let token = bearer_token(&headers).or_else(|| {
-        realtime
-            .config()
+        state
+            .config
             .auth
             .allow_query_token
             .then(|| query.get("token").cloned())
             .flatten()
     });
-    let tasks = realtime.inner.tasks.clone();
+    let tasks = state.tasks.clone();
     upgrade
         .read_buffer_size(config.read_buffer_size)
         .write_buffer_size(config.write_buffer_size)
         .max_message_size(config.max_message_size)
         .max_frame_size(config.max_message_size)
-        .on_upgrade(move |socket| tasks.track_future(connection::run(realtime, socket, token)))
-}
-
-/// The token of an `Authorization: Bearer <token>` header.
-pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
-        .filter(|t| !t.is_empty())
+        .on_upgrade(move |socket| tasks.track_future(connection::run(state, socket, token)))
 }

@@ -1,5 +1,7 @@
-//! What one authenticated connection does with each client frame. The connection task
-//! owns the socket; the session owns the state and decides the replies.
+//! What one authenticated connection does with each client frame, as a state machine:
+//! a frame goes in, [`Effect`]s come out, and `ws/execute.rs` carries them out against
+//! the hub, the log and the publisher. The session itself touches no socket, database
+//! or hub, so every decision it makes can be tested with plain values.
 
 use std::{collections::HashMap, num::NonZeroU32, sync::Arc};
 
@@ -7,91 +9,174 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
 
 use crate::{
-    app::Realtime,
-    auth::{Principal, unix_now},
-    broadcast::{Broadcast, BroadcastError, Prepared, Target},
+    access::Admission,
+    auth::{JwtVerifier, Principal, unix_now},
+    broadcast::{Broadcast, Prepared, Target},
     close::CloseReason,
-    event::{Cursor, NewEvent},
-    hub::ReceiverKey,
-    log::replay::ReplayError,
-    metrics::Metrics,
-    protocol::{ClientFrame, ErrorCode, ResyncReason, ServerFrame, parse_client_frame},
-    rules::Decision,
-    topic::{GlobPart, Pattern, Topic},
-    ws::timers::Timers,
+    config::ConnectionConfig,
+    event::Cursor,
+    protocol::{ClientFrame, ErrorCode, ServerFrame, parse_client_frame},
+    rules::Rules,
+    topic::{Pattern, Topic},
 };
 
 /// Longest accepted subscription id, in characters.
 const MAX_SUBSCRIPTION_ID_LEN: usize = 128;
 
-/// The replies to one frame, and whether the connection must close after them.
-#[derive(Debug, Default)]
-pub(crate) struct Outcome {
-    pub frames: Vec<String>,
-    pub close: Option<CloseReason>,
+/// Something the connection must do because of a frame, in the order given.
+#[derive(Debug)]
+pub(crate) enum Effect {
+    /// Send this frame.
+    Reply(ServerFrame),
+    /// Register the subscription in the hub, replay what it asked to resume, then
+    /// answer `subscribed` (see [`Session::subscribed`]).
+    Subscribe(SubscribeRequest),
+    /// Remove this subscription from the hub; the session has already forgotten it.
+    Unsubscribe {
+        /// The subscription id.
+        id: Arc<str>,
+        /// Its pattern, for the subscription hooks.
+        pattern: Arc<Pattern>,
+    },
+    /// The token was refreshed: the hub must judge deliveries with the new principal,
+    /// and the token deadlines move.
+    Reauthenticated {
+        /// Who the connection is now (same `sub`).
+        principal: Arc<Principal>,
+        /// Seconds until the new token expires; `None`: never.
+        expires_in: Option<u64>,
+    },
+    /// Send a custom event, then answer `published` (or an error).
+    Publish {
+        /// The validated event.
+        prepared: Prepared,
+        /// Echoed in the reply.
+        reference: Option<Value>,
+    },
+    /// Close the connection with this reason after the effects before it.
+    Close(CloseReason),
 }
 
-impl Outcome {
-    fn frame(frame: ServerFrame) -> Self {
+/// A subscription the session admitted, for the connection to register.
+#[derive(Debug)]
+pub(crate) struct SubscribeRequest {
+    /// Client-chosen id.
+    pub id: Arc<str>,
+    /// The parsed pattern.
+    pub pattern: Arc<Pattern>,
+    /// Where to resume from, if the client asked to.
+    pub since: Option<Since>,
+    /// Echoed in the reply.
+    pub reference: Option<Value>,
+}
+
+/// A `since` as the client sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Since {
+    /// A well-formed cursor: replay after it.
+    Cursor(Cursor),
+    /// Not a cursor: answered with `recovered:false`, `unknown_position`.
+    Invalid,
+}
+
+/// What a session needs to know of its surroundings.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionSettings {
+    /// Who may read and publish what.
+    pub rules: Arc<Rules>,
+    /// For token refreshes.
+    pub verifier: Arc<JwtVerifier>,
+    /// Subscriptions per connection at most.
+    pub max_subscriptions: usize,
+    /// Refused frames tolerated before closing 4400.
+    pub misuse_limit: u32,
+    /// Client frames per second (burst twice that).
+    pub messages_per_second: u32,
+}
+
+impl SessionSettings {
+    /// The settings of `connection`, with these rules and this verifier.
+    pub fn new(
+        rules: Arc<Rules>,
+        verifier: Arc<JwtVerifier>,
+        connection: &ConnectionConfig,
+    ) -> Self {
         Self {
-            frames: vec![frame.to_text()],
-            close: None,
+            rules,
+            verifier,
+            max_subscriptions: connection.max_subscriptions,
+            misuse_limit: connection.misuse_limit,
+            messages_per_second: connection.messages_per_second,
         }
     }
 }
 
 /// State of one authenticated connection.
 pub(crate) struct Session {
-    pub realtime: Realtime,
-    connection_id: Arc<str>,
-    /// This connection's live subscriptions: the subscription hooks are told about
-    /// each one's end, however the connection ends (see `Drop`).
+    settings: SessionSettings,
+    principal: Arc<Principal>,
+    /// This connection's live subscriptions.
     subscriptions: HashMap<Arc<str>, Arc<Pattern>>,
-    pub key: ReceiverKey,
-    pub principal: Arc<Principal>,
     misuse: u32,
     limiter: DefaultDirectRateLimiter,
 }
 
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("user_id", &self.principal.user_id)
+            .field("subscriptions", &self.subscriptions.len())
+            .field("misuse", &self.misuse)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Session {
-    pub fn new(
-        realtime: Realtime,
-        connection_id: Arc<str>,
-        key: ReceiverKey,
-        principal: Arc<Principal>,
-    ) -> Self {
-        let per_second = realtime.config().connection.messages_per_second;
+    /// A session for `principal` with no subscription yet.
+    pub fn new(settings: SessionSettings, principal: Arc<Principal>) -> Self {
+        let per_second = settings.messages_per_second;
         let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(per_second.saturating_mul(2)).unwrap_or(rate);
         Self {
-            realtime,
-            connection_id,
-            subscriptions: HashMap::new(),
-            key,
+            settings,
             principal,
+            subscriptions: HashMap::new(),
             misuse: 0,
             limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
         }
     }
 
-    /// A refused frame: an `error` reply, and 4400 once misuse passes the limit.
-    fn refuse(
+    /// Who the connection is.
+    pub fn principal(&self) -> &Arc<Principal> {
+        &self.principal
+    }
+
+    /// The live subscriptions and their patterns.
+    pub fn subscriptions(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<Pattern>)> {
+        self.subscriptions.iter()
+    }
+
+    /// A refused frame: an `error` reply, and a 4400 close once misuse passes the
+    /// limit.
+    pub fn refuse(
         &mut self,
         reference: Option<Value>,
         id: Option<String>,
         code: ErrorCode,
         message: impl Into<String>,
-    ) -> Outcome {
+    ) -> Vec<Effect> {
         self.misuse += 1;
-        let mut outcome = Outcome::frame(ServerFrame::error(reference, id, code, message));
-        if self.misuse > self.realtime.config().connection.misuse_limit {
-            outcome.close = Some(CloseReason::ProtocolMisuse);
+        let mut effects = vec![Effect::Reply(ServerFrame::error(
+            reference, id, code, message,
+        ))];
+        if self.misuse > self.settings.misuse_limit {
+            effects.push(Effect::Close(CloseReason::ProtocolMisuse));
         }
-        outcome
+        effects
     }
 
     /// Handles one text frame.
-    pub async fn handle_text(&mut self, text: &str, timers: &mut Timers) -> Outcome {
+    pub fn handle_text(&mut self, text: &str) -> Vec<Effect> {
         if self.limiter.check().is_err() {
             return self.refuse(
                 None,
@@ -105,48 +190,47 @@ impl Session {
             Err(e) => return self.refuse(e.reference, None, ErrorCode::BadRequest, e.message),
         };
         match frame {
-            ClientFrame::Ping { reference } => Outcome::frame(ServerFrame::Pong { reference }),
-            ClientFrame::Auth { token, reference } => self.refresh(token, reference, timers),
+            ClientFrame::Ping { reference } => vec![Effect::Reply(ServerFrame::Pong { reference })],
+            ClientFrame::Auth { token, reference } => self.refresh(token, reference),
             ClientFrame::Subscribe {
                 id,
                 pattern,
                 since,
                 reference,
-            } => {
-                self.subscribe(id, &pattern, since.as_deref(), reference)
-                    .await
-            }
-            ClientFrame::Unsubscribe { id, reference } => {
-                if self.end_subscription(&id) {
-                    Outcome::frame(ServerFrame::Unsubscribed {
+            } => self.subscribe(id, &pattern, since.as_deref(), reference),
+            ClientFrame::Unsubscribe { id, reference } => match self.forget(&id) {
+                Some(effect) => vec![
+                    effect,
+                    Effect::Reply(ServerFrame::Unsubscribed {
                         id,
                         reason: None,
                         reference,
-                    })
-                } else {
-                    self.refuse(
-                        reference,
-                        Some(id),
-                        ErrorCode::NotFound,
-                        "no such subscription",
-                    )
-                }
-            }
+                    }),
+                ],
+                None => self.refuse(
+                    reference,
+                    Some(id),
+                    ErrorCode::NotFound,
+                    "no such subscription",
+                ),
+            },
             ClientFrame::Publish {
                 topic,
                 event,
                 data,
                 reference,
-            } => self.publish(&topic, event, data, reference).await,
+            } => self.publish(&topic, event, data, reference),
         }
     }
 
-    fn refresh(
-        &mut self,
-        token: Option<String>,
-        reference: Option<Value>,
-        timers: &mut Timers,
-    ) -> Outcome {
+    /// Forgets subscription `id`, returning the effect that removes it from the hub;
+    /// `None` if there was none.
+    pub fn forget(&mut self, id: &str) -> Option<Effect> {
+        let (id, pattern) = self.subscriptions.remove_entry(id)?;
+        Some(Effect::Unsubscribe { id, pattern })
+    }
+
+    fn refresh(&mut self, token: Option<String>, reference: Option<Value>) -> Vec<Effect> {
         let Some(token) = token else {
             return self.refuse(
                 reference,
@@ -155,7 +239,7 @@ impl Session {
                 "a refresh needs a token",
             );
         };
-        let principal = match self.realtime.verifier().verify(&token) {
+        let principal = match self.settings.verifier.verify(&token) {
             Ok(p) => p,
             // The old token stays in force until it expires.
             Err(e) => return self.refuse(reference, None, ErrorCode::Unauthorized, e.to_string()),
@@ -168,45 +252,46 @@ impl Session {
                 "the new token has another sub",
             );
         }
-        let principal = Arc::new(principal);
-        self.realtime
-            .inner
-            .hub
-            .set_principal(self.key, principal.clone());
-        self.principal = principal;
+        self.principal = Arc::new(principal);
         let expires_in = self.principal.expires_in(unix_now());
-        let auth = &self.realtime.config().auth;
-        timers.set_token(expires_in, auth.refresh_notice, auth.expiry_grace);
-        let mut outcome = Outcome::default();
-        for id in self.denied_subscriptions() {
-            if self.end_subscription(&id) {
-                outcome.frames.push(
-                    ServerFrame::Unsubscribed {
-                        id: id.to_string(),
-                        reason: Some("forbidden"),
-                        reference: None,
-                    }
-                    .to_text(),
-                );
-            }
+        let mut effects = vec![Effect::Reauthenticated {
+            principal: self.principal.clone(),
+            expires_in,
+        }];
+        // What the new token no longer admits ends now; per-event rules keep judging
+        // the rest on every delivery.
+        let denied: Vec<Arc<str>> = self
+            .subscriptions
+            .iter()
+            .filter(|(_, pattern)| self.admit(pattern).is_denied())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in denied {
+            effects.extend(self.forget(&id));
+            effects.push(Effect::Reply(ServerFrame::Unsubscribed {
+                id: id.to_string(),
+                reason: Some("forbidden"),
+                reference: None,
+            }));
         }
-        outcome.frames.push(
-            ServerFrame::Refreshed {
-                expires_in,
-                reference,
-            }
-            .to_text(),
-        );
-        outcome
+        effects.push(Effect::Reply(ServerFrame::Refreshed {
+            expires_in,
+            reference,
+        }));
+        effects
     }
 
-    async fn subscribe(
+    fn admit(&self, pattern: &Pattern) -> Admission {
+        self.settings.rules.admit(&self.principal, pattern)
+    }
+
+    fn subscribe(
         &mut self,
         id: String,
         pattern: &str,
         since: Option<&str>,
         reference: Option<Value>,
-    ) -> Outcome {
+    ) -> Vec<Effect> {
         let id_len = id.chars().count();
         if id_len == 0 || id_len > MAX_SUBSCRIPTION_ID_LEN {
             return self.refuse(
@@ -227,23 +312,29 @@ impl Session {
                 );
             }
         };
-        if let GlobPart::Exact(collection) = pattern.collection()
-            && self
-                .realtime
-                .rules()
-                .read_rule(collection)
-                .decide(&self.principal)
-                == Decision::Deny
-        {
+        if let Admission::Deny { anonymous } = self.admit(&pattern) {
+            let (code, message) = if anonymous {
+                (
+                    ErrorCode::Unauthorized,
+                    format!("{pattern} is not public: sign in to read it"),
+                )
+            } else {
+                (
+                    ErrorCode::Forbidden,
+                    format!("not allowed to read {pattern}"),
+                )
+            };
+            return self.refuse(reference, Some(id), code, message);
+        }
+        if self.subscriptions.contains_key(id.as_str()) {
             return self.refuse(
                 reference,
                 Some(id),
-                ErrorCode::Forbidden,
-                format!("not allowed to read {collection}"),
+                ErrorCode::BadRequest,
+                "subscription id already in use",
             );
         }
-        let hub = self.realtime.inner.hub.clone();
-        let limit = self.realtime.config().connection.max_subscriptions;
+        let limit = self.settings.max_subscriptions;
         if self.subscriptions.len() >= limit {
             return self.refuse(
                 reference,
@@ -252,135 +343,24 @@ impl Session {
                 format!("at most {limit} subscriptions per connection"),
             );
         }
-        let sub_id: Arc<str> = Arc::from(id.as_str());
-        let Some(position) = hub.subscribe(self.key, sub_id.clone(), pattern.clone()) else {
-            return self.refuse(
-                reference,
-                Some(id),
-                ErrorCode::BadRequest,
-                "subscription id already in use",
-            );
-        };
-        self.subscriptions.insert(sub_id.clone(), pattern.clone());
-        self.realtime
-            .inner
-            .hooks
-            .subscribed(pattern.as_str(), &self.connection_id);
-        let epoch = self.realtime.epoch();
-        let cursor = Cursor {
-            epoch,
-            seq: position,
-        }
-        .to_string();
-        let Some(since) = since else {
-            return Outcome::frame(ServerFrame::Subscribed {
-                id,
-                pattern: pattern.to_string(),
-                cursor,
-                recovered: None,
-                reason: None,
-                reference,
-            });
-        };
-        let replayed = match since.parse::<Cursor>() {
-            Ok(since) => {
-                let rules = self.realtime.rules();
-                let principal = &self.principal;
-                self.realtime
-                    .inner
-                    .log
-                    .replay(&since, position, |e: &NewEvent| {
-                        pattern.matches(&e.collection, e.key.as_deref())
-                            && rules.can_read(principal, e)
-                    })
-                    .await
-            }
-            Err(_) => Err(ReplayError::Resync(ResyncReason::UnknownPosition)),
-        };
-        let subscribed = |recovered, reason, reference| {
-            ServerFrame::Subscribed {
-                id: id.clone(),
-                pattern: pattern.to_string(),
-                cursor: cursor.clone(),
-                recovered: Some(recovered),
-                reason,
-                reference,
-            }
-            .to_text()
-        };
-        let metrics = self.realtime.metrics();
-        match replayed {
-            Ok(events) => {
-                Metrics::inc(&metrics.resumes_recovered);
-                let subs = [sub_id];
-                let mut frames = Vec::with_capacity(events.len() + 1);
-                frames.push(subscribed(true, None, reference));
-                frames.extend(
-                    events
-                        .iter()
-                        .map(|e| String::from_utf8_lossy(&e.frame(&subs)).into_owned()),
-                );
-                Outcome {
-                    frames,
-                    close: None,
-                }
-            }
-            Err(ReplayError::Resync(reason)) => {
-                Metrics::inc(&metrics.resumes_failed);
-                Outcome {
-                    frames: vec![subscribed(false, Some(reason), reference)],
-                    close: None,
-                }
-            }
-            Err(ReplayError::Database(e)) => {
-                tracing::error!(error = %e, "replay failed");
-                self.end_subscription(&id);
-                Outcome::frame(ServerFrame::error(
-                    reference,
-                    Some(id),
-                    ErrorCode::Internal,
-                    "replay failed; try again",
-                ))
-            }
-        }
+        let id: Arc<str> = Arc::from(id);
+        self.subscriptions.insert(id.clone(), pattern.clone());
+        let since = since.map(|s| s.parse().map_or(Since::Invalid, Since::Cursor));
+        vec![Effect::Subscribe(SubscribeRequest {
+            id,
+            pattern,
+            since,
+            reference,
+        })]
     }
 
-    /// Ends subscription `id` in the hub and tells the hooks; false if there was none.
-    fn end_subscription(&mut self, id: &str) -> bool {
-        let Some(pattern) = self.subscriptions.remove(id) else {
-            return false;
-        };
-        self.realtime.inner.hub.unsubscribe(self.key, id);
-        self.realtime
-            .inner
-            .hooks
-            .unsubscribed(pattern.as_str(), &self.connection_id);
-        true
-    }
-
-    /// Subscriptions whose collection the current principal may no longer read,
-    /// judged without an event (after a token refresh).
-    fn denied_subscriptions(&self) -> Vec<Arc<str>> {
-        let rules = self.realtime.rules();
-        self.subscriptions
-            .iter()
-            .filter(|(_, pattern)| match pattern.collection() {
-                GlobPart::Exact(collection) => {
-                    rules.read_rule(collection).decide(&self.principal) == Decision::Deny
-                }
-                _ => false,
-            })
-            .map(|(id, _)| id.clone())
-            .collect()
-    }
-
-    async fn publish(
+    fn publish(
         &mut self,
         topic: &str,
         event: String,
         data: Value,
         reference: Option<Value>,
-    ) -> Outcome {
+    ) -> Vec<Effect> {
         let target = match Topic::parse(topic) {
             Ok(t) if t.key().is_some() => Target::Topic(topic.to_owned()),
             Ok(_) => Target::Collection(topic.to_owned()),
@@ -391,7 +371,7 @@ impl Session {
             Err(e) => return self.refuse(reference, None, ErrorCode::BadRequest, e.to_string()),
         };
         if let Prepared::Logged(event) = &prepared
-            && !self.realtime.rules().can_publish(&self.principal, event)
+            && !self.settings.rules.can_publish(&self.principal, event)
         {
             return self.refuse(
                 reference,
@@ -400,32 +380,237 @@ impl Session {
                 format!("not allowed to publish on {topic}"),
             );
         }
-        match self.realtime.send_prepared(prepared).await {
-            Ok(()) => Outcome::frame(ServerFrame::Published { reference }),
-            Err(
-                e @ (BroadcastError::Database(_)
-                | BroadcastError::Broker(_)
-                | BroadcastError::Store(_)),
-            ) => {
-                tracing::error!(error = %e, "publish failed");
-                Outcome::frame(ServerFrame::error(
-                    reference,
-                    None,
-                    ErrorCode::Internal,
-                    "publish failed; try again",
-                ))
-            }
-            Err(e) => self.refuse(reference, None, ErrorCode::BadRequest, e.to_string()),
-        }
+        vec![Effect::Publish {
+            prepared,
+            reference,
+        }]
     }
 }
 
-impl Drop for Session {
-    /// However the connection ends, every subscription it still had ends with it.
-    fn drop(&mut self) {
-        let hooks = &self.realtime.inner.hooks;
-        for pattern in self.subscriptions.values() {
-            hooks.unsubscribed(pattern.as_str(), &self.connection_id);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::{JwtAlgorithm, JwtConfig},
+        rules::Rule,
+    };
+    use serde_json::json;
+
+    const SECRET: &str = "session-test-secret-of-32-bytes!";
+
+    fn verifier() -> Arc<JwtVerifier> {
+        let config = JwtConfig {
+            secret: Some(SECRET.into()),
+            algorithm: JwtAlgorithm::HS256,
+            ..JwtConfig::default()
+        };
+        Arc::new(JwtVerifier::new(&config).unwrap())
+    }
+
+    fn token(claims: Value) -> String {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn session(principal: Principal, misuse_limit: u32) -> Session {
+        let rules = Rules::new()
+            .collection("todos", Rule::Authenticated, Rule::Authenticated)
+            .collection("admin", Rule::Role("admin".into()), Rule::Deny);
+        let settings = SessionSettings {
+            rules: Arc::new(rules),
+            verifier: verifier(),
+            max_subscriptions: 2,
+            misuse_limit,
+            messages_per_second: 1000,
+        };
+        Session::new(settings, Arc::new(principal))
+    }
+
+    fn user(sub: &str, roles: &[&str]) -> Principal {
+        Principal {
+            user_id: Some(sub.into()),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            expires_at: None,
+            claims: Value::Null,
         }
+    }
+
+    fn frame(session: &mut Session, frame: Value) -> Vec<Effect> {
+        session.handle_text(&frame.to_string())
+    }
+
+    fn error_code(effects: &[Effect]) -> Option<String> {
+        effects.iter().find_map(|e| match e {
+            Effect::Reply(reply) => {
+                let v: Value = serde_json::from_str(&reply.to_text()).ok()?;
+                (v["type"] == "error").then(|| v["code"].as_str().unwrap_or_default().to_owned())
+            }
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_readable_subscription_asks_the_connection_to_register_it() {
+        let mut s = session(user("ann", &[]), 10);
+        let effects = frame(
+            &mut s,
+            json!({"type":"subscribe","id":"a","pattern":"todos:*","since":"e:3","ref":1}),
+        );
+        let [Effect::Subscribe(request)] = effects.as_slice() else {
+            panic!("{effects:?}")
+        };
+        assert_eq!(&*request.id, "a");
+        assert_eq!(request.pattern.as_str(), "todos:*");
+        assert_eq!(request.since, Some(Since::Cursor("e:3".parse().unwrap())));
+        assert_eq!(request.reference, Some(json!(1)));
+        assert_eq!(s.subscriptions().count(), 1);
+    }
+
+    #[test]
+    fn refusals_name_the_problem_and_register_nothing() {
+        let mut s = session(user("ann", &[]), 100);
+        let cases = [
+            (
+                json!({"type":"subscribe","id":"","pattern":"todos:*"}),
+                "bad_request",
+            ),
+            (
+                json!({"type":"subscribe","id":"x","pattern":"to:do:s"}),
+                "invalid_pattern",
+            ),
+            (
+                json!({"type":"subscribe","id":"x","pattern":"admin:*"}),
+                "forbidden",
+            ),
+            (
+                json!({"type":"subscribe","id":"x","pattern":"x*:*"}),
+                "forbidden",
+            ),
+            (json!({"type":"unsubscribe","id":"nope"}), "not_found"),
+            (
+                json!({"type":"publish","topic":"admin","event":"e","data":{}}),
+                "forbidden",
+            ),
+            (json!({"type":"nonsense"}), "bad_request"),
+        ];
+        for (input, code) in cases {
+            let effects = frame(&mut s, input.clone());
+            assert_eq!(error_code(&effects).as_deref(), Some(code), "{input}");
+        }
+        assert_eq!(s.subscriptions().count(), 0);
+    }
+
+    #[test]
+    fn anonymous_refusals_ask_to_sign_in() {
+        let mut s = session(Principal::anonymous(), 10);
+        let effects = frame(
+            &mut s,
+            json!({"type":"subscribe","id":"a","pattern":"todos:*"}),
+        );
+        assert_eq!(error_code(&effects).as_deref(), Some("unauthorized"));
+    }
+
+    #[test]
+    fn ids_are_unique_and_the_limit_holds() {
+        let mut s = session(user("ann", &[]), 100);
+        let sub = |id: &str| json!({"type":"subscribe","id":id,"pattern":"todos:*"});
+        assert!(matches!(
+            frame(&mut s, sub("a")).as_slice(),
+            [Effect::Subscribe(_)]
+        ));
+        assert_eq!(
+            error_code(&frame(&mut s, sub("a"))).as_deref(),
+            Some("bad_request")
+        );
+        assert!(matches!(
+            frame(&mut s, sub("b")).as_slice(),
+            [Effect::Subscribe(_)]
+        ));
+        assert_eq!(
+            error_code(&frame(&mut s, sub("c"))).as_deref(),
+            Some("limit_exceeded")
+        );
+        let effects = frame(&mut s, json!({"type":"unsubscribe","id":"a","ref":"r"}));
+        assert!(matches!(
+            effects.as_slice(),
+            [Effect::Unsubscribe { .. }, Effect::Reply(_)]
+        ));
+        assert!(matches!(
+            frame(&mut s, sub("c")).as_slice(),
+            [Effect::Subscribe(_)]
+        ));
+    }
+
+    #[test]
+    fn misuse_past_the_limit_closes_4400() {
+        let mut s = session(user("ann", &[]), 2);
+        for _ in 0..2 {
+            let effects = s.handle_text("{");
+            assert!(!effects.iter().any(|e| matches!(e, Effect::Close(_))));
+        }
+        let effects = s.handle_text("{");
+        assert!(matches!(
+            effects.last(),
+            Some(Effect::Close(CloseReason::ProtocolMisuse))
+        ));
+    }
+
+    #[test]
+    fn a_refresh_keeps_the_sub_and_ends_what_it_no_longer_admits() {
+        let mut s = session(user("ann", &["admin"]), 10);
+        frame(
+            &mut s,
+            json!({"type":"subscribe","id":"a","pattern":"admin:*"}),
+        );
+        frame(
+            &mut s,
+            json!({"type":"subscribe","id":"t","pattern":"todos:*"}),
+        );
+        let other = token(json!({"sub": "bob", "exp": unix_now() + 600}));
+        let effects = frame(&mut s, json!({"type":"auth","token":other}));
+        assert_eq!(error_code(&effects).as_deref(), Some("auth_mismatch"));
+        let fresh = token(json!({"sub": "ann", "exp": unix_now() + 600}));
+        let effects = frame(&mut s, json!({"type":"auth","token":fresh,"ref":5}));
+        let kinds: Vec<&str> = effects
+            .iter()
+            .map(|e| match e {
+                Effect::Reauthenticated { .. } => "reauthenticated",
+                Effect::Unsubscribe { id, .. } if &**id == "a" => "unsubscribe a",
+                Effect::Reply(ServerFrame::Unsubscribed { .. }) => "unsubscribed",
+                Effect::Reply(ServerFrame::Refreshed { .. }) => "refreshed",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "reauthenticated",
+                "unsubscribe a",
+                "unsubscribed",
+                "refreshed"
+            ]
+        );
+        assert_eq!(s.subscriptions().count(), 1);
+        assert!(s.principal().roles.is_empty());
+    }
+
+    #[test]
+    fn publish_is_checked_then_handed_over() {
+        let mut s = session(user("ann", &[]), 10);
+        let effects = frame(
+            &mut s,
+            json!({"type":"publish","topic":"todos:1","event":"typing","data":{"x":1},"ref":2}),
+        );
+        assert!(matches!(
+            effects.as_slice(),
+            [Effect::Publish {
+                prepared: Prepared::Logged(_),
+                ..
+            }]
+        ));
     }
 }

@@ -1,0 +1,84 @@
+//! Sending a custom event once it is validated: collection and topic events are
+//! appended to the log and the relay is woken; connection and user events go to the
+//! broker, which rings every node (they are not logged).
+
+use std::sync::Arc;
+
+use crate::{
+    broadcast::{BroadcastError, Prepared},
+    broker::{Broker, BrokerMessage},
+    db::Db,
+    event::{DirectEvent, NewEvent},
+    log::{RelaySignal, outbox},
+    model::Tx,
+};
+
+/// Appends to the log and wakes the relay, or publishes to the broker. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Publisher {
+    db: Db,
+    signal: RelaySignal,
+    broker: Arc<dyn Broker>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    pub(crate) fn new(db: Db, signal: RelaySignal, broker: Arc<dyn Broker>) -> Self {
+        Self { db, signal, broker }
+    }
+
+    /// Sends `prepared` now. A logged event is durable once this returns.
+    pub(crate) async fn send(&self, prepared: Prepared) -> Result<(), BroadcastError> {
+        match prepared {
+            Prepared::Logged(event) => {
+                append(&self.db, &event).await?;
+                self.signal.wake();
+            }
+            Prepared::Direct(event) => self.send_direct(event).await?,
+        }
+        Ok(())
+    }
+
+    /// Sends `prepared` only if `tx` commits: a logged event is written inside `tx`; a
+    /// direct one is published right after the commit, never after a rollback.
+    pub(crate) async fn send_in(
+        &self,
+        tx: &mut Tx,
+        prepared: Prepared,
+    ) -> Result<(), BroadcastError> {
+        match prepared {
+            Prepared::Logged(event) => tx.record(&event).await?,
+            Prepared::Direct(event) => {
+                let publisher = self.clone();
+                tx.after_commit(move || {
+                    tokio::spawn(async move {
+                        if let Err(e) = publisher.send_direct(event).await {
+                            tracing::warn!(error = %e, "broadcast after commit failed");
+                        }
+                    });
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_direct(&self, event: DirectEvent) -> Result<(), BroadcastError> {
+        let message = BrokerMessage::Direct { event };
+        self.broker.publish(message.encode()).await?;
+        Ok(())
+    }
+}
+
+/// Writes `event` to the log in its own transaction.
+async fn append(db: &Db, event: &NewEvent) -> sqlx::Result<()> {
+    match db {
+        Db::Sqlite(pool) => outbox::insert_sqlite(&mut *pool.acquire().await?, event).await?,
+        Db::Postgres(pool) => outbox::insert_postgres(&mut *pool.acquire().await?, event).await?,
+    }
+    Ok(())
+}

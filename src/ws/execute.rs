@@ -1,0 +1,235 @@
+//! Carries out a session's [`Effect`]s against the hub, the log and the publisher,
+//! and turns them into the frames the connection writes.
+
+use std::sync::Arc;
+
+use super::{
+    WsState,
+    session::{Effect, Session, Since, SubscribeRequest},
+    timers::Timers,
+};
+use crate::{
+    access::Interest,
+    broadcast::{BroadcastError, Prepared},
+    close::CloseReason,
+    config::AuthConfig,
+    event::Cursor,
+    hooks::SubscriptionHooks,
+    hub::{Hub, ReceiverKey},
+    log::{Log, replay::ReplayError},
+    metrics::Metrics,
+    protocol::{ErrorCode, ResyncReason, ServerFrame},
+    publisher::Publisher,
+    rules::Rules,
+    topic::Pattern,
+};
+
+/// What the connection writes after a frame, and whether it closes after that.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// Frames to send, in order.
+    pub frames: Vec<String>,
+    /// Close after sending them.
+    pub close: Option<CloseReason>,
+}
+
+/// A session attached to the hub as receiver `key`. Dropping it detaches the
+/// connection: the hub forgets it and the subscription hooks hear of every
+/// subscription's end, however the connection task ends.
+pub(crate) struct Attached {
+    pub session: Session,
+    connection_id: Arc<str>,
+    key: ReceiverKey,
+    hub: Arc<Hub>,
+    log: Arc<Log>,
+    rules: Arc<Rules>,
+    publisher: Publisher,
+    hooks: Arc<SubscriptionHooks>,
+    metrics: Arc<Metrics>,
+    auth: AuthConfig,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl Attached {
+    /// Attaches `session`, already registered in the hub as `key`.
+    pub fn new(
+        state: &WsState,
+        connection_id: Arc<str>,
+        key: ReceiverKey,
+        session: Session,
+    ) -> Self {
+        Self {
+            session,
+            connection_id,
+            key,
+            hub: state.hub.clone(),
+            log: state.log.clone(),
+            rules: state.rules.clone(),
+            publisher: state.publisher.clone(),
+            hooks: state.hooks.clone(),
+            metrics: state.metrics.clone(),
+            auth: state.config.auth.clone(),
+            shutdown: state.shutdown.clone(),
+        }
+    }
+
+    /// Carries out `effects` in order.
+    pub async fn execute(&mut self, effects: Vec<Effect>, timers: &mut Timers) -> Outcome {
+        let mut outcome = Outcome::default();
+        let mut pending = std::collections::VecDeque::from(effects);
+        while let Some(effect) = pending.pop_front() {
+            match effect {
+                Effect::Reply(frame) => outcome.frames.push(frame.to_text()),
+                Effect::Subscribe(request) => {
+                    let more = Box::pin(self.subscribe(request, &mut outcome.frames)).await;
+                    pending.extend(more);
+                }
+                Effect::Unsubscribe { id, pattern } => self.unsubscribe(&id, &pattern),
+                Effect::Reauthenticated {
+                    principal,
+                    expires_in,
+                } => {
+                    self.hub.set_principal(self.key, principal);
+                    timers.set_token(expires_in, self.auth.refresh_notice, self.auth.expiry_grace);
+                }
+                Effect::Publish {
+                    prepared,
+                    reference,
+                } => pending.extend(self.publish(prepared, reference).await),
+                Effect::Close(reason) => {
+                    outcome.close = Some(reason);
+                    break;
+                }
+            }
+        }
+        outcome
+    }
+
+    fn unsubscribe(&self, id: &str, pattern: &Pattern) {
+        self.hub.unsubscribe(self.key, id);
+        self.hooks
+            .unsubscribed(pattern.as_str(), &self.connection_id);
+    }
+
+    /// Registers the subscription, replays `(since, position]` if asked, and writes
+    /// `subscribed` followed by the replayed events. Returns follow-up effects (a
+    /// refusal) for the cases the session must count.
+    async fn subscribe(
+        &mut self,
+        request: SubscribeRequest,
+        frames: &mut Vec<String>,
+    ) -> Vec<Effect> {
+        let SubscribeRequest {
+            id,
+            pattern,
+            since,
+            reference,
+        } = request;
+        let Some(position) = self.hub.subscribe(self.key, id.clone(), pattern.clone()) else {
+            // The receiver is gone (its queue overflowed); the close is on its way.
+            self.session.forget(&id);
+            return self.session.refuse(
+                reference,
+                Some(id.to_string()),
+                ErrorCode::BadRequest,
+                "the connection is closing",
+            );
+        };
+        self.hooks.subscribed(pattern.as_str(), &self.connection_id);
+        let cursor = Cursor {
+            epoch: self.log.epoch(),
+            seq: position,
+        }
+        .to_string();
+        let subscribed = |recovered, reason, reference| ServerFrame::Subscribed {
+            id: id.to_string(),
+            pattern: pattern.to_string(),
+            cursor: cursor.clone(),
+            recovered,
+            reason,
+            reference,
+        };
+        let Some(since) = since else {
+            frames.push(subscribed(None, None, reference).to_text());
+            return Vec::new();
+        };
+        let replayed = match since {
+            Since::Cursor(since) => {
+                let patterns = [pattern.clone()];
+                let principal = self.session.principal().clone();
+                let interest = Interest::new(&self.rules, &principal, &patterns);
+                tokio::select! {
+                    replayed = self.log.replay(&since, position, |e| interest.wants(e)) => replayed,
+                    () = self.shutdown.cancelled() => Err(ReplayError::Resync(ResyncReason::UnknownPosition)),
+                }
+            }
+            Since::Invalid => Err(ReplayError::Resync(ResyncReason::UnknownPosition)),
+        };
+        match replayed {
+            Ok(events) => {
+                Metrics::inc(&self.metrics.resumes_recovered);
+                let subs = [id.clone()];
+                frames.reserve(events.len() + 1);
+                frames.push(subscribed(Some(true), None, reference).to_text());
+                frames.extend(
+                    events
+                        .iter()
+                        .map(|e| String::from_utf8_lossy(&e.frame(&subs)).into_owned()),
+                );
+                Vec::new()
+            }
+            Err(ReplayError::Resync(reason)) => {
+                Metrics::inc(&self.metrics.resumes_failed);
+                frames.push(subscribed(Some(false), Some(reason), reference).to_text());
+                Vec::new()
+            }
+            Err(ReplayError::Database(e)) => {
+                tracing::error!(error = %e, "replay failed");
+                let mut effects: Vec<Effect> = self.session.forget(&id).into_iter().collect();
+                effects.push(Effect::Reply(ServerFrame::error(
+                    reference,
+                    Some(id.to_string()),
+                    ErrorCode::Internal,
+                    "replay failed; try again",
+                )));
+                effects
+            }
+        }
+    }
+
+    async fn publish(
+        &mut self,
+        prepared: Prepared,
+        reference: Option<serde_json::Value>,
+    ) -> Vec<Effect> {
+        match self.publisher.send(prepared).await {
+            Ok(()) => vec![Effect::Reply(ServerFrame::Published { reference })],
+            Err(
+                e @ (BroadcastError::Database(_)
+                | BroadcastError::Broker(_)
+                | BroadcastError::Store(_)),
+            ) => {
+                tracing::error!(error = %e, "publish failed");
+                vec![Effect::Reply(ServerFrame::error(
+                    reference,
+                    None,
+                    ErrorCode::Internal,
+                    "publish failed; try again",
+                ))]
+            }
+            Err(e) => self
+                .session
+                .refuse(reference, None, ErrorCode::BadRequest, e.to_string()),
+        }
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.hub.disconnect(self.key);
+        for pattern in self.session.subscriptions().map(|(_, p)| p) {
+            self.hooks
+                .unsubscribed(pattern.as_str(), &self.connection_id);
+        }
+    }
+}

@@ -2,15 +2,15 @@
 
 mod common;
 
-use common::db::{BACKENDS, fresh_db};
+use common::{
+    backend_tests,
+    db::{Backend, fresh_db},
+};
 
-#[tokio::test]
-async fn migrations_run_on_every_backend() {
-    for backend in BACKENDS {
-        let Some(db) = fresh_db(backend).await else {
-            continue;
-        };
+backend_tests!(
+    async fn migrations_run_on_every_backend(backend: Backend) {
+        let db = fresh_db(backend).await;
         // Migrating twice is harmless.
         db.migrate().await.expect("second migrate");
     }
-}
+);

@@ -7,7 +7,8 @@ mod common;
 use std::collections::HashSet;
 
 use common::{
-    db::{BACKENDS, Backend, fresh_database_url},
+    backend_tests,
+    db::{Backend, fresh_database_url},
     server::{TestServer, seq_of},
 };
 use serde_json::json;
@@ -27,12 +28,9 @@ fn todo(id: &str, title: &str) -> Todo {
     }
 }
 
-#[tokio::test]
-async fn rolled_back_transactions_emit_nothing() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn rolled_back_transactions_emit_nothing(backend: Backend) {
+        let server = TestServer::start(backend, |_| {}).await;
         let mut ann = server.connect("ann").await;
         ann.subscribe("s", "todos:*").await;
         let store = server.realtime.store();
@@ -80,13 +78,11 @@ async fn rolled_back_transactions_emit_nothing() {
         let marker = ann.recv_event().await;
         assert_eq!(seq_of(&marker), seq_of(&event) + 1);
     }
-}
+);
 
 #[tokio::test]
 async fn postgres_commits_out_of_id_order_get_gapless_visible_order_seqs() {
-    let Some(server) = TestServer::start(Backend::Postgres, |_| {}).await else {
-        return;
-    };
+    let server = TestServer::start(Backend::Postgres, |_| {}).await;
     let mut ann = server.connect("ann").await;
     ann.subscribe("s", "todos:*").await;
     let store = server.realtime.store();
@@ -112,12 +108,11 @@ async fn postgres_commits_out_of_id_order_get_gapless_visible_order_seqs() {
     assert_eq!(seq_of(&second), seq_of(&first) + 1);
 }
 
-#[tokio::test]
-async fn concurrent_writers_yield_every_committed_event_exactly_once_in_seq_order() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn concurrent_writers_yield_every_committed_event_exactly_once_in_seq_order(
+        backend: Backend,
+    ) {
+        let server = TestServer::start(backend, |_| {}).await;
         let mut ann = server.connect("ann").await;
         let start = ann.subscribe("s", "todos:*").await;
         let base: u64 = seq_of(&start);
@@ -160,14 +155,11 @@ async fn concurrent_writers_yield_every_committed_event_exactly_once_in_seq_orde
         }
         assert_eq!(seen, committed);
     }
-}
+);
 
-#[tokio::test]
-async fn rows_committed_while_no_relay_ran_are_delivered_after_restart() {
-    for backend in BACKENDS {
-        let Some(url) = fresh_database_url(backend).await else {
-            continue;
-        };
+backend_tests!(
+    async fn rows_committed_while_no_relay_ran_are_delivered_after_restart(backend: Backend) {
+        let url = fresh_database_url(backend).await;
         let first = TestServer::start_on(&url, |_| {}).await;
         let mut ann = first.connect("ann").await;
         let since = ann.subscribe("s", "todos:*").await["cursor"]
@@ -198,4 +190,4 @@ async fn rows_committed_while_no_relay_ran_are_delivered_after_restart() {
         let event = again.recv_event().await;
         assert_eq!(event["key"], "orphan");
     }
-}
+);

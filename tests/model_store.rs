@@ -16,7 +16,10 @@ use tidings::{
     model::{Model, Store, StoreError, public_projection},
 };
 
-use common::db::{BACKENDS, Backend, fresh_db};
+use common::{
+    backend_tests,
+    db::{Backend, fresh_db},
+};
 
 /// How long a test waits for something that should happen at once.
 const PROMPTLY: Duration = Duration::from_secs(5);
@@ -98,15 +101,15 @@ const POSTGRES_TABLES: &str = "
 ";
 
 /// A fresh database with the test tables, a store on it and the store's relay signal.
-async fn setup(backend: Backend) -> Option<(Store, RelaySignal)> {
-    let db = fresh_db(backend).await?;
+async fn setup(backend: Backend) -> (Store, RelaySignal) {
+    let db = fresh_db(backend).await;
     match &db {
         Db::Sqlite(pool) => sqlx::raw_sql(SQLITE_TABLES).execute(pool).await.map(drop),
         Db::Postgres(pool) => sqlx::raw_sql(POSTGRES_TABLES).execute(pool).await.map(drop),
     }
     .expect("create test tables");
     let signal = RelaySignal::default();
-    Some((Store::new(db, signal.clone()), signal))
+    (Store::new(db, signal.clone()), signal)
 }
 
 /// One `realtime_outbox` row, with its JSON columns both parsed and as raw text.
@@ -239,12 +242,9 @@ fn assert_no_hidden(row: &OutboxRow) {
     assert!(!row.payload_text.contains("top-secret"), "{row:?}");
 }
 
-#[tokio::test]
-async fn insert_stores_the_record_and_writes_one_create_event() {
-    for backend in BACKENDS {
-        let Some((store, _signal)) = setup(backend).await else {
-            continue;
-        };
+backend_tests!(
+    async fn insert_stores_the_record_and_writes_one_create_event(backend: Backend) {
+        let (store, _signal) = setup(backend).await;
         let mut tx = store.begin().await.unwrap();
         let stored = tx.insert(&note("n1", "hello")).await.unwrap();
         assert_eq!(stored, note("n1", "hello"), "{backend:?}");
@@ -275,7 +275,7 @@ async fn insert_stores_the_record_and_writes_one_create_event() {
             Some(note("n1", "hello"))
         );
     }
-}
+);
 
 #[tokio::test]
 async fn public_projection_drops_hidden_fields() {
@@ -285,12 +285,9 @@ async fn public_projection_drops_hidden_fields() {
     );
 }
 
-#[tokio::test]
-async fn column_types_and_defaults_round_trip() {
-    for backend in BACKENDS {
-        let Some((store, _signal)) = setup(backend).await else {
-            continue;
-        };
+backend_tests!(
+    async fn column_types_and_defaults_round_trip(backend: Backend) {
+        let (store, _signal) = setup(backend).await;
         let at: DateTime<Utc> = "2026-11-24T16:00:00.250Z".parse().unwrap();
         let counter = Counter {
             id: 42,
@@ -328,14 +325,11 @@ async fn column_types_and_defaults_round_trip() {
         );
         assert_eq!(payload["meta"], json!({"tags": ["a", "b"], "n": 1}));
     }
-}
+);
 
-#[tokio::test]
-async fn list_returns_records_in_id_order_up_to_the_limit() {
-    for backend in BACKENDS {
-        let Some((store, signal)) = setup(backend).await else {
-            continue;
-        };
+backend_tests!(
+    async fn list_returns_records_in_id_order_up_to_the_limit(backend: Backend) {
+        let (store, signal) = setup(backend).await;
         seed(
             &store,
             &signal,
@@ -352,14 +346,11 @@ async fn list_returns_records_in_id_order_up_to_the_limit() {
         assert_eq!(ids, ["a", "b"], "{backend:?}");
         assert!(store.get::<Note>("zzz").await.unwrap().is_none());
     }
-}
+);
 
-#[tokio::test]
-async fn update_writes_one_event_listing_changed_public_fields() {
-    for backend in BACKENDS {
-        let Some((store, signal)) = setup(backend).await else {
-            continue;
-        };
+backend_tests!(
+    async fn update_writes_one_event_listing_changed_public_fields(backend: Backend) {
+        let (store, signal) = setup(backend).await;
         seed(&store, &signal, &[note("n1", "hello")]).await;
         seed(&store, &signal, &[todo("t1", false)]).await;
         let before = outbox(&store).await.len();
@@ -399,14 +390,11 @@ async fn update_writes_one_event_listing_changed_public_fields() {
             Some("top-secret v2")
         );
     }
-}
+);
 
-#[tokio::test]
-async fn update_without_changes_gives_an_empty_change_list() {
-    for backend in BACKENDS {
-        let Some((store, signal)) = setup(backend).await else {
-            continue;
-        };
+backend_tests!(
+    async fn update_without_changes_gives_an_empty_change_list(backend: Backend) {
+        let (store, signal) = setup(backend).await;
         seed(&store, &signal, &[note("n1", "hello")]).await;
         let mut tx = store.begin().await.unwrap();
         let (stored, changes) = tx.update(&note("n1", "hello")).await.unwrap();
@@ -418,14 +406,11 @@ async fn update_without_changes_gives_an_empty_change_list() {
         assert_eq!(rows[1].action, "update");
         assert_eq!(rows[1].changes, Some(vec![]));
     }
-}
+);
 
-#[tokio::test]
-async fn delete_emits_the_record_as_it_was() {
-    for backend in BACKENDS {
-        let Some((store, signal)) = setup(backend).await else {
-            continue;
-        };
+backend_tests!(
+    async fn delete_emits_the_record_as_it_was(backend: Backend) {
+        let (store, signal) = setup(backend).await;
         seed(&store, &signal, &[note("n1", "hello")]).await;
         let mut tx = store.begin().await.unwrap();
         let old = tx.delete::<Note>("n1").await.unwrap();
@@ -464,14 +449,11 @@ async fn delete_emits_the_record_as_it_was() {
         assert_eq!(tx.delete::<Counter>("5").await.unwrap().hits, Some(1));
         tx.commit().await.unwrap();
     }
-}
+);
 
-#[tokio::test]
-async fn missing_ids_are_not_found_and_write_nothing() {
-    for backend in BACKENDS {
-        let Some((store, _signal)) = setup(backend).await else {
-            continue;
-        };
+backend_tests!(
+    async fn missing_ids_are_not_found_and_write_nothing(backend: Backend) {
+        let (store, _signal) = setup(backend).await;
         let mut tx = store.begin().await.unwrap();
         let err = tx.update(&note("ghost", "boo")).await.unwrap_err();
         assert!(
@@ -487,14 +469,11 @@ async fn missing_ids_are_not_found_and_write_nothing() {
         assert_eq!(count(&store, "notes").await, 0);
         assert!(outbox(&store).await.is_empty(), "{backend:?}");
     }
-}
+);
 
-#[tokio::test]
-async fn rolled_back_or_dropped_transactions_leave_nothing() {
-    for backend in BACKENDS {
-        let Some((store, signal)) = setup(backend).await else {
-            continue;
-        };
+backend_tests!(
+    async fn rolled_back_or_dropped_transactions_leave_nothing(backend: Backend) {
+        let (store, signal) = setup(backend).await;
         let mut tx = store.begin().await.unwrap();
         tx.insert(&note("n1", "hello")).await.unwrap();
         tx.rollback().await.unwrap();
@@ -519,7 +498,7 @@ async fn rolled_back_or_dropped_transactions_leave_nothing() {
             "{backend:?}: nothing committed, nothing to wake for"
         );
     }
-}
+);
 
 fn own_sql_event(id: &str) -> NewEvent {
     NewEvent {
@@ -535,12 +514,9 @@ fn own_sql_event(id: &str) -> NewEvent {
     }
 }
 
-#[tokio::test]
-async fn recorded_events_are_emitted_only_on_commit() {
-    for backend in BACKENDS {
-        let Some((store, signal)) = setup(backend).await else {
-            continue;
-        };
+backend_tests!(
+    async fn recorded_events_are_emitted_only_on_commit(backend: Backend) {
+        let (store, signal) = setup(backend).await;
         for commit in [false, true] {
             let mut tx = store.begin().await.unwrap();
             // A write the model layer knows nothing about, on the transaction's connection.
@@ -571,14 +547,11 @@ async fn recorded_events_are_emitted_only_on_commit() {
         assert_eq!(rows[0].payload["body"], json!("own sql"));
         assert_eq!(count(&store, "notes").await, 1);
     }
-}
+);
 
-#[tokio::test]
-async fn store_record_writes_directly_and_wakes_the_relay() {
-    for backend in BACKENDS {
-        let Some((store, signal)) = setup(backend).await else {
-            continue;
-        };
+backend_tests!(
+    async fn store_record_writes_directly_and_wakes_the_relay(backend: Backend) {
+        let (store, signal) = setup(backend).await;
         let mut event = own_sql_event("n1");
         event.action = Action::Broadcast;
         event.key = None;
@@ -594,14 +567,11 @@ async fn store_record_writes_directly_and_wakes_the_relay() {
         assert_eq!(rows[0].key, None);
         assert_eq!(rows[0].except.as_deref(), Some("conn-7"));
     }
-}
+);
 
-#[tokio::test]
-async fn commit_wakes_the_relay_only_after_writing_events() {
-    for backend in BACKENDS {
-        let Some((store, signal)) = setup(backend).await else {
-            continue;
-        };
+backend_tests!(
+    async fn commit_wakes_the_relay_only_after_writing_events(backend: Backend) {
+        let (store, signal) = setup(backend).await;
         let mut tx = store.begin().await.unwrap();
         tx.insert(&note("n1", "hello")).await.unwrap();
         assert!(
@@ -621,7 +591,7 @@ async fn commit_wakes_the_relay_only_after_writing_events() {
             "{backend:?}: a read-only transaction does not wake the relay"
         );
     }
-}
+);
 
 /// A model whose names would be spliced into SQL unquoted if they were not checked.
 #[derive(Debug, Serialize, Deserialize)]
@@ -692,12 +662,9 @@ impl Model for ExtraField {
     }
 }
 
-#[tokio::test]
-async fn bad_names_are_errors_not_panics() {
-    for backend in BACKENDS {
-        let Some((store, signal)) = setup(backend).await else {
-            continue;
-        };
+backend_tests!(
+    async fn bad_names_are_errors_not_panics(backend: Backend) {
+        let (store, signal) = setup(backend).await;
         seed(&store, &signal, &[note("n1", "hello")]).await;
         let mut tx = store.begin().await.unwrap();
 
@@ -749,14 +716,11 @@ async fn bad_names_are_errors_not_panics() {
         assert_eq!(count(&store, "notes").await, 1, "{backend:?}: table intact");
         assert_eq!(outbox(&store).await.len(), 1, "{backend:?}: only the seed");
     }
-}
+);
 
-#[tokio::test]
-async fn write_transactions_hold_their_locks_until_commit() {
-    for backend in BACKENDS {
-        let Some((store, signal)) = setup(backend).await else {
-            continue;
-        };
+backend_tests!(
+    async fn write_transactions_hold_their_locks_until_commit(backend: Backend) {
+        let (store, signal) = setup(backend).await;
         seed(&store, &signal, &[note("n1", "hello")]).await;
         let mut tx = store.begin().await.unwrap();
         if let Db::Sqlite(pool) = store.db() {
@@ -785,4 +749,4 @@ async fn write_transactions_hold_their_locks_until_commit() {
         }
         tx.commit().await.unwrap();
     }
-}
+);

@@ -7,7 +7,8 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{
-    db::{BACKENDS, fresh_database_url},
+    backend_tests,
+    db::{Backend, fresh_database_url},
     server::{Client, test_config, token},
 };
 use serde_json::json;
@@ -38,12 +39,9 @@ async fn client(addr: std::net::SocketAddr) -> Client {
     client
 }
 
-#[tokio::test]
-async fn events_cross_nodes_with_a_shared_broker_and_without_one() {
-    for backend in BACKENDS {
-        let Some(url) = fresh_database_url(backend).await else {
-            continue;
-        };
+backend_tests!(
+    async fn events_cross_nodes_with_a_shared_broker_and_without_one(backend: Backend) {
+        let url = fresh_database_url(backend).await;
         // SQLite in one process: both nodes share the file, as two processes would.
         let shared = Arc::new(MemoryBroker::new(1024));
         let (a, a_addr) = node(&url, shared.clone()).await;
@@ -73,4 +71,4 @@ async fn events_cross_nodes_with_a_shared_broker_and_without_one() {
             assert_eq!(cursors.len(), 5, "no duplicates");
         }
     }
-}
+);

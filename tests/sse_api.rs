@@ -13,7 +13,8 @@ use axum::{
     routing::get,
 };
 use common::{
-    db::BACKENDS,
+    backend_tests,
+    db::Backend,
     server::{Extras, SECRET, TestServer, token},
     sse::SseStream,
 };
@@ -23,12 +24,9 @@ use tidings::{
     sse::{DatastarBroadcastError, SseError},
 };
 
-#[tokio::test]
-async fn datastar_broadcast_reaches_matching_readable_streams_once() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn datastar_broadcast_reaches_matching_readable_streams_once(backend: Backend) {
+        let server = TestServer::start(backend, |_| {}).await;
         let mut all = server.sse("ann", "todos:*").await;
         let mut one = server.sse("carl", "todos:42").await;
         let mut notes = server.sse("bob", "notes:*").await;
@@ -100,7 +98,7 @@ async fn datastar_broadcast_reaches_matching_readable_streams_once() {
             "elements <p id=\"marker\">42</p>"
         );
     }
-}
+);
 
 /// An app's own route: `GET /live?pattern=...` opens a stream with `datastar_stream`.
 async fn live(
@@ -144,12 +142,11 @@ fn live_extras() -> Extras {
     }
 }
 
-#[tokio::test]
-async fn datastar_stream_opens_with_the_apps_html_then_resumes_like_the_endpoint() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start_with(backend, |_| {}, live_extras()).await else {
-            continue;
-        };
+backend_tests!(
+    async fn datastar_stream_opens_with_the_apps_html_then_resumes_like_the_endpoint(
+        backend: Backend,
+    ) {
+        let server = TestServer::start_with(backend, |_| {}, live_extras()).await;
         let open = |patterns: &str, last: Option<&str>| {
             let mut request = server
                 .http()
@@ -202,11 +199,10 @@ async fn datastar_stream_opens_with_the_apps_html_then_resumes_like_the_endpoint
             "refused streams leave nothing registered"
         );
     }
-}
+);
 
-#[tokio::test]
-async fn demo_page_signs_in_with_the_sse_cookie_and_celebrates() {
-    for backend in BACKENDS {
+backend_tests!(
+    async fn demo_page_signs_in_with_the_sse_cookie_and_celebrates(backend: Backend) {
         let extras = Extras {
             demo: demo::DemoOptions {
                 mint_secret: Some(SECRET.into()),
@@ -214,15 +210,12 @@ async fn demo_page_signs_in_with_the_sse_cookie_and_celebrates() {
             },
             ..Extras::default()
         };
-        let Some(server) = TestServer::start_with(
+        let server = TestServer::start_with(
             backend,
             |c| c.sse.cookie_name = Some(demo::DEMO_COOKIE.into()),
             extras,
         )
-        .await
-        else {
-            continue;
-        };
+        .await;
         let todo = server
             .create("bob", "todos", json!({"title": "<milk>"}))
             .await;
@@ -303,4 +296,4 @@ async fn demo_page_signs_in_with_the_sse_cookie_and_celebrates() {
             .unwrap();
         assert_eq!(nobody.status(), 401);
     }
-}
+);

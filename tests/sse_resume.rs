@@ -7,7 +7,8 @@ mod common;
 use std::sync::atomic::Ordering;
 
 use common::{
-    db::BACKENDS,
+    backend_tests,
+    db::Backend,
     server::TestServer,
     sse::{Group, SseStream},
 };
@@ -40,12 +41,9 @@ fn epoch_of(cursor: &str) -> &str {
     cursor.rsplit_once(':').unwrap().0
 }
 
-#[tokio::test]
-async fn resume_replays_exactly_what_was_missed_then_goes_live() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn resume_replays_exactly_what_was_missed_then_goes_live(backend: Backend) {
+        let server = TestServer::start(backend, |_| {}).await;
         let mut first = server.sse("ann", "todos:*").await;
         let opening = first.next_group().await;
         let t1 = todo(&server, "one").await;
@@ -76,14 +74,11 @@ async fn resume_replays_exactly_what_was_missed_then_goes_live() {
             .load(Ordering::Relaxed);
         assert_eq!(recovered, 2);
     }
-}
+);
 
-#[tokio::test]
-async fn resume_after_a_restart_replays_from_the_table() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn resume_after_a_restart_replays_from_the_table(backend: Backend) {
+        let server = TestServer::start(backend, |_| {}).await;
         let url = server.database_url.clone();
         let mut stream = server.sse("ann", "todos:*").await;
         let opening = stream.next_group().await;
@@ -99,14 +94,11 @@ async fn resume_after_a_restart_replays_from_the_table() {
         let mut resumed = server.sse_resume("ann", "todos:*", &g1.id).await;
         expect_creates(&mut resumed, &[&t2], g1.seq()).await;
     }
-}
+);
 
-#[tokio::test]
-async fn a_resume_over_the_replay_cap_starts_with_the_snapshot() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |c| c.log.replay_cap = 2).await else {
-            continue;
-        };
+backend_tests!(
+    async fn a_resume_over_the_replay_cap_starts_with_the_snapshot(backend: Backend) {
+        let server = TestServer::start(backend, |c| c.log.replay_cap = 2).await;
         let mut stream = server.sse("ann", "todos:*").await;
         let opening = stream.next_group().await;
         let ids = [
@@ -137,14 +129,11 @@ async fn a_resume_over_the_replay_cap_starts_with_the_snapshot() {
             .load(Ordering::Relaxed);
         assert_eq!(failed, 1);
     }
-}
+);
 
-#[tokio::test]
-async fn an_unservable_resume_without_snapshot_gets_the_reset_patch() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |c| c.log.replay_cap = 1).await else {
-            continue;
-        };
+backend_tests!(
+    async fn an_unservable_resume_without_snapshot_gets_the_reset_patch(backend: Backend) {
+        let server = TestServer::start(backend, |c| c.log.replay_cap = 1).await;
         let mut stream = server.sse("ann", "notes:*").await;
         let opening = stream.next_group().await;
         assert!(opening.events.is_empty(), "no snapshot for notes");
@@ -179,14 +168,11 @@ async fn an_unservable_resume_without_snapshot_gets_the_reset_patch() {
             "{first:?}"
         );
     }
-}
+);
 
-#[tokio::test]
-async fn a_resume_older_than_the_log_gets_the_reset_patch() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |c| c.log.ring_capacity = 1).await else {
-            continue;
-        };
+backend_tests!(
+    async fn a_resume_older_than_the_log_gets_the_reset_patch(backend: Backend) {
+        let server = TestServer::start(backend, |c| c.log.ring_capacity = 1).await;
         let mut stream = server.sse("ann", "notes:*").await;
         let opening = stream.next_group().await;
         let mut last = opening.clone();
@@ -228,14 +214,11 @@ async fn a_resume_older_than_the_log_gets_the_reset_patch() {
             "{replayed:?}"
         );
     }
-}
+);
 
-#[tokio::test]
-async fn a_new_stream_starts_at_a_position_it_can_resume_from() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn a_new_stream_starts_at_a_position_it_can_resume_from(backend: Backend) {
+        let server = TestServer::start(backend, |_| {}).await;
         // An event before the stream, seen through another stream so that it is
         // known to be delivered (the relay runs on its own).
         let mut watcher = server.sse("ann", "notes:*").await;
@@ -257,4 +240,4 @@ async fn a_new_stream_starts_at_a_position_it_can_resume_from() {
             "new"
         );
     }
-}
+);

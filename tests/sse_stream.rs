@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    db::BACKENDS,
+    backend_tests,
+    db::Backend,
     server::{Extras, TestServer, WAIT, now, sign, token},
     sse::{End, Item, SseStream, seq_of},
 };
@@ -15,12 +16,9 @@ use serde_json::json;
 use tidings::{Rule, demo};
 use tokio::sync::mpsc;
 
-#[tokio::test]
-async fn crud_events_arrive_rendered_in_order() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn crud_events_arrive_rendered_in_order(backend: Backend) {
+        let server = TestServer::start(backend, |_| {}).await;
         let mut ann = server.sse("ann", "todos:*").await;
         assert_eq!(ann.headers["content-type"], "text/event-stream");
         assert_eq!(ann.headers["cache-control"], "no-cache");
@@ -65,14 +63,11 @@ async fn crud_events_arrive_rendered_in_order() {
         assert_eq!(removed.seq(), updated.seq() + 1);
         assert_eq!(removed.text(), format!("selector #todo-{id}\nmode remove"));
     }
-}
+);
 
-#[tokio::test]
-async fn collections_without_a_renderer_use_the_default_signals() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn collections_without_a_renderer_use_the_default_signals(backend: Backend) {
+        let server = TestServer::start(backend, |_| {}).await;
         let mut ann = server.sse("ann", "notes:*").await;
         // No snapshot for notes: a new stream starts with its position only.
         let opening = ann.next_group().await;
@@ -90,14 +85,11 @@ async fn collections_without_a_renderer_use_the_default_signals() {
         );
         assert!(!created.text().contains("SECRET"), "hidden field leaked");
     }
-}
+);
 
-#[tokio::test]
-async fn owner_only_notes_never_reach_another_users_stream() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn owner_only_notes_never_reach_another_users_stream(backend: Backend) {
+        let server = TestServer::start(backend, |_| {}).await;
         let mut ann = server.sse("ann", "notes:*").await;
         let mut star = server.sse("ann", "*").await;
         let opening = ann.next_group().await;
@@ -125,23 +117,19 @@ async fn owner_only_notes_never_reach_another_users_stream() {
             );
         }
     }
-}
+);
 
-#[tokio::test]
-async fn refusals_have_the_protocol_codes() {
-    for backend in BACKENDS {
+backend_tests!(
+    async fn refusals_have_the_protocol_codes(backend: Backend) {
         let extras = Extras {
             builder: Some(Box::new(|b| {
                 b.rules(demo::rules().collection("news", Rule::Public, Rule::Deny))
             })),
             ..Extras::default()
         };
-        let Some(server) =
+        let server =
             TestServer::start_with(backend, |c| c.sse.cookie_name = Some("tok".into()), extras)
-                .await
-        else {
-            continue;
-        };
+                .await;
         let refused = async |request: reqwest::RequestBuilder, status: u16, code: &str| {
             let stream = SseStream::open(request).await;
             assert_eq!(stream.status, status, "expected {code}");
@@ -215,14 +203,11 @@ async fn refusals_have_the_protocol_codes() {
             200
         );
     }
-}
+);
 
-#[tokio::test]
-async fn anonymous_everything_is_refused_where_nothing_is_public() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn anonymous_everything_is_refused_where_nothing_is_public(backend: Backend) {
+        let server = TestServer::start(backend, |_| {}).await;
         for topics in ["*", "to*:*", "todos:*"] {
             let stream = SseStream::open(server.sse_request(topics)).await;
             assert_eq!(stream.status, 401, "{topics}");
@@ -230,20 +215,17 @@ async fn anonymous_everything_is_refused_where_nothing_is_public() {
             assert_eq!(stream.error_code().await, "unauthorized");
         }
     }
-}
+);
 
-#[tokio::test]
-async fn anonymous_streams_get_public_collections_only() {
-    for backend in BACKENDS {
+backend_tests!(
+    async fn anonymous_streams_get_public_collections_only(backend: Backend) {
         let extras = Extras {
             builder: Some(Box::new(|b| {
                 b.rules(demo::rules().collection("news", Rule::Public, Rule::Deny))
             })),
             ..Extras::default()
         };
-        let Some(server) = TestServer::start_with(backend, |_| {}, extras).await else {
-            continue;
-        };
+        let server = TestServer::start_with(backend, |_| {}, extras).await;
         // `*` is fine anonymously because news is public; todos stay out of it.
         let mut anon = SseStream::open(server.sse_request("*")).await;
         assert_eq!(anon.status, 200);
@@ -267,19 +249,15 @@ async fn anonymous_streams_get_public_collections_only() {
             "the todo must not reach an anonymous stream: {first:?}"
         );
     }
-}
+);
 
-#[tokio::test]
-async fn a_stream_ends_when_its_token_expires() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |c| {
+backend_tests!(
+    async fn a_stream_ends_when_its_token_expires(backend: Backend) {
+        let server = TestServer::start(backend, |c| {
             c.jwt.leeway = Duration::ZERO;
             c.auth.expiry_grace = Duration::from_millis(200);
         })
-        .await
-        else {
-            continue;
-        };
+        .await;
         let short = sign(json!({"sub": "ann", "exp": now() + 2}));
         let mut stream = SseStream::open(server.sse_request("todos:*").bearer_auth(short)).await;
         assert_eq!(stream.status, 200);
@@ -292,18 +270,14 @@ async fn a_stream_ends_when_its_token_expires() {
         assert_eq!(stream.status, 200);
         stream.next_group().await;
     }
-}
+);
 
-#[tokio::test]
-async fn idle_streams_get_keep_alive_comments() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |c| {
+backend_tests!(
+    async fn idle_streams_get_keep_alive_comments(backend: Backend) {
+        let server = TestServer::start(backend, |c| {
             c.sse.keep_alive = Duration::from_millis(100);
         })
-        .await
-        else {
-            continue;
-        };
+        .await;
         let mut stream = server.sse("ann", "todos:*").await;
         stream.next_group().await;
         for _ in 0..2 {
@@ -313,14 +287,11 @@ async fn idle_streams_get_keep_alive_comments() {
             );
         }
     }
-}
+);
 
-#[tokio::test]
-async fn shutdown_ends_streams_cleanly() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn shutdown_ends_streams_cleanly(backend: Backend) {
+        let server = TestServer::start(backend, |_| {}).await;
         let mut stream = server.sse("ann", "todos:*").await;
         stream.next_group().await;
         assert!(
@@ -331,11 +302,10 @@ async fn shutdown_ends_streams_cleanly() {
         );
         assert_eq!(stream.ended().await, End::Clean);
     }
-}
+);
 
-#[tokio::test]
-async fn callbacks_pair_up_when_the_client_goes_away() {
-    for backend in BACKENDS {
+backend_tests!(
+    async fn callbacks_pair_up_when_the_client_goes_away(backend: Backend) {
         let (tx, mut rx) = mpsc::unbounded_channel::<(&'static str, String, String)>();
         let extras = Extras {
             builder: Some(Box::new(move |b| {
@@ -349,16 +319,13 @@ async fn callbacks_pair_up_when_the_client_goes_away() {
             })),
             ..Extras::default()
         };
-        let Some(server) = TestServer::start_with(
+        let server = TestServer::start_with(
             backend,
             // A short keep-alive makes a gone client show up as a failed write soon.
             |c| c.sse.keep_alive = Duration::from_millis(100),
             extras,
         )
-        .await
-        else {
-            continue;
-        };
+        .await;
         let mut recv = async || {
             tokio::time::timeout(WAIT, rx.recv())
                 .await
@@ -409,14 +376,11 @@ async fn callbacks_pair_up_when_the_client_goes_away() {
             0
         );
     }
-}
+);
 
-#[tokio::test]
-async fn a_full_queue_ends_the_stream() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |c| c.sse.queue_capacity = 2).await else {
-            continue;
-        };
+backend_tests!(
+    async fn a_full_queue_ends_the_stream(backend: Backend) {
+        let server = TestServer::start(backend, |c| c.sse.queue_capacity = 2).await;
         let mut stream = server.sse("ann", "todos:*").await;
         stream.next_group().await;
         // The client stops reading: once the socket buffers are full the stream's queue
@@ -446,14 +410,11 @@ async fn a_full_queue_ends_the_stream() {
         // What was written before the overflow still arrives, then the stream ends.
         assert_eq!(stream.ended().await, End::Clean);
     }
-}
+);
 
-#[tokio::test]
-async fn user_targeted_broadcasts_reach_the_users_streams_without_a_cursor() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn user_targeted_broadcasts_reach_the_users_streams_without_a_cursor(backend: Backend) {
+        let server = TestServer::start(backend, |_| {}).await;
         let mut ann = server.sse("ann", "todos:*").await;
         ann.next_group().await;
         server
@@ -477,4 +438,4 @@ async fn user_targeted_broadcasts_reach_the_users_streams_without_a_cursor() {
         assert!(created.text().contains(todo["id"].as_str().unwrap()));
         assert!(seq_of(&created.id) > 0);
     }
-}
+);

@@ -4,7 +4,8 @@
 mod common;
 
 use common::{
-    db::{BACKENDS, Backend},
+    backend_tests,
+    db::Backend,
     server::{TestServer, token, token_with_roles},
 };
 use serde_json::{Value, json};
@@ -21,12 +22,9 @@ async fn post(server: &TestServer, bearer: Option<String>, body: Value) -> reqwe
     request.send().await.unwrap()
 }
 
-#[tokio::test]
-async fn every_target_reaches_exactly_its_receivers() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn every_target_reaches_exactly_its_receivers(backend: Backend) {
+        let server = TestServer::start(backend, |_| {}).await;
         let mut ann = server.connect("ann").await;
         ann.subscribe("all", "todos").await;
         let mut ann2 = server.connect("ann").await; // ann's second tab, no subscription
@@ -120,11 +118,11 @@ async fn every_target_reaches_exactly_its_receivers() {
             .unwrap();
         assert_eq!(ann.recv_event().await["event"], "marker");
     }
-}
+);
 
 #[tokio::test]
 async fn http_endpoint_needs_a_publisher_token_and_valid_input() {
-    let server = TestServer::start(Backend::Sqlite, |_| {}).await.unwrap();
+    let server = TestServer::start(Backend::Sqlite, |_| {}).await;
     let body = json!({"target": {"collection": "todos"}, "event": "x", "data": 1});
     assert_eq!(post(&server, None, body.clone()).await.status(), 401);
     assert_eq!(
@@ -158,7 +156,7 @@ async fn http_endpoint_needs_a_publisher_token_and_valid_input() {
 
 #[tokio::test]
 async fn client_publish_obeys_the_publish_rule() {
-    let server = TestServer::start(Backend::Sqlite, |_| {}).await.unwrap();
+    let server = TestServer::start(Backend::Sqlite, |_| {}).await;
     let mut ann = server.connect("ann").await;
     ann.subscribe("chat", "chat:*").await;
     let mut bob = server.connect("bob").await;
@@ -202,7 +200,7 @@ async fn client_publish_obeys_the_publish_rule() {
 
 #[tokio::test]
 async fn owner_rules_apply_to_broadcast_data() {
-    let server = TestServer::start(Backend::Sqlite, |_| {}).await.unwrap();
+    let server = TestServer::start(Backend::Sqlite, |_| {}).await;
     let mut ann = server.connect("ann").await;
     ann.subscribe("n", "notes").await;
     let mut bob = server.connect("bob").await;
@@ -232,12 +230,9 @@ async fn owner_rules_apply_to_broadcast_data() {
     assert_eq!(bob.recv_event().await["data"]["n"], 5);
 }
 
-#[tokio::test]
-async fn broadcasts_in_a_transaction_are_sent_only_on_commit() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn broadcasts_in_a_transaction_are_sent_only_on_commit(backend: Backend) {
+        let server = TestServer::start(backend, |_| {}).await;
         let mut ann = server.connect("ann").await;
         ann.subscribe("s", "todos").await;
         let realtime = &server.realtime;
@@ -281,4 +276,4 @@ async fn broadcasts_in_a_transaction_are_sent_only_on_commit() {
         committed.commit().await.unwrap();
         assert_eq!(ann.recv_event().await["event"], "logged-after-commit");
     }
-}
+);

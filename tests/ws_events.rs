@@ -3,17 +3,15 @@
 mod common;
 
 use common::{
-    db::BACKENDS,
+    backend_tests,
+    db::Backend,
     server::{TestServer, seq_of},
 };
 use serde_json::json;
 
-#[tokio::test]
-async fn crud_events_reach_subscribers_in_order() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn crud_events_reach_subscribers_in_order(backend: Backend) {
+        let server = TestServer::start(backend, |_| {}).await;
         let mut ann = server.connect("ann").await;
         let subscribed = ann.subscribe("s1", "todos:*").await;
         assert!(subscribed["cursor"].as_str().unwrap().contains(':'));
@@ -59,4 +57,4 @@ async fn crud_events_reach_subscribers_in_order() {
         assert_eq!(seqs[1], seqs[0] + 1);
         assert_eq!(seqs[2], seqs[1] + 1);
     }
-}
+);

@@ -13,9 +13,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 async fn server(configure: impl FnOnce(&mut tidings::Config)) -> TestServer {
-    TestServer::start(Backend::Sqlite, configure)
-        .await
-        .expect("sqlite")
+    TestServer::start(Backend::Sqlite, configure).await
 }
 
 fn sign_with(secret: &str, claims: Value) -> String {

@@ -12,7 +12,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn refresh_keeps_the_connection_and_its_subscriptions() {
-    let server = TestServer::start(Backend::Sqlite, |_| {}).await.unwrap();
+    let server = TestServer::start(Backend::Sqlite, |_| {}).await;
     let mut ann = server.connect("ann").await;
     ann.subscribe("s1", "todos:*").await;
 
@@ -61,8 +61,7 @@ async fn refresh_notice_then_close_4001_at_expiry_plus_grace() {
         c.auth.expiry_grace = Duration::from_millis(500);
         c.jwt.leeway = Duration::ZERO;
     })
-    .await
-    .unwrap();
+    .await;
     let mut ann = connect_expiring_soon(&server).await;
     // No refresh: closed 4001 after expiry + grace.
     assert_eq!(ann.ended().await, Ended::Code(4001));
@@ -74,8 +73,7 @@ async fn a_timely_refresh_prevents_the_expiry_close() {
         c.auth.expiry_grace = Duration::from_millis(200);
         c.jwt.leeway = Duration::ZERO;
     })
-    .await
-    .unwrap();
+    .await;
     let mut ann = connect_expiring_soon(&server).await;
     ann.send(json!({"type": "auth", "token": token("ann")}))
         .await;
@@ -89,9 +87,7 @@ async fn a_timely_refresh_prevents_the_expiry_close() {
 #[tokio::test]
 async fn refresh_ends_subscriptions_the_new_claims_no_longer_allow() {
     use tidings::{Rule, Rules};
-    let url = common::db::fresh_database_url(Backend::Sqlite)
-        .await
-        .unwrap();
+    let url = common::db::fresh_database_url(Backend::Sqlite).await;
     let db = tidings::Db::connect(&url).await.unwrap();
     let mut config = common::server::test_config();
     config.auth.allow_anonymous = true;

@@ -4,7 +4,8 @@
 mod common;
 
 use common::{
-    db::BACKENDS,
+    backend_tests,
+    db::Backend,
     server::{Client, TestServer, seq_of, seq_of_cursor},
 };
 use serde_json::{Value, json};
@@ -27,12 +28,9 @@ async fn titles(server: &TestServer, sub: &str, titles: &[&str]) {
     }
 }
 
-#[tokio::test]
-async fn resume_replays_exactly_the_missed_events_then_goes_live() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn resume_replays_exactly_the_missed_events_then_goes_live(backend: Backend) {
+        let server = TestServer::start(backend, |_| {}).await;
         let mut ann = server.connect("ann").await;
         ann.subscribe("s", "todos:*").await;
         titles(&server, "bob", &["a", "b"]).await;
@@ -70,14 +68,11 @@ async fn resume_replays_exactly_the_missed_events_then_goes_live() {
         assert_eq!(at["recovered"], true);
         assert_eq!(at["cursor"], live["cursor"]);
     }
-}
+);
 
-#[tokio::test]
-async fn resume_after_a_restart_reads_the_table() {
-    for backend in BACKENDS {
-        let Some(first) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn resume_after_a_restart_reads_the_table(backend: Backend) {
+        let first = TestServer::start(backend, |_| {}).await;
         let mut ann = first.connect("ann").await;
         let start = ann.subscribe("s", "todos:*").await;
         let since = start["cursor"].as_str().unwrap().to_owned();
@@ -97,19 +92,15 @@ async fn resume_after_a_restart_reads_the_table() {
             assert_eq!(again.recv_event().await["record"]["title"], title);
         }
     }
-}
+);
 
-#[tokio::test]
-async fn resumes_that_cannot_be_served_say_why_and_replay_nothing() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |c| {
+backend_tests!(
+    async fn resumes_that_cannot_be_served_say_why_and_replay_nothing(backend: Backend) {
+        let server = TestServer::start(backend, |c| {
             c.log.replay_cap = 2;
             c.log.ring_capacity = 2;
         })
-        .await
-        else {
-            continue;
-        };
+        .await;
         let mut ann = server.connect("ann").await;
         let start = ann.subscribe("s", "todos:*").await;
         let since = start["cursor"].as_str().unwrap().to_owned();
@@ -167,14 +158,11 @@ async fn resumes_that_cannot_be_served_say_why_and_replay_nothing() {
         let subscribed = resume(&mut client, "k", "todos:none", &since).await;
         assert_eq!(subscribed["reason"], "too_old");
     }
-}
+);
 
-#[tokio::test]
-async fn resume_under_concurrent_writes_has_no_gap_and_no_duplicate() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |c| c.log.ring_capacity = 8).await else {
-            continue;
-        };
+backend_tests!(
+    async fn resume_under_concurrent_writes_has_no_gap_and_no_duplicate(backend: Backend) {
+        let server = TestServer::start(backend, |c| c.log.ring_capacity = 8).await;
         let mut ann = server.connect("ann").await;
         let start = ann.subscribe("s", "todos:*").await;
         let since = start["cursor"].as_str().unwrap().to_owned();
@@ -216,19 +204,15 @@ async fn resume_under_concurrent_writes_has_no_gap_and_no_duplicate() {
         }
         writer.await.unwrap();
     }
-}
+);
 
-#[tokio::test]
-async fn the_relay_prunes_past_the_retention_and_old_resumes_are_too_old() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |c| {
+backend_tests!(
+    async fn the_relay_prunes_past_the_retention_and_old_resumes_are_too_old(backend: Backend) {
+        let server = TestServer::start(backend, |c| {
             c.log.retention = 3;
             c.log.ring_capacity = 1;
         })
-        .await
-        else {
-            continue;
-        };
+        .await;
         let mut ann = server.connect("ann").await;
         let start = ann.subscribe("s", "todos").await["cursor"]
             .as_str()
@@ -266,4 +250,4 @@ async fn the_relay_prunes_past_the_retention_and_old_resumes_are_too_old() {
             assert_eq!(recent.recv_event().await["data"], n);
         }
     }
-}
+);

@@ -12,7 +12,7 @@ use tidings::{Broadcast, Target};
 
 #[tokio::test]
 async fn malformed_frames_get_errors_and_the_connection_stays_open() {
-    let server = TestServer::start(Backend::Sqlite, |_| {}).await.unwrap();
+    let server = TestServer::start(Backend::Sqlite, |_| {}).await;
     let mut ann = server.connect("ann").await;
     let garbage = [
         "",
@@ -54,9 +54,7 @@ async fn malformed_frames_get_errors_and_the_connection_stays_open() {
 
 #[tokio::test]
 async fn repeated_misuse_closes_4400() {
-    let server = TestServer::start(Backend::Sqlite, |c| c.connection.misuse_limit = 3)
-        .await
-        .unwrap();
+    let server = TestServer::start(Backend::Sqlite, |c| c.connection.misuse_limit = 3).await;
     let mut ann = server.connect("ann").await;
     for _ in 0..3 {
         ann.send_text("{").await;
@@ -69,9 +67,7 @@ async fn repeated_misuse_closes_4400() {
 
 #[tokio::test]
 async fn frames_beyond_the_rate_are_refused() {
-    let server = TestServer::start(Backend::Sqlite, |c| c.connection.messages_per_second = 1)
-        .await
-        .unwrap();
+    let server = TestServer::start(Backend::Sqlite, |c| c.connection.messages_per_second = 1).await;
     let mut ann = server.connect("ann").await;
     // Burst is twice the rate: two pings pass, the third is refused.
     for _ in 0..3 {
@@ -84,9 +80,7 @@ async fn frames_beyond_the_rate_are_refused() {
 
 #[tokio::test]
 async fn a_slow_consumer_is_closed_4008_and_others_keep_receiving() {
-    let server = TestServer::start(Backend::Sqlite, |c| c.connection.send_queue_capacity = 4)
-        .await
-        .unwrap();
+    let server = TestServer::start(Backend::Sqlite, |c| c.connection.send_queue_capacity = 4).await;
     let mut fast = server.connect("fast").await;
     fast.subscribe("s", "todos").await;
     let mut slow = server.connect("slow").await;
@@ -139,9 +133,7 @@ async fn a_slow_consumer_is_closed_4008_and_others_keep_receiving() {
 
 #[tokio::test]
 async fn connections_over_the_node_limit_are_closed_4029() {
-    let server = TestServer::start(Backend::Sqlite, |c| c.connection.max_connections = 2)
-        .await
-        .unwrap();
+    let server = TestServer::start(Backend::Sqlite, |c| c.connection.max_connections = 2).await;
     let _first = server.connect("ann").await;
     let mut second = server.connect("bob").await;
     let mut third = server.open().await;

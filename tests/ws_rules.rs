@@ -4,17 +4,15 @@
 mod common;
 
 use common::{
-    db::BACKENDS,
+    backend_tests,
+    db::Backend,
     server::{TestServer, token},
 };
 use serde_json::json;
 
-#[tokio::test]
-async fn owner_rule_through_a_star_subscription_leaks_nothing() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn owner_rule_through_a_star_subscription_leaks_nothing(backend: Backend) {
+        let server = TestServer::start(backend, |_| {}).await;
         let mut bob = server.connect("bob").await;
         bob.subscribe("all", "*").await;
         bob.subscribe("notes", "notes:*").await;
@@ -75,14 +73,11 @@ async fn owner_rule_through_a_star_subscription_leaks_nothing() {
             .unwrap();
         assert_eq!(other.status(), 404);
     }
-}
+);
 
-#[tokio::test]
-async fn one_frame_per_event_listing_every_matching_subscription() {
-    for backend in BACKENDS {
-        let Some(server) = TestServer::start(backend, |_| {}).await else {
-            continue;
-        };
+backend_tests!(
+    async fn one_frame_per_event_listing_every_matching_subscription(backend: Backend) {
+        let server = TestServer::start(backend, |_| {}).await;
         let mut ann = server.connect("ann").await;
         ann.subscribe("a", "todos:*").await;
         ann.subscribe("b", "todos").await;
@@ -98,15 +93,14 @@ async fn one_frame_per_event_listing_every_matching_subscription() {
         // The next frame is the marker, not a duplicate.
         assert_eq!(ann.recv_event().await["record"]["title"], "marker");
     }
-}
+);
 
 #[tokio::test]
 async fn subscriptions_are_validated() {
     let server = TestServer::start(common::db::Backend::Sqlite, |c| {
         c.connection.max_subscriptions = 2
     })
-    .await
-    .unwrap();
+    .await;
     let mut ann = server.connect("ann").await;
     let cases = [
         (
@@ -176,9 +170,7 @@ async fn subscription_hooks_see_every_websocket_subscription_start_and_end() {
         })),
         ..Extras::default()
     };
-    let server = TestServer::start_with(common::db::Backend::Sqlite, |_| {}, extras)
-        .await
-        .unwrap();
+    let server = TestServer::start_with(common::db::Backend::Sqlite, |_| {}, extras).await;
     let mut next = async || {
         tokio::time::timeout(common::server::WAIT, rx.recv())
             .await

@@ -1,6 +1,8 @@
 //! Fresh, isolated databases for integration tests: a temporary SQLite file, or a new
 //! schema on the machine's Postgres (`DATABASE_URL`).
 
+use std::time::Duration;
+
 use tidings::db::Db;
 
 /// Which database a test runs on.
@@ -12,25 +14,26 @@ pub enum Backend {
     Postgres,
 }
 
-/// The Postgres URL, or `None` when the test may be skipped (not in CI and unset).
-/// In CI (`CI=true`) a missing `DATABASE_URL` is a failure, never a skip.
-pub fn postgres_url() -> Option<String> {
+/// Where Postgres is when `DATABASE_URL` is unset: the default the README and
+/// `scripts/test` document.
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// How long reaching Postgres may take before the test fails instead of hanging.
+const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The Postgres the tests use: `DATABASE_URL`, or [`DEFAULT_POSTGRES_URL`].
+/// Every developer and CI machine runs one, so the Postgres tests never skip.
+pub fn postgres_url() -> String {
     match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but DATABASE_URL is not set: Postgres tests must run in CI")
-        }
-        _ => {
-            eprintln!("DATABASE_URL not set: skipping the Postgres half of this test");
-            None
-        }
+        Ok(url) if !url.is_empty() => url,
+        _ => DEFAULT_POSTGRES_URL.to_owned(),
     }
 }
 
-/// A database URL for `backend` that no other test shares, or `None` to skip.
+/// A database URL for `backend` that no other test shares.
 /// SQLite: a file in a fresh temporary directory. Postgres: a new schema, selected
 /// through the connection's `search_path`.
-pub async fn fresh_database_url(backend: Backend) -> Option<String> {
+pub async fn fresh_database_url(backend: Backend) -> String {
     let unique = format!(
         "tidings_test_{}_{}",
         std::process::id(),
@@ -40,16 +43,13 @@ pub async fn fresh_database_url(backend: Backend) -> Option<String> {
         Backend::Sqlite => {
             let dir = std::env::temp_dir().join("tidings-tests");
             std::fs::create_dir_all(&dir).expect("temp dir");
-            Some(format!(
-                "sqlite:{}",
-                dir.join(format!("{unique}.db")).display()
-            ))
+            format!("sqlite:{}", dir.join(format!("{unique}.db")).display())
         }
         Backend::Postgres => {
-            let base = postgres_url()?;
-            let admin = Db::connect(&base).await.expect("connect to DATABASE_URL");
+            let base = postgres_url();
+            let admin = connect_to_postgres(&base).await;
             let Db::Postgres(pool) = &admin else {
-                panic!("DATABASE_URL is not a postgres:// URL")
+                panic!("DATABASE_URL is not a postgres:// URL: {base}")
             };
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {unique}")))
                 .execute(pool)
@@ -57,18 +57,32 @@ pub async fn fresh_database_url(backend: Backend) -> Option<String> {
                 .expect("create schema");
             pool.close().await;
             let sep = if base.contains('?') { '&' } else { '?' };
-            Some(format!("{base}{sep}options=-c%20search_path%3D{unique}"))
+            format!("{base}{sep}options=-c%20search_path%3D{unique}")
         }
     }
 }
 
-/// Opens and migrates a fresh database, or `None` to skip.
-pub async fn fresh_db(backend: Backend) -> Option<Db> {
-    let url = fresh_database_url(backend).await?;
-    let db = Db::connect(&url).await.expect("connect");
-    db.migrate().await.expect("migrate");
-    Some(db)
+/// Connects to the tests' Postgres, or fails the test saying where it looked.
+async fn connect_to_postgres(url: &str) -> Db {
+    let unreachable = |cause: &dyn std::fmt::Display| -> ! {
+        panic!(
+            "cannot reach Postgres at {url} ({cause}); the Postgres tests need it: \
+             start Postgres there, or set DATABASE_URL to one that runs"
+        )
+    };
+    match tokio::time::timeout(POSTGRES_CONNECT_TIMEOUT, Db::connect(url)).await {
+        Ok(Ok(db)) => db,
+        Ok(Err(error)) => unreachable(&error),
+        Err(_) => unreachable(&format!(
+            "no connection within {POSTGRES_CONNECT_TIMEOUT:?}"
+        )),
+    }
 }
 
-/// Both backends, for tests that must pass on each.
-pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+/// Opens and migrates a fresh database.
+pub async fn fresh_db(backend: Backend) -> Db {
+    let url = fresh_database_url(backend).await;
+    let db = Db::connect(&url).await.expect("connect");
+    db.migrate().await.expect("migrate");
+    db
+}

@@ -101,11 +101,10 @@ pub fn test_config() -> Config {
 }
 
 impl TestServer {
-    /// Starts a server on `backend` with `configure` applied; `None` when the
-    /// backend is skipped (Postgres outside CI without DATABASE_URL).
-    pub async fn start(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<Self> {
-        let url = fresh_database_url(backend).await?;
-        Some(Self::start_on(&url, configure).await)
+    /// Starts a server on a fresh database of `backend` with `configure` applied.
+    pub async fn start(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
+        let url = fresh_database_url(backend).await;
+        Self::start_on(&url, configure).await
     }
 
     /// Starts a server on an existing database (another node, or a restart).
@@ -118,9 +117,9 @@ impl TestServer {
         backend: Backend,
         configure: impl FnOnce(&mut Config),
         extras: Extras,
-    ) -> Option<Self> {
-        let url = fresh_database_url(backend).await?;
-        Some(Self::start_on_with(&url, configure, extras).await)
+    ) -> Self {
+        let url = fresh_database_url(backend).await;
+        Self::start_on_with(&url, configure, extras).await
     }
 
     /// Like `start_on`, with builder hooks, extra routes or demo options.

@@ -159,6 +159,7 @@ mod tests {
             ("*:*", &anon, Admission::PerEvent),
             ("*:*", &ann, Admission::PerEvent),
             ("{vault,audit}:*", &ann, denied),
+            ("[va]*:*", &ann, denied),
             ("{vault,audit}:*", &admin, Admission::PerEvent),
             ("no*:*", &ann, Admission::PerEvent),
             ("no*:*", &anon, denied_anon),

@@ -3,7 +3,7 @@
 use super::{
     Model, StoreError, event,
     sql::{Conn, Target},
-    tx::{Inner, Tx},
+    tx::{OpenTx, Tx},
 };
 use crate::{db::Db, event::NewEvent, log::RelaySignal};
 
@@ -32,8 +32,8 @@ impl Store {
     /// release its read lock until one fails with "database is locked".
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         let inner = match &self.db {
-            Db::Sqlite(pool) => pool.begin_with("BEGIN IMMEDIATE").await.map(Inner::Sqlite),
-            Db::Postgres(pool) => pool.begin().await.map(Inner::Postgres),
+            Db::Sqlite(pool) => pool.begin_with("BEGIN IMMEDIATE").await.map(OpenTx::Sqlite),
+            Db::Postgres(pool) => pool.begin().await.map(OpenTx::Postgres),
         }
         .map_err(|source| StoreError::Transaction {
             op: "begin",

@@ -18,7 +18,7 @@ use crate::{
 /// or not at all. Dropping a `Tx` without committing rolls it back, so nothing is
 /// emitted.
 pub struct Tx {
-    inner: Inner,
+    inner: OpenTx,
     signal: RelaySignal,
     /// Whether an outbox row was written, so commit knows to wake the relay.
     wrote: bool,
@@ -26,7 +26,8 @@ pub struct Tx {
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
 }
 
-pub(super) enum Inner {
+/// The database transaction a [`Tx`] wraps, on whichever backend the store uses.
+pub(super) enum OpenTx {
     Sqlite(Transaction<'static, Sqlite>),
     Postgres(Transaction<'static, Postgres>),
 }
@@ -34,8 +35,8 @@ pub(super) enum Inner {
 impl std::fmt::Debug for Tx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let backend = match self.inner {
-            Inner::Sqlite(_) => "sqlite",
-            Inner::Postgres(_) => "postgres",
+            OpenTx::Sqlite(_) => "sqlite",
+            OpenTx::Postgres(_) => "postgres",
         };
         f.debug_struct("Tx")
             .field("backend", &backend)
@@ -45,7 +46,7 @@ impl std::fmt::Debug for Tx {
 }
 
 impl Tx {
-    pub(super) fn new(inner: Inner, signal: RelaySignal) -> Self {
+    pub(super) fn new(inner: OpenTx, signal: RelaySignal) -> Self {
         Self {
             inner,
             signal,
@@ -62,8 +63,8 @@ impl Tx {
 
     fn conn(&mut self) -> Conn<'_> {
         match &mut self.inner {
-            Inner::Sqlite(tx) => Conn::Sqlite(tx),
-            Inner::Postgres(tx) => Conn::Postgres(tx),
+            OpenTx::Sqlite(tx) => Conn::Sqlite(tx),
+            OpenTx::Postgres(tx) => Conn::Postgres(tx),
         }
     }
 
@@ -138,24 +139,24 @@ impl Tx {
     /// The transaction's connection when on SQLite, for the user's own SQL.
     pub fn sqlite(&mut self) -> Option<&mut SqliteConnection> {
         match &mut self.inner {
-            Inner::Sqlite(tx) => Some(tx),
-            Inner::Postgres(_) => None,
+            OpenTx::Sqlite(tx) => Some(tx),
+            OpenTx::Postgres(_) => None,
         }
     }
 
     /// The transaction's connection when on Postgres, for the user's own SQL.
     pub fn postgres(&mut self) -> Option<&mut PgConnection> {
         match &mut self.inner {
-            Inner::Postgres(tx) => Some(tx),
-            Inner::Sqlite(_) => None,
+            OpenTx::Postgres(tx) => Some(tx),
+            OpenTx::Sqlite(_) => None,
         }
     }
 
     /// Commits, then wakes the relay if the transaction wrote any outbox row.
     pub async fn commit(self) -> Result<(), StoreError> {
         let result = match self.inner {
-            Inner::Sqlite(tx) => tx.commit().await,
-            Inner::Postgres(tx) => tx.commit().await,
+            OpenTx::Sqlite(tx) => tx.commit().await,
+            OpenTx::Postgres(tx) => tx.commit().await,
         };
         result.map_err(|source| StoreError::Transaction {
             op: "commit",
@@ -173,8 +174,8 @@ impl Tx {
     /// Rolls back: neither the writes nor their events happen.
     pub async fn rollback(self) -> Result<(), StoreError> {
         let result = match self.inner {
-            Inner::Sqlite(tx) => tx.rollback().await,
-            Inner::Postgres(tx) => tx.rollback().await,
+            OpenTx::Sqlite(tx) => tx.rollback().await,
+            OpenTx::Postgres(tx) => tx.rollback().await,
         };
         result.map_err(|source| StoreError::Transaction {
             op: "rollback",

@@ -13,6 +13,8 @@ pub mod broker;
 pub mod close;
 pub mod config;
 pub mod db;
+#[cfg(feature = "demo")]
+#[doc(hidden)]
 pub mod demo;
 pub mod event;
 pub mod hooks;

@@ -1,12 +1,24 @@
 //! The tidings reference server: the gateway plus the demo app, on SQLite with the
 //! in-memory broker unless configured otherwise. See `docs/configuration.md`.
+//!
+//! A startup failure is printed as one line, `tidings: error: ` and its causes, and the
+//! process exits with status 1.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use serde::Deserialize;
+use sqlx::{Connection, postgres::PgConnection};
 use tidings::{Config, Db, Realtime, broker, config::JwtAlgorithm, demo};
 use tracing_subscriber::EnvFilter;
+
+/// How long the one direct attempt to reach a Postgres database may take.
+const DATABASE_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings of the binary: where to listen and what to connect to, plus the library's
 /// `Config` under `[realtime]`.
@@ -49,7 +61,7 @@ fn parse_args() -> anyhow::Result<Option<PathBuf>> {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
+            other => bail!("unknown argument {other:?} (see tidings --help)"),
         }
     }
     Ok(config)
@@ -80,13 +92,30 @@ fn env_duration(name: &str, target: &mut Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A TOML error in one line: toml's own message quotes the offending line with a caret
+/// underneath, which does not fit the one-line startup error.
+fn toml_error(path: &Path, text: &str, error: &toml::de::Error) -> anyhow::Error {
+    let place = error.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
+        format!(" at line {line}, column {column}")
+    });
+    anyhow!(
+        "cannot parse {}{}: {}",
+        path.display(),
+        place.unwrap_or_default(),
+        error.message().trim()
+    )
+}
+
 /// File first, then environment variables on top.
 fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
     let mut s: Settings = match file {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str(&text).map_err(|e| toml_error(&path, &text, &e))?
         }
         None => Settings::default(),
     };
@@ -164,48 +193,66 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
+    // Printed by hand: returning the error from `main` would print its Debug form, with
+    // a stack backtrace whenever RUST_BACKTRACE is set.
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tidings: error: {}", describe(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let mut settings = load_settings(parse_args()?)?;
+
+    // Parsing the broker URL first refuses it before anything touches the database.
+    let broker = broker::from_url(
+        &settings.broker_url,
+        settings.realtime.log.ring_capacity.max(1024),
+    )
+    .with_context(|| {
+        format!(
+            "cannot use the broker at {}",
+            redact_url(&settings.broker_url)
+        )
+    })?;
 
     let jwt = &settings.realtime.jwt;
     let demo_mode = jwt.secret.is_none() && jwt.public_key_pem.is_none();
     if demo_mode {
         // No key configured: mint our own, for the demo page only.
         settings.realtime.jwt.secret = Some(demo::random_secret());
-        tracing::warn!(
-            "DEMO MODE: no JWT key configured (TIDINGS_JWT_SECRET / TIDINGS_JWT_PUBLIC_KEY_FILE); \
-             POST /demo/token and GET /datastar?sub= mint tokens for anyone. Configure a key for real use."
-        );
         // The Datastar page signs in through the SSE cookie.
         let sse = &mut settings.realtime.sse;
         sse.cookie_name
             .get_or_insert_with(|| demo::DEMO_COOKIE.to_owned());
     }
 
-    let db = Db::connect(&settings.database_url)
+    let database = redact_url(&settings.database_url);
+    let db = open_database(&settings.database_url)
         .await
-        .context("opening the database (TIDINGS_DATABASE_URL)")?;
+        .with_context(|| format!("cannot open the database at {database}"))?;
     demo::migrate(&db)
         .await
-        .context("migrating the demo tables")?;
-    let broker = broker::from_url(
-        &settings.broker_url,
-        settings.realtime.log.ring_capacity.max(1024),
-    )?;
+        .with_context(|| format!("cannot create the demo tables in {database}"))?;
     let realtime = demo::configure(Realtime::builder(settings.realtime.clone(), db))
         .broker(broker)
         .build()
-        .await?;
+        .await
+        .context("cannot start the gateway")?;
 
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await
-        .with_context(|| format!("binding {}", settings.bind))?;
+        .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
     realtime.set_local_addr(addr);
     let demo_options = demo::DemoOptions {
@@ -216,8 +263,20 @@ async fn main() -> anyhow::Result<()> {
     };
     let app = demo::router(&realtime, demo_options).merge(realtime.router());
 
+    // Logged once serving, so a failed start prints only its error.
+    if demo_mode {
+        tracing::warn!(
+            "DEMO MODE: no JWT key configured (TIDINGS_JWT_SECRET / TIDINGS_JWT_PUBLIC_KEY_FILE); \
+             POST /demo/token and GET /datastar?sub= mint tokens for anyone. Configure a key for real use."
+        );
+    }
     println!("tidings listening on http://{addr}");
-    tracing::info!(%addr, database = scheme(&settings.database_url), broker = %settings.broker_url, "ready");
+    tracing::info!(
+        %addr,
+        database = scheme(&settings.database_url),
+        broker = %redact_url(&settings.broker_url),
+        "ready"
+    );
 
     let shutdown = realtime.shutdown_token();
     let server = axum::serve(listener, app).with_graceful_shutdown({
@@ -243,6 +302,86 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens the pool, after one direct connection attempt for Postgres: the pool retries a
+/// refused connection for 30 seconds and then reports only "pool timed out", which
+/// hides why the database cannot be reached.
+async fn open_database(url: &str) -> anyhow::Result<Db> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let probe = tokio::time::timeout(DATABASE_PROBE_TIMEOUT, PgConnection::connect(url))
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "no answer within {}",
+                    humantime::format_duration(DATABASE_PROBE_TIMEOUT)
+                )
+            })??;
+        // Only the attempt mattered; a failed goodbye changes nothing.
+        let _ = probe.close().await;
+    }
+    Ok(Db::connect(url).await?)
+}
+
+/// The error and its causes on one line, like `{:#}`, but without repeats: many errors
+/// (sqlx's, thiserror's `{0}` wrappers) print their source and also return it from
+/// `source()`, which `{:#}` would print twice.
+fn describe(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = one_line(&cause.to_string());
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// `message` on one line: some causes (a database server's detail) span several.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `url` with its password, in the user part or a `password=` parameter, replaced by
+/// `***`: URLs appear in error messages and logs, passwords must not.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let path = match path.split_once('?') {
+        Some((before, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{before}?{}", query.join("&"))
+        }
+        None => path.to_owned(),
+    };
+    format!("{scheme}://{authority}{path}")
+}
+
 fn scheme(url: &str) -> &str {
     url.split(':').next().unwrap_or_default()
 }
@@ -265,5 +404,60 @@ async fn wait_for_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_url_hides_passwords_only() {
+        for (url, shown) in [
+            (
+                "postgres://app:hunter2@db:5432/app",
+                "postgres://app:***@db:5432/app",
+            ),
+            ("postgres://app@db/app", "postgres://app@db/app"),
+            ("postgresql://a:p@w@db", "postgresql://a:***@db"),
+            (
+                "postgres://db/app?user=app&password=hunter2&sslmode=require",
+                "postgres://db/app?user=app&password=***&sslmode=require",
+            ),
+            ("redis://:hunter2@cache:6379", "redis://:***@cache:6379"),
+            ("sqlite:tidings.db", "sqlite:tidings.db"),
+            ("memory", "memory"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn toml_errors_fit_on_one_line() {
+        let text = "bind = \"127.0.0.1:0\"\nnonsense = 1\n";
+        let error = toml::from_str::<Settings>(text).unwrap_err();
+        let message = toml_error(Path::new("tidings.toml"), text, &error).to_string();
+        assert!(!message.contains('\n'), "{message}");
+        assert!(
+            message.starts_with(
+                "cannot parse tidings.toml at line 2, column 1: unknown field `nonsense`"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn describe_prints_each_cause_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let error = anyhow::Error::new(sqlx::Error::Io(io)).context("cannot open the database");
+        assert_eq!(
+            describe(&error),
+            "cannot open the database: error communicating with database: connection refused"
+        );
+    }
+
+    #[test]
+    fn one_line_joins_multi_line_causes() {
+        assert_eq!(one_line("a: b\n  detail\n\nmore"), "a: b detail more");
     }
 }

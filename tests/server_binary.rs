@@ -1,5 +1,5 @@
 //! The reference server as a user runs it: the real binary, no configuration beyond a
-//! free port, demo mode, REST, health endpoints, bad settings, graceful shutdown.
+//! free port, demo mode, REST, health endpoints, startup errors, graceful shutdown.
 
 mod common;
 
@@ -171,37 +171,130 @@ async fn with_a_key_configured_demo_minting_is_off() {
     assert_eq!(list.status(), 200);
 }
 
-#[tokio::test]
-async fn bad_settings_exit_with_a_clear_message() {
-    for (name, value, needle) in [
-        ("TIDINGS_AUTH_TIMEOUT", "soon", "TIDINGS_AUTH_TIMEOUT"),
-        ("TIDINGS_BIND", "nowhere", "TIDINGS_BIND"),
-        ("TIDINGS_DATABASE_URL", "mysql://x", "mysql"),
-        (
-            "TIDINGS_BROKER_URL",
-            "carrier-pigeon://x",
-            "unsupported broker",
-        ),
-        ("TIDINGS_JWT_SECRET", "short", "at least 32 bytes"),
-        ("TIDINGS_REPLAY_CAP", "-1", "TIDINGS_REPLAY_CAP"),
-    ] {
-        let dir = temp_dir();
-        let output = tokio::time::timeout(
-            WAIT,
-            Command::new(env!("CARGO_BIN_EXE_tidings"))
-                .current_dir(&dir.0)
-                .env("TIDINGS_BIND", "127.0.0.1:0")
-                .env(name, value)
-                .output(),
-        )
-        .await
-        .expect("exits")
-        .unwrap();
-        assert!(!output.status.success(), "{name}={value} should fail");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains(needle), "{name}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+/// Runs the binary in a fresh directory with `args` and `env` (nothing else inherited,
+/// `RUST_BACKTRACE=1` set) and expects it to refuse to start, within a bounded time,
+/// with exactly one line on stderr that says each of `says` and leaks nothing.
+async fn assert_refused(args: &[&str], env: &[(&str, &str)], says: &[&str]) {
+    let dir = temp_dir();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tidings"));
+    command
+        .current_dir(&dir.0)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_BACKTRACE", "1")
+        .env("TIDINGS_BIND", "127.0.0.1:0")
+        .kill_on_drop(true);
+    for (k, v) in env {
+        command.env(k, v);
     }
+    let output = tokio::time::timeout(WAIT, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{args:?} {env:?}: still running after {WAIT:?}"))
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "{args:?} {env:?} should fail: {stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let [line] = lines[..] else {
+        panic!("{args:?} {env:?}: one line expected on stderr:\n{stderr}");
+    };
+    assert!(line.starts_with("tidings: error: "), "{line}");
+    for needle in says {
+        assert!(
+            line.contains(needle),
+            "{args:?} {env:?}: {needle:?} missing: {line}"
+        );
+    }
+    for leak in ["stack backtrace", "panicked", "hunter2"] {
+        assert!(!stderr.contains(leak), "{args:?} {env:?}: {stderr}");
+    }
+}
+
+/// A port on 127.0.0.1 where nothing listens (it was free a moment ago).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn bad_settings_are_refused_in_one_line() {
+    for (name, value, says) in [
+        (
+            "TIDINGS_AUTH_TIMEOUT",
+            "soon",
+            ["TIDINGS_AUTH_TIMEOUT", "duration"],
+        ),
+        (
+            "TIDINGS_PING_INTERVAL",
+            "often",
+            ["TIDINGS_PING_INTERVAL", "duration"],
+        ),
+        ("TIDINGS_BIND", "nowhere", ["TIDINGS_BIND", "nowhere"]),
+        ("TIDINGS_REPLAY_CAP", "-1", ["TIDINGS_REPLAY_CAP", "-1"]),
+        // Checked by the library, which names the setting by its TOML key.
+        (
+            "TIDINGS_JWT_SECRET",
+            "short",
+            ["jwt.secret", "at least 32 bytes"],
+        ),
+    ] {
+        assert_refused(&[], &[(name, value)], &says).await;
+    }
+    assert_refused(&["--verbose"], &[], &["unknown argument \"--verbose\""]).await;
+}
+
+#[tokio::test]
+async fn an_unparsable_config_file_is_refused_in_one_line() {
+    let dir = temp_dir();
+    let file = dir.0.join("tidings.toml");
+    std::fs::write(&file, "bind = \"127.0.0.1:0\"\n[realtime\n").unwrap();
+    let file = file.to_str().unwrap();
+    assert_refused(
+        &["--config", file],
+        &[],
+        &[&format!("cannot parse {file} at line 2")],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_refused_in_one_line_without_its_password() {
+    let url = format!(
+        "postgres://tidings:hunter2@127.0.0.1:{}/test",
+        closed_port()
+    );
+    let shown = url.replace("hunter2", "***");
+    assert_refused(
+        &[],
+        &[("TIDINGS_DATABASE_URL", &url)],
+        &[&format!("cannot open the database at {shown}: "), "refused"],
+    )
+    .await;
+    assert_refused(
+        &[],
+        &[("TIDINGS_DATABASE_URL", "mysql://x")],
+        &["cannot open the database at mysql://x: ", "unsupported"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_unknown_broker_scheme_is_refused_in_one_line() {
+    assert_refused(
+        &[],
+        &[("TIDINGS_BROKER_URL", "carrier-pigeon://x")],
+        &[
+            "cannot use the broker at carrier-pigeon://x: ",
+            "unsupported broker \"carrier-pigeon\"",
+        ],
+    )
+    .await;
 }
 
 #[cfg(unix)]

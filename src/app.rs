@@ -9,7 +9,7 @@ use futures::FutureExt;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    auth::{JwtVerifier, KeyError},
+    auth::{Authenticator, JwtVerifier, KeyError},
     broker::{Broker, BrokerError, MemoryBroker},
     config::{Config, ConfigError},
     db::{Db, DbError},
@@ -19,7 +19,7 @@ use crate::{
     metrics::Metrics,
     publisher::Publisher,
     rules::Rules,
-    sse::{EventCollector, Renderer, SnapshotRequest, hooks::DatastarHooks},
+    sse::{EventCollector, Renderer, SnapshotRequest, SseState, hooks::DatastarHooks},
     ws::{Origins, WsState},
 };
 
@@ -291,12 +291,25 @@ impl Realtime {
         let websocket = axum::Router::new()
             .route("/realtime/subscribe", get(crate::ws::upgrade))
             .with_state(self.ws_state());
+        let sse = axum::Router::new()
+            .route("/realtime/sse", get(crate::sse::handler))
+            .with_state(self.sse_state());
         axum::Router::new()
-            .route("/realtime/sse", get(crate::sse::endpoint::handler))
             .route("/realtime/client.js", get(crate::http::client_js))
             .route("/realtime/broadcast", post(crate::http::broadcast))
             .with_state(self.clone())
             .merge(websocket)
+            .merge(sse)
+    }
+
+    /// Who an HTTP request is: the gateway's verifier and its SSE cookie. An app's
+    /// routes get [`Caller`](crate::auth::Caller) and
+    /// [`BearerCaller`](crate::auth::BearerCaller) by providing it from their state.
+    pub fn authenticator(&self) -> Authenticator {
+        Authenticator::new(
+            (*self.inner.verifier).clone(),
+            self.inner.config.sse.cookie_name.as_deref(),
+        )
     }
 
     /// The model store on the log's database: every committed write becomes an event.
@@ -325,27 +338,34 @@ impl Realtime {
         }
     }
 
-    pub(crate) fn hub(&self) -> &Arc<Hub> {
-        &self.inner.hub
+    /// What the Datastar SSE transport works with.
+    pub(crate) fn sse_state(&self) -> SseState {
+        let inner = &self.inner;
+        SseState {
+            config: inner.config.clone(),
+            authenticator: self.authenticator(),
+            rules: inner.rules.clone(),
+            hub: inner.hub.clone(),
+            log: inner.log.clone(),
+            subscription_hooks: inner.subscription_hooks.clone(),
+            datastar: inner.datastar.clone(),
+            metrics: inner.metrics.clone(),
+            shutdown: inner.shutdown.clone(),
+            store: self.store(),
+        }
     }
 
-    pub(crate) fn log(&self) -> &Arc<Log> {
-        &self.inner.log
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
     }
 
     pub(crate) fn publisher(&self) -> &Publisher {
         &self.inner.publisher
     }
+}
 
-    pub(crate) fn subscription_hooks(&self) -> &Arc<SubscriptionHooks> {
-        &self.inner.subscription_hooks
-    }
-
-    pub(crate) fn datastar_hooks(&self) -> &Arc<DatastarHooks> {
-        &self.inner.datastar
-    }
-
-    pub(crate) fn shutdown_signal(&self) -> &CancellationToken {
-        &self.inner.shutdown
+impl axum::extract::FromRef<Realtime> for Authenticator {
+    fn from_ref(realtime: &Realtime) -> Self {
+        realtime.authenticator()
     }
 }

@@ -1,7 +1,12 @@
 //! JWT verification and the authenticated principal.
 //!
 //! Keys and validation rules are built once from configuration; the accepted algorithm
-//! is fixed there and never taken from a token's header.
+//! is fixed there and never taken from a token's header. Where a request carries its
+//! token is `credentials`; the axum extractors that turn a request into a
+//! [`Principal`] ([`Caller`], [`BearerCaller`]) are `extract`.
+
+mod credentials;
+mod extract;
 
 use std::sync::Arc;
 
@@ -10,6 +15,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{JwtAlgorithm, JwtConfig};
+
+pub use credentials::bearer_token;
+pub use extract::{Authenticator, BearerCaller, Caller};
 
 /// Who is on the other end of a connection or stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,19 +204,6 @@ fn describe(kind: &ErrorKind) -> String {
         ErrorKind::ImmatureSignature => "token not yet valid".into(),
         _ => "malformed token".into(),
     }
-}
-
-/// The token of an `Authorization: Bearer <token>` header.
-pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<String> {
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
-        .filter(|t| !t.is_empty())
 }
 
 /// Seconds since the Unix epoch.

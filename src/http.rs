@@ -1,17 +1,21 @@
 //! The gateway's plain HTTP endpoints: the browser client and server-to-server
-//! broadcasts.
+//! broadcasts. [`HttpError`] (in `error`) is the error answer of every JSON endpoint.
+
+mod error;
 
 use axum::{
     Json,
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde_json::json;
 
+pub use error::HttpError;
+
 use crate::{
     app::Realtime,
-    auth::bearer_token,
+    auth::BearerCaller,
     broadcast::{Broadcast, BroadcastError},
 };
 
@@ -53,55 +57,23 @@ pub(crate) async fn client_js(headers: HeaderMap) -> Response {
 /// `publisher` role.
 pub(crate) async fn broadcast(
     State(realtime): State<Realtime>,
-    headers: HeaderMap,
+    BearerCaller(principal): BearerCaller,
     body: axum::body::Bytes,
-) -> Response {
-    let Some(token) = bearer_token(&headers) else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing bearer token",
-        );
-    };
-    let principal = match realtime.verifier().verify(&token) {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string()),
-    };
+) -> Result<Response, HttpError> {
     if !principal.has_role(PUBLISHER_ROLE) {
-        return error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "the token lacks the publisher role",
-        );
+        return Err(HttpError::forbidden("the token lacks the publisher role"));
     }
-    let broadcast: Broadcast = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
-    };
+    let broadcast: Broadcast =
+        serde_json::from_slice(&body).map_err(|e| HttpError::bad_request(e.to_string()))?;
     match realtime.broadcast(broadcast).await {
-        Ok(()) => (StatusCode::ACCEPTED, Json(json!({"ok": true}))).into_response(),
+        Ok(()) => Ok((StatusCode::ACCEPTED, Json(json!({"ok": true}))).into_response()),
         Err(
             e
             @ (BroadcastError::Database(_) | BroadcastError::Broker(_) | BroadcastError::Store(_)),
         ) => {
             tracing::error!(error = %e, "broadcast failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "broadcast failed",
-            )
+            Err(HttpError::internal("broadcast failed"))
         }
-        Err(e) => error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
+        Err(e) => Err(HttpError::bad_request(e.to_string())),
     }
-}
-
-/// A JSON error body `{"code": ..., "message": ...}`.
-pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    let mut response = (status, Json(json!({"code": code, "message": message}))).into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
 }

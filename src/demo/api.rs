@@ -1,14 +1,10 @@
 //! `GET/POST /api/{collection}`, `GET/PATCH/DELETE /api/{collection}/{id}` for the demo
 //! collections. Every write goes through the model layer, so it becomes an event.
 
-// Handlers return early with a finished `Response` as the error; boxing it would only
-// add noise to a demo.
-#![allow(clippy::result_large_err)]
-
 use axum::{
     Json,
-    extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    extract::{FromRef, Path, State},
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
@@ -16,9 +12,8 @@ use serde_json::Value;
 
 use super::{DemoState, Note, Todo};
 use crate::{
-    auth::Principal,
-    auth::bearer_token,
-    http::error,
+    auth::{Authenticator, BearerCaller, Principal},
+    http::HttpError,
     model::{Model, StoreError, Tx, public_projection},
 };
 
@@ -27,51 +22,35 @@ const MAX_TEXT: usize = 10_000;
 /// Records returned by a list at most.
 const LIST_LIMIT: u32 = 1000;
 
-fn authenticate(state: &DemoState, headers: &HeaderMap) -> Result<Principal, Response> {
-    let token = bearer_token(headers).ok_or_else(|| {
-        error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing bearer token",
-        )
-    })?;
-    state
-        .realtime
-        .verifier()
-        .verify(&token)
-        .map_err(|e| error(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string()))
+/// The demo's handlers learn who calls through the gateway's extractors.
+impl FromRef<DemoState> for Authenticator {
+    fn from_ref(state: &DemoState) -> Self {
+        state.realtime.authenticator()
+    }
 }
 
 fn sub(principal: &Principal) -> String {
     principal.user_id.as_deref().unwrap_or_default().to_owned()
 }
 
-fn store_error(e: StoreError) -> Response {
+fn store_error(e: StoreError) -> HttpError {
     match e {
-        StoreError::NotFound { .. } => error(StatusCode::NOT_FOUND, "not_found", "no such record"),
+        StoreError::NotFound { .. } => not_found(),
         other => {
             tracing::error!(error = %other, "demo api: store failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "storage failed",
-            )
+            HttpError::internal("storage failed")
         }
     }
 }
 
-fn bad_request(message: impl std::fmt::Display) -> Response {
-    error(StatusCode::BAD_REQUEST, "bad_request", &message.to_string())
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, HttpError> {
+    serde_json::from_slice(body).map_err(|e| HttpError::bad_request(e.to_string()))
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(bad_request)
-}
-
-fn check_text(field: &str, text: &str) -> Result<(), Response> {
+fn check_text(field: &str, text: &str) -> Result<(), HttpError> {
     let len = text.chars().count();
     if len == 0 || len > MAX_TEXT {
-        return Err(bad_request(format!(
+        return Err(HttpError::bad_request(format!(
             "{field} must be 1-{MAX_TEXT} characters"
         )));
     }
@@ -82,16 +61,12 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "not_found", "no such record")
+fn not_found() -> HttpError {
+    HttpError::not_found("no such record")
 }
 
-fn forbidden() -> Response {
-    error(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        "only the owner may change this record",
-    )
+fn forbidden() -> HttpError {
+    HttpError::forbidden("only the owner may change this record")
 }
 
 /// Which demo collection a path names.
@@ -100,15 +75,11 @@ enum Collection {
     Notes,
 }
 
-fn collection(name: &str) -> Result<Collection, Response> {
+fn collection(name: &str) -> Result<Collection, HttpError> {
     match name {
         "todos" => Ok(Collection::Todos),
         "notes" => Ok(Collection::Notes),
-        _ => Err(error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such collection",
-        )),
+        _ => Err(HttpError::not_found("no such collection")),
     }
 }
 
@@ -124,54 +95,39 @@ fn readable_note(note: &Note, principal: &Principal) -> bool {
 
 pub(crate) async fn list(
     State(state): State<DemoState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
-) -> Response {
-    let principal = match authenticate(&state, &headers) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    BearerCaller(principal): BearerCaller,
+) -> Result<Response, HttpError> {
     let store = state.realtime.store();
-    let result = match collection(&name) {
-        Err(r) => return r,
-        Ok(Collection::Todos) => store
+    let records = match collection(&name)? {
+        Collection::Todos => store
             .list::<Todo>(LIST_LIMIT)
             .await
             .map(|v| v.iter().map(public_projection).collect::<Vec<Value>>()),
-        Ok(Collection::Notes) => store.list::<Note>(LIST_LIMIT).await.map(|v| {
+        Collection::Notes => store.list::<Note>(LIST_LIMIT).await.map(|v| {
             v.iter()
                 .filter(|n| readable_note(n, &principal))
                 .map(public_projection)
                 .collect()
         }),
     };
-    match result {
-        Ok(records) => Json(records).into_response(),
-        Err(e) => store_error(e),
-    }
+    Ok(Json(records.map_err(store_error)?).into_response())
 }
 
 pub(crate) async fn read(
     State(state): State<DemoState>,
-    headers: HeaderMap,
     Path((name, id)): Path<(String, String)>,
-) -> Response {
-    let principal = match authenticate(&state, &headers) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    BearerCaller(principal): BearerCaller,
+) -> Result<Response, HttpError> {
     let store = state.realtime.store();
-    match collection(&name) {
-        Err(r) => r,
-        Ok(Collection::Todos) => match store.get::<Todo>(&id).await {
-            Ok(Some(todo)) => projected(StatusCode::OK, &todo),
-            Ok(None) => not_found(),
-            Err(e) => store_error(e),
+    match collection(&name)? {
+        Collection::Todos => match store.get::<Todo>(&id).await.map_err(store_error)? {
+            Some(todo) => Ok(projected(StatusCode::OK, &todo)),
+            None => Err(not_found()),
         },
-        Ok(Collection::Notes) => match store.get::<Note>(&id).await {
-            Ok(Some(note)) if readable_note(&note, &principal) => projected(StatusCode::OK, &note),
-            Ok(_) => not_found(),
-            Err(e) => store_error(e),
+        Collection::Notes => match store.get::<Note>(&id).await.map_err(store_error)? {
+            Some(note) if readable_note(&note, &principal) => Ok(projected(StatusCode::OK, &note)),
+            _ => Err(not_found()),
         },
     }
 }
@@ -194,23 +150,15 @@ struct NewNote {
 
 pub(crate) async fn create(
     State(state): State<DemoState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
+    BearerCaller(principal): BearerCaller,
     body: axum::body::Bytes,
-) -> Response {
-    let (principal, kind, mut tx) = match begin_write(&state, &headers, &name).await {
-        Ok(started) => started,
-        Err(r) => return r,
-    };
+) -> Result<Response, HttpError> {
+    let (kind, mut tx) = begin_write(&state, &name).await?;
     let response = match kind {
         Collection::Todos => {
-            let input: NewTodo = match parse(&body) {
-                Ok(v) => v,
-                Err(r) => return r,
-            };
-            if let Err(r) = check_text("title", &input.title) {
-                return r;
-            }
+            let input: NewTodo = parse(&body)?;
+            check_text("title", &input.title)?;
             let todo = Todo {
                 id: new_id(),
                 title: input.title,
@@ -223,13 +171,8 @@ pub(crate) async fn create(
                 .map(|t| projected(StatusCode::CREATED, &t))
         }
         Collection::Notes => {
-            let input: NewNote = match parse(&body) {
-                Ok(v) => v,
-                Err(r) => return r,
-            };
-            if let Err(r) = check_text("body", &input.body) {
-                return r;
-            }
+            let input: NewNote = parse(&body)?;
+            check_text("body", &input.body)?;
             let note = Note {
                 id: new_id(),
                 body: input.body,
@@ -260,33 +203,25 @@ struct NotePatch {
 
 pub(crate) async fn update(
     State(state): State<DemoState>,
-    headers: HeaderMap,
     Path((name, id)): Path<(String, String)>,
+    BearerCaller(principal): BearerCaller,
     body: axum::body::Bytes,
-) -> Response {
-    let (principal, kind, mut tx) = match begin_write(&state, &headers, &name).await {
-        Ok(started) => started,
-        Err(r) => return r,
-    };
+) -> Result<Response, HttpError> {
+    let (kind, mut tx) = begin_write(&state, &name).await?;
     let owner = sub(&principal);
     let response = match kind {
         Collection::Todos => {
-            let patch: TodoPatch = match parse(&body) {
-                Ok(v) => v,
-                Err(r) => return r,
-            };
-            let mut todo = match tx.get::<Todo>(&id).await {
-                Ok(Some(t)) => t,
-                Ok(None) => return not_found(),
-                Err(e) => return store_error(e),
-            };
+            let patch: TodoPatch = parse(&body)?;
+            let mut todo = tx
+                .get::<Todo>(&id)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(not_found)?;
             if todo.owner_id != owner {
-                return forbidden();
+                return Err(forbidden());
             }
             if let Some(title) = patch.title {
-                if let Err(r) = check_text("title", &title) {
-                    return r;
-                }
+                check_text("title", &title)?;
                 todo.title = title;
             }
             if let Some(done) = patch.done {
@@ -297,20 +232,14 @@ pub(crate) async fn update(
                 .map(|(t, _)| projected(StatusCode::OK, &t))
         }
         Collection::Notes => {
-            let patch: NotePatch = match parse(&body) {
-                Ok(v) => v,
-                Err(r) => return r,
-            };
-            let mut note = match tx.get::<Note>(&id).await {
-                Ok(Some(n)) if n.owner_id == owner => n,
+            let patch: NotePatch = parse(&body)?;
+            let mut note = match tx.get::<Note>(&id).await.map_err(store_error)? {
+                Some(n) if n.owner_id == owner => n,
                 // Someone else's note is as invisible as a missing one.
-                Ok(_) => return not_found(),
-                Err(e) => return store_error(e),
+                _ => return Err(not_found()),
             };
             if let Some(body) = patch.body {
-                if let Err(r) = check_text("body", &body) {
-                    return r;
-                }
+                check_text("body", &body)?;
                 note.body = body;
             }
             if patch.internal.is_some() {
@@ -326,50 +255,40 @@ pub(crate) async fn update(
 
 pub(crate) async fn delete(
     State(state): State<DemoState>,
-    headers: HeaderMap,
     Path((name, id)): Path<(String, String)>,
-) -> Response {
-    let (principal, kind, mut tx) = match begin_write(&state, &headers, &name).await {
-        Ok(started) => started,
-        Err(r) => return r,
-    };
+    BearerCaller(principal): BearerCaller,
+) -> Result<Response, HttpError> {
+    let (kind, mut tx) = begin_write(&state, &name).await?;
     let owner = sub(&principal);
     let owned = match kind {
-        Collection::Todos => match tx.get::<Todo>(&id).await {
-            Ok(Some(t)) if t.owner_id == owner => tx.delete::<Todo>(&id).await.map(|_| ()),
-            Ok(Some(_)) => return forbidden(),
-            Ok(None) => return not_found(),
-            Err(e) => return store_error(e),
+        Collection::Todos => match tx.get::<Todo>(&id).await.map_err(store_error)? {
+            Some(t) if t.owner_id == owner => tx.delete::<Todo>(&id).await.map(|_| ()),
+            Some(_) => return Err(forbidden()),
+            None => return Err(not_found()),
         },
-        Collection::Notes => match tx.get::<Note>(&id).await {
-            Ok(Some(n)) if n.owner_id == owner => tx.delete::<Note>(&id).await.map(|_| ()),
-            Ok(_) => return not_found(),
-            Err(e) => return store_error(e),
+        Collection::Notes => match tx.get::<Note>(&id).await.map_err(store_error)? {
+            Some(n) if n.owner_id == owner => tx.delete::<Note>(&id).await.map(|_| ()),
+            _ => return Err(not_found()),
         },
     };
     let response = owned.map(|()| StatusCode::NO_CONTENT.into_response());
     commit_then(tx, response).await
 }
 
-/// Authenticates, resolves the collection and opens the write transaction.
-async fn begin_write(
-    state: &DemoState,
-    headers: &HeaderMap,
-    name: &str,
-) -> Result<(Principal, Collection, Tx), Response> {
-    let principal = authenticate(state, headers)?;
+/// Resolves the collection and opens the write transaction (the caller is already
+/// authenticated by the extractor).
+async fn begin_write(state: &DemoState, name: &str) -> Result<(Collection, Tx), HttpError> {
     let kind = collection(name)?;
     let tx = state.realtime.store().begin().await.map_err(store_error)?;
-    Ok((principal, kind, tx))
+    Ok((kind, tx))
 }
 
 /// Commits and answers `response`, or answers the error of the write or the commit.
-async fn commit_then(tx: Tx, response: Result<Response, StoreError>) -> Response {
-    match response {
-        Ok(response) => match tx.commit().await {
-            Ok(()) => response,
-            Err(e) => store_error(e),
-        },
-        Err(e) => store_error(e),
-    }
+async fn commit_then(
+    tx: Tx,
+    response: Result<Response, StoreError>,
+) -> Result<Response, HttpError> {
+    let response = response.map_err(store_error)?;
+    tx.commit().await.map_err(store_error)?;
+    Ok(response)
 }

@@ -20,7 +20,7 @@ use std::{
 use axum::{
     Json,
     extract::{Query, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
@@ -28,8 +28,9 @@ use serde_json::{Value, json};
 
 use super::{DemoState, Todo, token};
 use crate::{
+    auth::Caller,
     event::{Action, NewEvent},
-    http::error,
+    http::HttpError,
     model::public_projection,
     sse::{ElementPatchMode, EventCollector, PatchOptions, Renderer, SnapshotRequest},
 };
@@ -191,32 +192,30 @@ fn sign_in_page(state: &DemoState, why: &str) -> Response {
 pub(crate) async fn show(
     State(state): State<DemoState>,
     Query(query): Query<PageQuery>,
-    headers: HeaderMap,
-) -> Response {
+    // A refused token is answered with the sign-in page, not the JSON 401.
+    caller: Result<Caller, HttpError>,
+) -> Result<Response, HttpError> {
     let Some(cookie_name) = state.realtime.config().sse.cookie_name.clone() else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found",
+        return Err(HttpError::not_found(
             "the Datastar page needs an SSE cookie: set sse.cookie_name (TIDINGS_SSE_COOKIE)",
-        );
+        ));
     };
     if let Some(sub) = query.sub {
         return sign_in(&state, &cookie_name, &sub);
     }
-    let principal = match state.realtime.sse_principal(&headers) {
-        Ok(p) if p.is_authenticated() => p,
-        Ok(_) => return sign_in_page(&state, "Sign in to see the live list."),
-        Err(e) => return sign_in_page(&state, &format!("Your session ended ({e}).")),
+    let principal = match caller {
+        Ok(Caller(p)) if p.is_authenticated() => p,
+        Ok(_) => return Ok(sign_in_page(&state, "Sign in to see the live list.")),
+        Err(refused) => {
+            let why = format!("Your session ended ({}).", refused.message());
+            return Ok(sign_in_page(&state, &why));
+        }
     };
     let todos = match state.realtime.store().list::<Todo>(LIST_LIMIT).await {
         Ok(todos) => todos,
         Err(e) => {
             tracing::error!(error = %e, "demo: listing todos failed");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "storage failed",
-            );
+            return Err(HttpError::internal("storage failed"));
         }
     };
     let user = principal.user_id.as_deref().unwrap_or_default();
@@ -235,51 +234,29 @@ pub(crate) async fn show(
         user = escape(user),
         list = todo_list(todos),
     );
-    page(
+    Ok(page(
         "tidings · Datastar todos",
         &state.options.datastar_url,
         &body,
     )
-    .into_response()
+    .into_response())
 }
 
-fn sign_in(state: &DemoState, cookie_name: &str, sub: &str) -> Response {
+fn sign_in(state: &DemoState, cookie_name: &str, sub: &str) -> Result<Response, HttpError> {
     let Some(secret) = &state.options.mint_secret else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found",
+        return Err(HttpError::not_found(
             "signing in with ?sub= is for demo mode only: a JWT key is configured",
-        );
+        ));
     };
-    let token = match token::sign(secret, sub, &[], COOKIE_TTL) {
-        Ok(token) => token,
-        Err(token::MintError::BadRequest(why)) => {
-            return error(StatusCode::BAD_REQUEST, "bad_request", why);
-        }
-        Err(token::MintError::Signing(e)) => {
-            tracing::error!(error = %e, "minting a demo token failed");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "could not mint a token",
-            );
-        }
-    };
+    let token = token::sign(secret, sub, &[], COOKIE_TTL)?;
     let cookie =
         format!("{cookie_name}={token}; Path=/; Max-Age={COOKIE_TTL}; HttpOnly; SameSite=Strict");
+    // A cookie name from configuration that is not a valid header value.
+    let value =
+        HeaderValue::from_str(&cookie).map_err(|_| HttpError::internal("bad cookie name"))?;
     let mut response = Redirect::to("/datastar").into_response();
-    match HeaderValue::from_str(&cookie) {
-        Ok(value) => {
-            response.headers_mut().insert(header::SET_COOKIE, value);
-            response
-        }
-        // A cookie name from configuration that is not a valid header value.
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "bad cookie name",
-        ),
-    }
+    response.headers_mut().insert(header::SET_COOKIE, value);
+    Ok(response)
 }
 
 /// Celebrations sent by this process, so each one shows a new number.
@@ -288,12 +265,11 @@ static CELEBRATIONS: AtomicU64 = AtomicU64::new(0);
 /// `POST /demo/datastar/celebrate`: shows a banner on every open todo page of this
 /// node, through `datastar_broadcast` (not logged: a page that is reconnecting misses
 /// it). Answers `{"reached": <streams>}`.
-pub(crate) async fn celebrate(State(state): State<DemoState>, headers: HeaderMap) -> Response {
-    let principal = match state.realtime.sse_principal(&headers) {
-        Ok(p) if p.is_authenticated() => p,
-        Ok(_) => return error(StatusCode::UNAUTHORIZED, "unauthorized", "sign in first"),
-        Err(e) => return error(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string()),
-    };
+pub(crate) async fn celebrate(
+    State(state): State<DemoState>,
+    caller: Caller,
+) -> Result<Response, HttpError> {
+    let principal = caller.signed_in()?;
     let n = CELEBRATIONS.fetch_add(1, Ordering::Relaxed) + 1;
     let user = escape(principal.user_id.as_deref().unwrap_or_default());
     let reached = state.realtime.datastar_broadcast("todos", |sse| {
@@ -302,14 +278,10 @@ pub(crate) async fn celebrate(State(state): State<DemoState>, headers: HeaderMap
         ));
     });
     match reached {
-        Ok(reached) => Json(json!({"reached": reached})).into_response(),
+        Ok(reached) => Ok(Json(json!({"reached": reached})).into_response()),
         Err(e) => {
             tracing::error!(error = %e, "demo: celebrate failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "broadcast failed",
-            )
+            Err(HttpError::internal("broadcast failed"))
         }
     }
 }

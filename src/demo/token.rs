@@ -4,7 +4,6 @@
 use axum::{
     Json,
     extract::State,
-    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use jsonwebtoken::{EncodingKey, Header, encode};
@@ -12,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::DemoState;
-use crate::{auth::unix_now, http::error};
+use crate::{auth::unix_now, http::HttpError};
 
 /// Lifetime of a minted token unless asked otherwise.
 const DEFAULT_TTL: u64 = 3600;
@@ -62,29 +61,32 @@ pub(crate) fn sign(
     .map_err(MintError::Signing)
 }
 
-pub(crate) async fn mint(State(state): State<DemoState>, body: axum::body::Bytes) -> Response {
+pub(crate) async fn mint(
+    State(state): State<DemoState>,
+    body: axum::body::Bytes,
+) -> Result<Response, HttpError> {
     let Some(secret) = &state.options.mint_secret else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found",
+        return Err(HttpError::not_found(
             "token minting is off: a JWT key is configured",
-        );
+        ));
     };
-    let request: TokenRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
-    };
+    let request: TokenRequest =
+        serde_json::from_slice(&body).map_err(|e| HttpError::bad_request(e.to_string()))?;
     let ttl = request.ttl.unwrap_or(DEFAULT_TTL);
-    match sign(secret, &request.sub, &request.roles, ttl) {
-        Ok(token) => Json(json!({"token": token, "expires_in": ttl})).into_response(),
-        Err(MintError::BadRequest(why)) => error(StatusCode::BAD_REQUEST, "bad_request", why),
-        Err(MintError::Signing(e)) => {
-            tracing::error!(error = %e, "minting a demo token failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "could not mint a token",
-            )
+    let token = sign(secret, &request.sub, &request.roles, ttl)?;
+    Ok(Json(json!({"token": token, "expires_in": ttl})).into_response())
+}
+
+/// The answer to a refused mint, for the token endpoint and the Datastar page's sign
+/// in alike; a signing failure is logged here, as the client only learns it failed.
+impl From<MintError> for HttpError {
+    fn from(refused: MintError) -> Self {
+        match refused {
+            MintError::BadRequest(why) => HttpError::bad_request(why),
+            MintError::Signing(e) => {
+                tracing::error!(error = %e, "minting a demo token failed");
+                HttpError::internal("could not mint a token")
+            }
         }
     }
 }

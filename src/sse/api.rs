@@ -116,12 +116,14 @@ impl Realtime {
     ///
     /// ```no_run
     /// # use axum::{extract::State, http::HeaderMap, response::Response};
+    /// # use tidings::auth::Caller;
     /// # fn render_list() -> String { String::new() }
-    /// async fn todos(State(realtime): State<tidings::Realtime>, headers: HeaderMap) -> Response {
-    ///     let principal = match realtime.sse_principal(&headers) {
-    ///         Ok(p) => p,
-    ///         Err(_) => return axum::http::StatusCode::UNAUTHORIZED.into_response(),
-    ///     };
+    /// // `Caller` reads the bearer header or the SSE cookie (401 when invalid).
+    /// async fn todos(
+    ///     State(realtime): State<tidings::Realtime>,
+    ///     Caller(principal): Caller,
+    ///     headers: HeaderMap,
+    /// ) -> Response {
     ///     realtime
     ///         .datastar_stream(&principal, &headers, |sse| {
     ///             sse.subscribe("todos:*")?;
@@ -130,7 +132,6 @@ impl Realtime {
     ///         })
     ///         .await
     /// }
-    /// # use axum::response::IntoResponse;
     /// ```
     ///
     /// Each `subscribe` registers in the hub at once, so what `setup` renders after it
@@ -153,7 +154,7 @@ impl Realtime {
     {
         let opened = async {
             let mut stream = StreamSetup {
-                registration: Registration::open(self, Arc::new(principal.clone()))?,
+                registration: Registration::open(self.sse_state(), Arc::new(principal.clone()))?,
                 opening: EventCollector::new(),
             };
             setup(&mut stream)?;

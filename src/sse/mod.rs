@@ -26,9 +26,10 @@
 //!
 //! The streams themselves:
 //!
-//! - [`stream`]: one stream's registration, start (replay or snapshot) and body;
-//!   [`StreamError`], why a stream is refused.
-//! - [`endpoint`]: `GET /realtime/sse` and [`Realtime::sse_principal`](crate::Realtime::sse_principal).
+//! - `stream`: one stream's registration, start (replay or snapshot) and body, one
+//!   file each; [`StreamError`], why a stream is refused.
+//! - `endpoint`: `GET /realtime/sse` and [`Realtime::sse_principal`](crate::Realtime::sse_principal).
+//! - `state`: the narrow parts of the gateway the streams work with.
 //! - [`api`]: `Realtime::datastar_broadcast` and `Realtime::datastar_stream`.
 //! - [`hooks`]: what the app registers on the builder (renderers, snapshot).
 //!
@@ -36,20 +37,23 @@
 
 pub mod api;
 pub mod collector;
-pub mod endpoint;
+mod endpoint;
 pub mod error;
 pub mod hooks;
 pub mod mapping;
 pub mod sanitize;
-pub mod stream;
+mod state;
+mod stream;
 
 pub use api::{DATASTAR_EVENT_NAME, DatastarBroadcastError, Fill, StreamSetup};
 pub use collector::{EventCollector, PatchOptions};
 pub use datastar::consts::ElementPatchMode;
+pub(crate) use endpoint::handler;
 pub use error::{Field, SseError};
 pub use hooks::{Snapshot, SnapshotReason, SnapshotRequest};
 pub use mapping::{
     Renderer, default_mapping, direct_mapping, encode_cursor, encode_event, keep_alive,
     reset_signals,
 };
+pub(crate) use state::SseState;
 pub use stream::StreamError;

@@ -1,0 +1,167 @@
+//! A stream's place in the hub: its registration, its subscriptions (each admitted by
+//! the access policy first) and the guard that undoes both however the stream ends.
+
+use std::sync::{Arc, atomic::Ordering};
+
+use tokio::sync::mpsc;
+
+use super::StreamError;
+use crate::{
+    access::Admission,
+    auth::Principal,
+    close::Closer,
+    hooks::SubscriptionHooks,
+    hub::{Delivery, Hub, Receiver, ReceiverKey, ReceiverKind},
+    metrics::Metrics,
+    rules::Rules,
+    sse::SseState,
+    topic::Pattern,
+};
+
+/// Refuses `pattern` unless the access policy admits it for `principal` (per-event
+/// rules are checked again on every delivery and replayed event).
+fn admit(rules: &Rules, principal: &Principal, pattern: &Pattern) -> Result<(), StreamError> {
+    match rules.admit(principal, pattern) {
+        Admission::Allow | Admission::PerEvent => Ok(()),
+        Admission::Deny { anonymous: true } => Err(StreamError::CredentialsRequired {
+            pattern: pattern.to_string(),
+        }),
+        Admission::Deny { anonymous: false } => Err(StreamError::Forbidden {
+            pattern: pattern.to_string(),
+        }),
+    }
+}
+
+/// Removes the stream from the hub and reports its subscriptions as ended, however the
+/// stream ends: client gone (the body is dropped), hub close, shutdown, or a start that
+/// failed.
+pub(super) struct Guard {
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    subscription_hooks: Arc<SubscriptionHooks>,
+    key: ReceiverKey,
+    pub(super) id: Arc<str>,
+    pub(super) patterns: Vec<Arc<Pattern>>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.hub.disconnect(self.key);
+        Metrics::dec(&self.metrics.sse_streams);
+        for pattern in &self.patterns {
+            self.subscription_hooks
+                .unsubscribed(pattern.as_str(), &self.id);
+        }
+    }
+}
+
+/// A stream registered in the hub, subscribing, not yet started.
+pub(crate) struct Registration {
+    pub(super) state: SseState,
+    pub(super) principal: Arc<Principal>,
+    pub(super) deliveries: mpsc::Receiver<Delivery>,
+    pub(super) closer: Closer,
+    /// Lowest and highest delivery position of the subscriptions so far.
+    pub(super) positions: Option<(u64, u64)>,
+    pub(super) guard: Guard,
+}
+
+impl Registration {
+    /// Registers a stream for `principal` in the hub, with no subscription yet.
+    pub(crate) fn open(state: SseState, principal: Arc<Principal>) -> Result<Self, StreamError> {
+        let streams = state.metrics.sse_streams.load(Ordering::Relaxed);
+        if streams >= state.config.connection.max_connections as u64 {
+            return Err(StreamError::TooManyStreams);
+        }
+        let (queue, deliveries) = mpsc::channel(state.config.sse.queue_capacity);
+        let closer = Closer::default();
+        let id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
+        let key = state.hub.connect_as(
+            Receiver {
+                id: id.clone(),
+                principal: principal.clone(),
+                queue,
+                closer: closer.clone(),
+            },
+            ReceiverKind::Sse,
+        );
+        Metrics::inc(&state.metrics.sse_streams);
+        let guard = Guard {
+            hub: state.hub.clone(),
+            metrics: state.metrics.clone(),
+            subscription_hooks: state.subscription_hooks.clone(),
+            key,
+            id,
+            patterns: Vec::new(),
+        };
+        Ok(Self {
+            state,
+            principal,
+            deliveries,
+            closer,
+            positions: None,
+            guard,
+        })
+    }
+
+    /// The stream's connection id (the hub's, usable as a broadcast target).
+    pub(crate) fn id(&self) -> &str {
+        &self.guard.id
+    }
+
+    /// Who the stream is for.
+    pub(crate) fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    fn check(&self, patterns: &[Pattern]) -> Result<(), StreamError> {
+        let limit = self.state.config.connection.max_subscriptions;
+        if self.guard.patterns.len() + patterns.len() > limit {
+            return Err(StreamError::TooManyPatterns { limit });
+        }
+        for pattern in patterns {
+            admit(&self.state.rules, &self.principal, pattern)?;
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, patterns: Vec<Arc<Pattern>>, position: u64) {
+        self.positions = Some(match self.positions {
+            None => (position, position),
+            Some((low, high)) => (low.min(position), high.max(position)),
+        });
+        for pattern in patterns {
+            self.state
+                .subscription_hooks
+                .subscribed(pattern.as_str(), &self.guard.id);
+            self.guard.patterns.push(pattern);
+        }
+    }
+
+    /// Subscribes to every pattern at one delivery position (repeats are dropped).
+    pub(crate) fn subscribe_all(&mut self, patterns: Vec<Pattern>) -> Result<(), StreamError> {
+        let mut fresh: Vec<Pattern> = Vec::new();
+        for pattern in patterns {
+            let known = |p: &Pattern| p.as_str() == pattern.as_str();
+            if !self.guard.patterns.iter().any(|p| known(p)) && !fresh.iter().any(known) {
+                fresh.push(pattern);
+            }
+        }
+        self.check(&fresh)?;
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let fresh: Vec<Arc<Pattern>> = fresh.into_iter().map(Arc::new).collect();
+        let subs: Vec<(Arc<str>, Arc<Pattern>)> = fresh
+            .iter()
+            .map(|p| (Arc::from(p.as_str()), p.clone()))
+            .collect();
+        let position = self
+            .state
+            .hub
+            .subscribe_all(self.guard.key, &subs)
+            .ok_or(StreamError::EndedEarly)?;
+        self.record(fresh, position);
+        Ok(())
+    }
+}

@@ -1,0 +1,337 @@
+//! This node's subscription index and fan-out.
+//!
+//! Subscriptions are indexed by collection first, then by key, so matching an event
+//! touches only the subscriptions that can match it. Fan-out never blocks: each
+//! receiver has a bounded queue and a full queue ends that receiver (4008), never the
+//! broadcaster.
+//!
+//! The hub also owns the delivery position: the seq of the last logged event handed
+//! out. Registering a subscription and reading the position happen under one lock, so
+//! every event after that position reaches the subscription live and everything up to
+//! it can be replayed from the log without gap or overlap.
+//!
+//! The parts: `index` answers which subscriptions an event reaches and knows nothing
+//! else; `registry` holds the receivers (by key, connection id and user) and what each
+//! subscribed to; this module keeps both and the position under that one lock and
+//! hands events out.
+
+mod index;
+mod registry;
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use tokio::sync::mpsc;
+
+pub use self::registry::{Receiver, ReceiverKey, ReceiverKind};
+use self::{
+    index::SubscriptionIndex,
+    registry::{Registered, Registry},
+};
+use crate::{
+    auth::Principal,
+    close::CloseReason,
+    event::{DirectTarget, Event, EventContent, NewEvent},
+    metrics::Metrics,
+    rules::Rules,
+    topic::Pattern,
+};
+
+/// One event for one receiver, with the receiver's subscription ids that matched.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The shared, encoded event.
+    pub event: Arc<Event>,
+    /// Matching subscription ids (empty for direct events).
+    pub subs: Vec<Arc<str>>,
+}
+
+/// Everything the hub's one lock guards: the index and the registry change together
+/// (a disconnect takes a receiver's subscriptions out of both), and the position must
+/// be read in the same critical section that registers a subscription.
+#[derive(Default)]
+struct State {
+    index: SubscriptionIndex,
+    registry: Registry,
+    position: u64,
+}
+
+impl State {
+    /// Unregisters a receiver and takes its subscriptions out of the index.
+    fn remove_receiver(&mut self, key: ReceiverKey, metrics: &Metrics) {
+        let Some(subscriptions) = self.registry.remove(key) else {
+            return;
+        };
+        for (sub_id, pattern) in subscriptions {
+            self.index.remove(&(key, sub_id), &pattern);
+            Metrics::dec(&metrics.subscriptions);
+        }
+    }
+}
+
+/// The subscription index and fan-out of one node.
+pub struct Hub {
+    state: Mutex<State>,
+    rules: Arc<Rules>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+/// What `Hub::publish` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FanOut {
+    /// Receivers the event was queued for.
+    pub delivered: usize,
+    /// Receivers closed because their queue was full.
+    pub overflowed: usize,
+}
+
+impl Hub {
+    /// An empty hub whose delivery position starts at `position`.
+    pub fn new(rules: Arc<Rules>, metrics: Arc<Metrics>, position: u64) -> Self {
+        Self {
+            state: Mutex::new(State {
+                position,
+                ..State::default()
+            }),
+            rules,
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the index half-updated in a way
+        // that matters more than stopping all delivery would, so keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The rules the hub checks on every delivery.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The seq of the last logged event handed out.
+    pub fn position(&self) -> u64 {
+        self.lock().position
+    }
+
+    /// Registers a receiver (a WebSocket connection).
+    pub fn connect(&self, receiver: Receiver) -> ReceiverKey {
+        self.connect_as(receiver, ReceiverKind::WebSocket)
+    }
+
+    /// Registers a receiver of the given kind.
+    pub fn connect_as(&self, receiver: Receiver, kind: ReceiverKind) -> ReceiverKey {
+        self.lock().registry.add(receiver, kind)
+    }
+
+    /// Removes a receiver and all its subscriptions.
+    pub fn disconnect(&self, key: ReceiverKey) {
+        self.lock().remove_receiver(key, &self.metrics);
+    }
+
+    /// Replaces a receiver's principal (token refresh; same `sub`).
+    pub fn set_principal(&self, key: ReceiverKey, principal: Arc<Principal>) {
+        self.lock().registry.set_principal(key, principal);
+    }
+
+    /// Adds a subscription and returns the delivery position at that instant: every
+    /// logged event with a greater seq will be delivered to it live. Returns `None` if
+    /// the id is already in use or the receiver is gone.
+    pub fn subscribe(&self, key: ReceiverKey, id: Arc<str>, pattern: Arc<Pattern>) -> Option<u64> {
+        let mut state = self.lock();
+        if !state.registry.add_subscription(key, &id, &pattern) {
+            return None;
+        }
+        state.index.insert((key, id), pattern);
+        Metrics::inc(&self.metrics.subscriptions);
+        Some(state.position)
+    }
+
+    /// Adds several subscriptions under one lock and returns the delivery position at
+    /// that instant, which is then the same for all of them: one replay up to it covers
+    /// every pattern. Adds none and returns `None` if an id is in use (or repeated) or
+    /// the receiver is gone.
+    pub fn subscribe_all(
+        &self,
+        key: ReceiverKey,
+        subs: &[(Arc<str>, Arc<Pattern>)],
+    ) -> Option<u64> {
+        let mut state = self.lock();
+        if !state.registry.add_subscriptions(key, subs) {
+            return None;
+        }
+        for (id, pattern) in subs {
+            state.index.insert((key, id.clone()), pattern.clone());
+            Metrics::inc(&self.metrics.subscriptions);
+        }
+        Some(state.position)
+    }
+
+    /// Removes a subscription; false if there was none with that id.
+    pub fn unsubscribe(&self, key: ReceiverKey, id: &str) -> bool {
+        let mut state = self.lock();
+        let Some((id, pattern)) = state.registry.remove_subscription(key, id) else {
+            return false;
+        };
+        state.index.remove(&(key, id), &pattern);
+        Metrics::dec(&self.metrics.subscriptions);
+        true
+    }
+
+    /// Number of subscriptions that match an event on `collection`/`key`, counted
+    /// without delivering (used by benchmarks and tests).
+    pub fn count_matching(&self, collection: &str, key: Option<&str>) -> usize {
+        self.lock()
+            .index
+            .matching(collection, key)
+            .iter()
+            .map(|(_, ids)| ids.len())
+            .sum()
+    }
+
+    /// Delivers a logged event to every matching receiver allowed to read it and
+    /// advances the delivery position to its seq. Events must come in seq order.
+    pub fn publish(&self, event: &Arc<Event>) -> FanOut {
+        let EventContent::Logged(content) = &event.data else {
+            return self.publish_direct(event);
+        };
+        let mut state = self.lock();
+        if let Some(seq) = event.seq {
+            state.position = state.position.max(seq);
+        }
+        self.fan_out(&mut state, event, content, None)
+    }
+
+    /// Delivers an event that is not in the log (see [`Event::local`]) to the matching
+    /// receivers of `kind` allowed to read it. The delivery position does not move.
+    pub fn publish_local(&self, event: &Arc<Event>, kind: ReceiverKind) -> FanOut {
+        let EventContent::Logged(content) = &event.data else {
+            return FanOut::default();
+        };
+        let mut state = self.lock();
+        self.fan_out(&mut state, event, content, Some(kind))
+    }
+
+    fn fan_out(
+        &self,
+        state: &mut State,
+        event: &Arc<Event>,
+        content: &NewEvent,
+        only: Option<ReceiverKind>,
+    ) -> FanOut {
+        let targets = state
+            .index
+            .matching(&content.collection, content.key.as_deref());
+        // Looked up once per event, then judged per receiver.
+        let rule = self.rules.read_rule(&content.collection);
+        self.deliver(state, event, targets, |registered| {
+            only.is_none_or(|kind| registered.kind == kind)
+                && rule.allows(&registered.receiver.principal, content)
+        })
+    }
+
+    /// Offers `event` to each target that is not the excluded connection and that
+    /// `accept`s it; receivers whose queue is full are removed.
+    fn deliver(
+        &self,
+        state: &mut State,
+        event: &Arc<Event>,
+        targets: impl IntoIterator<Item = (ReceiverKey, Vec<Arc<str>>)>,
+        accept: impl Fn(&Registered) -> bool,
+    ) -> FanOut {
+        let except = event.except();
+        let mut result = FanOut::default();
+        let mut overflowed = Vec::new();
+        for (key, mut subs) in targets {
+            let Some(registered) = state.registry.get(key) else {
+                continue;
+            };
+            if except == Some(&*registered.receiver.id) || !accept(registered) {
+                continue;
+            }
+            subs.sort_unstable();
+            if self.offer(&registered.receiver, event, subs) {
+                result.delivered += 1;
+            } else {
+                overflowed.push(key);
+            }
+        }
+        result.overflowed = overflowed.len();
+        for key in overflowed {
+            state.remove_receiver(key, &self.metrics);
+        }
+        result
+    }
+
+    /// Delivers a direct (connection- or user-targeted) event. Not logged.
+    pub fn publish_direct(&self, event: &Arc<Event>) -> FanOut {
+        let EventContent::Direct(content) = &event.data else {
+            return FanOut::default();
+        };
+        let mut state = self.lock();
+        let mut keys: HashSet<ReceiverKey> = HashSet::new();
+        match &content.target {
+            DirectTarget::Connections(ids) => {
+                keys.extend(
+                    ids.iter()
+                        .filter_map(|id| state.registry.by_connection_id(id)),
+                );
+            }
+            DirectTarget::Users(users) => {
+                for user in users {
+                    keys.extend(state.registry.of_user(user));
+                }
+            }
+        }
+        let targets = keys.into_iter().map(|key| (key, Vec::new()));
+        self.deliver(&mut state, event, targets, |_| true)
+    }
+
+    /// Queues without waiting; false (and the receiver is told) when its queue is full.
+    fn offer(&self, receiver: &Receiver, event: &Arc<Event>, subs: Vec<Arc<str>>) -> bool {
+        let delivery = Delivery {
+            event: event.clone(),
+            subs,
+        };
+        match receiver.queue.try_send(delivery) {
+            Ok(()) => {
+                Metrics::inc(&self.metrics.events_delivered);
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                Metrics::inc(&self.metrics.queue_overflows);
+                receiver.closer.close(CloseReason::SlowConsumer);
+                false
+            }
+            // The receiver's task is ending; its disconnect will clean up.
+            Err(mpsc::error::TrySendError::Closed(_)) => true,
+        }
+    }
+
+    /// Continuity is lost (the log was reset or has a hole): every receiver is told to
+    /// close with 4010 and will resume; delivery restarts after `position`.
+    pub fn reset(&self, position: u64) {
+        let mut state = self.lock();
+        for key in state.registry.keys() {
+            if let Some(registered) = state.registry.get(key) {
+                registered
+                    .receiver
+                    .closer
+                    .close(CloseReason::ContinuityLost);
+            }
+            state.remove_receiver(key, &self.metrics);
+        }
+        state.position = position;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,184 @@
+//! The receivers registered with the hub: who they are, what kind, and what they
+//! subscribed to, findable by key, by public connection id and by user.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use tokio::sync::mpsc;
+
+use super::Delivery;
+use crate::{auth::Principal, close::Closer, topic::Pattern};
+
+/// The hub's handle to a receiver (a WebSocket connection or an SSE stream).
+#[derive(Debug)]
+pub struct Receiver {
+    /// The public connection id.
+    pub id: Arc<str>,
+    /// Who it is; replaced on token refresh.
+    pub principal: Arc<Principal>,
+    /// Its bounded queue.
+    pub queue: mpsc::Sender<Delivery>,
+    /// Told to close by the hub when its queue overflows or continuity is lost.
+    pub closer: Closer,
+}
+
+/// A receiver's handle inside the hub.
+pub type ReceiverKey = u64;
+
+/// What kind of client a receiver is. Logged events go to every kind; events rendered
+/// for one kind only (Datastar broadcasts) go to receivers of that kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ReceiverKind {
+    /// A WebSocket connection (what [`Hub::connect`](super::Hub::connect) registers).
+    #[default]
+    WebSocket,
+    /// A Datastar SSE stream.
+    Sse,
+}
+
+/// A receiver's subscriptions by id.
+pub(crate) type Subscriptions = HashMap<Arc<str>, Arc<Pattern>>;
+
+/// One registered receiver. The kind and the subscriptions live here rather than in
+/// [`Receiver`], which callers build and which stays as it is.
+#[derive(Debug)]
+pub(crate) struct Registered {
+    pub(crate) receiver: Receiver,
+    pub(crate) kind: ReceiverKind,
+    /// Kept so a disconnect can take every subscription out of the index.
+    subscriptions: Subscriptions,
+}
+
+/// Every receiver of one node.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    next_key: ReceiverKey,
+    receivers: HashMap<ReceiverKey, Registered>,
+    by_connection_id: HashMap<Arc<str>, ReceiverKey>,
+    by_user: HashMap<Arc<str>, HashSet<ReceiverKey>>,
+}
+
+impl Registry {
+    /// Registers `receiver` under a new key.
+    pub(crate) fn add(&mut self, receiver: Receiver, kind: ReceiverKind) -> ReceiverKey {
+        self.next_key += 1;
+        let key = self.next_key;
+        if let Some(user) = &receiver.principal.user_id {
+            self.by_user.entry(user.clone()).or_default().insert(key);
+        }
+        self.by_connection_id.insert(receiver.id.clone(), key);
+        self.receivers.insert(
+            key,
+            Registered {
+                receiver,
+                kind,
+                subscriptions: Subscriptions::new(),
+            },
+        );
+        key
+    }
+
+    /// Unregisters a receiver and hands back its subscriptions (for the index);
+    /// `None` if it was not registered.
+    pub(crate) fn remove(&mut self, key: ReceiverKey) -> Option<Subscriptions> {
+        let Registered {
+            receiver,
+            subscriptions,
+            ..
+        } = self.receivers.remove(&key)?;
+        self.by_connection_id.remove(&receiver.id);
+        if let Some(user) = &receiver.principal.user_id {
+            self.forget_user(user, key);
+        }
+        Some(subscriptions)
+    }
+
+    fn forget_user(&mut self, user: &Arc<str>, key: ReceiverKey) {
+        if let Some(keys) = self.by_user.get_mut(user) {
+            keys.remove(&key);
+            if keys.is_empty() {
+                self.by_user.remove(user);
+            }
+        }
+    }
+
+    /// The registered receiver under `key`.
+    pub(crate) fn get(&self, key: ReceiverKey) -> Option<&Registered> {
+        self.receivers.get(&key)
+    }
+
+    /// Every registered key.
+    pub(crate) fn keys(&self) -> Vec<ReceiverKey> {
+        self.receivers.keys().copied().collect()
+    }
+
+    /// Replaces a receiver's principal. The user index is left alone: a refresh keeps
+    /// the same `sub`.
+    pub(crate) fn set_principal(&mut self, key: ReceiverKey, principal: Arc<Principal>) {
+        if let Some(registered) = self.receivers.get_mut(&key) {
+            registered.receiver.principal = principal;
+        }
+    }
+
+    /// The receiver with public connection id `id`.
+    pub(crate) fn by_connection_id(&self, id: &str) -> Option<ReceiverKey> {
+        self.by_connection_id.get(id).copied()
+    }
+
+    /// Every receiver of `user`.
+    pub(crate) fn of_user(&self, user: &str) -> impl Iterator<Item = ReceiverKey> + '_ {
+        self.by_user.get(user).into_iter().flatten().copied()
+    }
+
+    /// Records subscription `id` of receiver `key`; false if the receiver is gone or
+    /// the id is in use.
+    pub(crate) fn add_subscription(
+        &mut self,
+        key: ReceiverKey,
+        id: &Arc<str>,
+        pattern: &Arc<Pattern>,
+    ) -> bool {
+        let Some(registered) = self.receivers.get_mut(&key) else {
+            return false;
+        };
+        if registered.subscriptions.contains_key(id) {
+            return false;
+        }
+        registered.subscriptions.insert(id.clone(), pattern.clone());
+        true
+    }
+
+    /// Records all of `subs` or none: false if the receiver is gone or an id is in use
+    /// or repeated.
+    pub(crate) fn add_subscriptions(
+        &mut self,
+        key: ReceiverKey,
+        subs: &[(Arc<str>, Arc<Pattern>)],
+    ) -> bool {
+        let Some(registered) = self.receivers.get_mut(&key) else {
+            return false;
+        };
+        let existing = &mut registered.subscriptions;
+        let mut seen = HashSet::new();
+        if subs
+            .iter()
+            .any(|(id, _)| existing.contains_key(id) || !seen.insert(id))
+        {
+            return false;
+        }
+        existing.extend(subs.iter().cloned());
+        true
+    }
+
+    /// Forgets subscription `id` of receiver `key` and hands it back; `None` if there
+    /// was none.
+    pub(crate) fn remove_subscription(
+        &mut self,
+        key: ReceiverKey,
+        id: &str,
+    ) -> Option<(Arc<str>, Arc<Pattern>)> {
+        self.receivers.get_mut(&key)?.subscriptions.remove_entry(id)
+    }
+}

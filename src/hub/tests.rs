@@ -1,0 +1,330 @@
+//! Fan-out through a whole hub: receivers, rules, queues and the delivery position,
+//! without a database or a socket.
+
+use std::sync::{Arc, atomic::Ordering::Relaxed};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::{
+    close::Closer,
+    event::{Action, Cursor, DirectEvent},
+    rules::Rule,
+};
+
+fn hub() -> Hub {
+    let rules = Rules::new()
+        .collection("todos", Rule::Public, Rule::Deny)
+        .collection("notes", Rule::Public, Rule::Deny)
+        .collection("secrets", Rule::Authenticated, Rule::Deny);
+    Hub::new(Arc::new(rules), Arc::new(Metrics::default()), 0)
+}
+
+fn principal(user: Option<&str>) -> Arc<Principal> {
+    Arc::new(Principal {
+        user_id: user.map(Arc::from),
+        ..Principal::anonymous()
+    })
+}
+
+/// A registered receiver's far ends: its queue and the closer the hub calls.
+struct Client {
+    key: ReceiverKey,
+    queue: mpsc::Receiver<Delivery>,
+    closer: Closer,
+}
+
+impl Client {
+    /// Subscription ids of every delivery queued so far, one entry per delivery.
+    fn received(&mut self) -> Vec<Vec<String>> {
+        let mut got = Vec::new();
+        while let Ok(delivery) = self.queue.try_recv() {
+            got.push(delivery.subs.iter().map(|s| s.to_string()).collect());
+        }
+        got
+    }
+}
+
+fn connect(hub: &Hub, id: &str, user: Option<&str>, kind: ReceiverKind, capacity: usize) -> Client {
+    let (queue, far_end) = mpsc::channel(capacity);
+    let closer = Closer::default();
+    let key = hub.connect_as(
+        Receiver {
+            id: Arc::from(id),
+            principal: principal(user),
+            queue,
+            closer: closer.clone(),
+        },
+        kind,
+    );
+    Client {
+        key,
+        queue: far_end,
+        closer,
+    }
+}
+
+fn client(hub: &Hub, id: &str, patterns: &[(&str, &str)]) -> Client {
+    let client = connect(hub, id, None, ReceiverKind::WebSocket, 8);
+    for (sub, pattern) in patterns {
+        subscribe(hub, &client, sub, pattern).expect("fresh subscription");
+    }
+    client
+}
+
+fn subscribe(hub: &Hub, client: &Client, sub: &str, pattern: &str) -> Option<u64> {
+    let pattern = Pattern::parse(pattern).expect("test patterns are valid");
+    hub.subscribe(client.key, Arc::from(sub), Arc::new(pattern))
+}
+
+fn record(collection: &str, key: Option<&str>) -> NewEvent {
+    NewEvent {
+        collection: collection.to_owned(),
+        key: key.map(str::to_owned),
+        action: Action::Update,
+        event: None,
+        payload: json!({}),
+        changes: None,
+        acl: Map::new(),
+        except: None,
+        ts: chrono::DateTime::UNIX_EPOCH,
+    }
+}
+
+fn logged(seq: u64, event: NewEvent) -> Arc<Event> {
+    let cursor = Cursor {
+        epoch: Arc::from("e1"),
+        seq,
+    };
+    Event::logged(&cursor, event)
+}
+
+fn direct(target: DirectTarget) -> Arc<Event> {
+    Event::direct(DirectEvent {
+        target,
+        event: "ping".to_owned(),
+        data: Value::Null,
+        except: None,
+        ts: chrono::DateTime::UNIX_EPOCH,
+    })
+}
+
+fn delivered(count: usize) -> FanOut {
+    FanOut {
+        delivered: count,
+        overflowed: 0,
+    }
+}
+
+#[test]
+fn events_reach_matching_receivers_only_with_their_matching_ids_sorted() {
+    let hub = hub();
+    let mut all = client(
+        &hub,
+        "c1",
+        &[("b", "todos:*"), ("a", "todos:1"), ("c", "notes:*")],
+    );
+    let mut other_key = client(&hub, "c2", &[("s1", "todos:2")]);
+    let mut other_collection = client(&hub, "c3", &[("s1", "notes:*")]);
+
+    let fan_out = hub.publish(&logged(1, record("todos", Some("1"))));
+
+    assert_eq!(fan_out, delivered(1));
+    assert_eq!(all.received(), [["a", "b"]]);
+    assert!(other_key.received().is_empty());
+    assert!(other_collection.received().is_empty());
+}
+
+#[test]
+fn read_rules_and_the_excluded_connection_are_judged_per_receiver() {
+    let hub = hub();
+    let mut anonymous = client(&hub, "c1", &[("s1", "*:*")]);
+    let mut user = connect(&hub, "c2", Some("u1"), ReceiverKind::WebSocket, 8);
+    subscribe(&hub, &user, "s1", "*:*").expect("fresh subscription");
+
+    assert_eq!(
+        hub.publish(&logged(1, record("secrets", None))),
+        delivered(1)
+    );
+    assert!(anonymous.received().is_empty());
+    assert_eq!(user.received(), [["s1"]]);
+
+    let mut from_user = record("todos", Some("1"));
+    from_user.except = Some("c2".to_owned());
+    assert_eq!(hub.publish(&logged(2, from_user)), delivered(1));
+    assert_eq!(anonymous.received(), [["s1"]]);
+    assert!(user.received().is_empty());
+}
+
+#[test]
+fn local_events_reach_only_receivers_of_their_kind_and_keep_the_position() {
+    let hub = hub();
+    let mut websocket = client(&hub, "c1", &[("s1", "todos:*")]);
+    let mut sse = connect(&hub, "c2", None, ReceiverKind::Sse, 8);
+    subscribe(&hub, &sse, "s1", "todos:*").expect("fresh subscription");
+
+    let event = Event::local(record("todos", None), bytes::Bytes::new());
+    assert_eq!(hub.publish_local(&event, ReceiverKind::Sse), delivered(1));
+
+    assert_eq!(sse.received(), [["s1"]]);
+    assert!(websocket.received().is_empty());
+    assert_eq!(hub.position(), 0);
+}
+
+#[test]
+fn a_full_queue_closes_its_receiver_as_a_slow_consumer() {
+    let hub = hub();
+    let mut slow = connect(&hub, "slow", None, ReceiverKind::WebSocket, 1);
+    subscribe(&hub, &slow, "s1", "todos:*").expect("fresh subscription");
+    let mut fast = client(&hub, "fast", &[("s1", "todos:*")]);
+
+    assert_eq!(
+        hub.publish(&logged(1, record("todos", Some("1")))),
+        delivered(2)
+    );
+    let second = hub.publish(&logged(2, record("todos", Some("1"))));
+
+    assert_eq!(
+        second,
+        FanOut {
+            delivered: 1,
+            overflowed: 1
+        }
+    );
+    assert_eq!(slow.closer.reason(), Some(CloseReason::SlowConsumer));
+    assert_eq!(fast.closer.reason(), None);
+    assert_eq!(slow.received().len(), 1);
+    assert_eq!(fast.received().len(), 2);
+    // The slow receiver is gone, subscriptions and all.
+    assert_eq!(hub.count_matching("todos", Some("1")), 1);
+    assert_eq!(hub.metrics.subscriptions.load(Relaxed), 1);
+    assert_eq!(hub.metrics.queue_overflows.load(Relaxed), 1);
+    assert_eq!(subscribe(&hub, &slow, "s2", "todos:*"), None);
+}
+
+#[test]
+fn direct_events_reach_connections_and_users_without_subscriptions() {
+    let hub = hub();
+    let mut first_tab = connect(&hub, "c1", Some("u1"), ReceiverKind::WebSocket, 8);
+    let mut second_tab = connect(&hub, "c2", Some("u1"), ReceiverKind::Sse, 8);
+    let mut someone_else = connect(&hub, "c3", Some("u2"), ReceiverKind::WebSocket, 8);
+    let no_subs: [[&str; 0]; 1] = [[]];
+
+    let to_user = direct(DirectTarget::Users(vec![
+        "u1".to_owned(),
+        "nobody".to_owned(),
+    ]));
+    assert_eq!(hub.publish_direct(&to_user), delivered(2));
+    assert_eq!(first_tab.received(), no_subs);
+    assert_eq!(second_tab.received(), no_subs);
+    assert!(someone_else.received().is_empty());
+
+    // Named twice, delivered once; unknown ids are skipped. `publish` hands direct
+    // events on too.
+    let to_connection = direct(DirectTarget::Connections(vec![
+        "c3".to_owned(),
+        "c3".to_owned(),
+        "gone".to_owned(),
+    ]));
+    assert_eq!(hub.publish(&to_connection), delivered(1));
+    assert_eq!(someone_else.received(), no_subs);
+    assert!(first_tab.received().is_empty());
+
+    hub.disconnect(first_tab.key);
+    assert_eq!(hub.publish_direct(&to_user), delivered(1));
+    assert_eq!(second_tab.received(), no_subs);
+}
+
+#[test]
+fn subscribing_reports_the_position_which_logged_events_advance() {
+    let hub = Hub::new(Arc::new(Rules::new()), Arc::new(Metrics::default()), 5);
+    let watcher = client(&hub, "c1", &[]);
+    assert_eq!(subscribe(&hub, &watcher, "s1", "todos:*"), Some(5));
+
+    hub.publish(&logged(7, record("todos", Some("1"))));
+    assert_eq!(hub.position(), 7);
+    assert_eq!(subscribe(&hub, &watcher, "s2", "notes:*"), Some(7));
+    // An event nobody may read still moves the position.
+    hub.publish(&logged(8, record("unknown", None)));
+    assert_eq!(hub.position(), 8);
+    // Direct events are not in the log.
+    hub.publish(&direct(DirectTarget::Users(vec!["u1".to_owned()])));
+    assert_eq!(hub.position(), 8);
+}
+
+#[test]
+fn subscription_ids_are_unique_per_receiver() {
+    let hub = hub();
+    let first = client(&hub, "c1", &[("s1", "todos:*")]);
+    let second = client(&hub, "c2", &[]);
+    let pattern = |text: &str| Arc::new(Pattern::parse(text).expect("valid"));
+
+    assert_eq!(subscribe(&hub, &first, "s1", "notes:*"), None);
+    assert_eq!(subscribe(&hub, &second, "s1", "todos:*"), Some(0));
+    assert_eq!(
+        hub.subscribe_all(
+            first.key,
+            &[
+                (Arc::from("s2"), pattern("notes:*")),
+                (Arc::from("s2"), pattern("notes:1")),
+            ],
+        ),
+        None,
+        "repeated id"
+    );
+    assert_eq!(
+        hub.subscribe_all(
+            first.key,
+            &[
+                (Arc::from("s3"), pattern("notes:*")),
+                (Arc::from("s1"), pattern("notes:1")),
+            ],
+        ),
+        None,
+        "id in use"
+    );
+    assert_eq!(hub.count_matching("notes", None), 0, "all or nothing");
+    assert_eq!(
+        hub.subscribe_all(
+            first.key,
+            &[
+                (Arc::from("s2"), pattern("notes:*")),
+                (Arc::from("s3"), pattern("notes:1")),
+            ],
+        ),
+        Some(0)
+    );
+    assert_eq!(hub.count_matching("notes", Some("1")), 2);
+    assert_eq!(hub.metrics.subscriptions.load(Relaxed), 4);
+
+    assert!(hub.unsubscribe(first.key, "s3"));
+    assert!(!hub.unsubscribe(first.key, "s3"));
+    assert_eq!(hub.count_matching("notes", Some("1")), 1);
+    hub.disconnect(first.key);
+    assert_eq!(hub.count_matching("todos", Some("1")), 1);
+    assert_eq!(hub.metrics.subscriptions.load(Relaxed), 1);
+    assert_eq!(
+        subscribe(&hub, &first, "s9", "todos:*"),
+        None,
+        "receiver gone"
+    );
+}
+
+#[test]
+fn reset_closes_every_receiver_and_moves_the_position() {
+    let hub = hub();
+    let first = client(&hub, "c1", &[("s1", "todos:*")]);
+    let second = connect(&hub, "c2", Some("u1"), ReceiverKind::Sse, 8);
+    hub.publish(&logged(4, record("todos", Some("1"))));
+
+    hub.reset(2);
+
+    assert_eq!(hub.position(), 2);
+    assert_eq!(first.closer.reason(), Some(CloseReason::ContinuityLost));
+    assert_eq!(second.closer.reason(), Some(CloseReason::ContinuityLost));
+    assert_eq!(hub.count_matching("todos", Some("1")), 0);
+    assert_eq!(hub.metrics.subscriptions.load(Relaxed), 0);
+    let to_user = direct(DirectTarget::Users(vec!["u1".to_owned()]));
+    assert_eq!(hub.publish_direct(&to_user), FanOut::default());
+}

@@ -75,8 +75,8 @@ impl Db {
     /// `_sqlx_migrations` table: versions that are not ours are ignored.
     pub async fn migrate(&self) -> Result<(), DbError> {
         match self {
-            Self::Sqlite(pool) => ignore_foreign(&SQLITE_MIGRATIONS).run(pool).await?,
-            Self::Postgres(pool) => ignore_foreign(&POSTGRES_MIGRATIONS).run(pool).await?,
+            Self::Sqlite(pool) => tolerate_other_migrations(&SQLITE_MIGRATIONS).run(pool).await?,
+            Self::Postgres(pool) => tolerate_other_migrations(&POSTGRES_MIGRATIONS).run(pool).await?,
         }
         Ok(())
     }
@@ -88,7 +88,7 @@ impl Db {
 }
 
 /// A copy of `migrator` that tolerates versions applied by other migrators.
-pub fn ignore_foreign(migrator: &Migrator) -> Migrator {
+pub fn tolerate_other_migrations(migrator: &Migrator) -> Migrator {
     let mut copy = Migrator {
         migrations: migrator.migrations.clone(),
         ..Migrator::DEFAULT

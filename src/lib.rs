@@ -1,39 +1,118 @@
-//! tidings: live data for axum apps.
+//! Live data for axum apps.
 //!
-//! Browsers subscribe to `collection:key` patterns over WebSocket (or Datastar SSE);
-//! every committed create/update/delete of a model becomes an event, and the app can
-//! send custom events with [`realtime_broadcast`]. The database is the event log; a
-//! broker only rings the doorbell between nodes. See `docs/architecture.md`.
+//! tidings is a realtime gateway you add to an axum application. Browsers connect over
+//! WebSocket (`/realtime/subscribe`) or Datastar SSE (`/realtime/sse`), authenticate
+//! with a JWT and subscribe to patterns such as `todos:*` or `todos:42`. Every
+//! committed create, update or delete made through the [model layer](model) becomes an
+//! event, delivered to every subscriber allowed to read it; a rolled-back write emits
+//! nothing, and a committed write is never lost, because **the database is the event
+//! log**: the write and its event row commit in one transaction, and a broker only
+//! rings the doorbell between nodes. Custom events go to a collection, a topic,
+//! connections or users with [`Realtime::broadcast`].
+//!
+//! # Example
+//!
+//! ```no_run
+//! use tidings::{Config, Db, Realtime, Rule, Rules, model::Model};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Todo { id: String, title: String, owner_id: String }
+//!
+//! impl Model for Todo {
+//!     const COLLECTION: &'static str = "todos";
+//!     fn id(&self) -> String { self.id.clone() }
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = Config::default();
+//! config.jwt.secret = Some(std::env::var("JWT_SECRET")?);
+//! let realtime = Realtime::builder(config, Db::connect("sqlite:app.db").await?)
+//!     // Signed-in users read todos; only the server writes them.
+//!     .rules(Rules::new().collection("todos", Rule::Authenticated, Rule::Deny))
+//!     .build()
+//!     .await?;
+//!
+//! // A write and its event commit together: subscribers of `todos:*` get "create".
+//! let mut tx = realtime.store().begin().await?;
+//! tx.insert(&Todo { id: "1".into(), title: "milk".into(), owner_id: "ann".into() }).await?;
+//! tx.commit().await?;
+//!
+//! // Mount the gateway's routes next to your own.
+//! let app = axum::Router::new().merge(realtime.router());
+//! axum::serve(tokio::net::TcpListener::bind("127.0.0.1:3000").await?, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! In the browser, `import { RealtimeClient } from "/realtime/client.js"` and call
+//! `client.subscribe("todos:*", onEvent)`.
+//!
+//! # Where to go next
+//!
+//! - [`RealtimeBuilder`]: rules, a broker between nodes, subscription callbacks,
+//!   Datastar renderers and snapshots.
+//! - [`Rules`] and [`Rule`]: who reads and who publishes each collection; [`Rules::admit`]
+//!   is the one access decision every transport asks.
+//! - [`model`]: [`Model`](model::Model), the [`Store`](model::Store) and transactions.
+//! - [`sse`]: the Datastar bridge (rendered HTML patches over SSE).
+//! - [`broker`]: what carries doorbells between nodes.
+//! - [`config`]: every setting and its default.
+//! - The repository's `docs/`: the wire protocol, the architecture, the browser client.
 
-pub mod access;
-pub mod app;
-pub mod auth;
-pub mod broadcast;
+mod access;
+mod app;
+mod auth;
+mod broadcast;
 pub mod broker;
-pub mod close;
+mod close;
 pub mod config;
-pub mod db;
+mod db;
 #[cfg(feature = "demo")]
 #[doc(hidden)]
 pub mod demo;
-pub mod event;
-pub mod hooks;
-pub mod http;
-pub mod hub;
-pub mod log;
-pub mod metrics;
+mod event;
+mod hooks;
+mod http;
+mod hub;
+mod log;
+mod metrics;
 pub mod model;
-pub mod protocol;
+mod protocol;
 mod publisher;
-pub mod rules;
+mod rules;
 pub mod sse;
-pub mod topic;
+mod topic;
 mod ws;
 
+pub use access::Admission;
 pub use app::{BuildError, Realtime, RealtimeBuilder};
-pub use auth::Principal;
-pub use auth::bearer_token;
-pub use broadcast::{Broadcast, Target, realtime_broadcast};
+pub use auth::{
+    AuthError, Authenticator, BearerCaller, Caller, JwtVerifier, KeyError, Principal,
+    bearer_token,
+};
+pub use broadcast::{
+    Broadcast, BroadcastError, MAX_EVENT_NAME_LEN, MAX_TARGET_IDS, Target, realtime_broadcast,
+};
 pub use config::Config;
-pub use db::Db;
-pub use rules::{Rule, Rules};
+pub use db::{Db, DbError, tolerate_other_migrations};
+pub use event::{Action, Cursor, CursorError, NewEvent};
+pub use hooks::SubscriptionCallback;
+pub use http::{HttpError, PUBLISHER_ROLE};
+pub use metrics::Metrics;
+pub use protocol::{ErrorCode, ResyncReason};
+pub use rules::{Decision, Rule, RuleFn, RuleParseError, Rules};
+pub use topic::{Pattern, Topic, TopicError};
+
+/// Internals the crate's own benchmarks and integration tests reach into. Not part of
+/// the API: anything here may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::auth::unix_now;
+    pub use crate::broadcast::Prepared;
+    pub use crate::close::Closer;
+    pub use crate::event::{DirectEvent, DirectTarget, Event};
+    pub use crate::hub::{Delivery, Hub, Receiver};
+    pub use crate::log::RelaySignal;
+    pub use crate::sse::mapping::{
+        direct_mapping, encode_cursor, encode_event, keep_alive, reset_signals,
+    };
+}

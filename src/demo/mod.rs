@@ -21,7 +21,7 @@ pub use models::{Note, Todo};
 
 use crate::{
     Realtime, RealtimeBuilder,
-    db::{Db, DbError, ignore_foreign},
+    db::{Db, DbError, tolerate_other_migrations},
     rules::{Rule, Rules},
 };
 
@@ -35,8 +35,8 @@ static POSTGRES_DEMO: Migrator = sqlx::migrate!("./migrations/demo/postgres");
 /// Creates the demo tables.
 pub async fn migrate(db: &Db) -> Result<(), DbError> {
     match db {
-        Db::Sqlite(pool) => ignore_foreign(&SQLITE_DEMO).run(pool).await?,
-        Db::Postgres(pool) => ignore_foreign(&POSTGRES_DEMO).run(pool).await?,
+        Db::Sqlite(pool) => tolerate_other_migrations(&SQLITE_DEMO).run(pool).await?,
+        Db::Postgres(pool) => tolerate_other_migrations(&POSTGRES_DEMO).run(pool).await?,
     }
     Ok(())
 }

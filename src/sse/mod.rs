@@ -16,13 +16,13 @@
 //!
 //! ```
 //!
-//! - [`collector`]: [`EventCollector`], patch-elements, patch-signals, execute-script,
+//! - `collector`: [`EventCollector`], patch-elements, patch-signals, execute-script,
 //!   rendered once per event and closed by its id.
-//! - [`mapping`]: the default mapping of log events to signals, the reset patch, and
+//! - `mapping`: the default mapping of log events to signals, the reset patch, and
 //!   the per-collection [`Renderer`] hook.
-//! - [`sanitize`]: why no input can add an SSE field or event, and the helpers that
+//! - `sanitize`: why no input can add an SSE field or event, and the helpers that
 //!   make it so.
-//! - [`error`]: [`SseError`], what the layer refuses.
+//! - `error`: [`SseError`], what the layer refuses.
 //!
 //! The streams themselves:
 //!
@@ -30,18 +30,18 @@
 //!   file each; [`StreamError`], why a stream is refused.
 //! - `endpoint`: `GET /realtime/sse` and [`Realtime::sse_principal`](crate::Realtime::sse_principal).
 //! - `state`: the narrow parts of the gateway the streams work with.
-//! - [`api`]: `Realtime::datastar_broadcast` and `Realtime::datastar_stream`.
-//! - [`hooks`]: what the app registers on the builder (renderers, snapshot).
+//! - `api`: `Realtime::datastar_broadcast` and `Realtime::datastar_stream`.
+//! - `hooks`: what the app registers on the builder (renderers, snapshot).
 //!
 //! See `docs/datastar.md` for the page side.
 
-pub mod api;
-pub mod collector;
+mod api;
+mod collector;
 mod endpoint;
-pub mod error;
-pub mod hooks;
-pub mod mapping;
-pub mod sanitize;
+mod error;
+pub(crate) mod hooks;
+pub(crate) mod mapping;
+mod sanitize;
 mod state;
 mod stream;
 
@@ -51,9 +51,7 @@ pub use datastar::consts::ElementPatchMode;
 pub(crate) use endpoint::handler;
 pub use error::{Field, SseError};
 pub use hooks::{Snapshot, SnapshotReason, SnapshotRequest};
-pub use mapping::{
-    Renderer, default_mapping, direct_mapping, encode_cursor, encode_event, keep_alive,
-    reset_signals,
-};
+pub use mapping::{Renderer, default_mapping};
+pub(crate) use mapping::{encode_cursor, encode_event, keep_alive};
 pub(crate) use state::SseState;
 pub use stream::StreamError;

@@ -29,6 +29,8 @@
 //!
 //! What is measured and how to read it: `docs/benchmarks.md`.
 
+// A binary: `pub` here means "for the other roles' files", not an API.
+#[allow(unreachable_pub)]
 mod fanout {
     pub mod client;
     pub mod orchestrator;

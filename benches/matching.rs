@@ -31,12 +31,8 @@ use std::{
 
 use globset::{Candidate, Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use tidings::{
-    Principal,
-    close::Closer,
-    demo,
-    hub::{Delivery, Hub, Receiver},
-    metrics::Metrics,
-    topic::Pattern,
+    __private::{Closer, Delivery, Hub, Receiver},
+    Metrics, Pattern, Principal, demo,
 };
 use tokio::sync::mpsc;
 

@@ -87,7 +87,7 @@ impl Rules {
 /// filter shared by replay on every transport; live fan-out reaches the same answer
 /// through the hub's index (the pattern half) and [`Rules::can_read`] (the rule half).
 #[derive(Debug, Clone, Copy)]
-pub struct Interest<'a> {
+pub(crate) struct Interest<'a> {
     rules: &'a Rules,
     principal: &'a Principal,
     patterns: &'a [Arc<Pattern>],
@@ -95,7 +95,11 @@ pub struct Interest<'a> {
 
 impl<'a> Interest<'a> {
     /// The interest of `principal` in `patterns`.
-    pub fn new(rules: &'a Rules, principal: &'a Principal, patterns: &'a [Arc<Pattern>]) -> Self {
+    pub(crate) fn new(
+        rules: &'a Rules,
+        principal: &'a Principal,
+        patterns: &'a [Arc<Pattern>],
+    ) -> Self {
         Self {
             rules,
             principal,
@@ -105,7 +109,7 @@ impl<'a> Interest<'a> {
 
     /// Whether `event` goes to this subscriber: a pattern matches it and the principal
     /// may read it.
-    pub fn wants(&self, event: &NewEvent) -> bool {
+    pub(crate) fn wants(&self, event: &NewEvent) -> bool {
         self.patterns
             .iter()
             .any(|p| p.matches(&event.collection, event.key.as_deref()))

@@ -8,8 +8,6 @@ pub enum CloseReason {
     Normal,
     /// The server is shutting down.
     GoingAway,
-    /// The server is restarting.
-    Restarting,
     /// A client frame exceeded the message limit.
     MessageTooBig,
     /// Token missing, invalid or expired (includes the auth timeout).
@@ -37,7 +35,6 @@ impl CloseReason {
             // The peer is gone; 1001 tells a client that is still there to reconnect.
             Self::PeerTimeout => 1001,
             Self::MessageTooBig => 1009,
-            Self::Restarting => 1012,
             Self::Unauthorized => 4001,
             Self::Forbidden => 4003,
             Self::SlowConsumer => 4008,
@@ -54,7 +51,6 @@ impl CloseReason {
             Self::GoingAway => "server going away",
             Self::PeerTimeout => "no pong",
             Self::MessageTooBig => "message too big",
-            Self::Restarting => "server restarting",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::SlowConsumer => "slow consumer",

@@ -75,15 +75,18 @@ impl Db {
     /// `_sqlx_migrations` table: versions that are not ours are ignored.
     pub async fn migrate(&self) -> Result<(), DbError> {
         match self {
-            Self::Sqlite(pool) => tolerate_other_migrations(&SQLITE_MIGRATIONS).run(pool).await?,
-            Self::Postgres(pool) => tolerate_other_migrations(&POSTGRES_MIGRATIONS).run(pool).await?,
+            Self::Sqlite(pool) => {
+                tolerate_other_migrations(&SQLITE_MIGRATIONS)
+                    .run(pool)
+                    .await?
+            }
+            Self::Postgres(pool) => {
+                tolerate_other_migrations(&POSTGRES_MIGRATIONS)
+                    .run(pool)
+                    .await?
+            }
         }
         Ok(())
-    }
-
-    /// Whether this is Postgres.
-    pub fn is_postgres(&self) -> bool {
-        matches!(self, Self::Postgres(_))
     }
 }
 

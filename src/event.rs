@@ -261,7 +261,7 @@ pub enum EventContent {
 }
 
 /// Formats a timestamp as the protocol does: RFC 3339, milliseconds, `Z`.
-pub fn format_ts(ts: &DateTime<Utc>) -> String {
+pub(crate) fn format_ts(ts: &DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 

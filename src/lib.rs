@@ -86,8 +86,7 @@ mod ws;
 pub use access::Admission;
 pub use app::{BuildError, Realtime, RealtimeBuilder};
 pub use auth::{
-    AuthError, Authenticator, BearerCaller, Caller, JwtVerifier, KeyError, Principal,
-    bearer_token,
+    AuthError, Authenticator, BearerCaller, Caller, JwtVerifier, KeyError, Principal, bearer_token,
 };
 pub use broadcast::{
     Broadcast, BroadcastError, MAX_EVENT_NAME_LEN, MAX_TARGET_IDS, Target, realtime_broadcast,

@@ -8,7 +8,7 @@ use serde_json::Value;
 /// A frame from the client.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ClientFrame {
+pub(crate) enum ClientFrame {
     /// Authenticate, or refresh the token on a live connection.
     Auth {
         /// The JWT, or `null` for anonymous.
@@ -100,7 +100,7 @@ pub enum ResyncReason {
 /// A frame to the client (event frames excepted, see the module docs).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum ServerFrame {
+pub(crate) enum ServerFrame {
     /// Handshake succeeded.
     Welcome {
         /// Opaque, unique connection id.
@@ -186,7 +186,7 @@ pub enum ServerFrame {
 
 impl ServerFrame {
     /// An error frame.
-    pub fn error(
+    pub(crate) fn error(
         reference: Option<Value>,
         id: Option<String>,
         code: ErrorCode,
@@ -201,7 +201,7 @@ impl ServerFrame {
     }
 
     /// The frame as JSON text.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         // Plain data: serialization cannot fail.
         serde_json::to_string(self).unwrap_or_else(|_| {
             String::from(r#"{"type":"error","code":"internal","message":"encoding"}"#)
@@ -211,7 +211,7 @@ impl ServerFrame {
 
 /// Why a client frame could not be used, with the `ref` to echo when one was readable.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FrameError {
+pub(crate) struct FrameError {
     /// The frame's `ref`, if it had a valid one.
     pub reference: Option<Value>,
     /// What was wrong.
@@ -220,7 +220,7 @@ pub struct FrameError {
 
 /// Parses a client text frame. Never panics; a bad frame yields the reason and the
 /// `ref` to echo.
-pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
+pub(crate) fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
     let value: Value = serde_json::from_str(text).map_err(|e| FrameError {
         reference: None,
         message: format!("not JSON: {e}"),

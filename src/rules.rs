@@ -110,7 +110,7 @@ fn field_equals(value: &Value, user: &str) -> bool {
 
 /// The read and publish rule of one collection.
 #[derive(Debug, Clone)]
-pub struct CollectionRules {
+pub(crate) struct CollectionRules {
     /// Who may receive the collection's events.
     pub read: Rule,
     /// Who may publish custom events to it (client `publish` frames).

@@ -8,11 +8,11 @@ use std::fmt;
 use globset::{Candidate, GlobBuilder, GlobMatcher};
 
 /// Longest accepted pattern, in characters (protocol.md section 2).
-pub const MAX_PATTERN_LEN: usize = 256;
+pub(crate) const MAX_PATTERN_LEN: usize = 256;
 /// Longest accepted record key, in characters.
-pub const MAX_KEY_LEN: usize = 256;
+pub(crate) const MAX_KEY_LEN: usize = 256;
 /// Longest accepted collection name, in characters.
-pub const MAX_COLLECTION_LEN: usize = 64;
+pub(crate) const MAX_COLLECTION_LEN: usize = 64;
 
 /// Why a topic, collection or pattern was refused. Carries the offending input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,7 +29,7 @@ pub enum TopicError {
 }
 
 /// Checks a collection name against `[A-Za-z0-9_-]{1,64}`.
-pub fn validate_collection(name: &str) -> Result<(), TopicError> {
+pub(crate) fn validate_collection(name: &str) -> Result<(), TopicError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_COLLECTION_LEN
         && name
@@ -43,7 +43,7 @@ pub fn validate_collection(name: &str) -> Result<(), TopicError> {
 }
 
 /// Checks a record key: 1 to 256 characters, no `:` and no control character.
-pub fn validate_key(key: &str) -> Result<(), TopicError> {
+pub(crate) fn validate_key(key: &str) -> Result<(), TopicError> {
     let chars = key.chars().count();
     let ok = (1..=MAX_KEY_LEN).contains(&chars) && !key.chars().any(|c| c == ':' || c.is_control());
     if ok {
@@ -143,7 +143,7 @@ impl GlobPart {
     }
 
     /// Whether this part matches `text`, prepared once for many patterns.
-    pub fn matches_prepared(&self, text: &MatchText<'_>) -> bool {
+    pub(crate) fn matches_prepared(&self, text: &MatchText<'_>) -> bool {
         match self {
             Self::Any => true,
             Self::Exact(exact) => exact == text.text,
@@ -154,14 +154,14 @@ impl GlobPart {
 
 /// A collection name or key prepared for matching against many globs: globset's
 /// candidate (which normalizes the text) is built once per event, not once per glob.
-pub struct MatchText<'a> {
+pub(crate) struct MatchText<'a> {
     text: &'a str,
     candidate: Candidate<'a>,
 }
 
 impl<'a> MatchText<'a> {
     /// Prepares `text`.
-    pub fn new(text: &'a str) -> Self {
+    pub(crate) fn new(text: &'a str) -> Self {
         Self {
             text,
             candidate: Candidate::new(text),
@@ -236,7 +236,7 @@ impl Pattern {
     }
 
     /// `matches`, with the collection and key prepared once for many patterns.
-    pub fn matches_prepared(
+    pub(crate) fn matches_prepared(
         &self,
         collection: &MatchText<'_>,
         key: Option<&MatchText<'_>>,

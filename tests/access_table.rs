@@ -10,7 +10,7 @@ use common::{
     sse::SseStream,
 };
 use serde_json::{Value, json};
-use tidings::{Rule, Rules, access::Admission, auth::Principal, topic::Pattern};
+use tidings::{Admission, Pattern, Principal, Rule, Rules};
 
 /// Who asks.
 #[derive(Debug, Clone, Copy)]

@@ -12,11 +12,7 @@ use common::{
     server::{TestServer, seq_of},
 };
 use serde_json::json;
-use tidings::{
-    Broadcast, Target,
-    demo::Todo,
-    event::{Action, NewEvent},
-};
+use tidings::{Action, Broadcast, NewEvent, Target, demo::Todo};
 
 fn todo(id: &str, title: &str) -> Todo {
     Todo {
@@ -171,7 +167,7 @@ backend_tests!(
         // The process "died" after its commit and before relaying: write with a store
         // whose relay does not run (no Realtime at all).
         let db = tidings::Db::connect(&url).await.unwrap();
-        let store = tidings::model::Store::new(db, tidings::log::RelaySignal::default());
+        let store = tidings::model::Store::new(db, tidings::__private::RelaySignal::default());
         let mut tx = store.begin().await.unwrap();
         tx.insert(&todo("orphan", "committed, never relayed"))
             .await

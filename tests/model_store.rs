@@ -10,9 +10,8 @@ use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tidings::{
-    db::Db,
-    event::{Action, NewEvent},
-    log::RelaySignal,
+    __private::RelaySignal,
+    Action, Db, NewEvent,
     model::{Model, Store, StoreError, public_projection},
 };
 

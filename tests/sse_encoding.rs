@@ -10,10 +10,13 @@ use bytes::Bytes;
 use chrono::DateTime;
 use serde_json::{Map, Value, json};
 use tidings::{
-    event::{Action, DirectEvent, DirectTarget, NewEvent},
+    __private::{
+        DirectEvent, DirectTarget, direct_mapping, encode_cursor, encode_event, keep_alive,
+        reset_signals,
+    },
+    Action, NewEvent,
     sse::{
         ElementPatchMode, EventCollector, Field, PatchOptions, Renderer, SseError, default_mapping,
-        direct_mapping, encode_cursor, encode_event, keep_alive, reset_signals,
     },
 };
 

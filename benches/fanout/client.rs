@@ -228,8 +228,7 @@ async fn open(url: &str, kind: Kind, index: usize) -> Result<Socket, String> {
         .map_err(|e| format!("connect: {e}"))?;
     match kind {
         Kind::Tidings => {
-            let claims =
-                json!({"sub": format!("bench{index}"), "exp": tidings::auth::unix_now() + 3600});
+            let claims = json!({"sub": format!("bench{index}"), "exp": tidings::__private::unix_now() + 3600});
             let token = jsonwebtoken::encode(
                 &jsonwebtoken::Header::default(),
                 &claims,

@@ -26,10 +26,8 @@ use axum::{
 };
 use serde_json::json;
 use tidings::{
-    Broadcast, Config, Db, Realtime, Target,
-    broadcast::Prepared,
-    demo,
-    event::{Cursor, Event},
+    __private::{Event, Prepared},
+    Broadcast, Config, Cursor, Db, Realtime, Target, demo,
 };
 use tokio::{runtime::Runtime, sync::broadcast};
 

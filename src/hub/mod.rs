@@ -25,7 +25,8 @@ use std::{
 
 use tokio::sync::mpsc;
 
-pub use self::registry::{Receiver, ReceiverKey, ReceiverKind};
+pub use self::registry::Receiver;
+pub(crate) use self::registry::{ReceiverKey, ReceiverKind};
 use self::{
     index::SubscriptionIndex,
     registry::{Registered, Registry},

@@ -25,7 +25,7 @@ pub struct Receiver {
 }
 
 /// A receiver's handle inside the hub.
-pub type ReceiverKey = u64;
+pub(crate) type ReceiverKey = u64;
 
 /// What kind of client a receiver is. Logged events go to every kind; events rendered
 /// for one kind only (Datastar broadcasts) go to receivers of that kind.

@@ -19,7 +19,7 @@ use crate::{
 const FILL_PAGE: u32 = 1000;
 
 /// Moves events from the broker (and the log, for gaps) to the hub.
-pub struct Ingest {
+pub(crate) struct Ingest {
     log: Arc<Log>,
     hub: Arc<Hub>,
     broker: Arc<dyn Broker>,
@@ -28,7 +28,7 @@ pub struct Ingest {
 
 impl Ingest {
     /// An ingest feeding `hub`.
-    pub fn new(
+    pub(crate) fn new(
         log: Arc<Log>,
         hub: Arc<Hub>,
         broker: Arc<dyn Broker>,
@@ -44,14 +44,14 @@ impl Ingest {
 
     /// Subscribes to the broker. Done before the relay starts, so no doorbell rung
     /// after startup is missed; anything missed anyway is found by the poll.
-    pub async fn subscribe(
+    pub(crate) async fn subscribe(
         &self,
     ) -> Result<futures::stream::BoxStream<'static, bytes::Bytes>, crate::broker::BrokerError> {
         self.broker.subscribe().await
     }
 
     /// Runs until `shutdown`.
-    pub async fn run(
+    pub(crate) async fn run(
         self,
         mut stream: futures::stream::BoxStream<'static, bytes::Bytes>,
         shutdown: CancellationToken,

@@ -2,12 +2,12 @@
 //! the hot ring of recent events, the ingest that feeds the hub, and the replay that
 //! serves resumes.
 
-pub mod ingest;
-pub mod outbox;
-pub mod reader;
-pub mod relay;
-pub mod replay;
-pub mod ring;
+pub(crate) mod ingest;
+pub(crate) mod outbox;
+pub(crate) mod reader;
+pub(crate) mod relay;
+pub(crate) mod replay;
+pub(crate) mod ring;
 
 use std::sync::{Arc, RwLock};
 
@@ -33,7 +33,7 @@ impl RelaySignal {
 
 /// This node's view of the log: the database, the current epoch and the ring.
 #[derive(Debug)]
-pub struct Log {
+pub(crate) struct Log {
     /// Where the log lives.
     pub db: Db,
     epoch: RwLock<Arc<str>>,
@@ -45,7 +45,7 @@ pub struct Log {
 
 impl Log {
     /// The log at `epoch`.
-    pub fn new(db: Db, epoch: &str, config: LogConfig) -> Self {
+    pub(crate) fn new(db: Db, epoch: &str, config: LogConfig) -> Self {
         Self {
             db,
             epoch: RwLock::new(Arc::from(epoch)),
@@ -55,7 +55,7 @@ impl Log {
     }
 
     /// The current epoch.
-    pub fn epoch(&self) -> Arc<str> {
+    pub(crate) fn epoch(&self) -> Arc<str> {
         self.epoch.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 

@@ -14,7 +14,10 @@ const POSTGRES_INSERT: &str = "INSERT INTO realtime_outbox \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// Inserts `event` as an unsequenced outbox row on SQLite.
-pub async fn insert_sqlite(conn: &mut SqliteConnection, event: &NewEvent) -> sqlx::Result<()> {
+pub(crate) async fn insert_sqlite(
+    conn: &mut SqliteConnection,
+    event: &NewEvent,
+) -> sqlx::Result<()> {
     bind_event(sqlx::query(SQLITE_INSERT), event)
         .execute(conn)
         .await?;
@@ -22,7 +25,7 @@ pub async fn insert_sqlite(conn: &mut SqliteConnection, event: &NewEvent) -> sql
 }
 
 /// Inserts `event` as an unsequenced outbox row on Postgres.
-pub async fn insert_postgres(conn: &mut PgConnection, event: &NewEvent) -> sqlx::Result<()> {
+pub(crate) async fn insert_postgres(conn: &mut PgConnection, event: &NewEvent) -> sqlx::Result<()> {
     bind_event(sqlx::query(POSTGRES_INSERT), event)
         .execute(conn)
         .await?;

@@ -11,7 +11,7 @@ pub(crate) const EVENT_COLUMNS: &str = "seq, collection, record_key, action, eve
      changes, acl, except_connection, created_at";
 
 /// The log's epoch and last assigned seq.
-pub async fn load_meta(db: &Db) -> sqlx::Result<(String, u64)> {
+pub(crate) async fn load_meta(db: &Db) -> sqlx::Result<(String, u64)> {
     const SQL: &str = "SELECT epoch, last_seq FROM realtime_meta WHERE id = 1";
     let (epoch, last): (String, i64) = match db {
         Db::Sqlite(pool) => sqlx::query_as(SQL).fetch_one(pool).await?,
@@ -21,7 +21,7 @@ pub async fn load_meta(db: &Db) -> sqlx::Result<(String, u64)> {
 }
 
 /// The smallest seq still in the table, if any.
-pub async fn oldest_seq(db: &Db) -> sqlx::Result<Option<u64>> {
+pub(crate) async fn oldest_seq(db: &Db) -> sqlx::Result<Option<u64>> {
     const SQL: &str = "SELECT min(seq) FROM realtime_outbox WHERE seq IS NOT NULL";
     let (min,): (Option<i64>,) = match db {
         Db::Sqlite(pool) => sqlx::query_as(SQL).fetch_one(pool).await?,
@@ -31,7 +31,7 @@ pub async fn oldest_seq(db: &Db) -> sqlx::Result<Option<u64>> {
 }
 
 /// Events with `after < seq <= upto`, in seq order, at most `limit` of them.
-pub async fn read_range(
+pub(crate) async fn read_range(
     db: &Db,
     after: u64,
     upto: u64,

@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// Sequences and publishes committed outbox rows.
-pub struct Relay {
+pub(crate) struct Relay {
     db: Db,
     broker: Arc<dyn Broker>,
     signal: RelaySignal,
@@ -34,7 +34,7 @@ pub struct Relay {
 
 impl Relay {
     /// A relay over `db` publishing to `broker`.
-    pub fn new(
+    pub(crate) fn new(
         db: Db,
         broker: Arc<dyn Broker>,
         signal: RelaySignal,
@@ -53,7 +53,7 @@ impl Relay {
     /// Runs until `shutdown`: sequences whenever woken by a commit, and on every poll
     /// interval, so rows committed by a process that died before relaying (or by
     /// another node) are never stranded.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
         // Prune once a tenth of the retention window has been added, so the table
         // stays within ~110% of `retention` without a DELETE per batch.
         let prune_every = (self.config.retention / 10).max(1);
@@ -107,7 +107,7 @@ impl Relay {
 
     /// Sequences up to `relay_batch` visible rows; returns the epoch and the rows in
     /// seq order (no rows and an empty epoch when nothing was waiting).
-    pub async fn sequence_batch(&self) -> sqlx::Result<(String, Vec<(u64, NewEvent)>)> {
+    pub(crate) async fn sequence_batch(&self) -> sqlx::Result<(String, Vec<(u64, NewEvent)>)> {
         // Most polls find nothing: check without taking the write lock (SQLite) or
         // the meta row lock (Postgres), through the partial index on unsequenced rows.
         if !self.has_unsequenced().await? {

@@ -11,7 +11,7 @@ use crate::{
 
 /// Why a resume gives no events.
 #[derive(Debug)]
-pub enum ReplayError {
+pub(crate) enum ReplayError {
     /// The contract's reasons: answered with `recovered:false`.
     Resync(ResyncReason),
     /// The database failed.
@@ -31,7 +31,7 @@ impl Log {
     /// Every event with `since.seq < seq <= upto` that `wanted` accepts, in order; or
     /// why they cannot all be served. More than `replay_cap` wanted events is
     /// `too_many`.
-    pub async fn replay(
+    pub(crate) async fn replay(
         &self,
         since: &Cursor,
         upto: u64,

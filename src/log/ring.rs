@@ -10,14 +10,14 @@ use crate::event::Event;
 
 /// A bounded, seq-contiguous window of recent logged events.
 #[derive(Debug)]
-pub struct Ring {
+pub(crate) struct Ring {
     events: RwLock<VecDeque<Arc<Event>>>,
     capacity: usize,
 }
 
 impl Ring {
     /// An empty ring holding at most `capacity` events.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             events: RwLock::new(VecDeque::with_capacity(capacity.min(4096))),
             capacity,
@@ -26,7 +26,7 @@ impl Ring {
 
     /// Appends the next event. A non-contiguous seq restarts the window, so the ring
     /// never claims to cover a range it has a hole in.
-    pub fn push(&self, event: Arc<Event>) {
+    pub(crate) fn push(&self, event: Arc<Event>) {
         let mut events = self.events.write().unwrap_or_else(|e| e.into_inner());
         let contiguous = match (events.back().and_then(|e| e.seq), event.seq) {
             (Some(last), Some(seq)) => seq == last + 1,
@@ -43,7 +43,7 @@ impl Ring {
 
     /// Events with `after < seq <= upto`, or `None` if the ring does not hold all of
     /// them.
-    pub fn range(&self, after: u64, upto: u64) -> Option<Vec<Arc<Event>>> {
+    pub(crate) fn range(&self, after: u64, upto: u64) -> Option<Vec<Arc<Event>>> {
         if after >= upto {
             return Some(Vec::new());
         }
@@ -59,7 +59,7 @@ impl Ring {
     }
 
     /// Drops everything (the log's epoch changed).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.events
             .write()
             .unwrap_or_else(|e| e.into_inner())

@@ -24,7 +24,7 @@ pub(super) struct Target {
 
 impl Target {
     /// Validates `M`'s table and id column names.
-    pub fn of<M: Model>() -> Result<Self, StoreError> {
+    pub(super) fn of<M: Model>() -> Result<Self, StoreError> {
         let mut target = Self {
             collection: M::COLLECTION,
             table: M::TABLE,
@@ -38,7 +38,7 @@ impl Target {
     }
 
     /// `name` as a quoted column identifier, or an error naming it.
-    pub fn column(&self, name: &str) -> Result<String, StoreError> {
+    pub(super) fn column(&self, name: &str) -> Result<String, StoreError> {
         self.quote("column", name)
     }
 
@@ -69,7 +69,7 @@ impl Target {
     }
 
     /// Wraps a driver error with the operation and the record it concerned.
-    pub fn db_error<'a>(
+    pub(super) fn db_error<'a>(
         &'a self,
         op: &'static str,
         id: Option<&'a str>,
@@ -91,7 +91,7 @@ pub(super) enum Conn<'c> {
 
 impl Conn<'_> {
     /// The row with this id.
-    pub async fn get(&mut self, t: &Target, id: &str) -> Result<Option<Row>, StoreError> {
+    pub(super) async fn get(&mut self, t: &Target, id: &str) -> Result<Option<Row>, StoreError> {
         match self {
             Self::Sqlite(c) => sqlite::get(c, t, id).await,
             Self::Postgres(c) => postgres::get(c, t, id).await,
@@ -99,7 +99,7 @@ impl Conn<'_> {
     }
 
     /// Up to `limit` rows in id order.
-    pub async fn list(&mut self, t: &Target, limit: u32) -> Result<Vec<Row>, StoreError> {
+    pub(super) async fn list(&mut self, t: &Target, limit: u32) -> Result<Vec<Row>, StoreError> {
         match self {
             Self::Sqlite(c) => sqlite::list(c, t, limit).await,
             Self::Postgres(c) => postgres::list(c, t, limit).await,
@@ -109,7 +109,12 @@ impl Conn<'_> {
     /// Inserts the record's fields and returns the row as stored.
     ///
     /// Null fields are left out of the column list, so column defaults apply to them.
-    pub async fn insert(&mut self, t: &Target, id: &str, record: &Row) -> Result<Row, StoreError> {
+    pub(super) async fn insert(
+        &mut self,
+        t: &Target,
+        id: &str,
+        record: &Row,
+    ) -> Result<Row, StoreError> {
         let present: Row = record
             .iter()
             .filter(|(_, v)| !v.is_null())
@@ -123,7 +128,7 @@ impl Conn<'_> {
 
     /// Writes the record's fields that differ from the stored row, which is locked
     /// first. Returns the row before and after, or `None` if there is no such row.
-    pub async fn update(
+    pub(super) async fn update(
         &mut self,
         t: &Target,
         id: &str,
@@ -136,7 +141,7 @@ impl Conn<'_> {
     }
 
     /// Deletes the row and returns it as it was, or `None` if there is no such row.
-    pub async fn delete(&mut self, t: &Target, id: &str) -> Result<Option<Row>, StoreError> {
+    pub(super) async fn delete(&mut self, t: &Target, id: &str) -> Result<Option<Row>, StoreError> {
         match self {
             Self::Sqlite(c) => sqlite::delete(c, t, id).await,
             Self::Postgres(c) => postgres::delete(c, t, id).await,
@@ -144,7 +149,7 @@ impl Conn<'_> {
     }
 
     /// Writes an outbox row.
-    pub async fn record(&mut self, event: &NewEvent) -> Result<(), StoreError> {
+    pub(super) async fn record(&mut self, event: &NewEvent) -> Result<(), StoreError> {
         let result = match self {
             Self::Sqlite(c) => outbox::insert_sqlite(c, event).await,
             Self::Postgres(c) => outbox::insert_postgres(c, event).await,

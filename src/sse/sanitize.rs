@@ -24,12 +24,12 @@ use std::borrow::Cow;
 use super::error::{Field, SseError};
 
 /// Whether `text` contains a character that ends an SSE line.
-pub fn has_line_break(text: &str) -> bool {
+pub(super) fn has_line_break(text: &str) -> bool {
     text.bytes().any(|b| b == b'\r' || b == b'\n')
 }
 
 /// Refuses a single-line value that contains CR or LF.
-pub fn check_single_line(field: Field, value: &str) -> Result<(), SseError> {
+pub(super) fn check_single_line(field: Field, value: &str) -> Result<(), SseError> {
     if has_line_break(value) {
         return Err(SseError::LineBreak {
             field,
@@ -40,7 +40,7 @@ pub fn check_single_line(field: Field, value: &str) -> Result<(), SseError> {
 }
 
 /// Removes every CR and LF from a single-line value; borrows when there is none.
-pub fn strip_line_breaks(value: &str) -> Cow<'_, str> {
+pub(super) fn strip_line_breaks(value: &str) -> Cow<'_, str> {
     if has_line_break(value) {
         Cow::Owned(value.replace(['\r', '\n'], ""))
     } else {
@@ -49,7 +49,7 @@ pub fn strip_line_breaks(value: &str) -> Cow<'_, str> {
 }
 
 /// Rewrites CRLF and lone CR as LF; borrows when the text has no CR.
-pub fn normalize_newlines(text: &str) -> Cow<'_, str> {
+pub(super) fn normalize_newlines(text: &str) -> Cow<'_, str> {
     if text.contains('\r') {
         Cow::Owned(lines(text).collect::<Vec<_>>().join("\n"))
     } else {
@@ -61,13 +61,13 @@ pub fn normalize_newlines(text: &str) -> Cow<'_, str> {
 ///
 /// Unlike `str::lines`, a trailing terminator yields a final empty line, because that is
 /// what a parser would see if the text were written out with a line break after it.
-pub fn lines(text: &str) -> Lines<'_> {
+pub(super) fn lines(text: &str) -> Lines<'_> {
     Lines { rest: Some(text) }
 }
 
 /// The iterator returned by [`lines`].
 #[derive(Debug, Clone)]
-pub struct Lines<'a> {
+pub(super) struct Lines<'a> {
     rest: Option<&'a str>,
 }
 

@@ -52,7 +52,7 @@ pub(crate) struct Attached {
 
 impl Attached {
     /// Attaches `session`, already registered in the hub as `key`.
-    pub fn new(
+    pub(super) fn new(
         state: &WsState,
         connection_id: Arc<str>,
         key: ReceiverKey,
@@ -74,7 +74,7 @@ impl Attached {
     }
 
     /// Carries out `effects` in order.
-    pub async fn execute(&mut self, effects: Vec<Effect>, timers: &mut Timers) -> Outcome {
+    pub(super) async fn execute(&mut self, effects: Vec<Effect>, timers: &mut Timers) -> Outcome {
         let mut outcome = Outcome::default();
         let mut pending = std::collections::VecDeque::from(effects);
         while let Some(effect) = pending.pop_front() {

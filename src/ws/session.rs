@@ -96,7 +96,7 @@ pub(crate) struct SessionSettings {
 
 impl SessionSettings {
     /// The settings of `connection`, with these rules and this verifier.
-    pub fn new(
+    pub(super) fn new(
         rules: Arc<Rules>,
         verifier: Arc<JwtVerifier>,
         connection: &ConnectionConfig,
@@ -133,7 +133,7 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     /// A session for `principal` with no subscription yet.
-    pub fn new(settings: SessionSettings, principal: Arc<Principal>) -> Self {
+    pub(super) fn new(settings: SessionSettings, principal: Arc<Principal>) -> Self {
         let per_second = settings.messages_per_second;
         let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(per_second.saturating_mul(2)).unwrap_or(rate);
@@ -147,18 +147,18 @@ impl Session {
     }
 
     /// Who the connection is.
-    pub fn principal(&self) -> &Arc<Principal> {
+    pub(super) fn principal(&self) -> &Arc<Principal> {
         &self.principal
     }
 
     /// The live subscriptions and their patterns.
-    pub fn subscriptions(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<Pattern>)> {
+    pub(super) fn subscriptions(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<Pattern>)> {
         self.subscriptions.iter()
     }
 
     /// A refused frame: an `error` reply, and a 4400 close once misuse passes the
     /// limit.
-    pub fn refuse(
+    pub(super) fn refuse(
         &mut self,
         reference: Option<Value>,
         id: Option<String>,
@@ -176,7 +176,7 @@ impl Session {
     }
 
     /// Handles one text frame.
-    pub fn handle_text(&mut self, text: &str) -> Vec<Effect> {
+    pub(super) fn handle_text(&mut self, text: &str) -> Vec<Effect> {
         if self.limiter.check().is_err() {
             return self.refuse(
                 None,
@@ -225,7 +225,7 @@ impl Session {
 
     /// Forgets subscription `id`, returning the effect that removes it from the hub;
     /// `None` if there was none.
-    pub fn forget(&mut self, id: &str) -> Option<Effect> {
+    pub(super) fn forget(&mut self, id: &str) -> Option<Effect> {
         let (id, pattern) = self.subscriptions.remove_entry(id)?;
         Some(Effect::Unsubscribe { id, pattern })
     }

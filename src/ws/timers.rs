@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 /// What a passed deadline asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Due {
+pub(super) enum Due {
     /// Send a ping.
     Ping,
     /// The peer did not answer in time.
@@ -20,7 +20,7 @@ pub enum Due {
 
 /// Heartbeat and token deadlines.
 #[derive(Debug)]
-pub struct Timers {
+pub(super) struct Timers {
     ping_interval: Duration,
     ping_timeout: Duration,
     next_ping: Instant,
@@ -31,7 +31,7 @@ pub struct Timers {
 
 impl Timers {
     /// Timers starting now.
-    pub fn new(ping_interval: Duration, ping_timeout: Duration) -> Self {
+    pub(super) fn new(ping_interval: Duration, ping_timeout: Duration) -> Self {
         Self {
             ping_interval,
             ping_timeout,
@@ -43,13 +43,13 @@ impl Timers {
     }
 
     /// Any traffic from the peer proves it is alive.
-    pub fn heard_from_peer(&mut self) {
+    pub(super) fn heard_from_peer(&mut self) {
         self.pong_deadline = None;
     }
 
     /// Sets the token deadlines for a token expiring in `expires_in` seconds (`None`:
     /// anonymous, no expiry).
-    pub fn set_token(&mut self, expires_in: Option<u64>, notice: Duration, grace: Duration) {
+    pub(super) fn set_token(&mut self, expires_in: Option<u64>, notice: Duration, grace: Duration) {
         let now = Instant::now();
         match expires_in {
             Some(secs) => {
@@ -65,7 +65,7 @@ impl Timers {
     }
 
     /// The next deadline.
-    pub fn next(&self) -> Instant {
+    pub(super) fn next(&self) -> Instant {
         [
             Some(self.next_ping),
             self.pong_deadline,
@@ -79,7 +79,7 @@ impl Timers {
     }
 
     /// What is due at `now`, updating the state as if it was done.
-    pub fn due(&mut self, now: Instant) -> Option<Due> {
+    pub(super) fn due(&mut self, now: Instant) -> Option<Due> {
         if self.expire_at.is_some_and(|t| t <= now) {
             self.expire_at = None;
             return Some(Due::Expired);

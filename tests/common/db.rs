@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tidings::db::Db;
+use tidings::Db;
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,8 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
+// Each test binary is a crate of its own: `pub` here means "for the test files",
+// which `unreachable_pub` (a lint for the library's API) cannot tell.
+#![allow(unreachable_pub)]
 
 pub mod backend_tests;
 pub mod db;

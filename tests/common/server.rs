@@ -80,7 +80,7 @@ pub fn seq_of(frame: &Value) -> u64 {
 
 /// Seconds since the epoch.
 pub fn now() -> u64 {
-    tidings::auth::unix_now()
+    tidings::__private::unix_now()
 }
 
 /// A valid token for `sub`, one hour long.

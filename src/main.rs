@@ -196,7 +196,8 @@ async fn main() -> anyhow::Result<()> {
         .context("migrating the demo tables")?;
     let broker = broker::from_url(
         &settings.broker_url,
-        settings.realtime.log.ring_capacity.max(1024),
+        &broker::BrokerOptions::default()
+            .with_memory_capacity(settings.realtime.log.ring_capacity.max(1024)),
     )?;
     let realtime = demo::configure(Realtime::builder(settings.realtime.clone(), db))
         .broker(broker)

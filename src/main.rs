@@ -217,7 +217,8 @@ async fn run() -> anyhow::Result<()> {
     // Parsing the broker URL first refuses it before anything touches the database.
     let broker = broker::from_url(
         &settings.broker_url,
-        settings.realtime.log.ring_capacity.max(1024),
+        &broker::BrokerOptions::default()
+            .with_memory_capacity(settings.realtime.log.ring_capacity.max(1024)),
     )
     .with_context(|| {
         format!(

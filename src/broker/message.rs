@@ -23,6 +23,15 @@ pub enum BrokerMessage {
         /// The event.
         event: DirectEvent,
     },
+    /// A logged event sent by reference: "the log has reached `seq` at `epoch`".
+    /// Used when the whole event would not fit in the backend's message; the
+    /// receiving nodes read the rows from the log.
+    Doorbell {
+        /// The log's epoch.
+        epoch: String,
+        /// The seq the log has reached.
+        seq: u64,
+    },
 }
 
 impl BrokerMessage {
@@ -35,5 +44,19 @@ impl BrokerMessage {
     /// Decodes; `None` for bytes that are not a message of ours.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         serde_json::from_slice(bytes).ok()
+    }
+
+    /// The by-reference form of a logged message; `None` for a direct message,
+    /// which is not in the log and so cannot be sent by reference.
+    pub fn to_doorbell(&self) -> Option<Self> {
+        match self {
+            Self::Logged { epoch, seq, .. } | Self::Doorbell { epoch, seq } => {
+                Some(Self::Doorbell {
+                    epoch: epoch.clone(),
+                    seq: *seq,
+                })
+            }
+            Self::Direct { .. } => None,
+        }
     }
 }

@@ -3,16 +3,41 @@
 //!
 //! The trait is deliberately narrow (`publish` + `subscribe` of opaque bytes) so that
 //! Redis, NATS and Postgres LISTEN/NOTIFY backends add only transport; framing,
-//! dedupe, gap filling and reconnect policy live once, outside the backends.
+//! dedupe, gap filling and reconnect policy live once, outside the backends (in the
+//! node's ingest, which resubscribes with backoff whenever a subscription ends).
+//!
+//! Each backend keeps messages within its size limit with [`fit_payload`]: a logged
+//! event too large for the backend is sent by reference, as a
+//! [`BrokerMessage::Doorbell`].
 
+mod fit;
 mod memory;
 mod message;
+#[cfg(feature = "nats")]
+mod nats;
+mod options;
+#[cfg(feature = "postgres-notify")]
+mod pg_payload;
+#[cfg(feature = "postgres-notify")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
+mod select;
 
 use bytes::Bytes;
 use futures::{future::BoxFuture, stream::BoxStream};
 
+pub use fit::{fit_payload, fit_payload_by};
 pub use memory::MemoryBroker;
 pub use message::BrokerMessage;
+#[cfg(feature = "nats")]
+pub use nats::NatsBroker;
+pub use options::BrokerOptions;
+#[cfg(feature = "postgres-notify")]
+pub use postgres::PostgresBroker;
+#[cfg(feature = "redis")]
+pub use redis::RedisBroker;
+pub use select::{from_url, supported_schemes};
 
 /// A broker failure; carries the backend's description.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -27,17 +52,4 @@ pub trait Broker: Send + Sync + 'static {
     /// A stream of every payload published from now on. The stream may skip payloads
     /// (at-most-once); it ends when the broker connection is lost.
     fn subscribe(&self) -> BoxFuture<'_, Result<BoxStream<'static, Bytes>, BrokerError>>;
-}
-
-/// Opens the broker named by `url`: `memory` (one process).
-pub fn from_url(url: &str, capacity: usize) -> Result<std::sync::Arc<dyn Broker>, BrokerError> {
-    match url {
-        "memory" | "memory://" | "" => Ok(std::sync::Arc::new(MemoryBroker::new(capacity))),
-        other => {
-            let scheme = other.split(':').next().unwrap_or_default();
-            Err(BrokerError(format!(
-                "unsupported broker {scheme:?}: this build supports \"memory\""
-            )))
-        }
-    }
 }

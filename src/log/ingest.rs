@@ -106,6 +106,18 @@ impl Ingest {
                 }
                 self.deliver(seq, event);
             }
+            Some(BrokerMessage::Doorbell { epoch, seq }) => {
+                // An event too large for the broker, sent by reference: read it,
+                // and anything before it we missed, from the log.
+                if *epoch != *self.log.epoch() {
+                    self.epoch_changed().await;
+                    return;
+                }
+                let position = self.hub.position();
+                if seq > position {
+                    self.fill(position, seq).await;
+                }
+            }
             Some(BrokerMessage::Direct { event }) => {
                 self.hub.publish_direct(&Event::direct(event));
             }

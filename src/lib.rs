@@ -107,6 +107,10 @@ pub use topic::{Pattern, Topic, TopicError};
 pub mod __private {
     pub use crate::auth::unix_now;
     pub use crate::broadcast::Prepared;
+    pub use crate::broker::{
+        fit::{fit_payload, fit_payload_by},
+        message::BrokerMessage,
+    };
     pub use crate::close::Closer;
     pub use crate::event::{DirectEvent, DirectTarget, Event};
     pub use crate::hub::{Delivery, Hub, Receiver};

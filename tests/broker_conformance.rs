@@ -33,10 +33,10 @@ use common::{
 use futures::{FutureExt, StreamExt, future::BoxFuture, stream::BoxStream};
 use serde_json::json;
 use tidings::{
-    Broadcast, Db, Realtime, Target,
-    broker::{Broker, BrokerError, BrokerMessage, BrokerOptions, MemoryBroker, fit_payload},
+    __private::{BrokerMessage, DirectEvent, DirectTarget, fit_payload},
+    Broadcast, Db, NewEvent, Realtime, Target,
+    broker::{Broker, BrokerError, BrokerOptions, MemoryBroker},
     demo,
-    event::{DirectEvent, DirectTarget, NewEvent},
 };
 
 type Subscription = BoxStream<'static, Bytes>;

@@ -6,13 +6,13 @@
 //! dedupe, gap filling and reconnect policy live once, outside the backends (in the
 //! node's ingest, which resubscribes with backoff whenever a subscription ends).
 //!
-//! Each backend keeps messages within its size limit with [`fit_payload`]: a logged
+//! Each backend keeps messages within its size limit with `fit::fit_payload`: a logged
 //! event too large for the backend is sent by reference, as a
 //! [`BrokerMessage::Doorbell`].
 
-mod fit;
+pub(crate) mod fit;
 mod memory;
-mod message;
+pub(crate) mod message;
 #[cfg(feature = "nats")]
 mod nats;
 mod options;
@@ -27,9 +27,8 @@ mod select;
 use bytes::Bytes;
 use futures::{future::BoxFuture, stream::BoxStream};
 
-pub use fit::{fit_payload, fit_payload_by};
 pub use memory::MemoryBroker;
-pub use message::BrokerMessage;
+pub(crate) use message::BrokerMessage;
 #[cfg(feature = "nats")]
 pub use nats::NatsBroker;
 pub use options::BrokerOptions;

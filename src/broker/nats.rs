@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt, future::BoxFuture, stream::BoxStream};
 use tokio::sync::{OnceCell, watch};
 
-use super::{Broker, BrokerError, BrokerOptions, fit_payload};
+use super::{Broker, BrokerError, BrokerOptions, fit::fit_payload};
 
 /// How often the client pings an idle server, so a silent connection is noticed
 /// (the client gives up on it after two unanswered pings).
@@ -51,6 +51,15 @@ pub struct NatsBroker {
     link: Arc<watch::Sender<Link>>,
     connect_timeout: Duration,
     publish_timeout: Duration,
+}
+
+// By hand: the clients hold connection details (a password in the URL) not to print.
+impl std::fmt::Debug for NatsBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsBroker")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
 }
 
 impl NatsBroker {

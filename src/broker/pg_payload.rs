@@ -9,13 +9,13 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use bytes::Bytes;
 
 /// The most bytes a NOTIFY payload may have (Postgres requires fewer than 8000).
-pub const NOTIFY_MAX_BYTES: usize = 7999;
+pub(super) const NOTIFY_MAX_BYTES: usize = 7999;
 
 const TEXT_TAG: char = 't';
 const BASE64_TAG: char = 'b';
 
 /// `payload` as a NOTIFY payload.
-pub fn encode(payload: &[u8]) -> String {
+pub(super) fn encode(payload: &[u8]) -> String {
     match as_text(payload) {
         Some(text) => format!("{TEXT_TAG}{text}"),
         None => format!("{BASE64_TAG}{}", STANDARD.encode(payload)),
@@ -23,7 +23,7 @@ pub fn encode(payload: &[u8]) -> String {
 }
 
 /// The length [`encode`] gives `payload`, without encoding it.
-pub fn encoded_len(payload: &[u8]) -> usize {
+pub(super) fn encoded_len(payload: &[u8]) -> usize {
     1 + match as_text(payload) {
         Some(text) => text.len(),
         None => base64::encoded_len(payload.len(), true).unwrap_or(usize::MAX - 1),
@@ -31,7 +31,7 @@ pub fn encoded_len(payload: &[u8]) -> usize {
 }
 
 /// The bytes behind a NOTIFY payload; `None` for text not written by [`encode`].
-pub fn decode(text: &str) -> Option<Bytes> {
+pub(super) fn decode(text: &str) -> Option<Bytes> {
     if let Some(raw) = text.strip_prefix(TEXT_TAG) {
         return Some(Bytes::copy_from_slice(raw.as_bytes()));
     }

@@ -10,7 +10,7 @@ use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
 };
 
-use super::{Broker, BrokerError, BrokerOptions, fit_payload_by, pg_payload};
+use super::{Broker, BrokerError, BrokerOptions, fit::fit_payload_by, pg_payload};
 
 /// Postgres truncates longer identifiers, and `pg_notify` refuses them.
 const MAX_CHANNEL_BYTES: usize = 63;
@@ -36,6 +36,15 @@ pub struct PostgresBroker {
     channel: String,
     connect_timeout: Duration,
     publish_timeout: Duration,
+}
+
+// By hand: the clients hold connection details (a password in the URL) not to print.
+impl std::fmt::Debug for PostgresBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBroker")
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PostgresBroker {

@@ -9,13 +9,13 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt, future::BoxFuture, stream::BoxStream};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Broker, BrokerError, BrokerOptions, fit_payload};
+use super::{Broker, BrokerError, BrokerOptions, fit::fit_payload};
 
 /// Largest message this broker sends whole. Redis accepts far larger ones, but a
 /// subscriber's output buffer is capped (32 MB by default for pub/sub clients) and
 /// Redis disconnects a subscriber that exceeds it; a doorbell keeps big events
 /// from ever doing that.
-pub const REDIS_MAX_PAYLOAD: usize = 1024 * 1024;
+pub(super) const REDIS_MAX_PAYLOAD: usize = 1024 * 1024;
 
 /// Redis pub/sub broker.
 ///
@@ -32,6 +32,15 @@ pub struct RedisBroker {
     channel: String,
     connect_timeout: Duration,
     publish_timeout: Duration,
+}
+
+// By hand: the clients hold connection details (a password in the URL) not to print.
+impl std::fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBroker")
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RedisBroker {

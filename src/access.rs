@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::{
     auth::Principal,
-    event::NewEvent,
+    event::LogEntry,
     rules::{Decision, Rules},
     topic::{GlobPart, Pattern},
 };
@@ -109,7 +109,7 @@ impl<'a> Interest<'a> {
 
     /// Whether `event` goes to this subscriber: a pattern matches it and the principal
     /// may read it.
-    pub(crate) fn wants(&self, event: &NewEvent) -> bool {
+    pub(crate) fn wants(&self, event: &LogEntry) -> bool {
         self.patterns
             .iter()
             .any(|p| p.matches(&event.collection, event.key.as_deref()))
@@ -189,7 +189,7 @@ mod tests {
         let patterns = [Arc::new(Pattern::parse("notes:*").unwrap())];
         let interest = Interest::new(&rules, &ann, &patterns);
         let note = |owner: &str, collection: &str| {
-            NewEvent::record(
+            LogEntry::record(
                 collection,
                 "1",
                 Action::Create,

@@ -40,7 +40,23 @@ pub enum BuildError {
     Broker(#[from] BrokerError),
 }
 
-/// Assembles a `Realtime`.
+/// Assembles a [`Realtime`].
+///
+/// ```no_run
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// use tidings::{Config, Db, Realtime, Rule, Rules};
+///
+/// let mut config = Config::default();
+/// config.jwt.secret = Some(std::env::var("JWT_SECRET")?);
+/// let realtime = Realtime::builder(config, Db::connect("sqlite:app.db").await?)
+///     .rules(Rules::new().collection("todos", Rule::Authenticated, Rule::Deny))
+///     // Presence, metrics: told of every subscription on every transport.
+///     .on_subscribe(|pattern, connection| tracing::info!(pattern, connection, "joined"))
+///     .on_unsubscribe(|pattern, connection| tracing::info!(pattern, connection, "left"))
+///     .build()
+///     .await?;
+/// # let _ = realtime; Ok(()) }
+/// ```
 pub struct RealtimeBuilder {
     config: Config,
     rules: Rules,
@@ -187,6 +203,22 @@ impl RealtimeBuilder {
 }
 
 /// The realtime gateway of one node. Cheap to clone; all clones share one state.
+///
+/// Build it with [`Realtime::builder`], mount [`Realtime::router`], write through
+/// [`Realtime::store`], send custom events with [`Realtime::broadcast`], and call
+/// [`Realtime::shutdown`] on the way out (axum does not track upgraded WebSockets):
+///
+/// ```no_run
+/// # async fn f(realtime: tidings::Realtime) -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// realtime.set_local_addr(listener.local_addr()?);
+/// let stop = realtime.shutdown_token();
+/// axum::serve(listener, realtime.router())
+///     .with_graceful_shutdown(async move { stop.cancelled().await })
+///     .await?;
+/// realtime.shutdown().await; // WebSocket clients get 1001, tasks finish
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Realtime {
     inner: Arc<Inner>,
@@ -237,11 +269,6 @@ impl Realtime {
     /// The database holding the event log.
     pub fn db(&self) -> &Db {
         &self.inner.log.db
-    }
-
-    /// The signal that wakes the relay after commits (used by the model layer).
-    pub fn relay_signal(&self) -> &RelaySignal {
-        &self.inner.signal
     }
 
     /// The rules.
@@ -314,7 +341,7 @@ impl Realtime {
 
     /// The model store on the log's database: every committed write becomes an event.
     pub fn store(&self) -> crate::model::Store {
-        crate::model::Store::new(self.db().clone(), self.relay_signal().clone())
+        crate::model::Store::new(self.db().clone(), self.inner.signal.clone())
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::{
     app::Realtime,
-    event::{DirectEvent, DirectTarget, NewEvent},
+    event::{DirectEvent, LogEntry, Recipients},
     topic::{Topic, TopicError},
 };
 
@@ -33,6 +33,22 @@ pub enum Target {
 }
 
 /// A custom event to send.
+///
+/// ```no_run
+/// # async fn f(realtime: tidings::Realtime) -> Result<(), tidings::BroadcastError> {
+/// use serde_json::json;
+/// use tidings::{Broadcast, Target};
+///
+/// // Everyone allowed to read `chat:lobby` gets it, except the sender's connection.
+/// let typing = Broadcast::new(Target::Topic("chat:lobby".into()), "typing", json!({"user": "ann"}))
+///     .except("3f9c0d2e");
+/// realtime.broadcast(typing).await?;
+/// // Every connection of these users, on every node; not logged, never replayed.
+/// realtime
+///     .broadcast(Broadcast::new(Target::Users(vec!["bob".into()]), "ping", json!({})))
+///     .await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Broadcast {
@@ -93,7 +109,7 @@ pub enum BroadcastError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Prepared {
     /// A log event (collection or topic target).
-    Logged(NewEvent),
+    Logged(LogEntry),
     /// A direct event (connections or users).
     Direct(DirectEvent),
 }
@@ -120,7 +136,7 @@ impl Broadcast {
         } = self;
         let logged = |topic: Topic| {
             Prepared::Logged(
-                NewEvent::broadcast(
+                LogEntry::broadcast(
                     topic.collection_name(),
                     topic.key().map(str::to_owned),
                     event.clone(),
@@ -130,7 +146,7 @@ impl Broadcast {
                 .at(ts),
             )
         };
-        let direct = |target: DirectTarget| {
+        let direct = |target: Recipients| {
             Prepared::Direct(DirectEvent {
                 target,
                 event: event.clone(),
@@ -142,8 +158,8 @@ impl Broadcast {
         Ok(match target {
             Target::Collection(c) => logged(Topic::collection(&c)?),
             Target::Topic(t) => logged(Topic::parse(&t)?),
-            Target::Connections(ids) => direct(DirectTarget::Connections(check_ids(ids)?)),
-            Target::Users(ids) => direct(DirectTarget::Users(check_ids(ids)?)),
+            Target::Connections(ids) => direct(Recipients::Connections(check_ids(ids)?)),
+            Target::Users(ids) => direct(Recipients::Users(check_ids(ids)?)),
         })
     }
 }

@@ -8,7 +8,18 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// All settings of a tidings node.
+/// All settings of a tidings node. Every field has a documented default; start from
+/// [`Config::default`] and change what you need (the reference server also reads a
+/// TOML file and `TIDINGS_*` variables into it, see `docs/configuration.md`).
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let mut config = tidings::Config::default();
+/// config.jwt.secret = Some("a secret of at least thirty-two bytes".into());
+/// config.connection.max_subscriptions = 50;
+/// config.auth.refresh_notice = Duration::from_secs(60);
+/// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {

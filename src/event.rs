@@ -86,13 +86,15 @@ impl FromStr for Cursor {
     }
 }
 
-/// An event as it is written to the log (`realtime_outbox`), before it has a `seq`.
+/// One event as the log holds it: what the outbox row says (`realtime_outbox`), the
+/// same before the relay gives it a `seq` (what a write appends) and after (what a
+/// replay reads back; the seq travels beside it, in [`Event`] or a log read).
 ///
 /// `payload` is the record's public projection for record events and the `data` for
 /// broadcasts; `acl` holds what read rules need beyond the payload (for example a
-/// hidden owner field). Hidden fields are removed before a `NewEvent` is built.
+/// hidden owner field). Hidden fields are removed before a `LogEntry` is built.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NewEvent {
+pub struct LogEntry {
     /// The collection the event belongs to.
     pub collection: String,
     /// The record key; `None` for a collection-wide broadcast.
@@ -113,7 +115,7 @@ pub struct NewEvent {
     pub ts: DateTime<Utc>,
 }
 
-impl NewEvent {
+impl LogEntry {
     /// A create, update or delete of record `key` in `collection`, whose public
     /// projection is `record`, timestamped now. Add `changes` for an update and the
     /// hidden fields the rules need with [`Self::with_acl`].
@@ -204,7 +206,7 @@ impl NewEvent {
 /// Who a non-logged event goes to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DirectTarget {
+pub enum Recipients {
     /// These connection ids.
     Connections(Vec<String>),
     /// Every connection of these user ids.
@@ -215,7 +217,7 @@ pub enum DirectTarget {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DirectEvent {
     /// Receivers.
-    pub target: DirectTarget,
+    pub target: Recipients,
     /// Event name.
     pub event: String,
     /// Event data.
@@ -255,7 +257,7 @@ pub struct Event {
 #[derive(Debug)]
 pub enum EventContent {
     /// A logged event.
-    Logged(NewEvent),
+    Logged(LogEntry),
     /// A connection- or user-targeted event.
     Direct(DirectEvent),
 }
@@ -298,7 +300,7 @@ struct DirectBody<'a> {
 
 impl Event {
     /// Builds a logged event at `cursor`, encoding its body once.
-    pub fn logged(cursor: &Cursor, event: NewEvent) -> Arc<Self> {
+    pub fn logged(cursor: &Cursor, event: LogEntry) -> Arc<Self> {
         let is_record = event.action != Action::Broadcast;
         let body = LoggedBody {
             cursor: Some(cursor.to_string()),
@@ -328,7 +330,7 @@ impl Event {
     ///
     /// `event` is what the read rules are checked against; its `body` is the WebSocket
     /// encoding with a null cursor, although the hub never hands it to a WebSocket.
-    pub fn local(event: NewEvent, sse: Bytes) -> Arc<Self> {
+    pub fn local(event: LogEntry, sse: Bytes) -> Arc<Self> {
         let body = LoggedBody {
             cursor: None,
             topic: event.topic(),
@@ -438,7 +440,7 @@ mod tests {
         };
         Event::logged(
             &cursor,
-            NewEvent::record(
+            LogEntry::record(
                 "todos",
                 "42",
                 Action::Update,

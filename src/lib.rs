@@ -93,7 +93,7 @@ pub use broadcast::{
 };
 pub use config::Config;
 pub use db::{Db, DbError, tolerate_other_migrations};
-pub use event::{Action, Cursor, CursorError, NewEvent};
+pub use event::{Action, Cursor, CursorError, LogEntry};
 pub use hooks::SubscriptionCallback;
 pub use http::{HttpError, PUBLISHER_ROLE};
 pub use metrics::Metrics;
@@ -112,7 +112,7 @@ pub mod __private {
         message::BrokerMessage,
     };
     pub use crate::close::Closer;
-    pub use crate::event::{DirectEvent, DirectTarget, Event};
+    pub use crate::event::{DirectEvent, Event, Recipients};
     pub use crate::hub::{Delivery, Hub, Receiver};
     pub use crate::log::RelaySignal;
     pub use crate::sse::mapping::{

@@ -8,7 +8,7 @@ use crate::{
     broadcast::{BroadcastError, Prepared},
     broker::{Broker, BrokerMessage},
     db::Db,
-    event::{DirectEvent, NewEvent},
+    event::{DirectEvent, LogEntry},
     log::{RelaySignal, outbox},
     model::Tx,
 };
@@ -75,7 +75,7 @@ impl Publisher {
 }
 
 /// Writes `event` to the log in its own transaction.
-async fn append(db: &Db, event: &NewEvent) -> sqlx::Result<()> {
+async fn append(db: &Db, event: &LogEntry) -> sqlx::Result<()> {
     match db {
         Db::Sqlite(pool) => outbox::insert_sqlite(&mut *pool.acquire().await?, event).await?,
         Db::Postgres(pool) => outbox::insert_postgres(&mut *pool.acquire().await?, event).await?,

@@ -7,10 +7,10 @@ use std::{collections::HashMap, fmt, sync::Arc};
 
 use serde_json::Value;
 
-use crate::{auth::Principal, event::NewEvent};
+use crate::{auth::Principal, event::LogEntry};
 
 /// A custom rule: gets the principal and the event (or `None` at subscribe time).
-pub type RuleFn = Arc<dyn Fn(&Principal, Option<&NewEvent>) -> bool + Send + Sync>;
+pub type RuleFn = Arc<dyn Fn(&Principal, Option<&LogEntry>) -> bool + Send + Sync>;
 
 /// Who may read or publish.
 #[derive(Clone)]
@@ -87,7 +87,7 @@ impl Rule {
     }
 
     /// Whether `principal` may see (or publish) `event`.
-    pub fn allows(&self, principal: &Principal, event: &NewEvent) -> bool {
+    pub fn allows(&self, principal: &Principal, event: &LogEntry) -> bool {
         match self {
             Self::Owner(field) => match (&principal.user_id, event.rule_field(field)) {
                 (Some(user), Some(value)) => field_equals(value, user),
@@ -118,6 +118,23 @@ pub(crate) struct CollectionRules {
 }
 
 /// Rules of every collection.
+///
+/// ```
+/// use tidings::{Rule, Rules};
+///
+/// let rules = Rules::new()
+///     // Anyone reads the news; publishers post to it.
+///     .collection("news", Rule::Public, Rule::Role("publisher".into()))
+///     // A note reaches its owner only (its `owner_id` field equals the token's `sub`).
+///     .collection("notes", "owner:owner_id".parse().unwrap(), Rule::Deny)
+///     // Anything else: a closure of the principal and the event.
+///     .collection(
+///         "chat",
+///         Rule::Authenticated,
+///         Rule::Custom(std::sync::Arc::new(|who, _event| !who.has_role("muted"))),
+///     );
+/// # let _ = rules;
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     collections: HashMap<String, CollectionRules>,
@@ -151,12 +168,12 @@ impl Rules {
     }
 
     /// Whether `principal` may read `event`.
-    pub fn can_read(&self, principal: &Principal, event: &NewEvent) -> bool {
+    pub fn can_read(&self, principal: &Principal, event: &LogEntry) -> bool {
         self.read_rule(&event.collection).allows(principal, event)
     }
 
     /// Whether `principal` may publish `event`.
-    pub fn can_publish(&self, principal: &Principal, event: &NewEvent) -> bool {
+    pub fn can_publish(&self, principal: &Principal, event: &LogEntry) -> bool {
         self.publish_rule(&event.collection)
             .allows(principal, event)
     }
@@ -182,8 +199,8 @@ mod tests {
         }
     }
 
-    fn event(payload: Value, acl: Value) -> NewEvent {
-        NewEvent::record("notes", "1", Action::Create, payload)
+    fn event(payload: Value, acl: Value) -> LogEntry {
+        LogEntry::record("notes", "1", Action::Create, payload)
             .with_acl(acl.as_object().cloned().unwrap_or_default())
     }
 

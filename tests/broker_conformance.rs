@@ -33,8 +33,8 @@ use common::{
 use futures::{FutureExt, StreamExt, future::BoxFuture, stream::BoxStream};
 use serde_json::json;
 use tidings::{
-    __private::{BrokerMessage, DirectEvent, DirectTarget, fit_payload},
-    Broadcast, Db, NewEvent, Realtime, Target,
+    __private::{BrokerMessage, DirectEvent, Recipients, fit_payload},
+    Broadcast, Db, LogEntry, Realtime, Target,
     broker::{Broker, BrokerError, BrokerOptions, MemoryBroker},
     demo,
 };
@@ -293,7 +293,7 @@ fn logged(epoch: &str, seq: u64, size: usize) -> BrokerMessage {
     BrokerMessage::Logged {
         epoch: epoch.to_owned(),
         seq,
-        event: NewEvent::broadcast("blobs", None, "blob", json!({ "blob": "x".repeat(size) })),
+        event: LogEntry::broadcast("blobs", None, "blob", json!({ "blob": "x".repeat(size) })),
     }
 }
 
@@ -606,7 +606,7 @@ fn logged_events_too_large_go_by_reference_and_others_are_refused() {
 
     let direct = BrokerMessage::Direct {
         event: DirectEvent {
-            target: DirectTarget::Users(vec!["ann".into()]),
+            target: Recipients::Users(vec!["ann".into()]),
             event: "big".into(),
             data: json!("x".repeat(5000)),
             except: None,

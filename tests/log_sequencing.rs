@@ -12,7 +12,7 @@ use common::{
     server::{TestServer, seq_of},
 };
 use serde_json::json;
-use tidings::{Action, Broadcast, NewEvent, Target, demo::Todo};
+use tidings::{Action, Broadcast, LogEntry, Target, demo::Todo};
 
 fn todo(id: &str, title: &str) -> Todo {
     Todo {
@@ -33,7 +33,7 @@ backend_tests!(
 
         let mut tx = store.begin().await.unwrap();
         tx.insert(&todo("rolled-back", "never")).await.unwrap();
-        let broadcast = NewEvent {
+        let broadcast = LogEntry {
             collection: "todos".into(),
             key: None,
             action: Action::Broadcast,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tidings::{
     __private::RelaySignal,
-    Action, Db, NewEvent,
+    Action, Db, LogEntry,
     model::{Model, Store, StoreError, public_projection},
 };
 
@@ -499,8 +499,8 @@ backend_tests!(
     }
 );
 
-fn own_sql_event(id: &str) -> NewEvent {
-    NewEvent {
+fn own_sql_event(id: &str) -> LogEntry {
+    LogEntry {
         collection: "notes".to_owned(),
         key: Some(id.to_owned()),
         action: Action::Create,

@@ -11,10 +11,10 @@ use chrono::DateTime;
 use serde_json::{Map, Value, json};
 use tidings::{
     __private::{
-        DirectEvent, DirectTarget, direct_mapping, encode_cursor, encode_event, keep_alive,
+        DirectEvent, Recipients, direct_mapping, encode_cursor, encode_event, keep_alive,
         reset_signals,
     },
-    Action, NewEvent,
+    Action, LogEntry,
     sse::{
         ElementPatchMode, EventCollector, Field, PatchOptions, Renderer, SseError, default_mapping,
     },
@@ -24,8 +24,8 @@ fn text(bytes: Bytes) -> String {
     String::from_utf8(bytes.to_vec()).expect("SSE output is UTF-8")
 }
 
-fn event(action: Action, key: Option<&str>, name: Option<&str>, payload: Value) -> NewEvent {
-    NewEvent {
+fn event(action: Action, key: Option<&str>, name: Option<&str>, payload: Value) -> LogEntry {
+    LogEntry {
         collection: "todos".to_owned(),
         key: key.map(str::to_owned),
         action,
@@ -801,7 +801,7 @@ fn mapping_record_event_without_key_sends_only_the_cursor() {
 #[test]
 fn mapping_direct_broadcast_has_no_collection_and_no_cursor() {
     let direct = DirectEvent {
-        target: DirectTarget::Users(vec!["ann".to_owned()]),
+        target: Recipients::Users(vec!["ann".to_owned()]),
         event: "ping\nid: 1:1".to_owned(),
         data: json!({"n": 1}),
         except: None,
@@ -848,7 +848,7 @@ fn keep_alive_is_a_comment() {
 
 // ---- renderers ----
 
-fn renderer(f: impl Fn(&NewEvent) -> Option<EventCollector> + Send + Sync + 'static) -> Renderer {
+fn renderer(f: impl Fn(&LogEntry) -> Option<EventCollector> + Send + Sync + 'static) -> Renderer {
     Arc::new(f)
 }
 

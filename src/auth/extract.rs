@@ -27,7 +27,7 @@ use crate::http::HttpError;
 ///
 /// ```
 /// use axum::extract::FromRef;
-/// use tidings::{Realtime, auth::Authenticator};
+/// use tidings::{Authenticator, Realtime};
 ///
 /// #[derive(Clone)]
 /// struct AppState {
@@ -90,7 +90,7 @@ impl From<AuthError> for HttpError {
 ///
 /// ```
 /// use axum::Json;
-/// use tidings::{auth::Caller, http::HttpError};
+/// use tidings::{Caller, HttpError};
 ///
 /// async fn me(caller: Caller) -> Result<Json<Option<String>>, HttpError> {
 ///     let principal = caller.signed_in()?;

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{DirectEvent, NewEvent};
+use crate::event::{DirectEvent, LogEntry};
 
 /// One broker message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,7 +16,7 @@ pub enum BrokerMessage {
         /// The event's seq.
         seq: u64,
         /// The event.
-        event: NewEvent,
+        event: LogEntry,
     },
     /// A connection- or user-targeted event (not logged).
     Direct {

@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use super::{DemoState, Todo, token};
 use crate::{
     auth::Caller,
-    event::{Action, NewEvent},
+    event::{Action, LogEntry},
     http::HttpError,
     model::public_projection,
     sse::{ElementPatchMode, EventCollector, PatchOptions, Renderer, SnapshotRequest},
@@ -98,7 +98,7 @@ fn todo_list(mut todos: Vec<Todo>) -> String {
 /// The demo's renderer for `todos`: a create appends the item to `#todos`, an update
 /// morphs it, a delete removes it. Broadcasts keep the default mapping.
 pub fn todos_renderer() -> Renderer {
-    Arc::new(|event: &NewEvent| {
+    Arc::new(|event: &LogEntry| {
         let key = safe_id(event.key.as_deref()?)?;
         let mut sse = EventCollector::new();
         match event.action {

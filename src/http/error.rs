@@ -24,7 +24,7 @@ const RETRY_AFTER_SECS: &str = "30";
 ///
 /// ```
 /// use axum::http::StatusCode;
-/// use tidings::{http::HttpError, protocol::ErrorCode};
+/// use tidings::{ErrorCode, HttpError};
 ///
 /// let refused = HttpError::not_found("no such record");
 /// assert_eq!(refused.status(), StatusCode::NOT_FOUND);

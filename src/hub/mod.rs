@@ -34,7 +34,7 @@ use self::{
 use crate::{
     auth::Principal,
     close::CloseReason,
-    event::{DirectTarget, Event, EventContent, NewEvent},
+    event::{Event, EventContent, LogEntry, Recipients},
     metrics::Metrics,
     rules::Rules,
     topic::Pattern,
@@ -225,7 +225,7 @@ impl Hub {
         &self,
         state: &mut State,
         event: &Arc<Event>,
-        content: &NewEvent,
+        content: &LogEntry,
         only: Option<ReceiverKind>,
     ) -> FanOut {
         let targets = state
@@ -280,13 +280,13 @@ impl Hub {
         let mut state = self.lock();
         let mut keys: HashSet<ReceiverKey> = HashSet::new();
         match &content.target {
-            DirectTarget::Connections(ids) => {
+            Recipients::Connections(ids) => {
                 keys.extend(
                     ids.iter()
                         .filter_map(|id| state.registry.by_connection_id(id)),
                 );
             }
-            DirectTarget::Users(users) => {
+            Recipients::Users(users) => {
                 for user in users {
                     keys.extend(state.registry.of_user(user));
                 }

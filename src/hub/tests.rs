@@ -78,8 +78,8 @@ fn subscribe(hub: &Hub, client: &Client, sub: &str, pattern: &str) -> Option<u64
     hub.subscribe(client.key, Arc::from(sub), Arc::new(pattern))
 }
 
-fn record(collection: &str, key: Option<&str>) -> NewEvent {
-    NewEvent {
+fn record(collection: &str, key: Option<&str>) -> LogEntry {
+    LogEntry {
         collection: collection.to_owned(),
         key: key.map(str::to_owned),
         action: Action::Update,
@@ -92,7 +92,7 @@ fn record(collection: &str, key: Option<&str>) -> NewEvent {
     }
 }
 
-fn logged(seq: u64, event: NewEvent) -> Arc<Event> {
+fn logged(seq: u64, event: LogEntry) -> Arc<Event> {
     let cursor = Cursor {
         epoch: Arc::from("e1"),
         seq,
@@ -100,7 +100,7 @@ fn logged(seq: u64, event: NewEvent) -> Arc<Event> {
     Event::logged(&cursor, event)
 }
 
-fn direct(target: DirectTarget) -> Arc<Event> {
+fn direct(target: Recipients) -> Arc<Event> {
     Event::direct(DirectEvent {
         target,
         event: "ping".to_owned(),
@@ -211,7 +211,7 @@ fn direct_events_reach_connections_and_users_without_subscriptions() {
     let mut someone_else = connect(&hub, "c3", Some("u2"), ReceiverKind::WebSocket, 8);
     let no_subs: [[&str; 0]; 1] = [[]];
 
-    let to_user = direct(DirectTarget::Users(vec![
+    let to_user = direct(Recipients::Users(vec![
         "u1".to_owned(),
         "nobody".to_owned(),
     ]));
@@ -222,7 +222,7 @@ fn direct_events_reach_connections_and_users_without_subscriptions() {
 
     // Named twice, delivered once; unknown ids are skipped. `publish` hands direct
     // events on too.
-    let to_connection = direct(DirectTarget::Connections(vec![
+    let to_connection = direct(Recipients::Connections(vec![
         "c3".to_owned(),
         "c3".to_owned(),
         "gone".to_owned(),
@@ -249,7 +249,7 @@ fn subscribing_reports_the_position_which_logged_events_advance() {
     hub.publish(&logged(8, record("unknown", None)));
     assert_eq!(hub.position(), 8);
     // Direct events are not in the log.
-    hub.publish(&direct(DirectTarget::Users(vec!["u1".to_owned()])));
+    hub.publish(&direct(Recipients::Users(vec!["u1".to_owned()])));
     assert_eq!(hub.position(), 8);
 }
 
@@ -325,6 +325,6 @@ fn reset_closes_every_receiver_and_moves_the_position() {
     assert_eq!(second.closer.reason(), Some(CloseReason::ContinuityLost));
     assert_eq!(hub.count_matching("todos", Some("1")), 0);
     assert_eq!(hub.metrics.subscriptions.load(Relaxed), 0);
-    let to_user = direct(DirectTarget::Users(vec!["u1".to_owned()]));
+    let to_user = direct(Recipients::Users(vec!["u1".to_owned()]));
     assert_eq!(hub.publish_direct(&to_user), FanOut::default());
 }

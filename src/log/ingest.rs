@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     broker::{Broker, BrokerMessage},
-    event::{Cursor, Event, NewEvent},
+    event::{Cursor, Event, LogEntry},
     hub::Hub,
     log::{Log, reader},
     metrics::Metrics,
@@ -171,7 +171,7 @@ impl Ingest {
         true
     }
 
-    fn deliver(&self, seq: u64, event: NewEvent) {
+    fn deliver(&self, seq: u64, event: LogEntry) {
         let cursor = Cursor {
             epoch: self.log.epoch(),
             seq,

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::{Database, Encode, PgConnection, SqliteConnection, Type, query::Query, types::Json};
 
-use crate::event::NewEvent;
+use crate::event::LogEntry;
 
 const SQLITE_INSERT: &str = "INSERT INTO realtime_outbox \
      (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at) \
@@ -16,7 +16,7 @@ const POSTGRES_INSERT: &str = "INSERT INTO realtime_outbox \
 /// Inserts `event` as an unsequenced outbox row on SQLite.
 pub(crate) async fn insert_sqlite(
     conn: &mut SqliteConnection,
-    event: &NewEvent,
+    event: &LogEntry,
 ) -> sqlx::Result<()> {
     bind_event(sqlx::query(SQLITE_INSERT), event)
         .execute(conn)
@@ -25,7 +25,7 @@ pub(crate) async fn insert_sqlite(
 }
 
 /// Inserts `event` as an unsequenced outbox row on Postgres.
-pub(crate) async fn insert_postgres(conn: &mut PgConnection, event: &NewEvent) -> sqlx::Result<()> {
+pub(crate) async fn insert_postgres(conn: &mut PgConnection, event: &LogEntry) -> sqlx::Result<()> {
     bind_event(sqlx::query(POSTGRES_INSERT), event)
         .execute(conn)
         .await?;
@@ -35,7 +35,7 @@ pub(crate) async fn insert_postgres(conn: &mut PgConnection, event: &NewEvent) -
 /// Binds the nine insert parameters in column order, on either backend.
 fn bind_event<'q, DB>(
     query: Query<'q, DB, DB::Arguments>,
-    event: &NewEvent,
+    event: &LogEntry,
 ) -> Query<'q, DB, DB::Arguments>
 where
     DB: Database,

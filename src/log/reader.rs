@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::{ColumnIndex, Decode, Row, Type, types::Json};
 
-use crate::{db::Db, event::NewEvent};
+use crate::{db::Db, event::LogEntry};
 
 /// The columns every log read selects, in the order `decode_row` expects.
 pub(crate) const EVENT_COLUMNS: &str = "seq, collection, record_key, action, event_name, payload, \
@@ -36,7 +36,7 @@ pub(crate) async fn read_range(
     after: u64,
     upto: u64,
     limit: u32,
-) -> sqlx::Result<Vec<(u64, NewEvent)>> {
+) -> sqlx::Result<Vec<(u64, LogEntry)>> {
     let (after, upto) = (to_i64(after), to_i64(upto));
     match db {
         Db::Sqlite(pool) => {
@@ -73,7 +73,7 @@ pub(crate) fn to_i64(n: u64) -> i64 {
 }
 
 /// Decodes one row selected with `EVENT_COLUMNS`, on either backend.
-pub(crate) fn decode_row<'r, R>(row: &'r R) -> sqlx::Result<(u64, NewEvent)>
+pub(crate) fn decode_row<'r, R>(row: &'r R) -> sqlx::Result<(u64, LogEntry)>
 where
     R: Row,
     usize: ColumnIndex<R>,
@@ -95,7 +95,7 @@ where
     let payload: Json<Value> = row.try_get(5)?;
     let changes: Option<Json<Vec<String>>> = row.try_get(6)?;
     let acl: Json<Map<String, Value>> = row.try_get(7)?;
-    let event = NewEvent {
+    let event = LogEntry {
         collection: row.try_get(1)?,
         key: row.try_get(2)?,
         action,

@@ -15,7 +15,7 @@ use crate::{
     broker::{Broker, BrokerMessage},
     config::LogConfig,
     db::Db,
-    event::NewEvent,
+    event::LogEntry,
     log::{
         RelaySignal,
         reader::{EVENT_COLUMNS, decode_row, to_i64},
@@ -90,7 +90,7 @@ impl Relay {
         }
     }
 
-    async fn publish(&self, epoch: &str, batch: Vec<(u64, NewEvent)>) {
+    async fn publish(&self, epoch: &str, batch: Vec<(u64, LogEntry)>) {
         for (seq, event) in batch {
             Metrics::inc(&self.metrics.events_published);
             let message = BrokerMessage::Logged {
@@ -107,7 +107,7 @@ impl Relay {
 
     /// Sequences up to `relay_batch` visible rows; returns the epoch and the rows in
     /// seq order (no rows and an empty epoch when nothing was waiting).
-    pub(crate) async fn sequence_batch(&self) -> sqlx::Result<(String, Vec<(u64, NewEvent)>)> {
+    pub(crate) async fn sequence_batch(&self) -> sqlx::Result<(String, Vec<(u64, LogEntry)>)> {
         // Most polls find nothing: check without taking the write lock (SQLite) or
         // the meta row lock (Postgres), through the partial index on unsequenced rows.
         if !self.has_unsequenced().await? {

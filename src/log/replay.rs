@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::{
-    event::{Cursor, Event, EventContent, NewEvent},
+    event::{Cursor, Event, EventContent, LogEntry},
     log::{Log, reader},
     protocol::ResyncReason,
 };
@@ -35,7 +35,7 @@ impl Log {
         &self,
         since: &Cursor,
         upto: u64,
-        wanted: impl Fn(&NewEvent) -> bool,
+        wanted: impl Fn(&LogEntry) -> bool,
     ) -> Result<Vec<Arc<Event>>, ReplayError> {
         let epoch = self.epoch();
         if *since.epoch != *epoch {

@@ -70,7 +70,7 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Cursor, NewEvent};
+    use crate::event::{Cursor, LogEntry};
 
     fn event(seq: u64) -> Arc<Event> {
         let cursor = Cursor {
@@ -79,7 +79,7 @@ mod tests {
         };
         Event::logged(
             &cursor,
-            NewEvent::broadcast("c", None, "x", serde_json::Value::Null),
+            LogEntry::broadcast("c", None, "x", serde_json::Value::Null),
         )
     }
 

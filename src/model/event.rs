@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::{Model, StoreError, sql::Row, strip_hidden};
-use crate::event::{Action, NewEvent};
+use crate::event::{Action, LogEntry};
 
 /// The record's fields (hidden ones included) as a JSON object.
 pub(super) fn to_row<M: Model>(record: &M) -> Result<Row, StoreError> {
@@ -39,7 +39,7 @@ pub(super) fn for_write<M: Model>(
     record: &M,
     row: &Row,
     changes: Option<Vec<String>>,
-) -> Result<NewEvent, StoreError> {
+) -> Result<LogEntry, StoreError> {
     let fields = to_row(record)?;
     let acl = M::rule_fields()
         .iter()
@@ -49,7 +49,7 @@ pub(super) fn for_write<M: Model>(
         })
         .collect();
     let public = Value::Object(strip_hidden::<M>(fields));
-    Ok(NewEvent::record(M::COLLECTION, record.id(), action, public)
+    Ok(LogEntry::record(M::COLLECTION, record.id(), action, public)
         .with_changes(changes)
         .with_acl(acl))
 }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use sqlx::{PgConnection, SqliteConnection};
 
 use super::{Model, StoreError};
-use crate::{event::NewEvent, log::outbox};
+use crate::{event::LogEntry, log::outbox};
 
 /// A table row (or a serialized record) as a JSON object keyed by column name.
 pub(super) type Row = Map<String, Value>;
@@ -149,7 +149,7 @@ impl Conn<'_> {
     }
 
     /// Writes an outbox row.
-    pub(super) async fn record(&mut self, event: &NewEvent) -> Result<(), StoreError> {
+    pub(super) async fn record(&mut self, event: &LogEntry) -> Result<(), StoreError> {
         let result = match self {
             Self::Sqlite(c) => outbox::insert_sqlite(c, event).await,
             Self::Postgres(c) => outbox::insert_postgres(c, event).await,

@@ -5,9 +5,27 @@ use super::{
     sql::{Conn, Target},
     tx::{OpenTx, Tx},
 };
-use crate::{db::Db, event::NewEvent, log::RelaySignal};
+use crate::{db::Db, event::LogEntry, log::RelaySignal};
 
 /// Reads models and begins transactions that write them. Cheap to clone.
+///
+/// Every write in a transaction adds its event to the log in that same transaction:
+/// subscribers see the change if and only if it commits.
+///
+/// ```no_run
+/// # use tidings::model::Model;
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # struct Todo { id: String, title: String, done: bool }
+/// # impl Model for Todo { const COLLECTION: &'static str = "todos"; fn id(&self) -> String { self.id.clone() } }
+/// # async fn f(realtime: tidings::Realtime) -> Result<(), tidings::model::StoreError> {
+/// let store = realtime.store();
+/// let mut tx = store.begin().await?;
+/// let todo = tx.insert(&Todo { id: "1".into(), title: "milk".into(), done: false }).await?;
+/// tx.update(&Todo { done: true, ..todo }).await?; // an "update" with changes ["done"]
+/// tx.commit().await?; // both events are sent now; a rollback would send neither
+/// let saved: Option<Todo> = store.get("1").await?;
+/// # let _ = saved; Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
@@ -16,6 +34,9 @@ pub struct Store {
 
 impl Store {
     /// A store on `db` that wakes the relay through `signal` after writing events.
+    /// Apps get theirs from [`Realtime::store`](crate::Realtime::store); this exists
+    /// for the crate's own tests, which drive a store without a gateway.
+    #[doc(hidden)]
     pub fn new(db: Db, signal: RelaySignal) -> Self {
         Self { db, signal }
     }
@@ -97,7 +118,7 @@ impl Store {
     }
 
     /// Writes an event directly (own autocommit), then wakes the relay.
-    pub async fn record(&self, event: &NewEvent) -> Result<(), StoreError> {
+    pub async fn record(&self, event: &LogEntry) -> Result<(), StoreError> {
         let acquire_error = |source| StoreError::Database {
             op: "record",
             collection: event.collection.clone(),

@@ -7,7 +7,7 @@ use super::{
     sql::{Conn, Target},
 };
 use crate::{
-    event::{Action, NewEvent},
+    event::{Action, LogEntry},
     log::RelaySignal,
 };
 
@@ -130,7 +130,7 @@ impl Tx {
 
     /// Records an event for a write the user made with their own SQL in this
     /// transaction. It is emitted only if the transaction commits.
-    pub async fn record(&mut self, event: &NewEvent) -> Result<(), StoreError> {
+    pub async fn record(&mut self, event: &LogEntry) -> Result<(), StoreError> {
         self.conn().record(event).await?;
         self.wrote = true;
         Ok(())

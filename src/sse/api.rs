@@ -19,12 +19,12 @@ use super::{
 use crate::{
     app::Realtime,
     auth::Principal,
-    event::{Event, NewEvent},
+    event::{Event, LogEntry},
     hub::ReceiverKind,
     topic::{Pattern, Topic, TopicError},
 };
 
-/// The event name a Datastar broadcast carries for the read rules (`NewEvent::event`).
+/// The event name a Datastar broadcast carries for the read rules (`LogEntry::event`).
 pub const DATASTAR_EVENT_NAME: &str = "datastar";
 
 /// What a `datastar_broadcast` closure may return: nothing, or a `Result` so that `?`
@@ -97,7 +97,7 @@ impl Realtime {
         if sse.is_empty() {
             return Ok(0);
         }
-        let event = NewEvent::broadcast(
+        let event = LogEntry::broadcast(
             topic.collection_name(),
             topic.key().map(str::to_owned),
             DATASTAR_EVENT_NAME,
@@ -116,7 +116,7 @@ impl Realtime {
     ///
     /// ```no_run
     /// # use axum::{extract::State, http::HeaderMap, response::Response};
-    /// # use tidings::auth::Caller;
+    /// # use tidings::Caller;
     /// # fn render_list() -> String { String::new() }
     /// // `Caller` reads the bearer header or the SSE cookie (401 when invalid).
     /// async fn todos(

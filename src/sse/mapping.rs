@@ -26,14 +26,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{collector::EventCollector, sanitize};
-use crate::event::{Action, DirectEvent, NewEvent};
+use crate::event::{Action, DirectEvent, LogEntry};
 
 /// An app's own rendering of the events of one collection, typically HTML patches.
 ///
 /// Returning `None` falls back to the default signal mapping. Returning an empty
 /// collector sends nothing but the event's cursor, so the page still resumes after it.
 /// A renderer that panics is treated as returning `None`.
-pub type Renderer = Arc<dyn Fn(&NewEvent) -> Option<EventCollector> + Send + Sync>;
+pub type Renderer = Arc<dyn Fn(&LogEntry) -> Option<EventCollector> + Send + Sync>;
 
 /// Encodes one log event as SSE bytes: its Datastar events, then an SSE event holding
 /// only `id: <cursor>`, which closes the group (see [`EventCollector::render`] for why
@@ -42,7 +42,7 @@ pub type Renderer = Arc<dyn Fn(&NewEvent) -> Option<EventCollector> + Send + Syn
 /// Uses `renderer` when one is given and it returns a collector, the default mapping
 /// otherwise. The result is meant to be computed once per log event and shared by every
 /// stream that receives it.
-pub fn encode_event(event: &NewEvent, cursor: &str, renderer: Option<&Renderer>) -> Bytes {
+pub fn encode_event(event: &LogEntry, cursor: &str, renderer: Option<&Renderer>) -> Bytes {
     let rendered = renderer.and_then(|render| {
         // One event's renderer bug must not take down delivery for every stream.
         catch_unwind(AssertUnwindSafe(|| render(event))).unwrap_or_else(|_| {
@@ -65,7 +65,7 @@ pub fn encode_event(event: &NewEvent, cursor: &str, renderer: Option<&Renderer>)
 /// The default Datastar events for a log event (see the module docs).
 ///
 /// A record event without a key has no signal to patch and maps to nothing.
-pub fn default_mapping(event: &NewEvent, cursor: &str) -> EventCollector {
+pub fn default_mapping(event: &LogEntry, cursor: &str) -> EventCollector {
     let mut sse = EventCollector::new();
     match (event.action, event.key.as_deref()) {
         (Action::Broadcast, key) => {

@@ -121,15 +121,10 @@ impl<'a> Interest<'a> {
 mod tests {
     use super::*;
     use crate::{event::Action, rules::Rule};
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     fn user(sub: &str, roles: &[&str]) -> Principal {
-        Principal {
-            user_id: Some(sub.into()),
-            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-            expires_at: None,
-            claims: Value::Null,
-        }
+        Principal::user(sub, roles)
     }
 
     fn rules() -> Rules {

@@ -43,6 +43,22 @@ impl Principal {
         }
     }
 
+    /// A signed-in principal `sub` with `roles` and no expiry: what the server's own
+    /// calls and an app's tests act as, without a token.
+    ///
+    /// ```
+    /// let editor = tidings::Principal::user("ann", &["editor"]);
+    /// assert!(editor.is_authenticated() && editor.has_role("editor"));
+    /// ```
+    pub fn user(sub: &str, roles: &[&str]) -> Self {
+        Self {
+            user_id: Some(Arc::from(sub)),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            expires_at: None,
+            claims: Value::Null,
+        }
+    }
+
     /// Whether the principal carries `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)

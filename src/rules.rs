@@ -191,12 +191,7 @@ mod tests {
     use serde_json::json;
 
     fn user(sub: &str, roles: &[&str]) -> Principal {
-        Principal {
-            user_id: Some(sub.into()),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            expires_at: None,
-            claims: Value::Null,
-        }
+        Principal::user(sub, roles)
     }
 
     fn event(payload: Value, acl: Value) -> LogEntry {

@@ -9,7 +9,7 @@ use common::{
     server::{Extras, TestServer, token, token_with_roles},
     sse::SseStream,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use tidings::{Admission, Pattern, Principal, Rule, Rules};
 
 /// Who asks.
@@ -66,16 +66,10 @@ const TABLE: &[(&str, Who, Answer)] = &[
 ];
 
 fn principal(who: Who) -> Principal {
-    let user = |sub: &str, roles: &[&str]| Principal {
-        user_id: Some(sub.into()),
-        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-        expires_at: None,
-        claims: Value::Null,
-    };
     match who {
         Who::Anonymous => Principal::anonymous(),
-        Who::Ann => user("ann", &[]),
-        Who::Admin => user("root", &["admin"]),
+        Who::Ann => Principal::user("ann", &[]),
+        Who::Admin => Principal::user("root", &["admin"]),
     }
 }
 

@@ -431,12 +431,7 @@ mod tests {
     }
 
     fn user(sub: &str, roles: &[&str]) -> Principal {
-        Principal {
-            user_id: Some(sub.into()),
-            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-            expires_at: None,
-            claims: Value::Null,
-        }
+        Principal::user(sub, roles)
     }
 
     fn frame(session: &mut Session, frame: Value) -> Vec<Effect> {

@@ -298,6 +298,20 @@ impl Realtime {
         self.inner.shutdown.clone()
     }
 
+    /// Ends every connection of `user` (a token's `sub`) on every node: WebSockets
+    /// close with 4003 (`revoked`), Datastar SSE streams end. This node's end at once;
+    /// the others' when the broker brings them the message, within milliseconds.
+    ///
+    /// It does not revoke the user's tokens: a client that still holds a valid one may
+    /// connect again, so revoke them in the app (or let them expire) first.
+    ///
+    /// Fails if the broker refused the message; this node's connections are closed
+    /// anyway, and calling again is harmless.
+    pub async fn disconnect_user(&self, user: &str) -> Result<(), crate::broker::BrokerError> {
+        self.inner.hub.disconnect_user(user);
+        self.inner.publisher.disconnect_user(user).await
+    }
+
     /// Begins graceful shutdown: WebSocket clients get 1001, SSE streams end, the
     /// relay hands out what was committed, background tasks stop. Then waits for them,
     /// at most `shutdown_timeout`; returns false if the deadline passed.
@@ -312,7 +326,8 @@ impl Realtime {
 
 impl Realtime {
     /// The gateway's routes, mounted at `/realtime`: `subscribe` (WebSocket), `sse`
-    /// (Datastar), `client.js`, `broadcast`. Merge it into the app's router.
+    /// (Datastar), `client.js`, `broadcast`, `disconnect`. Merge it into the app's
+    /// router.
     pub fn router(&self) -> axum::Router {
         use axum::routing::{get, post};
         let websocket = axum::Router::new()
@@ -324,6 +339,7 @@ impl Realtime {
         axum::Router::new()
             .route("/realtime/client.js", get(crate::http::client_js))
             .route("/realtime/broadcast", post(crate::http::broadcast))
+            .route("/realtime/disconnect", post(crate::http::disconnect))
             .with_state(self.clone())
             .merge(websocket)
             .merge(sse)

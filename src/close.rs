@@ -14,6 +14,9 @@ pub enum CloseReason {
     Unauthorized,
     /// Forbidden: origin, banned, revoked.
     Forbidden,
+    /// The app ended the user's sessions (`Realtime::disconnect_user`): 4003, like
+    /// [`CloseReason::Forbidden`], with its own reason text.
+    Revoked,
     /// The send queue overflowed.
     SlowConsumer,
     /// The server lost continuity for this connection.
@@ -36,7 +39,7 @@ impl CloseReason {
             Self::PeerTimeout => 1001,
             Self::MessageTooBig => 1009,
             Self::Unauthorized => 4001,
-            Self::Forbidden => 4003,
+            Self::Forbidden | Self::Revoked => 4003,
             Self::SlowConsumer => 4008,
             Self::ContinuityLost => 4010,
             Self::RateLimited => 4029,
@@ -53,6 +56,7 @@ impl CloseReason {
             Self::MessageTooBig => "message too big",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
+            Self::Revoked => "revoked",
             Self::SlowConsumer => "slow consumer",
             Self::ContinuityLost => "continuity lost",
             Self::RateLimited => "rate limited",

@@ -198,6 +198,12 @@ pub struct LogConfig {
     pub poll_interval: Duration,
     /// Rows the relay sequences per transaction. Default: 500.
     pub relay_batch: u32,
+    /// How long a resume may wait for this node to catch up with the log when its
+    /// cursor is ahead of what the node has delivered (the client comes from another
+    /// node whose events this one has not heard of yet). Past it, the resume answers
+    /// `unknown_position`. Default: 2 s.
+    #[serde(with = "humantime_serde")]
+    pub catch_up_timeout: Duration,
 }
 
 impl Default for LogConfig {
@@ -208,6 +214,7 @@ impl Default for LogConfig {
             retention: 100_000,
             poll_interval: Duration::from_millis(500),
             relay_batch: 500,
+            catch_up_timeout: Duration::from_secs(2),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The gateway's plain HTTP endpoints: the browser client and server-to-server
-//! broadcasts. [`HttpError`] (in `error`) is the error answer of every JSON endpoint.
+//! The gateway's plain HTTP endpoints: the browser client, server-to-server
+//! broadcasts and user disconnects. [`HttpError`] (in `error`) is the error answer of
+//! every JSON endpoint.
 
 mod error;
 
@@ -9,6 +10,7 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use serde::Deserialize;
 use serde_json::json;
 
 pub use error::HttpError;
@@ -22,7 +24,7 @@ use crate::{
 /// The shipped browser client.
 const CLIENT_JS: &str = include_str!("../static/realtime-client.js");
 
-/// The role a token needs for `POST /realtime/broadcast`.
+/// The role a token needs for `POST /realtime/broadcast` and `POST /realtime/disconnect`.
 pub const PUBLISHER_ROLE: &str = "publisher";
 
 /// `GET /realtime/client.js`: the client module, revalidated by ETag.
@@ -76,4 +78,34 @@ pub(crate) async fn broadcast(
         }
         Err(e) => Err(HttpError::bad_request(e.to_string())),
     }
+}
+
+/// The body of `POST /realtime/disconnect`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisconnectRequest {
+    /// The user whose connections end (a token's `sub`).
+    user: String,
+}
+
+/// `POST /realtime/disconnect`: ends a user's WebSockets (4003) and SSE streams on
+/// every node, for a server holding a token with the `publisher` role.
+pub(crate) async fn disconnect(
+    State(realtime): State<Realtime>,
+    BearerCaller(principal): BearerCaller,
+    body: axum::body::Bytes,
+) -> Result<Response, HttpError> {
+    if !principal.has_role(PUBLISHER_ROLE) {
+        return Err(HttpError::forbidden("the token lacks the publisher role"));
+    }
+    let request: DisconnectRequest =
+        serde_json::from_slice(&body).map_err(|e| HttpError::bad_request(e.to_string()))?;
+    if request.user.is_empty() {
+        return Err(HttpError::bad_request("user must not be empty"));
+    }
+    realtime.disconnect_user(&request.user).await.map_err(|e| {
+        tracing::error!(error = %e, "disconnect failed");
+        HttpError::internal("disconnect failed")
+    })?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"ok": true}))).into_response())
 }

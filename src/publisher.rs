@@ -1,12 +1,13 @@
 //! Sending a custom event once it is validated: collection and topic events are
 //! appended to the log and the relay is woken; connection and user events go to the
-//! broker, which rings every node (they are not logged).
+//! broker, which rings every node (they are not logged). Disconnecting a user rides
+//! the broker the same way.
 
 use std::sync::Arc;
 
 use crate::{
     broadcast::{BroadcastError, Prepared},
-    broker::{Broker, BrokerMessage},
+    broker::{Broker, BrokerError, BrokerMessage},
     db::Db,
     event::{DirectEvent, LogEntry},
     log::{RelaySignal, outbox},
@@ -65,6 +66,15 @@ impl Publisher {
             }
         }
         Ok(())
+    }
+
+    /// Tells every node, this one included, to end `user`'s connections. At most once,
+    /// like every broker message: the caller ends this node's at once itself.
+    pub(crate) async fn disconnect_user(&self, user: &str) -> Result<(), BrokerError> {
+        let message = BrokerMessage::Disconnect {
+            user: user.to_owned(),
+        };
+        self.broker.publish(message.encode()).await
     }
 
     async fn send_direct(&self, event: DirectEvent) -> Result<(), BroadcastError> {

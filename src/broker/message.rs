@@ -32,6 +32,12 @@ pub enum BrokerMessage {
         /// The seq the log has reached.
         seq: u64,
     },
+    /// "End every connection of `user`" (`Realtime::disconnect_user`): each node
+    /// closes that user's WebSockets (4003) and ends their SSE streams. Not logged.
+    Disconnect {
+        /// The user id (a token's `sub`).
+        user: String,
+    },
 }
 
 impl BrokerMessage {
@@ -46,8 +52,8 @@ impl BrokerMessage {
         serde_json::from_slice(bytes).ok()
     }
 
-    /// The by-reference form of a logged message; `None` for a direct message,
-    /// which is not in the log and so cannot be sent by reference.
+    /// The by-reference form of a logged message; `None` for a direct message or a
+    /// disconnect, which are not in the log and so cannot be sent by reference.
     pub fn to_doorbell(&self) -> Option<Self> {
         match self {
             Self::Logged { epoch, seq, .. } | Self::Doorbell { epoch, seq } => {
@@ -56,7 +62,21 @@ impl BrokerMessage {
                     seq: *seq,
                 })
             }
-            Self::Direct { .. } => None,
+            Self::Direct { .. } | Self::Disconnect { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disconnect_travels_as_plain_json_and_never_by_reference() {
+        let message = BrokerMessage::Disconnect { user: "ann".into() };
+        let bytes = message.encode();
+        assert_eq!(&bytes[..], br#"{"kind":"disconnect","user":"ann"}"#);
+        assert_eq!(BrokerMessage::decode(&bytes), Some(message.clone()));
+        assert_eq!(message.to_doorbell(), None);
     }
 }

@@ -12,15 +12,18 @@
 //!
 //! The parts: `index` answers which subscriptions an event reaches and knows nothing
 //! else; `registry` holds the receivers (by key, connection id and user) and what each
-//! subscribed to; this module keeps both and the position under that one lock and
-//! hands events out.
+//! subscribed to; `position` mirrors the delivery position for resumers that wait for
+//! it; this module keeps the index, the registry and the position under that one lock
+//! and hands events out.
 
 mod index;
+mod position;
 mod registry;
 
 use std::{
     collections::HashSet,
     sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
 };
 
 use tokio::sync::mpsc;
@@ -29,6 +32,7 @@ pub use self::registry::Receiver;
 pub(crate) use self::registry::{ReceiverKey, ReceiverKind};
 use self::{
     index::SubscriptionIndex,
+    position::PositionWatch,
     registry::{Registered, Registry},
 };
 use crate::{
@@ -75,6 +79,8 @@ impl State {
 /// The subscription index and fan-out of one node.
 pub struct Hub {
     state: Mutex<State>,
+    /// Mirrors `state.position`, for resumers waiting for it to move.
+    watch: PositionWatch,
     rules: Arc<Rules>,
     metrics: Arc<Metrics>,
 }
@@ -102,6 +108,7 @@ impl Hub {
                 position,
                 ..State::default()
             }),
+            watch: PositionWatch::new(position),
             rules,
             metrics,
         }
@@ -121,6 +128,19 @@ impl Hub {
     /// The seq of the last logged event handed out.
     pub fn position(&self) -> u64 {
         self.lock().position
+    }
+
+    /// Waits, at most `timeout`, until the delivery position reaches `seq`, after asking
+    /// the hub's feeder (the ingest) to read the log now. True once it has; false if
+    /// the time ran out.
+    pub(crate) async fn reach_position(&self, seq: u64, timeout: Duration) -> bool {
+        self.watch.reach(seq, timeout).await
+    }
+
+    /// Resolves when a resumer asked for the position to move (see
+    /// [`Hub::reach_position`]): the ingest then reads the log at once.
+    pub(crate) async fn catch_up_requested(&self) {
+        self.watch.catch_up_requested().await;
     }
 
     /// Registers a receiver (a WebSocket connection).
@@ -207,6 +227,7 @@ impl Hub {
         let mut state = self.lock();
         if let Some(seq) = event.seq {
             state.position = state.position.max(seq);
+            self.watch.set(state.position);
         }
         self.fan_out(&mut state, event, content, None)
     }
@@ -331,6 +352,22 @@ impl Hub {
             state.remove_receiver(key, &self.metrics);
         }
         state.position = position;
+        self.watch.set(position);
+    }
+
+    /// Ends every receiver of `user` on this node: WebSockets close with 4003
+    /// (`revoked`), SSE streams end. They are taken out of the hub at once, so nothing
+    /// more is queued for them. Returns how many there were.
+    pub fn disconnect_user(&self, user: &str) -> usize {
+        let mut state = self.lock();
+        let keys: Vec<ReceiverKey> = state.registry.of_user(user).collect();
+        for &key in &keys {
+            if let Some(registered) = state.registry.get(key) {
+                registered.receiver.closer.close(CloseReason::Revoked);
+            }
+            state.remove_receiver(key, &self.metrics);
+        }
+        keys.len()
     }
 }
 

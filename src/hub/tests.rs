@@ -328,3 +328,54 @@ fn reset_closes_every_receiver_and_moves_the_position() {
     let to_user = direct(Recipients::Users(vec!["u1".to_owned()]));
     assert_eq!(hub.publish_direct(&to_user), FanOut::default());
 }
+
+#[test]
+fn disconnecting_a_user_ends_all_their_receivers_and_only_theirs() {
+    let hub = hub();
+    let websocket = client(&hub, "c1", &[]);
+    let ann_socket = connect(&hub, "c2", Some("ann"), ReceiverKind::WebSocket, 8);
+    let ann_stream = connect(&hub, "c3", Some("ann"), ReceiverKind::Sse, 8);
+    let mut bob = connect(&hub, "c4", Some("bob"), ReceiverKind::WebSocket, 8);
+    subscribe(&hub, &ann_socket, "s1", "todos:*").expect("fresh");
+    subscribe(&hub, &bob, "s1", "todos:*").expect("fresh");
+
+    assert_eq!(hub.disconnect_user("ann"), 2);
+
+    assert_eq!(ann_socket.closer.reason(), Some(CloseReason::Revoked));
+    assert_eq!(ann_stream.closer.reason(), Some(CloseReason::Revoked));
+    assert_eq!(CloseReason::Revoked.code(), 4003);
+    assert_eq!(bob.closer.reason(), None);
+    assert_eq!(websocket.closer.reason(), None);
+    // Gone from the hub at once: nothing more is queued for them.
+    assert_eq!(hub.count_matching("todos", Some("1")), 1);
+    hub.publish(&logged(1, record("todos", Some("1"))));
+    assert_eq!(bob.received(), [["s1"]]);
+    assert_eq!(hub.disconnect_user("ann"), 0, "a repeat finds nobody");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reaching_a_position_asks_the_feeder_and_waits_boundedly() {
+    let hub = Arc::new(hub());
+    hub.publish(&logged(2, record("todos", None)));
+    assert!(
+        hub.reach_position(2, Duration::ZERO).await,
+        "already there: no wait"
+    );
+
+    // A feeder that delivers only when asked, as the ingest does between polls.
+    let feeder = {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            hub.catch_up_requested().await;
+            hub.publish(&logged(3, record("todos", None)));
+            hub.publish(&logged(4, record("todos", None)));
+        })
+    };
+    assert!(hub.reach_position(4, Duration::from_secs(5)).await);
+    feeder.await.expect("feeder");
+
+    // Nobody delivers seq 9: the wait gives up after its bound.
+    let started = tokio::time::Instant::now();
+    assert!(!hub.reach_position(9, Duration::from_secs(2)).await);
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+}

@@ -83,6 +83,8 @@ impl Ingest {
                     }
                 },
                 _ = poll.tick() => self.catch_up().await,
+                // A client resumes here from further than we delivered: read the log now.
+                () = self.hub.catch_up_requested() => self.catch_up().await,
             }
         }
     }
@@ -120,6 +122,9 @@ impl Ingest {
             }
             Some(BrokerMessage::Direct { event }) => {
                 self.hub.publish_direct(&Event::direct(event));
+            }
+            Some(BrokerMessage::Disconnect { user }) => {
+                self.hub.disconnect_user(&user);
             }
             None => tracing::warn!(len = bytes.len(), "ignoring an undecodable broker message"),
         }

@@ -1,10 +1,16 @@
 //! Serving resumes: every matching event after a cursor, from the ring when it holds
 //! them and from the table otherwise, or a reason why not. Never a partial replay.
+//!
+//! A cursor may come from another node that is ahead of this one (its doorbell has not
+//! rung here yet). [`Log::catch_up`] makes this node reach such a cursor before the
+//! resume registers, so that "the cursor is ahead of the log" means the log's, never
+//! just this node's.
 
 use std::sync::Arc;
 
 use crate::{
     event::{Cursor, Event, EventContent, LogEntry},
+    hub::Hub,
     log::{Log, reader},
     protocol::ResyncReason,
 };
@@ -28,6 +34,42 @@ impl From<sqlx::Error> for ReplayError {
 const PAGE: u32 = 1000;
 
 impl Log {
+    /// Before a resume from `since` registers: when `since` is ahead of this node's
+    /// delivery position but within the log, waits (at most `log.catch_up_timeout`)
+    /// until the hub has delivered up to it, having asked the ingest to read the log
+    /// at once. Then a subscription registered next gets a position `P >= since.seq`
+    /// and the usual replay of `(since, P]` serves it.
+    ///
+    /// `unknown_position` when the log itself never had `since` (in its epoch) or the
+    /// wait ran out; `epoch_changed` when the log's epoch is no longer `since`'s. A
+    /// cursor this node already reached, or of an epoch this node does not know, needs
+    /// no catching up: the replay answers for it.
+    pub(crate) async fn catch_up(&self, since: &Cursor, hub: &Hub) -> Result<(), ReplayError> {
+        if since.seq <= hub.position() || *since.epoch != *self.epoch() {
+            return Ok(());
+        }
+        let (epoch, last) = reader::load_meta(&self.db).await?;
+        if *epoch != *since.epoch {
+            return Err(ReplayError::Resync(ResyncReason::EpochChanged));
+        }
+        if last < since.seq {
+            return Err(ReplayError::Resync(ResyncReason::UnknownPosition));
+        }
+        if hub
+            .reach_position(since.seq, self.config.catch_up_timeout)
+            .await
+        {
+            Ok(())
+        } else {
+            tracing::warn!(
+                seq = since.seq,
+                position = hub.position(),
+                "a resume waited too long for this node to catch up with the log"
+            );
+            Err(ReplayError::Resync(ResyncReason::UnknownPosition))
+        }
+    }
+
     /// Every event with `since.seq < seq <= upto` that `wanted` accepts, in order; or
     /// why they cannot all be served. More than `replay_cap` wanted events is
     /// `too_many`.

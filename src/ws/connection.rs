@@ -233,7 +233,8 @@ async fn serve(
                 reason = closer.closed() => break reason,
                 () = shutdown.cancelled() => break CloseReason::GoingAway,
                 first = deliveries.recv() => {
-                    let Some(first) = first else { break CloseReason::Normal };
+                    // The hub tells a receiver why before it drops its queue: that reason wins.
+                    let Some(first) = first else { break closer.reason().unwrap_or(CloseReason::Normal) };
                     let write = Box::pin(write_batch(&mut socket, first, &mut deliveries));
                     // A stuck socket must not keep the close signals waiting.
                     let written = tokio::select! {

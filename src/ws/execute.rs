@@ -114,6 +114,10 @@ impl Attached {
     /// Registers the subscription, replays `(since, position]` if asked, and writes
     /// `subscribed` followed by the replayed events. Returns follow-up effects (a
     /// refusal) for the cases the session must count.
+    ///
+    /// A `since` ahead of this node (the client comes from a node further along) is
+    /// caught up with before registering, so the position registering returns is at
+    /// least `since` and the replay stays exact.
     async fn subscribe(
         &mut self,
         request: SubscribeRequest,
@@ -125,6 +129,10 @@ impl Attached {
             since,
             reference,
         } = request;
+        let caught_up = match &since {
+            Some(Since::Cursor(since)) => self.catch_up(since).await,
+            _ => Ok(()),
+        };
         let Some(position) = self.hub.subscribe(self.key, id.clone(), pattern.clone()) else {
             // The receiver is gone (its queue overflowed); the close is on its way.
             self.session.forget(&id);
@@ -153,8 +161,9 @@ impl Attached {
             frames.push(subscribed(None, None, reference).to_text());
             return Vec::new();
         };
-        let replayed = match since {
-            Since::Cursor(since) => {
+        let replayed = match (since, caught_up) {
+            (Since::Cursor(_), Err(not_reached)) => Err(not_reached),
+            (Since::Cursor(since), Ok(())) => {
                 let patterns = [pattern.clone()];
                 let principal = self.session.principal().clone();
                 let interest = Interest::new(&self.rules, &principal, &patterns);
@@ -163,7 +172,7 @@ impl Attached {
                     () = self.shutdown.cancelled() => Err(ReplayError::Resync(ResyncReason::UnknownPosition)),
                 }
             }
-            Since::Invalid => Err(ReplayError::Resync(ResyncReason::UnknownPosition)),
+            (Since::Invalid, _) => Err(ReplayError::Resync(ResyncReason::UnknownPosition)),
         };
         match replayed {
             Ok(events) => {
@@ -194,6 +203,15 @@ impl Attached {
                 )));
                 effects
             }
+        }
+    }
+
+    /// Brings this node up to `since` when it is behind it (see `Log::catch_up`); gives
+    /// up at shutdown.
+    async fn catch_up(&self, since: &Cursor) -> Result<(), ReplayError> {
+        tokio::select! {
+            caught_up = self.log.catch_up(since, &self.hub) => caught_up,
+            () = self.shutdown.cancelled() => Err(ReplayError::Resync(ResyncReason::UnknownPosition)),
         }
     }
 

@@ -16,6 +16,13 @@
 //! position are replayed too, and queued events up to it are skipped as already sent.
 //! The stream therefore writes logged events in seq order, which is what makes a
 //! single `Last-Event-ID` a complete resume position.
+//!
+//! A `Last-Event-ID` from another node may be ahead of this one. The stream is already
+//! registered, so this node first catches up with the log up to that cursor (bounded
+//! by `log.catch_up_timeout`); everything after the stream's position is then in its
+//! queue, and the queued events up to the cursor are skipped as the client's own. A
+//! node so far behind that catching up overflows the stream's queue ends the stream,
+//! and the client's next attempt finds the node caught up.
 
 use std::{collections::VecDeque, sync::Arc};
 
@@ -79,6 +86,28 @@ impl Registration {
         }
     }
 
+    /// The events a resume from `since` starts with, and the seq up to which the
+    /// client then has everything (queued events up to it are skipped).
+    async fn resume(
+        &self,
+        since: &Cursor,
+        upto: u64,
+    ) -> Result<(Vec<Arc<Event>>, u64), ReplayError> {
+        let log = &self.state.log;
+        tokio::select! {
+            caught_up = log.catch_up(since, &self.state.hub) => caught_up?,
+            () = self.state.shutdown.cancelled() => {
+                return Err(ReplayError::Resync(ResyncReason::UnknownPosition));
+            }
+        }
+        if since.seq > upto && *since.epoch == *log.epoch() {
+            // This node has now delivered up to `since`, and everything after the
+            // stream's position went to its queue: nothing to replay.
+            return Ok((Vec::new(), since.seq));
+        }
+        Ok((self.replay(since, upto).await?, upto))
+    }
+
     /// Resumes from `last_event_id` when it can be served, otherwise writes `opening`
     /// (or the reset patch after a failed resume); then goes live.
     pub(crate) async fn start(
@@ -91,11 +120,11 @@ impl Registration {
         let resync = match last_event_id.map(str::parse::<Cursor>) {
             None => None,
             Some(Err(_)) => Some(ResyncReason::UnknownPosition),
-            Some(Ok(since)) => match self.replay(&since, upto).await {
-                Ok(events) => {
+            Some(Ok(since)) => match self.resume(&since, upto).await {
+                Ok((events, covered)) => {
                     Metrics::inc(&metrics.resumes_recovered);
                     let initial = events.into_iter().map(Chunk::Event).collect();
-                    return Ok(Live::respond(self, initial, upto));
+                    return Ok(Live::respond(self, initial, covered));
                 }
                 Err(ReplayError::Resync(reason)) => Some(reason),
                 Err(ReplayError::Database(e)) => return Err(StreamError::Replay(e)),

@@ -1,0 +1,57 @@
+//! The delivery position seen from outside the hub's lock: a watch that resumers wait
+//! on, and a request that wakes whoever feeds the hub (the node's ingest) to read the
+//! log now instead of at its next poll.
+//!
+//! The position itself stays in the hub's locked state, where registering a
+//! subscription reads it; this watch mirrors it, updated under that same lock, so it
+//! never runs ahead of what subscribers were handed.
+
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+/// A mirror of the hub's delivery position, and catch-up requests to its feeder.
+#[derive(Debug)]
+pub(super) struct PositionWatch {
+    position: watch::Sender<u64>,
+    catch_up: Notify,
+}
+
+impl PositionWatch {
+    /// A watch starting at `position`.
+    pub(super) fn new(position: u64) -> Self {
+        Self {
+            position: watch::Sender::new(position),
+            catch_up: Notify::new(),
+        }
+    }
+
+    /// Records the new position (the hub's lock is held), waking waiters only when it
+    /// changed, so the per-event cost stays one comparison when nobody waits.
+    pub(super) fn set(&self, position: u64) {
+        self.position.send_if_modified(|current| {
+            let changed = *current != position;
+            *current = position;
+            changed
+        });
+    }
+
+    /// Asks the feeder to read the log, then waits, at most `timeout`, for the position
+    /// to reach `seq`. True once it has.
+    pub(super) async fn reach(&self, seq: u64, timeout: Duration) -> bool {
+        let mut position = self.position.subscribe();
+        if *position.borrow_and_update() >= seq {
+            return true;
+        }
+        // A stored permit: a feeder busy elsewhere sees it on its next turn.
+        self.catch_up.notify_one();
+        let reached = tokio::time::timeout(timeout, position.wait_for(|p| *p >= seq)).await;
+        // `Err` inside means the sender is gone, which cannot happen while `self` lives.
+        matches!(reached, Ok(Ok(_)))
+    }
+
+    /// Resolves when someone asked for a catch-up (at once if a request is pending).
+    pub(super) async fn catch_up_requested(&self) {
+        self.catch_up.notified().await;
+    }
+}

@@ -32,6 +32,14 @@ pub enum BrokerMessage {
         /// The seq the log has reached.
         seq: u64,
     },
+    /// "This node is alive and its broker carries messages": every node publishes one
+    /// every `broker.heartbeat_interval`. Every node's ingest counts any message,
+    /// its own heartbeats included, as a sign that the broker works; a subscription
+    /// that hears nothing for `broker.silence_timeout` is taken for dead.
+    Heartbeat {
+        /// The sending node's random id (one per running gateway).
+        node: String,
+    },
 }
 
 impl BrokerMessage {
@@ -46,8 +54,8 @@ impl BrokerMessage {
         serde_json::from_slice(bytes).ok()
     }
 
-    /// The by-reference form of a logged message; `None` for a direct message,
-    /// which is not in the log and so cannot be sent by reference.
+    /// The by-reference form of a logged message; `None` for a direct message or a
+    /// heartbeat, which are not in the log and so cannot be sent by reference.
     pub fn to_doorbell(&self) -> Option<Self> {
         match self {
             Self::Logged { epoch, seq, .. } | Self::Doorbell { epoch, seq } => {
@@ -56,7 +64,7 @@ impl BrokerMessage {
                     seq: *seq,
                 })
             }
-            Self::Direct { .. } => None,
+            Self::Direct { .. } | Self::Heartbeat { .. } => None,
         }
     }
 }

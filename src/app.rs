@@ -10,12 +10,19 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     auth::{Authenticator, JwtVerifier, KeyError},
-    broker::{Broker, BrokerError, MemoryBroker},
+    broker::{Broker, BrokerError, BrokerHealth, MemoryBroker},
     config::{Config, ConfigError},
     db::{Db, DbError},
     hooks::SubscriptionHooks,
     hub::Hub,
-    log::{Log, RelaySignal, ingest::Ingest, reader, relay::Relay},
+    log::{
+        Log, RelaySignal,
+        broker_link::{BrokerLink, HealthBoard},
+        heartbeat,
+        ingest::Ingest,
+        reader,
+        relay::Relay,
+    },
     metrics::Metrics,
     publisher::Publisher,
     rules::Rules,
@@ -35,10 +42,26 @@ pub enum BuildError {
     /// The database could not be opened or migrated.
     #[error(transparent)]
     Db(#[from] DbError),
-    /// The broker could not be subscribed to.
+    /// A broker operation the build needed failed. Subscribing is not one: a broker
+    /// that is down at startup only delays delivery (the node serves from the log).
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    /// The event log is on SQLite, which serves one node, but the broker is one that
+    /// connects several (`redis`, `nats`, `postgres`). Use the in-memory broker, or
+    /// Postgres for the log.
+    #[error(
+        "the {broker} broker connects several nodes, but the event log is on SQLite, \
+         which serves one node: use the memory broker, or a Postgres database for several nodes"
+    )]
+    SqliteWithSharedBroker {
+        /// The broker's [`kind`](crate::broker::Broker::kind).
+        broker: &'static str,
+    },
 }
+
+/// The brokers of this crate that carry messages between processes, which an event
+/// log on SQLite (one node) cannot use.
+const SHARED_BROKERS: [&str; 3] = ["redis", "nats", "postgres"];
 
 /// Assembles a [`Realtime`].
 ///
@@ -147,11 +170,24 @@ impl RealtimeBuilder {
         self
     }
 
-    /// Validates the configuration, migrates the log tables and starts the relay and
-    /// the ingest. Must be called inside a Tokio runtime.
+    /// Validates the configuration, migrates the log tables and starts the relay, the
+    /// ingest and the heartbeat. Must be called inside a Tokio runtime.
+    ///
+    /// A broker that is down does not fail the build: the node starts with the
+    /// broker [down](crate::broker::BrokerState::Down), serves from the log and
+    /// subscribes again with backoff. It waits at most `broker.silence_timeout` for
+    /// the first subscription.
     pub async fn build(self) -> Result<Realtime, BuildError> {
         self.config.validate()?;
         let verifier = JwtVerifier::new(&self.config.jwt)?;
+        let broker = self.broker.unwrap_or_else(|| {
+            Arc::new(MemoryBroker::new(self.config.log.ring_capacity.max(1024)))
+        });
+        if matches!(self.db, Db::Sqlite(_)) && SHARED_BROKERS.contains(&broker.kind()) {
+            return Err(BuildError::SqliteWithSharedBroker {
+                broker: broker.kind(),
+            });
+        }
         self.db.migrate().await?;
         let (epoch, last_seq) = reader::load_meta(&self.db)
             .await
@@ -160,18 +196,37 @@ impl RealtimeBuilder {
         let rules = Arc::new(self.rules);
         let hub = Arc::new(Hub::new(rules.clone(), metrics.clone(), last_seq));
         let log = Arc::new(Log::new(self.db.clone(), &epoch, self.config.log.clone()));
-        let broker = self.broker.unwrap_or_else(|| {
-            Arc::new(MemoryBroker::new(self.config.log.ring_capacity.max(1024)))
-        });
         let signal = RelaySignal::default();
         let publisher = Publisher::new(self.db.clone(), signal.clone(), broker.clone());
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
 
         // Subscribe before the relay runs, so its first doorbells are heard.
-        let ingest = Ingest::new(log.clone(), hub.clone(), broker.clone(), metrics.clone());
-        let stream = ingest.subscribe().await?;
-        tasks.spawn(ingest.run(stream, shutdown.clone()));
+        let broker_health = Arc::new(HealthBoard::new(broker.kind(), metrics.clone()));
+        let heartbeat_now = Arc::new(tokio::sync::Notify::new());
+        let broker_config = &self.config.broker;
+        let mut link = BrokerLink::new(
+            broker.clone(),
+            broker_config,
+            broker_health.clone(),
+            metrics.clone(),
+            heartbeat_now.clone(),
+        );
+        link.first_subscription(broker_config.silence_timeout).await;
+        let ingest = Ingest::new(
+            log.clone(),
+            hub.clone(),
+            metrics.clone(),
+            broker_config.fallback_poll_interval,
+        );
+        tasks.spawn(ingest.run(link, shutdown.clone()));
+        tasks.spawn(heartbeat::run(
+            broker.clone(),
+            heartbeat::node_id(),
+            broker_config.heartbeat_interval,
+            heartbeat_now,
+            shutdown.clone(),
+        ));
         let relay = Relay::new(
             self.db.clone(),
             broker,
@@ -192,6 +247,7 @@ impl RealtimeBuilder {
                 signal,
                 publisher,
                 metrics,
+                broker_health,
                 shutdown,
                 tasks,
                 origins,
@@ -243,6 +299,7 @@ struct Inner {
     signal: RelaySignal,
     publisher: Publisher,
     metrics: Arc<Metrics>,
+    broker_health: Arc<HealthBoard>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     origins: Arc<Origins>,
@@ -279,6 +336,13 @@ impl Realtime {
     /// Counters and gauges.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The broker's health on this node: up, down or silent, since when, how often
+    /// the node subscribed again, and how many events it found in the log instead
+    /// of hearing their doorbell. The node serves from the log whatever the state.
+    pub fn broker_status(&self) -> BrokerHealth {
+        self.inner.broker_health.snapshot()
     }
 
     /// The current log epoch.

@@ -35,6 +35,8 @@ pub struct Config {
     pub connection: ConnectionConfig,
     /// Event log, ring and resume.
     pub log: LogConfig,
+    /// Broker health: heartbeats, silence, the fallback poll, reconnects.
+    pub broker: BrokerConfig,
     /// Datastar SSE bridge.
     pub sse: SseConfig,
     /// How long graceful shutdown may take. Default: 10 s.
@@ -50,6 +52,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             connection: ConnectionConfig::default(),
             log: LogConfig::default(),
+            broker: BrokerConfig::default(),
             sse: SseConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
         }
@@ -193,7 +196,8 @@ pub struct LogConfig {
     /// before them answers `too_old`. Default: 100000.
     pub retention: u64,
     /// How often the relay and the gap filler poll the log even without a doorbell.
-    /// Default: 500 ms.
+    /// While the broker is down or silent the gap filler polls every
+    /// `broker.fallback_poll_interval` instead. Default: 500 ms.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
     /// Rows the relay sequences per transaction. Default: 500.
@@ -215,6 +219,53 @@ impl Default for LogConfig {
             poll_interval: Duration::from_millis(500),
             relay_batch: 500,
             catch_up_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// How a node watches its broker. A broker only rings doorbells: while it is down or
+/// silent the node polls the log faster, so a broker failure costs latency, never
+/// events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// How often every node publishes a heartbeat on the broker. Default: 1 s.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A subscription that receives nothing for this long, not even the node's own
+    /// heartbeat, counts as silent and is replaced. Must exceed
+    /// `heartbeat_interval`. Default: 3 s.
+    #[serde(with = "humantime_serde")]
+    pub silence_timeout: Duration,
+    /// How often the node polls the log while the broker is down or silent (instead
+    /// of `log.poll_interval`). Default: 100 ms.
+    #[serde(with = "humantime_serde")]
+    pub fallback_poll_interval: Duration,
+    /// The first wait before subscribing again after a loss; each failed attempt
+    /// doubles it. Default: 100 ms.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_backoff: Duration,
+    /// The longest wait between two attempts to subscribe. Default: 5 s.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_backoff_max: Duration,
+    /// Prefix of the broker's channel (Redis), subject (NATS) or NOTIFY channel
+    /// (Postgres), which is `<prefix>.events`: give each app sharing one broker its
+    /// own. ASCII letters, digits, `-`, `_` and single inner dots. The library does
+    /// not open brokers itself: pass it to
+    /// [`BrokerOptions::with_channel_prefix`](crate::broker::BrokerOptions::with_channel_prefix)
+    /// (the reference server does). Default: `tidings`.
+    pub channel_prefix: String,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(1),
+            silence_timeout: Duration::from_secs(3),
+            fallback_poll_interval: Duration::from_millis(100),
+            reconnect_backoff: Duration::from_millis(100),
+            reconnect_backoff_max: Duration::from_secs(5),
+            channel_prefix: "tidings".to_owned(),
         }
     }
 }
@@ -299,12 +350,18 @@ impl Config {
                 "at least 256 bytes",
             );
         }
-        let durations: [(&'static str, Duration); 5] = [
+        let b = &self.broker;
+        let durations: [(&'static str, Duration); 10] = [
             ("auth.auth_timeout", self.auth.auth_timeout),
             ("connection.ping_interval", c.ping_interval),
             ("connection.ping_timeout", c.ping_timeout),
             ("log.poll_interval", self.log.poll_interval),
             ("sse.keep_alive", self.sse.keep_alive),
+            ("broker.heartbeat_interval", b.heartbeat_interval),
+            ("broker.silence_timeout", b.silence_timeout),
+            ("broker.fallback_poll_interval", b.fallback_poll_interval),
+            ("broker.reconnect_backoff", b.reconnect_backoff),
+            ("broker.reconnect_backoff_max", b.reconnect_backoff_max),
         ];
         for (setting, value) in durations {
             if value.is_zero() {
@@ -320,6 +377,35 @@ impl Config {
         }
         if self.log.relay_batch == 0 {
             return fail("log.relay_batch", "0".into(), "must be at least 1");
+        }
+        self.validate_broker()
+    }
+
+    fn validate_broker(&self) -> Result<(), ConfigError> {
+        let b = &self.broker;
+        // Otherwise a working broker would be taken for silent between heartbeats.
+        if b.silence_timeout <= b.heartbeat_interval {
+            return Err(ConfigError {
+                setting: "broker.silence_timeout",
+                value: format!("{:?}", b.silence_timeout),
+                why: "must exceed broker.heartbeat_interval (3x is a good choice)",
+            });
+        }
+        if b.reconnect_backoff > b.reconnect_backoff_max {
+            return Err(ConfigError {
+                setting: "broker.reconnect_backoff",
+                value: format!("{:?}", b.reconnect_backoff),
+                why: "at most broker.reconnect_backoff_max",
+            });
+        }
+        let options =
+            crate::broker::BrokerOptions::default().with_channel_prefix(b.channel_prefix.clone());
+        if options.channel().is_err() {
+            return Err(ConfigError {
+                setting: "broker.channel_prefix",
+                value: format!("{:?}", b.channel_prefix),
+                why: "ASCII letters, digits, '-', '_' and single inner dots",
+            });
         }
         Ok(())
     }
@@ -345,6 +431,43 @@ mod tests {
             config.validate().unwrap_err().setting,
             "connection.send_queue_capacity"
         );
+    }
+
+    #[test]
+    fn broker_settings_are_checked() {
+        let mut config = Config::default();
+        config.broker.silence_timeout = config.broker.heartbeat_interval;
+        assert_eq!(
+            config.validate().unwrap_err().setting,
+            "broker.silence_timeout"
+        );
+        let mut config = Config::default();
+        config.broker.fallback_poll_interval = Duration::ZERO;
+        assert_eq!(
+            config.validate().unwrap_err().setting,
+            "broker.fallback_poll_interval"
+        );
+        let mut config = Config::default();
+        config.broker.reconnect_backoff = Duration::from_secs(10);
+        assert_eq!(
+            config.validate().unwrap_err().setting,
+            "broker.reconnect_backoff"
+        );
+        for prefix in ["", "has space", "a..b", "x.*"] {
+            let mut config = Config::default();
+            config.broker.channel_prefix = prefix.into();
+            assert_eq!(
+                config.validate().unwrap_err().setting,
+                "broker.channel_prefix",
+                "{prefix:?}"
+            );
+        }
+        let parsed: Config =
+            toml::from_str("[broker]\nsilence_timeout = \"10s\"\nchannel_prefix = \"app-1\"")
+                .unwrap();
+        assert_eq!(parsed.broker.silence_timeout, Duration::from_secs(10));
+        assert_eq!(parsed.broker.channel_prefix, "app-1");
+        parsed.validate().unwrap();
     }
 
     #[test]

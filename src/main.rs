@@ -30,6 +30,9 @@ struct Settings {
     broker_url: String,
     /// Where the Datastar demo page loads Datastar's browser bundle from.
     datastar_url: String,
+    /// How long `/readyz` waits for the database.
+    #[serde(with = "humantime_serde")]
+    readiness_timeout: Duration,
     realtime: Config,
 }
 
@@ -40,6 +43,7 @@ impl Default for Settings {
             database_url: "sqlite:tidings.db".into(),
             broker_url: "memory".into(),
             datastar_url: demo::DEFAULT_DATASTAR_URL.into(),
+            readiness_timeout: demo::DEFAULT_READINESS_TIMEOUT,
             realtime: Config::default(),
         }
     }
@@ -129,6 +133,7 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
     if let Some(url) = env("TIDINGS_DATASTAR_URL") {
         s.datastar_url = url;
     }
+    env_duration("TIDINGS_READINESS_TIMEOUT", &mut s.readiness_timeout)?;
     let c = &mut s.realtime;
     if let Some(secret) = env("TIDINGS_JWT_SECRET") {
         c.jwt.secret = Some(secret);
@@ -189,6 +194,24 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
     }
     env_duration("TIDINGS_SSE_KEEP_ALIVE", &mut c.sse.keep_alive)?;
     env_parse("TIDINGS_SSE_QUEUE_CAPACITY", &mut c.sse.queue_capacity)?;
+    if let Some(prefix) = env("TIDINGS_BROKER_PREFIX") {
+        c.broker.channel_prefix = prefix;
+    }
+    let b = &mut c.broker;
+    env_duration(
+        "TIDINGS_BROKER_HEARTBEAT_INTERVAL",
+        &mut b.heartbeat_interval,
+    )?;
+    env_duration("TIDINGS_BROKER_SILENCE_TIMEOUT", &mut b.silence_timeout)?;
+    env_duration(
+        "TIDINGS_BROKER_FALLBACK_POLL_INTERVAL",
+        &mut b.fallback_poll_interval,
+    )?;
+    env_duration("TIDINGS_BROKER_RECONNECT_BACKOFF", &mut b.reconnect_backoff)?;
+    env_duration(
+        "TIDINGS_BROKER_RECONNECT_BACKOFF_MAX",
+        &mut b.reconnect_backoff_max,
+    )?;
     Ok(s)
 }
 
@@ -213,11 +236,15 @@ async fn main() -> ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     let mut settings = load_settings(parse_args()?)?;
+    // Checked here too (the build checks again) so that a bad setting, a broker
+    // prefix say, is reported as a setting before the broker or database is opened.
+    settings.realtime.validate()?;
 
     // Parsing the broker URL first refuses it before anything touches the database.
     let broker = broker::from_url(
         &settings.broker_url,
         &broker::BrokerOptions::default()
+            .with_channel_prefix(settings.realtime.broker.channel_prefix.clone())
             .with_memory_capacity(settings.realtime.log.ring_capacity.max(1024)),
     )
     .with_context(|| {
@@ -261,6 +288,7 @@ async fn run() -> anyhow::Result<()> {
             .then(|| settings.realtime.jwt.secret.clone())
             .flatten(),
         datastar_url: settings.datastar_url.clone(),
+        readiness_timeout: settings.readiness_timeout,
     };
     let app = demo::router(&realtime, demo_options).merge(realtime.router());
 

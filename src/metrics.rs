@@ -23,6 +23,14 @@ pub struct Metrics {
     pub resumes_failed: AtomicU64,
     /// Gaps filled from the log because a doorbell was lost.
     pub gaps_filled: AtomicU64,
+    /// 1 while messages arrive from the broker (heartbeats included), 0 while it is
+    /// down or silent and the node serves from the log alone.
+    pub broker_up: AtomicU64,
+    /// Broker subscriptions made again after the first (after a loss or a silence).
+    pub broker_reconnects: AtomicU64,
+    /// Events delivered because the node found them in the log (a poll or a gap fill)
+    /// rather than because their doorbell rang.
+    pub events_recovered_by_poll: AtomicU64,
 }
 
 impl Metrics {
@@ -38,7 +46,7 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 9] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 12] = [
             (
                 "tidings_connections",
                 "gauge",
@@ -92,6 +100,24 @@ impl Metrics {
                 "counter",
                 "Lost doorbells recovered from the log.",
                 &self.gaps_filled,
+            ),
+            (
+                "tidings_broker_up",
+                "gauge",
+                "1 while the broker delivers messages, 0 while it is down or silent.",
+                &self.broker_up,
+            ),
+            (
+                "tidings_broker_reconnects_total",
+                "counter",
+                "Broker subscriptions made again after a loss or a silence.",
+                &self.broker_reconnects,
+            ),
+            (
+                "tidings_events_recovered_by_poll_total",
+                "counter",
+                "Events delivered from a log poll or gap fill rather than a doorbell.",
+                &self.events_recovered_by_poll,
             ),
         ];
         let mut out = String::new();

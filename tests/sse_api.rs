@@ -207,6 +207,7 @@ backend_tests!(
             demo: demo::DemoOptions {
                 mint_secret: Some(SECRET.into()),
                 datastar_url: "/assets/datastar.js".into(),
+                ..demo::DemoOptions::default()
             },
             ..Extras::default()
         };

@@ -22,6 +22,10 @@ impl MemoryBroker {
 }
 
 impl Broker for MemoryBroker {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
     fn publish(&self, payload: Bytes) -> BoxFuture<'_, Result<(), BrokerError>> {
         // No subscriber is not an error: nobody is listening yet.
         let _ = self.sender.send(payload);

@@ -38,6 +38,14 @@ pub enum BrokerMessage {
         /// The user id (a token's `sub`).
         user: String,
     },
+    /// "This node is alive and its broker carries messages": every node publishes one
+    /// every `broker.heartbeat_interval`. Every node's ingest counts any message,
+    /// its own heartbeats included, as a sign that the broker works; a subscription
+    /// that hears nothing for `broker.silence_timeout` is taken for dead.
+    Heartbeat {
+        /// The sending node's random id (one per running gateway).
+        node: String,
+    },
 }
 
 impl BrokerMessage {
@@ -53,7 +61,8 @@ impl BrokerMessage {
     }
 
     /// The by-reference form of a logged message; `None` for a direct message or a
-    /// disconnect, which are not in the log and so cannot be sent by reference.
+    /// disconnect or a heartbeat, which are not in the log and so cannot be sent by
+    /// reference.
     pub fn to_doorbell(&self) -> Option<Self> {
         match self {
             Self::Logged { epoch, seq, .. } | Self::Doorbell { epoch, seq } => {
@@ -62,7 +71,7 @@ impl BrokerMessage {
                     seq: *seq,
                 })
             }
-            Self::Direct { .. } | Self::Disconnect { .. } => None,
+            Self::Direct { .. } | Self::Disconnect { .. } | Self::Heartbeat { .. } => None,
         }
     }
 }

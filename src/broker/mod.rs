@@ -11,6 +11,7 @@
 //! [`BrokerMessage::Doorbell`].
 
 pub(crate) mod fit;
+pub(crate) mod health;
 mod memory;
 pub(crate) mod message;
 #[cfg(feature = "nats")]
@@ -27,6 +28,7 @@ mod select;
 use bytes::Bytes;
 use futures::{future::BoxFuture, stream::BoxStream};
 
+pub use health::{BrokerHealth, BrokerState};
 pub use memory::MemoryBroker;
 pub(crate) use message::BrokerMessage;
 #[cfg(feature = "nats")]
@@ -51,4 +53,15 @@ pub trait Broker: Send + Sync + 'static {
     /// A stream of every payload published from now on. The stream may skip payloads
     /// (at-most-once); it ends when the broker connection is lost.
     fn subscribe(&self) -> BoxFuture<'_, Result<BoxStream<'static, Bytes>, BrokerError>>;
+
+    /// What kind of broker this is, for the node's status and its startup checks:
+    /// `memory`, `redis`, `nats` or `postgres` for this crate's backends, and
+    /// [`CUSTOM_BROKER`] (the default) for any other. A node whose event log is on
+    /// SQLite refuses `redis`, `nats` and `postgres`: SQLite is one node.
+    fn kind(&self) -> &'static str {
+        CUSTOM_BROKER
+    }
 }
+
+/// The [`Broker::kind`] of a broker that does not say what it is.
+pub const CUSTOM_BROKER: &str = "custom";

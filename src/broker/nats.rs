@@ -118,6 +118,10 @@ impl NatsBroker {
 }
 
 impl Broker for NatsBroker {
+    fn kind(&self) -> &'static str {
+        "nats"
+    }
+
     fn publish(&self, payload: Bytes) -> BoxFuture<'_, Result<(), BrokerError>> {
         async move {
             let client = self.client().await?;

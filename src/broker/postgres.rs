@@ -96,6 +96,10 @@ impl PostgresBroker {
 }
 
 impl Broker for PostgresBroker {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
     fn publish(&self, payload: Bytes) -> BoxFuture<'_, Result<(), BrokerError>> {
         async move {
             let payload = fit_payload_by(payload, |candidate| {

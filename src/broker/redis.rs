@@ -71,6 +71,10 @@ impl RedisBroker {
 }
 
 impl Broker for RedisBroker {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
     fn publish(&self, payload: Bytes) -> BoxFuture<'_, Result<(), BrokerError>> {
         async move {
             let payload = fit_payload(payload, REDIS_MAX_PAYLOAD)?;

@@ -8,6 +8,8 @@ mod models;
 mod pages;
 mod token;
 
+use std::time::Duration;
+
 use axum::{
     Router,
     extract::State,
@@ -63,14 +65,30 @@ pub fn configure(builder: RealtimeBuilder) -> RealtimeBuilder {
 /// The SSE cookie the reference server uses in demo mode when none is configured.
 pub const DEMO_COOKIE: &str = "tidings_token";
 
+/// How long `/readyz` waits for the database unless configured.
+pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What the demo serves besides the API.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DemoOptions {
     /// The HS256 secret to mint demo tokens with (`POST /demo/token`); `None` turns
-    /// minting off.
+    /// minting off. Default: none.
     pub mint_secret: Option<String>,
-    /// Where the Datastar page loads Datastar's browser bundle from.
+    /// Where the Datastar page loads Datastar's browser bundle from. Default: empty.
     pub datastar_url: String,
+    /// How long `/readyz` waits for the database to answer before it reports it
+    /// down (503). Default: [`DEFAULT_READINESS_TIMEOUT`], 2 s.
+    pub readiness_timeout: Duration,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            mint_secret: None,
+            datastar_url: String::new(),
+            readiness_timeout: DEFAULT_READINESS_TIMEOUT,
+        }
+    }
 }
 
 /// A random 256-bit secret, hex encoded.
@@ -110,16 +128,45 @@ pub fn router(realtime: &Realtime, options: DemoOptions) -> Router {
         .with_state(state)
 }
 
+/// 200 while the node can serve from its log, that is while the database answers
+/// within `readiness_timeout`, whatever the broker's state (a broker failure only
+/// costs latency); 503 otherwise. The JSON body reports both, e.g.
+/// `{"ready":true,"database":"up","broker":{"kind":"redis","state":"down",
+/// "since_ms":1700000000000,"reconnects":3,"recovered_by_poll":12}}`.
 async fn ready(State(state): State<DemoState>) -> Response {
-    let alive = match state.realtime.db() {
-        Db::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.is_ok(),
-        Db::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.is_ok(),
+    let ping = async {
+        match state.realtime.db() {
+            Db::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.is_ok(),
+            Db::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.is_ok(),
+        }
     };
-    if alive {
-        "ready".into_response()
+    let database_up = tokio::time::timeout(state.options.readiness_timeout, ping)
+        .await
+        .unwrap_or(false);
+    let broker = state.realtime.broker_status();
+    let since_ms = broker
+        .since
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    let body = serde_json::json!({
+        "ready": database_up,
+        "database": if database_up { "up" } else { "down" },
+        "broker": {
+            "kind": broker.kind,
+            "state": broker.state.as_str(),
+            "since_ms": since_ms,
+            "reconnects": broker.reconnects,
+            "recovered_by_poll": broker.recovered_by_poll,
+        },
+    });
+    let status = if database_up {
+        StatusCode::OK
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<DemoState>) -> Response {

@@ -1,88 +1,95 @@
 //! The node's ingest: takes sequenced events from the broker, drops duplicates, fills
 //! gaps from the log, appends to the ring and hands each event to the hub, strictly in
 //! seq order. One task per node, so ordering needs no further locking.
+//!
+//! It also polls the log: every `log.poll_interval` while the broker is up, every
+//! `broker.fallback_poll_interval` while it is down or silent (the broker link says
+//! which), and once more when the broker comes back. So a broker failure costs
+//! latency, never an event.
 
 use std::{sync::Arc, time::Duration};
 
-use futures::StreamExt;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    broker::{Broker, BrokerMessage},
+    broker::BrokerMessage,
     event::{Cursor, Event, LogEntry},
     hub::Hub,
-    log::{Log, reader},
+    log::{
+        Log,
+        broker_link::{BrokerLink, LinkEvent},
+        reader,
+    },
     metrics::Metrics,
 };
 
 /// Rows read per gap-filling query.
 const FILL_PAGE: u32 = 1000;
 
+/// How an event reached this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// Its own doorbell rang (whole, or by reference).
+    Doorbell,
+    /// Found in the log: a poll, or a gap before a later doorbell.
+    Log,
+}
+
 /// Moves events from the broker (and the log, for gaps) to the hub.
 pub(crate) struct Ingest {
     log: Arc<Log>,
     hub: Arc<Hub>,
-    broker: Arc<dyn Broker>,
     metrics: Arc<Metrics>,
+    fallback_poll_interval: Duration,
 }
 
 impl Ingest {
-    /// An ingest feeding `hub`.
+    /// An ingest feeding `hub`, polling the log every `fallback_poll_interval` while
+    /// the broker is not up.
     pub(crate) fn new(
         log: Arc<Log>,
         hub: Arc<Hub>,
-        broker: Arc<dyn Broker>,
         metrics: Arc<Metrics>,
+        fallback_poll_interval: Duration,
     ) -> Self {
         Self {
             log,
             hub,
-            broker,
             metrics,
+            fallback_poll_interval,
         }
     }
 
-    /// Subscribes to the broker. Done before the relay starts, so no doorbell rung
-    /// after startup is missed; anything missed anyway is found by the poll.
-    pub(crate) async fn subscribe(
-        &self,
-    ) -> Result<futures::stream::BoxStream<'static, bytes::Bytes>, crate::broker::BrokerError> {
-        self.broker.subscribe().await
-    }
-
-    /// Runs until `shutdown`.
-    pub(crate) async fn run(
-        self,
-        mut stream: futures::stream::BoxStream<'static, bytes::Bytes>,
-        shutdown: CancellationToken,
-    ) {
-        let mut poll = tokio::time::interval(self.log.config.poll_interval);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut backoff = Duration::from_millis(100);
+    /// Runs until `shutdown`, reading the broker through `link`.
+    pub(crate) async fn run(self, mut link: BrokerLink, shutdown: CancellationToken) {
+        // The link is the task's own (not a field): its subscription is Send but not
+        // Sync, and the methods below share `&self` across awaits.
+        let mut last_poll = Instant::now();
         loop {
+            // Chosen afresh each turn: a broker that just went down shortens the wait.
+            let every = if link.is_up() {
+                self.log.config.poll_interval
+            } else {
+                self.fallback_poll_interval
+            };
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                message = stream.next() => match message {
-                    Some(bytes) => {
-                        backoff = Duration::from_millis(100);
+                event = link.next_event() => match event {
+                    LinkEvent::Message { bytes, restored } => {
+                        if restored {
+                            // Backfill once: whatever the broker missed is in the log.
+                            self.catch_up().await;
+                        }
                         self.handle(&bytes).await;
                     }
-                    None => {
-                        tracing::warn!("broker subscription ended; resubscribing");
-                        tokio::select! {
-                            () = shutdown.cancelled() => return,
-                            () = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                        match self.broker.subscribe().await {
-                            Ok(s) => stream = s,
-                            Err(e) => tracing::warn!(error = %e, "broker resubscribe failed"),
-                        }
-                        // Whatever was published meanwhile is in the log.
-                        self.catch_up().await;
-                    }
+                    // The next turn picks the fallback interval.
+                    LinkEvent::NotUp => {}
                 },
-                _ = poll.tick() => self.catch_up().await,
+                () = tokio::time::sleep_until(last_poll + every) => {
+                    self.catch_up().await;
+                    last_poll = Instant::now();
+                }
                 // A client resumes here from further than we delivered: read the log now.
                 () = self.hub.catch_up_requested() => self.catch_up().await,
             }
@@ -102,11 +109,11 @@ impl Ingest {
                 }
                 if seq > position + 1 {
                     Metrics::inc(&self.metrics.gaps_filled);
-                    if !self.fill(position, seq - 1).await {
+                    if !self.fill(position, seq - 1, None).await {
                         return; // the poll will retry the whole range
                     }
                 }
-                self.deliver(seq, event);
+                self.deliver(seq, event, Via::Doorbell);
             }
             Some(BrokerMessage::Doorbell { epoch, seq }) => {
                 // An event too large for the broker, sent by reference: read it,
@@ -117,7 +124,7 @@ impl Ingest {
                 }
                 let position = self.hub.position();
                 if seq > position {
-                    self.fill(position, seq).await;
+                    self.fill(position, seq, Some(seq)).await;
                 }
             }
             Some(BrokerMessage::Direct { event }) => {
@@ -126,6 +133,8 @@ impl Ingest {
             Some(BrokerMessage::Disconnect { user }) => {
                 self.hub.disconnect_user(&user);
             }
+            // Its arrival was all it had to say: the link counted it as a sign of life.
+            Some(BrokerMessage::Heartbeat { .. }) => {}
             None => tracing::warn!(len = bytes.len(), "ignoring an undecodable broker message"),
         }
     }
@@ -140,15 +149,17 @@ impl Ingest {
                 }
                 let position = self.hub.position();
                 if last > position {
-                    self.fill(position, last).await;
+                    self.fill(position, last, None).await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "ingest: reading the log position failed"),
         }
     }
 
-    /// Reads and delivers `after < seq <= upto` from the log. False on failure.
-    async fn fill(&self, mut after: u64, upto: u64) -> bool {
+    /// Reads and delivers `after < seq <= upto` from the log. `rung` is the seq whose
+    /// doorbell asked for this read, if any: every other event delivered counts as
+    /// recovered from the log. False on failure.
+    async fn fill(&self, mut after: u64, upto: u64, rung: Option<u64>) -> bool {
         while after < upto {
             match reader::read_range(&self.log.db, after, upto, FILL_PAGE).await {
                 Ok(rows) if !rows.is_empty() => {
@@ -162,7 +173,12 @@ impl Ingest {
                             self.hub.reset(seq - 1);
                             self.log.ring.clear();
                         }
-                        self.deliver(seq, event);
+                        let via = if rung == Some(seq) {
+                            Via::Doorbell
+                        } else {
+                            Via::Log
+                        };
+                        self.deliver(seq, event, via);
                         after = seq;
                     }
                 }
@@ -176,7 +192,10 @@ impl Ingest {
         true
     }
 
-    fn deliver(&self, seq: u64, event: LogEntry) {
+    fn deliver(&self, seq: u64, event: LogEntry, via: Via) {
+        if via == Via::Log {
+            Metrics::inc(&self.metrics.events_recovered_by_poll);
+        }
         let cursor = Cursor {
             epoch: self.log.epoch(),
             seq,

@@ -2,6 +2,8 @@
 //! the hot ring of recent events, the ingest that feeds the hub, and the replay that
 //! serves resumes.
 
+pub(crate) mod broker_link;
+pub(crate) mod heartbeat;
 pub(crate) mod ingest;
 pub(crate) mod outbox;
 pub(crate) mod reader;

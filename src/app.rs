@@ -17,6 +17,7 @@ use crate::{
     hub::Hub,
     log::{Log, RelaySignal, ingest::Ingest, reader, relay::Relay},
     metrics::Metrics,
+    presence::{Presence, PresenceNode},
     publisher::Publisher,
     rules::Rules,
     sse::{EventCollector, Renderer, SnapshotRequest, SseState, hooks::DatastarHooks},
@@ -147,8 +148,8 @@ impl RealtimeBuilder {
         self
     }
 
-    /// Validates the configuration, migrates the log tables and starts the relay and
-    /// the ingest. Must be called inside a Tokio runtime.
+    /// Validates the configuration, migrates the log tables and starts the relay,
+    /// the ingest and the presence sync. Must be called inside a Tokio runtime.
     pub async fn build(self) -> Result<Realtime, BuildError> {
         self.config.validate()?;
         let verifier = JwtVerifier::new(&self.config.jwt)?;
@@ -169,9 +170,16 @@ impl RealtimeBuilder {
         let tasks = TaskTracker::new();
 
         // Subscribe before the relay runs, so its first doorbells are heard.
-        let ingest = Ingest::new(log.clone(), hub.clone(), broker.clone(), metrics.clone());
+        let presence = Arc::new(PresenceNode::new(self.config.presence.clone()));
+        let ingest = Ingest::new(log.clone(), hub.clone(), broker.clone(), metrics.clone())
+            .with_presence(presence.clone());
         let stream = ingest.subscribe().await?;
         tasks.spawn(ingest.run(stream, shutdown.clone()));
+        tasks.spawn(crate::presence::run_sync(
+            presence.clone(),
+            broker.clone(),
+            shutdown.clone(),
+        ));
         let relay = Relay::new(
             self.db.clone(),
             broker,
@@ -195,6 +203,7 @@ impl RealtimeBuilder {
                 shutdown,
                 tasks,
                 origins,
+                presence,
                 subscription_hooks: Arc::new(self.subscription_hooks),
                 datastar: Arc::new(self.datastar),
             }),
@@ -246,6 +255,7 @@ struct Inner {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     origins: Arc<Origins>,
+    presence: Arc<PresenceNode>,
     subscription_hooks: Arc<SubscriptionHooks>,
     datastar: Arc<DatastarHooks>,
 }
@@ -284,6 +294,24 @@ impl Realtime {
     /// The current log epoch.
     pub fn epoch(&self) -> Arc<str> {
         self.inner.log.epoch()
+    }
+
+    /// Who is present on `topic` (a pattern as clients subscribe to it with
+    /// `"presence": true`, e.g. `chat:lobby`), across every node: each user once, with
+    /// its connection count, and the total of connections, anonymous ones included.
+    /// No rules apply here: the app decides whom to show it to.
+    ///
+    /// Another node's members are known from its messages, so they appear here within
+    /// a broker round trip, and at the latest by the next `presence.sync_interval`.
+    ///
+    /// ```no_run
+    /// # fn f(realtime: tidings::Realtime) {
+    /// let lobby = realtime.presence("chat:lobby");
+    /// println!("{} users, {} connections", lobby.users.len(), lobby.connections);
+    /// # }
+    /// ```
+    pub fn presence(&self, topic: &str) -> Presence {
+        self.inner.presence.presence(topic)
     }
 
     /// Tells the gateway the address it serves on, so that without an origin
@@ -360,6 +388,7 @@ impl Realtime {
             hooks: inner.subscription_hooks.clone(),
             metrics: inner.metrics.clone(),
             origins: inner.origins.clone(),
+            presence: inner.presence.clone(),
             shutdown: inner.shutdown.clone(),
             tasks: inner.tasks.clone(),
         }

@@ -3,7 +3,10 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{DirectEvent, LogEntry};
+use crate::{
+    event::{DirectEvent, LogEntry},
+    presence::wire::PresenceUpdate,
+};
 
 /// One broker message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +35,16 @@ pub enum BrokerMessage {
         /// The seq the log has reached.
         seq: u64,
     },
+    /// Presence: a node's members changed, or its full state (`src/presence`).
+    Presence {
+        /// The sending node, random per process start.
+        node: String,
+        /// Increases with every presence message of the sender: a message older than
+        /// one already applied is stale.
+        seq: u64,
+        /// What the sender says.
+        update: PresenceUpdate,
+    },
 }
 
 impl BrokerMessage {
@@ -46,8 +59,8 @@ impl BrokerMessage {
         serde_json::from_slice(bytes).ok()
     }
 
-    /// The by-reference form of a logged message; `None` for a direct message,
-    /// which is not in the log and so cannot be sent by reference.
+    /// The by-reference form of a logged message; `None` for a direct or presence
+    /// message, which is not in the log and so cannot be sent by reference.
     pub fn to_doorbell(&self) -> Option<Self> {
         match self {
             Self::Logged { epoch, seq, .. } | Self::Doorbell { epoch, seq } => {
@@ -56,7 +69,7 @@ impl BrokerMessage {
                     seq: *seq,
                 })
             }
-            Self::Direct { .. } => None,
+            Self::Direct { .. } | Self::Presence { .. } => None,
         }
     }
 }

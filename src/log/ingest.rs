@@ -13,6 +13,7 @@ use crate::{
     hub::Hub,
     log::{Log, reader},
     metrics::Metrics,
+    presence::PresenceNode,
 };
 
 /// Rows read per gap-filling query.
@@ -24,6 +25,7 @@ pub(crate) struct Ingest {
     hub: Arc<Hub>,
     broker: Arc<dyn Broker>,
     metrics: Arc<Metrics>,
+    presence: Option<Arc<PresenceNode>>,
 }
 
 impl Ingest {
@@ -39,7 +41,14 @@ impl Ingest {
             hub,
             broker,
             metrics,
+            presence: None,
         }
+    }
+
+    /// Hands the presence messages heard on the broker to `presence`.
+    pub(crate) fn with_presence(mut self, presence: Arc<PresenceNode>) -> Self {
+        self.presence = Some(presence);
+        self
     }
 
     /// Subscribes to the broker. Done before the relay starts, so no doorbell rung
@@ -120,6 +129,11 @@ impl Ingest {
             }
             Some(BrokerMessage::Direct { event }) => {
                 self.hub.publish_direct(&Event::direct(event));
+            }
+            Some(BrokerMessage::Presence { node, seq, update }) => {
+                if let Some(presence) = &self.presence {
+                    presence.receive(&node, seq, update);
+                }
             }
             None => tracing::warn!(len = bytes.len(), "ignoring an undecodable broker message"),
         }

@@ -222,24 +222,24 @@ impl PresenceState {
     /// Who is on `topic`, at most `limit` users (sorted by user id).
     pub(super) fn listing(&self, topic: &str, limit: usize) -> Listing {
         let totals = self.cluster.topic(topic);
-        let mut users: Vec<PresenceUser> = totals
+        // Sorted by reference, so only the users listed are copied.
+        let mut users: Vec<(&Arc<str>, u32)> = totals
             .into_iter()
             .flat_map(|counts| counts.users())
-            .map(|(user, connections)| PresenceUser {
-                user_id: user.to_string(),
-                connections: connections as usize,
-            })
-            .chain(self.grace.leaving(topic).map(|user| PresenceUser {
-                user_id: user.to_string(),
-                connections: 0,
-            }))
+            .chain(self.grace.leaving(topic).map(|user| (user, 0)))
             .collect();
-        users.sort_unstable_by(|a, b| a.user_id.cmp(&b.user_id));
+        users.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let truncated = users.len() > limit;
         users.truncate(limit);
         Listing {
             presence: Presence {
-                users,
+                users: users
+                    .into_iter()
+                    .map(|(user, connections)| PresenceUser {
+                        user_id: user.to_string(),
+                        connections: connections as usize,
+                    })
+                    .collect(),
                 connections: totals.map_or(0, |counts| counts.connections()),
             },
             truncated,

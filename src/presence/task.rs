@@ -21,6 +21,7 @@ pub(crate) async fn run(
     let mut sync = interval(period);
     sync.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut deadline = node.next_deadline();
+    let mut publishing = Publishing::default();
     loop {
         let due = async move {
             match deadline {
@@ -32,28 +33,55 @@ pub(crate) async fn run(
             () = shutdown.cancelled() => break,
             _ = sync.tick() => {
                 // The first tick is immediate: a starting node announces itself.
-                publish(&*broker, node.take_sync(), &node).await;
+                publishing.send(&*broker, node.take_sync(), &node).await;
             }
             () = node.changed() => {
-                publish(&*broker, node.take_changes(), &node).await;
+                publishing.send(&*broker, node.take_changes(), &node).await;
                 deadline = node.next_deadline();
             }
             () = due => deadline = node.tick(Instant::now()),
         }
     }
-    publish(&*broker, vec![node.goodbye()], &node).await;
+    publishing.send(&*broker, vec![node.goodbye()], &node).await;
 }
 
-/// Publishes `messages` in order, each within one sync interval: a stalled broker
-/// delays presence, never the task's other duties for long. A message that fails is
-/// dropped; the next full state repairs what it carried.
-async fn publish(broker: &dyn Broker, messages: Vec<BrokerMessage>, node: &PresenceNode) {
-    let bound = node.config().sync_interval;
-    for message in messages {
-        match timeout(bound, broker.publish(message.encode())).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::debug!(error = %e, "presence: publish failed"),
-            Err(_) => tracing::debug!("presence: publish timed out"),
+/// Publishing, and whether it works: a failure is logged as a warning once, when
+/// publishing starts failing (a broker that is down would otherwise log one every
+/// sync interval), and the recovery once.
+#[derive(Debug, Default)]
+struct Publishing {
+    failing: bool,
+}
+
+impl Publishing {
+    /// Publishes `messages` in order, each within one sync interval: a stalled broker
+    /// delays presence, never the task's other duties for long. A message that fails
+    /// is dropped; the next full state repairs what it carried.
+    async fn send(
+        &mut self,
+        broker: &dyn Broker,
+        messages: Vec<BrokerMessage>,
+        node: &PresenceNode,
+    ) {
+        let bound = node.config().sync_interval;
+        for message in messages {
+            let error = match timeout(bound, broker.publish(message.encode())).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!("no answer within {bound:?}")),
+            };
+            match (error, self.failing) {
+                (Some(error), false) => {
+                    tracing::warn!(%error, "presence: publishing failed; other nodes may show stale members");
+                    self.failing = true;
+                }
+                (Some(error), true) => tracing::debug!(%error, "presence: publishing still fails"),
+                (None, true) => {
+                    tracing::info!("presence: publishing works again");
+                    self.failing = false;
+                }
+                (None, false) => {}
+            }
         }
     }
 }

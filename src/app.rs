@@ -24,6 +24,7 @@ use crate::{
         relay::Relay,
     },
     metrics::Metrics,
+    presence::{Presence, PresenceNode},
     publisher::Publisher,
     rules::Rules,
     sse::{EventCollector, Renderer, SnapshotRequest, SseState, hooks::DatastarHooks},
@@ -171,7 +172,8 @@ impl RealtimeBuilder {
     }
 
     /// Validates the configuration, migrates the log tables and starts the relay, the
-    /// ingest and the heartbeat. Must be called inside a Tokio runtime.
+    /// ingest, the heartbeat and the presence sync. Must be called inside a Tokio
+    /// runtime.
     ///
     /// A broker that is down does not fail the build: the node starts with the
     /// broker [down](crate::broker::BrokerState::Down), serves from the log and
@@ -213,18 +215,25 @@ impl RealtimeBuilder {
             heartbeat_now.clone(),
         );
         link.first_subscription(broker_config.silence_timeout).await;
+        let presence = Arc::new(PresenceNode::new(self.config.presence.clone()));
         let ingest = Ingest::new(
             log.clone(),
             hub.clone(),
             metrics.clone(),
             broker_config.fallback_poll_interval,
-        );
+        )
+        .with_presence(presence.clone());
         tasks.spawn(ingest.run(link, shutdown.clone()));
         tasks.spawn(heartbeat::run(
             broker.clone(),
             heartbeat::node_id(),
             broker_config.heartbeat_interval,
             heartbeat_now,
+            shutdown.clone(),
+        ));
+        tasks.spawn(crate::presence::run_sync(
+            presence.clone(),
+            broker.clone(),
             shutdown.clone(),
         ));
         let relay = Relay::new(
@@ -251,6 +260,7 @@ impl RealtimeBuilder {
                 shutdown,
                 tasks,
                 origins,
+                presence,
                 subscription_hooks: Arc::new(self.subscription_hooks),
                 datastar: Arc::new(self.datastar),
             }),
@@ -303,6 +313,7 @@ struct Inner {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     origins: Arc<Origins>,
+    presence: Arc<PresenceNode>,
     subscription_hooks: Arc<SubscriptionHooks>,
     datastar: Arc<DatastarHooks>,
 }
@@ -348,6 +359,24 @@ impl Realtime {
     /// The current log epoch.
     pub fn epoch(&self) -> Arc<str> {
         self.inner.log.epoch()
+    }
+
+    /// Who is present on `topic` (a pattern as clients subscribe to it with
+    /// `"presence": true`, e.g. `chat:lobby`), across every node: each user once, with
+    /// its connection count, and the total of connections, anonymous ones included.
+    /// No rules apply here: the app decides whom to show it to.
+    ///
+    /// Another node's members are known from its messages, so they appear here within
+    /// a broker round trip, and at the latest by the next `presence.sync_interval`.
+    ///
+    /// ```no_run
+    /// # fn f(realtime: tidings::Realtime) {
+    /// let lobby = realtime.presence("chat:lobby");
+    /// println!("{} users, {} connections", lobby.users.len(), lobby.connections);
+    /// # }
+    /// ```
+    pub fn presence(&self, topic: &str) -> Presence {
+        self.inner.presence.presence(topic)
     }
 
     /// Tells the gateway the address it serves on, so that without an origin
@@ -440,6 +469,7 @@ impl Realtime {
             hooks: inner.subscription_hooks.clone(),
             metrics: inner.metrics.clone(),
             origins: inner.origins.clone(),
+            presence: inner.presence.clone(),
             shutdown: inner.shutdown.clone(),
             tasks: inner.tasks.clone(),
         }

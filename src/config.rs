@@ -39,6 +39,8 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// Datastar SSE bridge.
     pub sse: SseConfig,
+    /// Who is subscribed to which topic, across nodes.
+    pub presence: PresenceConfig,
     /// How long graceful shutdown may take. Default: 10 s.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -54,6 +56,7 @@ impl Default for Config {
             log: LogConfig::default(),
             broker: BrokerConfig::default(),
             sse: SseConfig::default(),
+            presence: PresenceConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -293,6 +296,49 @@ impl Default for SseConfig {
     }
 }
 
+/// Presence: who is subscribed to a topic (with `"presence": true`), across nodes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// A user's `leave` waits this long after their last connection to a topic went
+    /// away, and a return within it (a page reload) sends neither `leave` nor `join`.
+    /// Zero sends `leave` at once. Default: 3 s.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// Every node publishes its full presence state this often, which repairs any
+    /// change message the broker lost. Default: 2 s.
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
+    /// A node not heard from for this long is presumed dead and its members are
+    /// dropped (then `leave` follows after `grace`). Must exceed `sync_interval`.
+    /// Default: 6 s.
+    #[serde(with = "humantime_serde")]
+    pub node_ttl: Duration,
+    /// Users listed in one `presence` reply at most; beyond that the reply says
+    /// `"truncated":true`. Default: 100.
+    pub max_users_listed: usize,
+    /// Largest presence broker message in bytes: a full state is split into parts of
+    /// at most this size. Keep it under the smallest broker limit in use (Postgres
+    /// NOTIFY: 8000 bytes). At least 1024. Default: 7000.
+    pub max_message_bytes: usize,
+    /// `join`/`leave` frames queued per connection before it is closed 4008.
+    /// Default: 256.
+    pub queue_capacity: usize,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(3),
+            sync_interval: Duration::from_secs(2),
+            node_ttl: Duration::from_secs(6),
+            max_users_listed: 100,
+            max_message_bytes: 7000,
+            queue_capacity: 256,
+        }
+    }
+}
+
 /// A setting outside its allowed range. Names the setting and the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {setting} = {value}: {why}")]
@@ -323,13 +369,14 @@ impl Config {
             );
         }
         let c = &self.connection;
-        let positive: [(&'static str, usize); 6] = [
+        let positive: [(&'static str, usize); 7] = [
             ("connection.max_message_size", c.max_message_size),
             ("connection.send_queue_capacity", c.send_queue_capacity),
             ("connection.max_subscriptions", c.max_subscriptions),
             ("connection.max_connections", c.max_connections),
             ("log.ring_capacity", self.log.ring_capacity),
             ("sse.queue_capacity", self.sse.queue_capacity),
+            ("presence.queue_capacity", self.presence.queue_capacity),
         ];
         for (setting, value) in positive {
             if value == 0 {
@@ -351,7 +398,7 @@ impl Config {
             );
         }
         let b = &self.broker;
-        let durations: [(&'static str, Duration); 10] = [
+        let durations: [(&'static str, Duration); 11] = [
             ("auth.auth_timeout", self.auth.auth_timeout),
             ("connection.ping_interval", c.ping_interval),
             ("connection.ping_timeout", c.ping_timeout),
@@ -362,6 +409,7 @@ impl Config {
             ("broker.fallback_poll_interval", b.fallback_poll_interval),
             ("broker.reconnect_backoff", b.reconnect_backoff),
             ("broker.reconnect_backoff_max", b.reconnect_backoff_max),
+            ("presence.sync_interval", self.presence.sync_interval),
         ];
         for (setting, value) in durations {
             if value.is_zero() {
@@ -377,6 +425,21 @@ impl Config {
         }
         if self.log.relay_batch == 0 {
             return fail("log.relay_batch", "0".into(), "must be at least 1");
+        }
+        let p = &self.presence;
+        if p.node_ttl <= p.sync_interval {
+            return fail(
+                "presence.node_ttl",
+                format!("{:?}", p.node_ttl),
+                "must exceed presence.sync_interval (3x is a good choice)",
+            );
+        }
+        if p.max_message_bytes < 1024 {
+            return fail(
+                "presence.max_message_bytes",
+                p.max_message_bytes.to_string(),
+                "at least 1024 bytes",
+            );
         }
         self.validate_broker()
     }
@@ -468,6 +531,15 @@ mod tests {
         assert_eq!(parsed.broker.silence_timeout, Duration::from_secs(10));
         assert_eq!(parsed.broker.channel_prefix, "app-1");
         parsed.validate().unwrap();
+    }
+
+    #[test]
+    fn presence_node_ttl_must_outlast_a_sync() {
+        let mut config = Config::default();
+        config.presence.node_ttl = config.presence.sync_interval;
+        assert_eq!(config.validate().unwrap_err().setting, "presence.node_ttl");
+        let parsed: Config = toml::from_str("[presence]\ngrace = \"1s\"").unwrap();
+        assert_eq!(parsed.presence.grace, Duration::from_secs(1));
     }
 
     #[test]

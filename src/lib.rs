@@ -76,6 +76,7 @@ mod hub;
 mod log;
 mod metrics;
 pub mod model;
+mod presence;
 mod protocol;
 mod publisher;
 mod rules;
@@ -97,6 +98,7 @@ pub use event::{Action, Cursor, CursorError, LogEntry};
 pub use hooks::SubscriptionCallback;
 pub use http::{HttpError, PUBLISHER_ROLE};
 pub use metrics::Metrics;
+pub use presence::{Presence, PresenceUser};
 pub use protocol::{ErrorCode, ResyncReason};
 pub use rules::{Decision, Rule, RuleFn, RuleParseError, Rules};
 pub use topic::{Pattern, Topic, TopicError};
@@ -115,6 +117,7 @@ pub mod __private {
     pub use crate::event::{DirectEvent, Event, Recipients};
     pub use crate::hub::{Delivery, Hub, Receiver};
     pub use crate::log::RelaySignal;
+    pub use crate::presence::wire::{PresenceEntry, PresenceUpdate};
     pub use crate::sse::mapping::{
         direct_mapping, encode_cursor, encode_event, keep_alive, reset_signals,
     };

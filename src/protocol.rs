@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::presence::PresenceUser;
+
 /// A frame from the client.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
@@ -26,6 +28,10 @@ pub(crate) enum ClientFrame {
         /// Resume position.
         #[serde(default)]
         since: Option<String>,
+        /// Count this connection in the topic's presence and send it `join`/`leave`
+        /// frames **(addition)**.
+        #[serde(default)]
+        presence: bool,
         /// Echoed in the reply.
         #[serde(rename = "ref", default)]
         reference: Option<Value>,
@@ -40,6 +46,14 @@ pub(crate) enum ClientFrame {
     },
     /// Liveness check.
     Ping {
+        /// Echoed in the reply.
+        #[serde(rename = "ref", default)]
+        reference: Option<Value>,
+    },
+    /// Who is present on a topic **(addition)**.
+    Presence {
+        /// The topic: a pattern as written in `subscribe`.
+        topic: String,
         /// Echoed in the reply.
         #[serde(rename = "ref", default)]
         reference: Option<Value>,
@@ -169,6 +183,44 @@ pub(crate) enum ServerFrame {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,
     },
+    /// Who is present on a topic: the reply to a `presence` frame (with its `ref`),
+    /// or the start of a presence subscription (with its `id`).
+    Presence {
+        /// The presence subscription this starts, when it is not a reply.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The topic.
+        topic: String,
+        /// The users present, by user id, each with their connection count.
+        users: Vec<PresenceUser>,
+        /// Every connection present, anonymous ones included.
+        connections: usize,
+        /// Set when `users` was cut at `presence.max_users_listed`.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
+        /// Echo.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+    },
+    /// A user's first connection to a topic appeared somewhere in the cluster.
+    Join {
+        /// The presence subscription told.
+        id: String,
+        /// The topic.
+        topic: String,
+        /// Who joined.
+        user_id: String,
+    },
+    /// A user's last connection to a topic went away, and did not come back within
+    /// `presence.grace`.
+    Leave {
+        /// The presence subscription told.
+        id: String,
+        /// The topic.
+        topic: String,
+        /// Who left.
+        user_id: String,
+    },
     /// A refused frame.
     Error {
         /// Echo of the offending frame's ref.
@@ -273,6 +325,20 @@ mod tests {
             }
         ));
         assert!(matches!(
+            parse_client_frame(
+                r#"{"type":"subscribe","id":"p","pattern":"chat:lobby","presence":true}"#
+            )
+            .unwrap(),
+            ClientFrame::Subscribe { presence: true, .. }
+        ));
+        assert_eq!(
+            parse_client_frame(r#"{"type":"presence","topic":"chat:lobby","ref":1}"#).unwrap(),
+            ClientFrame::Presence {
+                topic: "chat:lobby".into(),
+                reference: Some(json!(1))
+            }
+        );
+        assert!(matches!(
             parse_client_frame(r#"{"type":"publish","topic":"chat","event":"x","data":{"a":1}}"#)
                 .unwrap(),
             ClientFrame::Publish { .. }
@@ -318,6 +384,30 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             json!({"type":"error","id":"s1","code":"invalid_pattern","message":"bad"})
+        );
+        let p = ServerFrame::Presence {
+            id: None,
+            topic: "chat:lobby".into(),
+            users: vec![PresenceUser {
+                user_id: "ann".into(),
+                connections: 2,
+            }],
+            connections: 3,
+            truncated: false,
+            reference: Some(json!(1)),
+        };
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            json!({"type":"presence","topic":"chat:lobby","users":[{"user_id":"ann","connections":2}],"connections":3,"ref":1})
+        );
+        let j = ServerFrame::Join {
+            id: "p".into(),
+            topic: "chat:lobby".into(),
+            user_id: "ann".into(),
+        };
+        assert_eq!(
+            j.to_text(),
+            r#"{"type":"join","id":"p","topic":"chat:lobby","user_id":"ann"}"#
         );
         let r = ServerFrame::RefreshRequired { expires_in: 5 };
         assert_eq!(r.to_text(), r#"{"type":"refresh_required","expires_in":5}"#);

@@ -181,6 +181,35 @@ export interface RefreshedFrame {
   ref?: number | string;
 }
 
+/** A presence member in a `presence` frame (protocol section 3.4). */
+export interface PresenceUser {
+  user_id: string;
+  /** The user's connections to the topic on every node (0 while its leave waits for the grace). */
+  connections: number;
+}
+
+/** Who is on a topic: the reply to `presence()` (with `ref`) or a subscription's starting listing (with `id`). */
+export interface PresenceFrame {
+  type: "presence";
+  id?: string;
+  topic: string;
+  users: PresenceUser[];
+  /** Every connection, anonymous ones included. */
+  connections: number;
+  /** Set when `users` was cut at the server's `presence.max_users_listed`. */
+  truncated?: boolean;
+  ref?: number | string;
+}
+
+/** A user's first connection to the topic appeared (`join`) or its last one went away (`leave`). */
+export interface PresenceChangeFrame {
+  type: "join" | "leave";
+  /** The subscription told. */
+  id: string;
+  topic: string;
+  user_id: string;
+}
+
 export interface ErrorFrame {
   type: "error";
   code: string;
@@ -196,6 +225,8 @@ export type ServerFrame =
   | PublishedFrame
   | RefreshedFrame
   | ErrorFrame
+  | PresenceFrame
+  | PresenceChangeFrame
   | RealtimeEvent
   | { type: "pong"; ref?: number | string }
   | { type: "refresh_required"; expires_in: number };
@@ -245,6 +276,13 @@ export interface SubscribeOptions {
   onError?: (error: RealtimeError) => void;
   /** Start from this cursor instead of now (e.g. one saved from an earlier page). */
   since?: string | null;
+  /** Be a member of the topic's presence and track who else is (implied by `onPresence`). */
+  presence?: boolean;
+  /**
+   * With presence: called with the user ids on the topic (sorted) after the server's
+   * listing (on every (re)subscribe) and after each `join` / `leave`.
+   */
+  onPresence?: (users: string[], frame: PresenceFrame | PresenceChangeFrame) => void;
 }
 
 export declare class Subscription<R = Record<string, unknown>> {
@@ -257,6 +295,8 @@ export declare class Subscription<R = Record<string, unknown>> {
   readonly cursor: string | null;
   /** False once unsubscribed, refused, ended by the server, or the client closed. */
   readonly active: boolean;
+  /** With presence: the user ids on the topic, sorted; null before the first listing or without presence. */
+  readonly presence: string[] | null;
   /** Stops delivery at once; settles with the `unsubscribed` frame (null when no server round trip was needed). */
   unsubscribe(): Promise<UnsubscribedFrame | null>;
 }
@@ -279,6 +319,8 @@ export declare class RealtimeClient {
   ): Subscription<R>;
   /** Settles with the `published` frame, or rejects with a RealtimeError. */
   publish(topic: string, event: string, data?: unknown): Promise<PublishedFrame>;
+  /** Who is on a topic, without subscribing; rejects with a RealtimeError (e.g. `forbidden`, `disconnected`). */
+  presence(topic: string): Promise<PresenceFrame>;
   /** Reconnect now if an attempt is waiting (not before a 4029 wait is over). */
   reconnect(): void;
   /** Closes for good. */

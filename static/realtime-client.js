@@ -92,6 +92,11 @@ export class Subscription {
     this._onResync = options.onResync || null;
     this._onError = options.onError || null;
     this._cursor = options.since ?? null;
+    this._onPresence = typeof options.onPresence === "function" ? options.onPresence : null;
+    // Presence (protocol section 3.4): asked for with `presence: true` or an
+    // onPresence callback; the user ids present, once the server's listing came.
+    this._wantsPresence = Boolean(options.presence) || this._onPresence !== null;
+    this._presence = null;
     // "pending": never confirmed; "active": confirmed at least once; "closed".
     this._status = "pending";
     this._sentOn = 0; // connection generation the subscribe frame went out on
@@ -108,6 +113,14 @@ export class Subscription {
   /** Last cursor delivered (or the start position); `since` of the next resume. */
   get cursor() {
     return this._cursor;
+  }
+
+  /**
+   * With presence: the user ids on the topic, sorted (null before the server's
+   * first listing, or without presence).
+   */
+  get presence() {
+    return this._presence ? [...this._presence].sort() : null;
   }
 
   /** True until the subscription is unsubscribed, refused or the client closes. */
@@ -246,6 +259,19 @@ export class RealtimeClient {
       } else {
         this._queue.push(entry);
       }
+    });
+  }
+
+  /**
+   * Who is on a topic (a pattern as subscribed with presence), without
+   * subscribing. Settles with the server's `presence` frame, or rejects with a
+   * RealtimeError (`forbidden`, `unauthorized`, `invalid_pattern`, `disconnected`).
+   */
+  presence(topic) {
+    if (this._closed) return Promise.reject(new RealtimeError("closed", "RealtimeClient is closed"));
+    if (!this._connected) return Promise.reject(new RealtimeError("disconnected", "not connected; ask again once connected"));
+    return new Promise((resolve, reject) => {
+      this._request({ type: "presence", topic }, { kind: "presence", resolve, reject });
     });
   }
 
@@ -442,6 +468,7 @@ export class RealtimeClient {
     const frame = { type: "subscribe", id: sub.id, pattern: sub.pattern };
     const resuming = sub._cursor !== null && sub._cursor !== undefined;
     if (resuming) frame.since = sub._cursor;
+    if (sub._wantsPresence) frame.presence = true;
     sub._sentOn = this._gen;
     this._request(frame, { kind: "subscribe", sub, resuming });
   }
@@ -474,6 +501,11 @@ export class RealtimeClient {
         if (p && p.resolve) p.resolve(msg);
         return;
       }
+      case "presence":
+        return this._onPresenceFrame(msg);
+      case "join":
+      case "leave":
+        return this._onPresenceChange(msg);
       case "refreshed":
         this._takePending(msg.ref);
         this._emit("refreshed", msg);
@@ -539,6 +571,31 @@ export class RealtimeClient {
     if (first) sub._resolveReady(msg);
   }
 
+  _onPresenceFrame(msg) {
+    if (msg.ref !== undefined) {
+      const p = this._takePending(msg.ref);
+      if (p && p.kind === "presence") p.resolve(msg);
+      return;
+    }
+    // The listing that starts (or, after a reconnect, restarts) a subscription.
+    const sub = this._subs.get(msg.id);
+    if (!sub || !sub._wantsPresence || sub._status === "closed") return;
+    sub._presence = new Set((Array.isArray(msg.users) ? msg.users : []).map((u) => u.user_id));
+    this._presenceChanged(sub, msg);
+  }
+
+  _onPresenceChange(msg) {
+    const sub = this._subs.get(msg.id);
+    if (!sub || !sub._presence || sub._status === "closed") return;
+    if (msg.type === "join") sub._presence.add(msg.user_id);
+    else sub._presence.delete(msg.user_id);
+    this._presenceChanged(sub, msg);
+  }
+
+  _presenceChanged(sub, frame) {
+    if (sub._onPresence) this._callback(sub._onPresence, [sub.presence, frame], "onPresence", sub);
+  }
+
   _onUnsubscribed(msg) {
     const p = this._takePending(msg.ref);
     if (p && p.kind === "unsubscribe") {
@@ -565,6 +622,7 @@ export class RealtimeClient {
     if (!p) return this._emitError(err);
     switch (p.kind) {
       case "publish":
+      case "presence":
         return p.reject(err);
       case "unsubscribe":
         return p.resolve(msg);
@@ -675,6 +733,7 @@ export class RealtimeClient {
     for (const p of this._pending.values()) {
       if (p.kind === "publish") p.reject(new RealtimeError("disconnected", "connection lost before the server answered; the publish may or may not have happened"));
       else if (p.kind === "unsubscribe") p.resolve(null);
+      else if (p.kind === "presence") p.reject(new RealtimeError("disconnected", "connection lost before the server answered; ask again"));
     }
     this._pending.clear();
     for (const sub of this._subs.values()) sub._sentOn = 0;

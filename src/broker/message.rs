@@ -3,7 +3,10 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{DirectEvent, LogEntry};
+use crate::{
+    event::{DirectEvent, LogEntry},
+    presence::wire::PresenceUpdate,
+};
 
 /// One broker message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +49,16 @@ pub enum BrokerMessage {
         /// The sending node's random id (one per running gateway).
         node: String,
     },
+    /// Presence: a node's members changed, or its full state (`src/presence`).
+    Presence {
+        /// The sending node, random per process start.
+        node: String,
+        /// Increases with every presence message of the sender: a message older than
+        /// one already applied is stale.
+        seq: u64,
+        /// What the sender says.
+        update: PresenceUpdate,
+    },
 }
 
 impl BrokerMessage {
@@ -60,9 +73,9 @@ impl BrokerMessage {
         serde_json::from_slice(bytes).ok()
     }
 
-    /// The by-reference form of a logged message; `None` for a direct message or a
-    /// disconnect or a heartbeat, which are not in the log and so cannot be sent by
-    /// reference.
+    /// The by-reference form of a logged message; `None` for every other kind (direct,
+    /// disconnect, heartbeat, presence), which is not in the log and so cannot be sent
+    /// by reference.
     pub fn to_doorbell(&self) -> Option<Self> {
         match self {
             Self::Logged { epoch, seq, .. } | Self::Doorbell { epoch, seq } => {
@@ -71,7 +84,10 @@ impl BrokerMessage {
                     seq: *seq,
                 })
             }
-            Self::Direct { .. } | Self::Disconnect { .. } | Self::Heartbeat { .. } => None,
+            Self::Direct { .. }
+            | Self::Disconnect { .. }
+            | Self::Heartbeat { .. }
+            | Self::Presence { .. } => None,
         }
     }
 }

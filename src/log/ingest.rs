@@ -22,6 +22,7 @@ use crate::{
         reader,
     },
     metrics::Metrics,
+    presence::PresenceNode,
 };
 
 /// Rows read per gap-filling query.
@@ -42,6 +43,7 @@ pub(crate) struct Ingest {
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     fallback_poll_interval: Duration,
+    presence: Option<Arc<PresenceNode>>,
 }
 
 impl Ingest {
@@ -58,7 +60,14 @@ impl Ingest {
             hub,
             metrics,
             fallback_poll_interval,
+            presence: None,
         }
+    }
+
+    /// Hands the presence messages heard on the broker to `presence`.
+    pub(crate) fn with_presence(mut self, presence: Arc<PresenceNode>) -> Self {
+        self.presence = Some(presence);
+        self
     }
 
     /// Runs until `shutdown`, reading the broker through `link`.
@@ -135,6 +144,11 @@ impl Ingest {
             }
             // Its arrival was all it had to say: the link counted it as a sign of life.
             Some(BrokerMessage::Heartbeat { .. }) => {}
+            Some(BrokerMessage::Presence { node, seq, update }) => {
+                if let Some(presence) = &self.presence {
+                    presence.receive(&node, seq, update);
+                }
+            }
             None => tracing::warn!(len = bytes.len(), "ignoring an undecodable broker message"),
         }
     }

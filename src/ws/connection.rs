@@ -248,6 +248,10 @@ async fn serve(
                     };
                     if written.is_err() { break CloseReason::Normal; }
                 }
+                frames = attached.presence_frames() => match frames {
+                    Ok(frames) => if send_all(&mut socket, frames).await.is_err() { break CloseReason::Normal; },
+                    Err(reason) => break reason,
+                },
                 message = socket.recv() => {
                     timers.heard_from_peer();
                     match message {

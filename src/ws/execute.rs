@@ -18,11 +18,15 @@ use crate::{
     hub::{Hub, ReceiverKey},
     log::{Log, replay::ReplayError},
     metrics::Metrics,
+    presence::{Outlet, PresenceFrames, PresenceNode},
     protocol::{ErrorCode, ResyncReason, ServerFrame},
     publisher::Publisher,
     rules::Rules,
     topic::Pattern,
 };
+
+/// Presence frames written per flush at most.
+const PRESENCE_BATCH: usize = 64;
 
 /// What the connection writes after a frame, and whether it closes after that.
 #[derive(Debug, Default)]
@@ -48,6 +52,10 @@ pub(crate) struct Attached {
     metrics: Arc<Metrics>,
     auth: AuthConfig,
     shutdown: tokio_util::sync::CancellationToken,
+    presence: Arc<PresenceNode>,
+    /// This connection's presence frame queue, made with its first presence
+    /// subscription and kept until the connection ends.
+    presence_queue: Option<(Outlet, PresenceFrames)>,
 }
 
 impl Attached {
@@ -70,6 +78,17 @@ impl Attached {
             metrics: state.metrics.clone(),
             auth: state.config.auth.clone(),
             shutdown: state.shutdown.clone(),
+            presence: state.presence.clone(),
+            presence_queue: None,
+        }
+    }
+
+    /// The next `join`/`leave` frames for this connection, or the close a full queue
+    /// asks for; never ready for a connection without a presence subscription.
+    pub(super) async fn presence_frames(&mut self) -> Result<Vec<String>, CloseReason> {
+        match &mut self.presence_queue {
+            Some((_, frames)) => frames.next(PRESENCE_BATCH).await,
+            None => std::future::pending().await,
         }
     }
 
@@ -85,6 +104,13 @@ impl Attached {
                     pending.extend(more);
                 }
                 Effect::Unsubscribe { id, pattern } => self.unsubscribe(&id, &pattern),
+                Effect::JoinPresence { id, pattern } => {
+                    self.join_presence(id, &pattern, &mut outcome.frames);
+                }
+                Effect::QueryPresence { topic, reference } => {
+                    let reply = self.presence.reply(topic.as_str(), reference);
+                    outcome.frames.push(reply.to_text());
+                }
                 Effect::Reauthenticated {
                     principal,
                     expires_in,
@@ -107,6 +133,7 @@ impl Attached {
 
     fn unsubscribe(&self, id: &str, pattern: &Pattern) {
         self.hub.unsubscribe(self.key, id);
+        self.presence.leave(self.key, id);
         self.hooks
             .unsubscribed(pattern.as_str(), &self.connection_id);
     }
@@ -215,6 +242,27 @@ impl Attached {
         }
     }
 
+    /// Counts subscription `id` in the presence of `pattern` and writes the listing
+    /// that starts it, unless the subscription failed after all.
+    fn join_presence(&mut self, id: Arc<str>, pattern: &Pattern, frames: &mut Vec<String>) {
+        if !self.session.has_subscription(&id) {
+            return;
+        }
+        let outlet = match &self.presence_queue {
+            Some((outlet, _)) => outlet.clone(),
+            None => {
+                let (outlet, frames) = self.presence.queue();
+                self.presence_queue = Some((outlet.clone(), frames));
+                outlet
+            }
+        };
+        let user = self.session.principal().user_id.clone();
+        let listing = self
+            .presence
+            .join(self.key, id, pattern.as_str(), user, outlet);
+        frames.push(listing.to_text());
+    }
+
     async fn publish(
         &mut self,
         prepared: Prepared,
@@ -245,6 +293,7 @@ impl Attached {
 impl Drop for Attached {
     fn drop(&mut self) {
         self.hub.disconnect(self.key);
+        self.presence.disconnect(self.key);
         for pattern in self.session.subscriptions().map(|(_, p)| p) {
             self.hooks
                 .unsubscribed(pattern.as_str(), &self.connection_id);

@@ -24,6 +24,7 @@ use crate::{
     hub::Hub,
     log::Log,
     metrics::Metrics,
+    presence::PresenceNode,
     publisher::Publisher,
     rules::Rules,
 };
@@ -42,6 +43,7 @@ pub(crate) struct WsState {
     pub(crate) hooks: Arc<SubscriptionHooks>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) origins: Arc<Origins>,
+    pub(crate) presence: Arc<PresenceNode>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
 }

@@ -46,6 +46,22 @@ pub(crate) enum Effect {
         /// Seconds until the new token expires; `None`: never.
         expires_in: Option<u64>,
     },
+    /// Count subscription `id` (just registered by the `Subscribe` before it) in the
+    /// presence of its pattern, and send the listing that starts it. Skipped if the
+    /// subscription failed meanwhile.
+    JoinPresence {
+        /// The subscription id.
+        id: Arc<str>,
+        /// Its pattern: the presence topic.
+        pattern: Arc<Pattern>,
+    },
+    /// Answer a `presence` frame; the session has checked the rules.
+    QueryPresence {
+        /// The topic asked about.
+        topic: Arc<Pattern>,
+        /// Echoed in the reply.
+        reference: Option<Value>,
+    },
     /// Send a custom event, then answer `published` (or an error).
     Publish {
         /// The validated event.
@@ -196,8 +212,19 @@ impl Session {
                 id,
                 pattern,
                 since,
+                presence,
                 reference,
-            } => self.subscribe(id, &pattern, since.as_deref(), reference),
+            } => {
+                let mut effects = self.subscribe(id, &pattern, since.as_deref(), reference);
+                if presence && let Some(Effect::Subscribe(request)) = effects.first() {
+                    effects.push(Effect::JoinPresence {
+                        id: request.id.clone(),
+                        pattern: request.pattern.clone(),
+                    });
+                }
+                effects
+            }
+            ClientFrame::Presence { topic, reference } => self.query_presence(&topic, reference),
             ClientFrame::Unsubscribe { id, reference } => match self.forget(&id) {
                 Some(effect) => vec![
                     effect,
@@ -221,6 +248,11 @@ impl Session {
                 reference,
             } => self.publish(&topic, event, data, reference),
         }
+    }
+
+    /// Whether subscription `id` is live.
+    pub(super) fn has_subscription(&self, id: &str) -> bool {
+        self.subscriptions.contains_key(id)
     }
 
     /// Forgets subscription `id`, returning the effect that removes it from the hub;
@@ -313,18 +345,7 @@ impl Session {
             }
         };
         if let Admission::Deny { anonymous } = self.admit(&pattern) {
-            let (code, message) = if anonymous {
-                (
-                    ErrorCode::Unauthorized,
-                    format!("{pattern} is not public: sign in to read it"),
-                )
-            } else {
-                (
-                    ErrorCode::Forbidden,
-                    format!("not allowed to read {pattern}"),
-                )
-            };
-            return self.refuse(reference, Some(id), code, message);
+            return self.refuse_unreadable(reference, Some(id), &pattern, anonymous);
         }
         if self.subscriptions.contains_key(id.as_str()) {
             return self.refuse(
@@ -352,6 +373,43 @@ impl Session {
             since,
             reference,
         })]
+    }
+
+    /// The refusal of a pattern the principal may not read.
+    fn refuse_unreadable(
+        &mut self,
+        reference: Option<Value>,
+        id: Option<String>,
+        pattern: &Pattern,
+        anonymous: bool,
+    ) -> Vec<Effect> {
+        let (code, message) = if anonymous {
+            (
+                ErrorCode::Unauthorized,
+                format!("{pattern} is not public: sign in to read it"),
+            )
+        } else {
+            (
+                ErrorCode::Forbidden,
+                format!("not allowed to read {pattern}"),
+            )
+        };
+        self.refuse(reference, id, code, message)
+    }
+
+    /// A `presence` frame: only a principal who may subscribe to the topic may see
+    /// who is on it.
+    fn query_presence(&mut self, topic: &str, reference: Option<Value>) -> Vec<Effect> {
+        let topic = match Pattern::parse(topic) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                return self.refuse(reference, None, ErrorCode::InvalidPattern, e.to_string());
+            }
+        };
+        if let Admission::Deny { anonymous } = self.admit(&topic) {
+            return self.refuse_unreadable(reference, None, &topic, anonymous);
+        }
+        vec![Effect::QueryPresence { topic, reference }]
     }
 
     fn publish(
@@ -591,6 +649,58 @@ mod tests {
         );
         assert_eq!(s.subscriptions().count(), 1);
         assert!(s.principal().roles.is_empty());
+    }
+
+    #[test]
+    fn a_presence_subscription_joins_after_it_is_registered() {
+        let mut s = session(user("ann", &[]), 10);
+        let effects = frame(
+            &mut s,
+            json!({"type":"subscribe","id":"p","pattern":"todos:lobby","presence":true}),
+        );
+        let [Effect::Subscribe(_), Effect::JoinPresence { id, pattern }] = effects.as_slice()
+        else {
+            panic!("{effects:?}")
+        };
+        assert_eq!((&**id, pattern.as_str()), ("p", "todos:lobby"));
+        assert!(s.has_subscription("p"));
+        let refused = frame(
+            &mut s,
+            json!({"type":"subscribe","id":"p","pattern":"todos:lobby","presence":true}),
+        );
+        assert_eq!(error_code(&refused).as_deref(), Some("bad_request"));
+        assert!(
+            !refused
+                .iter()
+                .any(|e| matches!(e, Effect::JoinPresence { .. }))
+        );
+    }
+
+    #[test]
+    fn presence_is_shown_only_to_who_may_read_the_topic() {
+        let mut s = session(user("ann", &[]), 10);
+        let effects = frame(
+            &mut s,
+            json!({"type":"presence","topic":"todos:lobby","ref":1}),
+        );
+        assert!(matches!(
+            effects.as_slice(),
+            [Effect::QueryPresence {
+                reference: Some(_),
+                ..
+            }]
+        ));
+        let cases = [("admin:x", "forbidden"), ("to:do:s", "invalid_pattern")];
+        for (topic, code) in cases {
+            let effects = frame(&mut s, json!({"type":"presence","topic":topic}));
+            assert_eq!(error_code(&effects).as_deref(), Some(code), "{topic}");
+        }
+        let mut anonymous = session(Principal::anonymous(), 10);
+        let effects = frame(
+            &mut anonymous,
+            json!({"type":"presence","topic":"todos:lobby"}),
+        );
+        assert_eq!(error_code(&effects).as_deref(), Some("unauthorized"));
     }
 
     #[test]

@@ -198,6 +198,13 @@ pub struct LogConfig {
     pub poll_interval: Duration,
     /// Rows the relay sequences per transaction. Default: 500.
     pub relay_batch: u32,
+    /// Postgres: the longest a node may hold up sequencing. A relay transaction that
+    /// waits this long for the log's lock, runs a statement this long, or sits idle
+    /// this long (its node hung, stopped or cut off while holding the lock) is ended by
+    /// the database, so the other nodes resume sequencing within about this time,
+    /// however the node failed. Default: 5 s.
+    #[serde(with = "humantime_serde")]
+    pub sequencer_timeout: Duration,
 }
 
 impl Default for LogConfig {
@@ -208,6 +215,7 @@ impl Default for LogConfig {
             retention: 100_000,
             poll_interval: Duration::from_millis(500),
             relay_batch: 500,
+            sequencer_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -292,11 +300,12 @@ impl Config {
                 "at least 256 bytes",
             );
         }
-        let durations: [(&'static str, Duration); 5] = [
+        let durations: [(&'static str, Duration); 6] = [
             ("auth.auth_timeout", self.auth.auth_timeout),
             ("connection.ping_interval", c.ping_interval),
             ("connection.ping_timeout", c.ping_timeout),
             ("log.poll_interval", self.log.poll_interval),
+            ("log.sequencer_timeout", self.log.sequencer_timeout),
             ("sse.keep_alive", self.sse.keep_alive),
         ];
         for (setting, value) in durations {

@@ -211,6 +211,13 @@ pub struct LogConfig {
     /// `unknown_position`. Default: 2 s.
     #[serde(with = "humantime_serde")]
     pub catch_up_timeout: Duration,
+    /// Postgres: the longest a node may hold up sequencing. A relay transaction that
+    /// waits this long for the log's lock, runs a statement this long, or sits idle
+    /// this long (its node hung, stopped or cut off while holding the lock) is ended by
+    /// the database, so the other nodes resume sequencing within about this time,
+    /// however the node failed. Default: 5 s.
+    #[serde(with = "humantime_serde")]
+    pub sequencer_timeout: Duration,
 }
 
 impl Default for LogConfig {
@@ -222,6 +229,7 @@ impl Default for LogConfig {
             poll_interval: Duration::from_millis(500),
             relay_batch: 500,
             catch_up_timeout: Duration::from_secs(2),
+            sequencer_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -398,11 +406,12 @@ impl Config {
             );
         }
         let b = &self.broker;
-        let durations: [(&'static str, Duration); 11] = [
+        let durations: [(&'static str, Duration); 12] = [
             ("auth.auth_timeout", self.auth.auth_timeout),
             ("connection.ping_interval", c.ping_interval),
             ("connection.ping_timeout", c.ping_timeout),
             ("log.poll_interval", self.log.poll_interval),
+            ("log.sequencer_timeout", self.log.sequencer_timeout),
             ("sse.keep_alive", self.sse.keep_alive),
             ("broker.heartbeat_interval", b.heartbeat_interval),
             ("broker.silence_timeout", b.silence_timeout),

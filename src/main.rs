@@ -188,6 +188,7 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
     env_parse("TIDINGS_REPLAY_CAP", &mut c.log.replay_cap)?;
     env_parse("TIDINGS_RING_CAPACITY", &mut c.log.ring_capacity)?;
     env_parse("TIDINGS_RETENTION", &mut c.log.retention)?;
+    env_duration("TIDINGS_SEQUENCER_TIMEOUT", &mut c.log.sequencer_timeout)?;
     env_duration("TIDINGS_SHUTDOWN_TIMEOUT", &mut c.shutdown_timeout)?;
     if let Some(cookie) = env("TIDINGS_SSE_COOKIE") {
         c.sse.cookie_name = Some(cookie);

@@ -4,8 +4,10 @@
 //! It selects *unsequenced* rows, never `id > last`: on Postgres ids are assigned at
 //! insert, not at commit, so a row with a smaller id can become visible later. The meta
 //! row is locked for the whole sequencing transaction, so several nodes running a relay
-//! on one database take turns and never hand out a seq twice. On SQLite writes are
-//! serialized, so rowid order is already commit order.
+//! on one database take turns and never hand out a seq twice; a node that dies, hangs or
+//! is cut off while holding it holds the others up for at most `log.sequencer_timeout`
+//! (see `sequence_postgres`). On SQLite writes are serialized, so rowid order is already
+//! commit order.
 
 use std::sync::Arc;
 
@@ -18,7 +20,7 @@ use crate::{
     event::LogEntry,
     log::{
         RelaySignal,
-        reader::{EVENT_COLUMNS, decode_row, to_i64},
+        reader::{self, EVENT_COLUMNS, decode_row, to_i64},
     },
     metrics::Metrics,
 };
@@ -91,16 +93,28 @@ impl Relay {
     }
 
     async fn publish(&self, epoch: &str, batch: Vec<(u64, LogEntry)>) {
-        for (seq, event) in batch {
-            Metrics::inc(&self.metrics.events_published);
+        let count = batch.len() as u64;
+        self.metrics
+            .events_published
+            .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+        let mut events = batch.into_iter();
+        while let Some((seq, event)) = events.next() {
             let message = BrokerMessage::Logged {
                 epoch: epoch.to_owned(),
                 seq,
                 event,
             };
             if let Err(e) = self.broker.publish(message.encode()).await {
-                // Nodes poll the log, so a lost doorbell only delays delivery.
-                tracing::warn!(error = %e, seq, "relay: broker publish failed");
+                // Nodes poll the log, so a lost doorbell only delays delivery. A broker
+                // that just failed most likely fails the rest too, each only after its
+                // timeout, while this relay sequences nothing: leave them to the polls.
+                tracing::warn!(
+                    error = %e,
+                    seq,
+                    skipped = events.len(),
+                    "relay: broker publish failed; the nodes will find these events by polling"
+                );
+                return;
             }
         }
     }
@@ -160,45 +174,92 @@ impl Relay {
                 Ok((epoch, batch))
             }
             Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                // The row lock serializes relays of every node on this database.
-                let (epoch, last): (String, i64) = sqlx::query_as(
-                    "SELECT epoch, last_seq FROM realtime_meta WHERE id = 1 FOR UPDATE",
-                )
+                // Every wait is bounded (see `sequence_postgres`); the client-side bound
+                // only frees this task if the database stops answering altogether.
+                let bound = self.config.sequencer_timeout * 4;
+                match tokio::time::timeout(bound, self.sequence_postgres(pool, limit)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer from the database within {bound:?}"),
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// One sequencing transaction on Postgres, then the rows it numbered.
+    ///
+    /// Exactly one seq per row, no gap, whichever node dies whenever: numbering and the
+    /// new `last_seq` commit together under the meta row lock, so a relay that dies
+    /// before its commit numbered nothing, and one that dies after it numbered its rows
+    /// for good (nodes find them by polling). A killed process's connection closes, so
+    /// Postgres aborts its transaction and releases the lock at once. A node that hangs,
+    /// is stopped or is cut off while holding the lock is bounded by
+    /// `log.sequencer_timeout`, set on this transaction only: Postgres ends a session
+    /// idle in it that long (`idle_in_transaction_session_timeout`), a statement that
+    /// runs that long (`statement_timeout`), and a wait for the lock that long
+    /// (`lock_timeout`; the relay then tries again at its next turn). Inside the
+    /// transaction the server only ever sends a few bytes, so it can never be stuck
+    /// writing to a client that stopped reading, where no timeout would reach it: the
+    /// events are read after the commit.
+    async fn sequence_postgres(
+        &self,
+        pool: &sqlx::PgPool,
+        limit: i64,
+    ) -> sqlx::Result<(String, Vec<(u64, LogEntry)>)> {
+        // Postgres counts in milliseconds, and 0 would mean "no limit".
+        let ms = self
+            .config
+            .sequencer_timeout
+            .as_micros()
+            .div_ceil(1000)
+            .max(1);
+        let begin = format!(
+            "BEGIN; \
+             SET LOCAL idle_in_transaction_session_timeout = {ms}; \
+             SET LOCAL statement_timeout = {ms}; \
+             SET LOCAL lock_timeout = {ms}"
+        );
+        let mut tx = pool.begin_with(sqlx::AssertSqlSafe(begin)).await?;
+        // The row lock serializes relays of every node on this database. The next
+        // statement takes its snapshot after the lock is granted, so it sees the rows
+        // the previous holder numbered as numbered.
+        let (epoch, last): (String, i64) =
+            sqlx::query_as("SELECT epoch, last_seq FROM realtime_meta WHERE id = 1 FOR UPDATE")
                 .fetch_one(&mut *tx)
                 .await?;
-                let sql = format!(
-                    "WITH batch AS ( \
-                       SELECT id, row_number() OVER (ORDER BY id) AS n FROM realtime_outbox \
-                       WHERE seq IS NULL ORDER BY id LIMIT $2 \
-                     ) \
-                     UPDATE realtime_outbox o SET seq = $1 + batch.n FROM batch \
-                     WHERE o.id = batch.id RETURNING {}",
-                    EVENT_COLUMNS
-                        .split(", ")
-                        .map(|c| format!("o.{c}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+        let new_last: Option<i64> = sqlx::query_scalar(
+            "WITH batch AS ( \
+               SELECT id, row_number() OVER (ORDER BY id) AS n FROM realtime_outbox \
+               WHERE seq IS NULL ORDER BY id LIMIT $2 \
+             ), numbered AS ( \
+               UPDATE realtime_outbox o SET seq = $1 + batch.n FROM batch \
+               WHERE o.id = batch.id RETURNING o.seq \
+             ) \
+             UPDATE realtime_meta SET last_seq = (SELECT max(seq) FROM numbered) \
+             WHERE id = 1 AND EXISTS (SELECT 1 FROM numbered) RETURNING last_seq",
+        )
+        .bind(last)
+        .bind(limit)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let Some(new_last) = new_last else {
+            return Ok((epoch, Vec::new())); // another node numbered them first
+        };
+        let (after, upto) = (to_u64(last), to_u64(new_last));
+        match reader::read_range(&self.db, after, upto, self.config.relay_batch).await {
+            Ok(batch) => Ok((epoch, batch)),
+            Err(e) => {
+                // Numbered for good; only this node's doorbells are lost.
+                tracing::warn!(
+                    error = %e,
+                    after,
+                    upto,
+                    "relay: reading the rows just sequenced failed; nodes will find them by polling"
                 );
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(last)
-                    .bind(limit)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let mut batch = rows
-                    .iter()
-                    .map(decode_row)
-                    .collect::<sqlx::Result<Vec<_>>>()?;
-                batch.sort_by_key(|(seq, _)| *seq);
-                if !batch.is_empty() {
-                    let new_last = last + i64::try_from(batch.len()).unwrap_or(0);
-                    sqlx::query("UPDATE realtime_meta SET last_seq = $1 WHERE id = 1")
-                        .bind(new_last)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok((epoch, batch))
+                Ok((epoch, Vec::new()))
             }
         }
     }
@@ -234,4 +295,8 @@ impl Relay {
         }
         Ok(())
     }
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }

@@ -20,13 +20,13 @@
 mod common;
 
 use std::{
-    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use common::{
+    brokers::{BrokerKind, BrokerServer, free_port},
     db::{Backend, fresh_database_url, postgres_url},
     server::{Client, test_config, token},
 };
@@ -176,118 +176,6 @@ async fn assert_fails_fast_while_down(broker: &dyn Broker) {
         .ok();
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
-}
-
-async fn wait_listening(port: u16, what: &str) {
-    let deadline = Instant::now() + WAIT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not listen on {port} within {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A broker server this test started; killed (SIGKILL) when dropped, panics included.
-struct OwnServer {
-    child: Child,
-}
-
-impl OwnServer {
-    async fn redis(port: u16) -> Self {
-        let port_arg = port.to_string();
-        let args = [
-            "--port",
-            &port_arg,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ];
-        Self::start("redis-server", &args, port).await
-    }
-
-    async fn nats(port: u16) -> Self {
-        let port_arg = port.to_string();
-        Self::start("nats-server", &["-a", "127.0.0.1", "-p", &port_arg], port).await
-    }
-
-    async fn start(program: &str, args: &[&str], port: u16) -> Self {
-        let child = Command::new(program)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {program} (is it installed?): {e}"));
-        let server = Self { child };
-        wait_listening(port, program).await;
-        server
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A TCP forwarder to the shared Postgres, standing for a database that comes up
-/// later (the shared server itself is never stopped). Stops accepting when dropped.
-struct PostgresProxy {
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl PostgresProxy {
-    async fn start(port: u16, upstream: (String, u16)) -> Self {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("binding the proxy port");
-        let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        Self { task }
-    }
-}
-
-impl Drop for PostgresProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// `url` with its `host:port` replaced by `authority`.
-fn with_authority(url: &str, authority: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
-    let path_start = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (userinfo_host, path) = rest.split_at(path_start);
-    let userinfo = userinfo_host
-        .rsplit_once('@')
-        .map(|(user, _)| format!("{user}@"));
-    format!(
-        "{scheme}://{}{authority}{path}",
-        userinfo.unwrap_or_default()
-    )
-}
-
 /// A logged message whose encoding is about `size` bytes.
 fn logged(epoch: &str, seq: u64, size: usize) -> BrokerMessage {
     BrokerMessage::Logged {
@@ -433,34 +321,28 @@ async fn redis_conforms() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_restart_resubscribes() {
-    let port = free_port();
-    let server = OwnServer::redis(port).await;
-    let broker = open(
-        &format!("redis://127.0.0.1:{port}"),
-        &fail_fast(isolated_options()),
-    );
+    let mut server = BrokerServer::start(BrokerKind::Redis).await;
+    let broker = open(&server.url(), &fail_fast(isolated_options()));
     let mut stream = subscribe(&*broker).await;
     publish(&*broker, "before").await;
     assert_eq!(next(&mut stream).await, Bytes::from_static(b"before"));
 
-    drop(server);
+    server.kill().await;
     assert_ends(&mut stream, "Redis was killed").await;
     assert_fails_fast_while_down(&*broker).await;
 
-    let _server = OwnServer::redis(port).await;
+    server.restart().await;
     assert_works_again(&*broker).await;
 }
 
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_down_at_startup_works_later() {
-    let port = free_port();
-    let broker = open(
-        &format!("redis://127.0.0.1:{port}"),
-        &fail_fast(isolated_options()),
-    );
+    let mut server = BrokerServer::start(BrokerKind::Redis).await;
+    server.kill().await;
+    let broker = open(&server.url(), &fail_fast(isolated_options()));
     assert_fails_fast_while_down(&*broker).await;
-    let _server = OwnServer::redis(port).await;
+    server.restart().await;
     assert_works_again(&*broker).await;
 }
 
@@ -486,34 +368,28 @@ async fn nats_conforms() {
 #[cfg(feature = "nats")]
 #[tokio::test]
 async fn nats_restart_resubscribes() {
-    let port = free_port();
-    let server = OwnServer::nats(port).await;
-    let broker = open(
-        &format!("nats://127.0.0.1:{port}"),
-        &fail_fast(isolated_options()),
-    );
+    let mut server = BrokerServer::start(BrokerKind::Nats).await;
+    let broker = open(&server.url(), &fail_fast(isolated_options()));
     let mut stream = subscribe(&*broker).await;
     publish(&*broker, "before").await;
     assert_eq!(next(&mut stream).await, Bytes::from_static(b"before"));
 
-    drop(server);
+    server.kill().await;
     assert_ends(&mut stream, "NATS was killed").await;
     assert_fails_fast_while_down(&*broker).await;
 
-    let _server = OwnServer::nats(port).await;
+    server.restart().await;
     assert_works_again(&*broker).await;
 }
 
 #[cfg(feature = "nats")]
 #[tokio::test]
 async fn nats_down_at_startup_works_later() {
-    let port = free_port();
-    let broker = open(
-        &format!("nats://127.0.0.1:{port}"),
-        &fail_fast(isolated_options()),
-    );
+    let mut server = BrokerServer::start(BrokerKind::Nats).await;
+    server.kill().await;
+    let broker = open(&server.url(), &fail_fast(isolated_options()));
     assert_fails_fast_while_down(&*broker).await;
-    let _server = OwnServer::nats(port).await;
+    server.restart().await;
     assert_works_again(&*broker).await;
 }
 
@@ -567,17 +443,13 @@ async fn postgres_lost_listener_resubscribes() {
 #[cfg(feature = "postgres-notify")]
 #[tokio::test]
 async fn postgres_down_at_startup_works_later() {
-    let url = postgres_url();
-    let target: sqlx::postgres::PgConnectOptions =
-        url.parse().expect("DATABASE_URL is a Postgres URL");
-    let upstream = (target.get_host().to_owned(), target.get_port());
-    let port = free_port();
-    let broker = open(
-        &with_authority(&url, &format!("127.0.0.1:{port}")),
-        &fail_fast(isolated_options()),
-    );
+    // The broker reaches the tests' Postgres through a proxy of its own, closed at
+    // first: a database that comes up later (the shared server itself never stops).
+    let mut server = BrokerServer::start(BrokerKind::Postgres).await;
+    server.kill().await;
+    let broker = open(&server.url(), &fail_fast(isolated_options()));
     assert_fails_fast_while_down(&*broker).await;
-    let _proxy = PostgresProxy::start(port, upstream).await;
+    server.restart().await;
     assert_works_again(&*broker).await;
 }
 

@@ -16,9 +16,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::brokers::BrokerKind;
 use common::cluster::{
-    BrokerKind, Cluster, ClusterOptions, Writer, assert_all_logged, assert_consecutive, expect_sse,
-    expect_ws, sse_until_end, wait_sequenced, ws_until_end,
+    Cluster, ClusterOptions, Writer, assert_all_logged, assert_consecutive, expect_sse, expect_ws,
+    sse_until_end, wait_sequenced, ws_until_end,
 };
 
 /// How long the broker stays down.

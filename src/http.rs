@@ -62,11 +62,7 @@ pub(crate) async fn broadcast(
     BearerCaller(principal): BearerCaller,
     body: axum::body::Bytes,
 ) -> Result<Response, HttpError> {
-    if !principal.has_role(PUBLISHER_ROLE) {
-        return Err(HttpError::forbidden("the token lacks the publisher role"));
-    }
-    let broadcast: Broadcast =
-        serde_json::from_slice(&body).map_err(|e| HttpError::bad_request(e.to_string()))?;
+    let broadcast: Broadcast = publisher_request(&principal, &body)?;
     match realtime.broadcast(broadcast).await {
         Ok(()) => Ok((StatusCode::ACCEPTED, Json(json!({"ok": true}))).into_response()),
         Err(
@@ -78,6 +74,18 @@ pub(crate) async fn broadcast(
         }
         Err(e) => Err(HttpError::bad_request(e.to_string())),
     }
+}
+
+/// The JSON body of a server-to-server request, once the caller is known to hold the
+/// `publisher` role (403 otherwise; 400 for a body that is not a `T`).
+fn publisher_request<T: serde::de::DeserializeOwned>(
+    principal: &crate::auth::Principal,
+    body: &[u8],
+) -> Result<T, HttpError> {
+    if !principal.has_role(PUBLISHER_ROLE) {
+        return Err(HttpError::forbidden("the token lacks the publisher role"));
+    }
+    serde_json::from_slice(body).map_err(|e| HttpError::bad_request(e.to_string()))
 }
 
 /// The body of `POST /realtime/disconnect`.
@@ -95,11 +103,7 @@ pub(crate) async fn disconnect(
     BearerCaller(principal): BearerCaller,
     body: axum::body::Bytes,
 ) -> Result<Response, HttpError> {
-    if !principal.has_role(PUBLISHER_ROLE) {
-        return Err(HttpError::forbidden("the token lacks the publisher role"));
-    }
-    let request: DisconnectRequest =
-        serde_json::from_slice(&body).map_err(|e| HttpError::bad_request(e.to_string()))?;
+    let request: DisconnectRequest = publisher_request(&principal, &body)?;
     if request.user.is_empty() {
         return Err(HttpError::bad_request("user must not be empty"));
     }

@@ -16,7 +16,7 @@ use common::{
     backend_tests,
     db::Backend,
     server::{Client, TestServer, seq_of, seq_of_cursor},
-    sse::{Group, SseStream},
+    sse::{expect_creates, todo},
 };
 use serde_json::{Value, json};
 use tidings::{Broadcast, Config, Target};
@@ -136,28 +136,6 @@ backend_tests!(
         assert_eq!(failed, 1);
     }
 );
-
-/// Creates a todo as bob on `node` and returns its id.
-async fn todo(node: &TestServer, title: &str) -> String {
-    let record = node.create("bob", "todos", json!({"title": title})).await;
-    record["id"].as_str().expect("id").to_owned()
-}
-
-/// Reads one group per id: that todo's create, in consecutive seqs after `seq`.
-async fn expect_creates(stream: &mut SseStream, ids: &[&str], mut seq: u64) -> Group {
-    let mut last = None;
-    for id in ids {
-        let group = stream.next_group().await;
-        assert!(
-            group.text().contains(&format!("<li id=\"todo-{id}\"")),
-            "{group:?}"
-        );
-        assert_eq!(group.seq(), seq + 1, "no gap, no duplicate");
-        seq = group.seq();
-        last = Some(group);
-    }
-    last.expect("at least one id")
-}
 
 backend_tests!(
     async fn an_sse_stream_resumes_on_a_node_that_is_behind(backend: Backend) {

@@ -10,32 +10,10 @@ use common::{
     backend_tests,
     db::Backend,
     server::TestServer,
-    sse::{Group, SseStream},
+    sse::{expect_creates, todo},
 };
 use serde_json::{Value, json};
 use tidings::Db;
-
-/// Creates a todo as bob and returns its id.
-async fn todo(server: &TestServer, title: &str) -> String {
-    let record = server.create("bob", "todos", json!({"title": title})).await;
-    record["id"].as_str().unwrap().to_owned()
-}
-
-/// Reads one group per id and checks each is that todo's create, in consecutive seqs.
-async fn expect_creates(stream: &mut SseStream, ids: &[&str], mut seq: u64) -> Group {
-    let mut last = None;
-    for id in ids {
-        let group = stream.next_group().await;
-        assert!(
-            group.text().contains(&format!("<li id=\"todo-{id}\"")),
-            "{group:?}"
-        );
-        assert_eq!(group.seq(), seq + 1, "no gap, no duplicate");
-        seq = group.seq();
-        last = Some(group);
-    }
-    last.expect("at least one id")
-}
 
 fn epoch_of(cursor: &str) -> &str {
     cursor.rsplit_once(':').unwrap().0

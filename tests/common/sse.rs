@@ -248,3 +248,28 @@ impl TestServer {
         stream
     }
 }
+
+/// Creates a todo as bob on `server` (the demo API) and returns its id.
+pub async fn todo(server: &TestServer, title: &str) -> String {
+    let record = server
+        .create("bob", "todos", serde_json::json!({"title": title}))
+        .await;
+    record["id"].as_str().expect("id").to_owned()
+}
+
+/// Reads one group per id and checks each is that todo's create (the demo renderer's
+/// `<li id="todo-<id>">`), in consecutive seqs after `seq`: no gap, no duplicate.
+pub async fn expect_creates(stream: &mut SseStream, ids: &[&str], mut seq: u64) -> Group {
+    let mut last = None;
+    for id in ids {
+        let group = stream.next_group().await;
+        assert!(
+            group.text().contains(&format!("<li id=\"todo-{id}\"")),
+            "{group:?}"
+        );
+        assert_eq!(group.seq(), seq + 1, "no gap, no duplicate");
+        seq = group.seq();
+        last = Some(group);
+    }
+    last.expect("at least one id")
+}

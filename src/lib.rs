@@ -54,9 +54,12 @@
 //!   is the one access decision every transport asks.
 //! - [`model`]: [`Model`](model::Model), the [`Store`](model::Store) and transactions.
 //! - [`sse`]: the Datastar bridge (rendered HTML patches over SSE).
-//! - [`broker`]: what carries doorbells between nodes.
+//! - [`broker`]: what carries doorbells between nodes (memory, Redis, NATS, Postgres
+//!   LISTEN/NOTIFY) and how a node watches it ([`Realtime::broker_status`]).
+//! - [`Realtime::presence`]: who is subscribed to a topic, across every node.
 //! - [`config`]: every setting and its default.
-//! - The repository's `docs/`: the wire protocol, the architecture, the browser client.
+//! - The repository's `docs/`: the wire protocol, the architecture, the browser client,
+//!   and `docs/brokers.md` for running many nodes.
 
 mod access;
 mod app;

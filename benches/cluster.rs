@@ -35,8 +35,9 @@
 //! Without `--bench` (as under `cargo test --benches`) it does a tiny smoke run that
 //! measures nothing. What is measured and the figures: `docs/benchmarks.md`.
 
+// The multi-process tests' launcher and clients (its `mod.rs` allows `dead_code` and
+// `unreachable_pub` itself).
 #[path = "../tests/common/mod.rs"]
-#[allow(unreachable_pub, dead_code, missing_docs)]
 mod common;
 
 // A binary: `pub` here means "for main", not an API.
@@ -435,7 +436,8 @@ mod bench {
         f.fanout_subscribers = subscribers;
         f.fanout_dps = match finished {
             Some(end) => {
-                (settings.fanout_events * subscribers) as f64 / end.duration_since(started).as_secs_f64()
+                (settings.fanout_events * subscribers) as f64
+                    / end.duration_since(started).as_secs_f64()
             }
             None => f64::NAN,
         };
@@ -522,9 +524,17 @@ mod bench {
         }
         // Ramp up for half a second, then measure a window of `seq_time`.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let (seq0, acked0, t0) = (last_seq().await, acked.load(Ordering::Relaxed), Instant::now());
+        let (seq0, acked0, t0) = (
+            last_seq().await,
+            acked.load(Ordering::Relaxed),
+            Instant::now(),
+        );
         tokio::time::sleep(settings.seq_time).await;
-        let (seq1, acked1, t1) = (last_seq().await, acked.load(Ordering::Relaxed), Instant::now());
+        let (seq1, acked1, t1) = (
+            last_seq().await,
+            acked.load(Ordering::Relaxed),
+            Instant::now(),
+        );
         let backlog: i64 =
             sqlx::query_scalar("SELECT count(*) FROM realtime_outbox WHERE seq IS NULL")
                 .fetch_one(&db)
@@ -570,7 +580,12 @@ mod bench {
         )
         .await;
         let writes = Writes::new();
-        let mut f = Figures::default();
+        let mut f = Figures {
+            outage_behind_p50_ms: f64::NAN,
+            outage_behind_max_ms: f64::NAN,
+            outage_catch_up_ms: f64::NAN,
+            ..Figures::default()
+        };
         eprintln!("  {}: latency (load {})", name(kind), loadavg());
         latency(&cluster, settings, &writes, &mut f).await;
         eprintln!("  {}: fan-out (load {})", name(kind), loadavg());
@@ -626,7 +641,14 @@ mod bench {
             }
         });
         let load_after = loadavg();
-        report(&settings, &kinds, &all, &load_before, &load_after, began.elapsed());
+        report(
+            &settings,
+            &kinds,
+            &all,
+            &load_before,
+            &load_after,
+            began.elapsed(),
+        );
     }
 
     fn report(
@@ -641,14 +663,49 @@ mod bench {
         let rows: [(&str, Pick, usize, bool); 10] = [
             ("latency p50 (ms)", |f| f.latency_p50_ms, 1, true),
             ("latency p99 (ms)", |f| f.latency_p99_ms, 1, true),
-            ("latency: write rate reached (events/s)", |f| f.latency_rate, 0, true),
+            (
+                "latency: write rate reached (events/s)",
+                |f| f.latency_rate,
+                0,
+                true,
+            ),
             ("fan-out deliveries/s", |f| f.fanout_dps, 0, true),
-            ("sequenced rows/s (log on Postgres)", |f| f.seq_rate, 0, true),
-            ("acknowledged writes/s in that window", |f| f.seq_acked_rate, 0, true),
-            ("unsequenced rows at the window's end", |f| f.seq_backlog as f64, 0, false),
-            ("outage: behind p50 (ms)", |f| f.outage_behind_p50_ms, 0, false),
-            ("outage: behind max (ms)", |f| f.outage_behind_max_ms, 0, false),
-            ("outage: catch-up after restart (ms)", |f| f.outage_catch_up_ms, 0, false),
+            (
+                "sequenced rows/s (log on Postgres)",
+                |f| f.seq_rate,
+                0,
+                true,
+            ),
+            (
+                "acknowledged writes/s in that window",
+                |f| f.seq_acked_rate,
+                0,
+                true,
+            ),
+            (
+                "unsequenced rows at the window's end",
+                |f| f.seq_backlog as f64,
+                0,
+                false,
+            ),
+            (
+                "outage: behind p50 (ms)",
+                |f| f.outage_behind_p50_ms,
+                0,
+                false,
+            ),
+            (
+                "outage: behind max (ms)",
+                |f| f.outage_behind_max_ms,
+                0,
+                false,
+            ),
+            (
+                "outage: catch-up after restart (ms)",
+                |f| f.outage_catch_up_ms,
+                0,
+                false,
+            ),
         ];
         println!();
         if !settings.measuring {
@@ -678,7 +735,10 @@ mod bench {
             "machine: {} cores; load average (1/5/15 min) {load_before} before, {load_after} after",
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
-        println!("figures: medians of {} round(s); (ratio to memory x1)", settings.rounds);
+        println!(
+            "figures: medians of {} round(s); (ratio to memory x1)",
+            settings.rounds
+        );
         print!("{:<40}", "");
         for &kind in kinds {
             print!("{:>22}", name(kind));

@@ -62,7 +62,8 @@ mod bench {
     use tokio_util::sync::CancellationToken;
 
     use crate::common::{
-        cluster::{BrokerKind, Cluster, ClusterOptions},
+        brokers::BrokerKind,
+        cluster::{Cluster, ClusterOptions},
         server::{Client, token},
     };
 

@@ -7,7 +7,8 @@ use bytes::Bytes;
 use super::{BrokerError, BrokerMessage};
 
 /// `payload` itself when it is at most `max_len` bytes; otherwise, for an encoded
-/// [`BrokerMessage::Logged`], the encoded doorbell for the same epoch and seq.
+/// [`BrokerMessage::Logged`] or [`BrokerMessage::Batch`], the encoded doorbell for the
+/// same epoch and (last) seq.
 ///
 /// Fails for a payload that is too large and cannot go by reference (a direct
 /// event, or bytes that are not a broker message).

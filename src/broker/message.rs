@@ -21,6 +21,15 @@ pub enum BrokerMessage {
         /// The event.
         event: LogEntry,
     },
+    /// Consecutive sequenced log events, in seq order: what one relay batch
+    /// sequenced, sent as one message so a batch costs one broker round trip, not one
+    /// per event.
+    Batch {
+        /// The log's epoch.
+        epoch: String,
+        /// `(seq, event)`, seqs consecutive and increasing.
+        events: Vec<(u64, LogEntry)>,
+    },
     /// A connection- or user-targeted event (not logged).
     Direct {
         /// The event.
@@ -84,6 +93,11 @@ impl BrokerMessage {
                     seq: *seq,
                 })
             }
+            // The doorbell of its last event: a node reads the whole batch from the log.
+            Self::Batch { epoch, events } => events.last().map(|(seq, _)| Self::Doorbell {
+                epoch: epoch.clone(),
+                seq: *seq,
+            }),
             Self::Direct { .. }
             | Self::Disconnect { .. }
             | Self::Heartbeat { .. }
@@ -103,5 +117,30 @@ mod tests {
         assert_eq!(&bytes[..], br#"{"kind":"disconnect","user":"ann"}"#);
         assert_eq!(BrokerMessage::decode(&bytes), Some(message.clone()));
         assert_eq!(message.to_doorbell(), None);
+    }
+
+    #[test]
+    fn a_batch_round_trips_and_goes_by_reference_as_its_last_seq() {
+        let entry = |n: u64| {
+            LogEntry::record(
+                "todos",
+                n.to_string(),
+                crate::event::Action::Create,
+                serde_json::json!({"n": n}),
+            )
+        };
+        let batch = BrokerMessage::Batch {
+            epoch: "e1".into(),
+            events: (5..=7).map(|n| (n, entry(n))).collect(),
+        };
+        assert_eq!(BrokerMessage::decode(&batch.encode()), Some(batch.clone()));
+        let doorbell = BrokerMessage::Doorbell {
+            epoch: "e1".into(),
+            seq: 7,
+        };
+        assert_eq!(batch.to_doorbell(), Some(doorbell.clone()));
+        let fitted =
+            crate::broker::fit::fit_payload(batch.encode(), 60).expect("fits by reference");
+        assert_eq!(BrokerMessage::decode(&fitted), Some(doorbell));
     }
 }

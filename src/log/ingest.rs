@@ -112,17 +112,18 @@ impl Ingest {
                     self.epoch_changed().await;
                     return;
                 }
-                let position = self.hub.position();
-                if seq <= position {
-                    return; // already delivered (duplicate or filled from the log)
+                self.rang(seq, event).await;
+            }
+            Some(BrokerMessage::Batch { epoch, events }) => {
+                if *epoch != *self.log.epoch() {
+                    self.epoch_changed().await;
+                    return;
                 }
-                if seq > position + 1 {
-                    Metrics::inc(&self.metrics.gaps_filled);
-                    if !self.fill(position, seq - 1, None).await {
-                        return; // the poll will retry the whole range
+                for (seq, event) in events {
+                    if !self.rang(seq, event).await {
+                        return;
                     }
                 }
-                self.deliver(seq, event, Via::Doorbell);
             }
             Some(BrokerMessage::Doorbell { epoch, seq }) => {
                 // An event too large for the broker, sent by reference: read it,
@@ -151,6 +152,23 @@ impl Ingest {
             }
             None => tracing::warn!(len = bytes.len(), "ignoring an undecodable broker message"),
         }
+    }
+
+    /// Delivers `event`, which came with its doorbell, after filling any gap before it
+    /// from the log. False when the gap could not be filled (the poll retries it).
+    async fn rang(&self, seq: u64, event: LogEntry) -> bool {
+        let position = self.hub.position();
+        if seq <= position {
+            return true; // already delivered (duplicate or filled from the log)
+        }
+        if seq > position + 1 {
+            Metrics::inc(&self.metrics.gaps_filled);
+            if !self.fill(position, seq - 1, None).await {
+                return false;
+            }
+        }
+        self.deliver(seq, event, Via::Doorbell);
+        true
     }
 
     /// Delivers everything the log has beyond our position.

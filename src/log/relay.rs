@@ -97,25 +97,33 @@ impl Relay {
         self.metrics
             .events_published
             .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
-        let mut events = batch.into_iter();
-        while let Some((seq, event)) = events.next() {
-            let message = BrokerMessage::Logged {
-                epoch: epoch.to_owned(),
-                seq,
-                event,
-            };
-            if let Err(e) = self.broker.publish(message.encode()).await {
-                // Nodes poll the log, so a lost doorbell only delays delivery. A broker
-                // that just failed most likely fails the rest too, each only after its
-                // timeout, while this relay sequences nothing: leave them to the polls.
-                tracing::warn!(
-                    error = %e,
+        // One message per batch: a broker publish is a round trip (Redis PUBLISH,
+        // pg_notify), and one per event would keep this relay from sequencing the next
+        // batch for a round trip per row. A batch too large for the broker goes as the
+        // doorbell of its last seq, and the nodes read it from the log.
+        let mut batch = batch;
+        let message = match batch.len() {
+            0 => return,
+            1 => {
+                let (seq, event) = batch.remove(0);
+                BrokerMessage::Logged {
+                    epoch: epoch.to_owned(),
                     seq,
-                    skipped = events.len(),
-                    "relay: broker publish failed; the nodes will find these events by polling"
-                );
-                return;
+                    event,
+                }
             }
+            _ => BrokerMessage::Batch {
+                epoch: epoch.to_owned(),
+                events: batch,
+            },
+        };
+        if let Err(e) = self.broker.publish(message.encode()).await {
+            // Nodes poll the log, so a lost doorbell only delays delivery.
+            tracing::warn!(
+                error = %e,
+                events = count,
+                "relay: broker publish failed; the nodes will find these events by polling"
+            );
         }
     }
 

@@ -40,7 +40,45 @@ fn slow_node(config: &mut Config) {
 async fn two_nodes(backend: Backend) -> (TestServer, TestServer) {
     let a = TestServer::start(backend, |_| {}).await;
     let b = TestServer::start_on(&a.database_url, slow_node).await;
+    relay_settled(&a, &b).await;
     (a, b)
+}
+
+/// Waits until `node`'s relay has made a pass after startup. Every node relays, and a
+/// relay's first pass runs whenever its task gets to it: one that came after A's first
+/// writes would sequence them on B and make B deliver them, so B would not be behind.
+/// A write through B wakes B's relay; once B has sequenced it, B's relay sleeps for
+/// its (slow) poll interval and only A's relay sequences A's writes. Then both nodes
+/// have delivered that write, so the tests' streams start after it.
+async fn relay_settled(a: &TestServer, node: &TestServer) {
+    node.realtime
+        .broadcast(Broadcast::new(
+            Target::Collection("notes".into()),
+            "warm-up",
+            json!(null),
+        ))
+        .await
+        .expect("broadcast");
+    let published = || {
+        node.realtime
+            .metrics()
+            .events_published
+            .load(Ordering::Relaxed)
+    };
+    let deadline = Instant::now() + PROMPTLY;
+    while published() == 0 {
+        assert!(Instant::now() < deadline, "B's relay never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for server in [node, a] {
+        while position_of(server).await == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the warm-up write was never delivered"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// The seq B's hub has delivered up to: a fresh subscription's start cursor.
@@ -113,11 +151,15 @@ backend_tests!(
 
 backend_tests!(
     async fn a_cursor_the_log_never_had_is_an_unknown_position_at_once(backend: Backend) {
-        let (a, b) = two_nodes(backend).await;
-        broadcast(&a, 0).await;
+        let a = TestServer::start(backend, |_| {}).await;
         let mut on_a = a.connect("ann").await;
-        let last = seq_of(&on_a.subscribe("s", "todos").await);
+        on_a.subscribe("s", "todos").await;
+        broadcast(&a, 0).await;
+        let last = seq_of(&on_a.recv_event().await);
         let epoch = a.realtime.epoch();
+        // B starts once that event is sequenced, so its delivery position starts past
+        // it: whichever relay sequenced it, nothing can reach B's subscription later.
+        let b = TestServer::start_on(&a.database_url, slow_node).await;
 
         let mut on_b = b.connect("ann").await;
         let started = Instant::now();

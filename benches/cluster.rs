@@ -273,6 +273,23 @@ mod bench {
         })
     }
 
+    /// The arrivals, once every event arrived or at most `DELIVERY_WAIT` from now.
+    async fn arrivals_within(
+        arrivals: tokio::task::JoinHandle<Vec<Option<Instant>>>,
+        stop: &CancellationToken,
+    ) -> Vec<Option<Instant>> {
+        let watchdog = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                tokio::time::sleep(DELIVERY_WAIT).await;
+                stop.cancel();
+            }
+        });
+        let arrived = arrivals.await.expect("reader");
+        watchdog.abort();
+        arrived
+    }
+
     fn percentile(sorted: &[f64], p: f64) -> f64 {
         if sorted.is_empty() {
             return f64::NAN;
@@ -325,15 +342,7 @@ mod bench {
         )
         .await;
         let wrote = starts[count - 1].duration_since(starts[settings.warmup]);
-        let watchdog = tokio::spawn({
-            let stop = stop.clone();
-            async move {
-                tokio::time::sleep(DELIVERY_WAIT).await;
-                stop.cancel();
-            }
-        });
-        let arrived = arrivals.await.expect("reader");
-        watchdog.abort();
+        let arrived = arrivals_within(arrivals, &stop).await;
         let mut ms: Vec<f64> = (settings.warmup..count)
             .filter_map(|i| arrived[i].map(|at| millis(at.duration_since(starts[i]))))
             .collect();
@@ -465,15 +474,7 @@ mod bench {
         cluster.broker.restart().await;
         let listening = Instant::now();
         let (starts, failed) = writer.await.expect("writer");
-        let watchdog = tokio::spawn({
-            let stop = stop.clone();
-            async move {
-                tokio::time::sleep(DELIVERY_WAIT).await;
-                stop.cancel();
-            }
-        });
-        let arrived = arrivals.await.expect("reader");
-        watchdog.abort();
+        let arrived = arrivals_within(arrivals, &stop).await;
         let during: Vec<usize> = (0..count)
             .filter(|&i| starts[i] >= killed && starts[i] < restarting)
             .collect();

@@ -5,7 +5,7 @@
 ///
 /// One function per backend (rather than a loop over both) lets each pass or fail on
 /// its own, and the test output names the backend: `name::sqlite`, `name::postgres`.
-/// Attributes written above a test (doc comments, `#[ignore]`, ...) are copied onto
+/// Attributes written above a test (doc comments, `should_panic`, ...) are copied onto
 /// both functions. The body sees everything the test file imports, `Backend` included
 /// (the parameter's type is written as in any function).
 ///

@@ -176,6 +176,42 @@ async fn assert_fails_fast_while_down(broker: &dyn Broker) {
         .ok();
 }
 
+/// The whole suite against the shared server at `url` (`what`, set by `env`), after
+/// checking it answers at all, so an unreachable server fails with a clear message.
+async fn conforms_at(url: &str, what: &str, env: &str) {
+    let options = isolated_options();
+    drop(reachable(&*open(url, &options), &format!("{what} at {url}"), env).await);
+    conformance(|| open(url, &options)).await;
+}
+
+/// A broker of `kind` on a private server: killed, its subscription ends and using it
+/// fails fast; started again on the same port, it works again.
+async fn restart_resubscribes(kind: BrokerKind, what: &str) {
+    let mut server = BrokerServer::start(kind).await;
+    let broker = open(&server.url(), &fail_fast(isolated_options()));
+    let mut stream = subscribe(&*broker).await;
+    publish(&*broker, "before").await;
+    assert_eq!(next(&mut stream).await, Bytes::from_static(b"before"));
+
+    server.kill().await;
+    assert_ends(&mut stream, &format!("{what} was killed")).await;
+    assert_fails_fast_while_down(&*broker).await;
+
+    server.restart().await;
+    assert_works_again(&*broker).await;
+}
+
+/// A broker of `kind` opened while its server is down fails fast, and works once the
+/// server is up.
+async fn down_at_startup_works_later(kind: BrokerKind) {
+    let mut server = BrokerServer::start(kind).await;
+    server.kill().await;
+    let broker = open(&server.url(), &fail_fast(isolated_options()));
+    assert_fails_fast_while_down(&*broker).await;
+    server.restart().await;
+    assert_works_again(&*broker).await;
+}
+
 /// A logged message whose encoding is about `size` bytes.
 fn logged(epoch: &str, seq: u64, size: usize) -> BrokerMessage {
     BrokerMessage::Logged {
@@ -306,44 +342,19 @@ async fn memory_skips_rather_than_blocks_a_lagging_subscriber() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_conforms() {
-    let (url, options) = (redis_url(), isolated_options());
-    drop(
-        reachable(
-            &*open(&url, &options),
-            &format!("Redis at {url}"),
-            "REDIS_URL",
-        )
-        .await,
-    );
-    conformance(|| open(&url, &options)).await;
+    conforms_at(&redis_url(), "Redis", "REDIS_URL").await;
 }
 
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_restart_resubscribes() {
-    let mut server = BrokerServer::start(BrokerKind::Redis).await;
-    let broker = open(&server.url(), &fail_fast(isolated_options()));
-    let mut stream = subscribe(&*broker).await;
-    publish(&*broker, "before").await;
-    assert_eq!(next(&mut stream).await, Bytes::from_static(b"before"));
-
-    server.kill().await;
-    assert_ends(&mut stream, "Redis was killed").await;
-    assert_fails_fast_while_down(&*broker).await;
-
-    server.restart().await;
-    assert_works_again(&*broker).await;
+    restart_resubscribes(BrokerKind::Redis, "Redis").await;
 }
 
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_down_at_startup_works_later() {
-    let mut server = BrokerServer::start(BrokerKind::Redis).await;
-    server.kill().await;
-    let broker = open(&server.url(), &fail_fast(isolated_options()));
-    assert_fails_fast_while_down(&*broker).await;
-    server.restart().await;
-    assert_works_again(&*broker).await;
+    down_at_startup_works_later(BrokerKind::Redis).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -353,44 +364,19 @@ async fn redis_down_at_startup_works_later() {
 #[cfg(feature = "nats")]
 #[tokio::test]
 async fn nats_conforms() {
-    let (url, options) = (nats_url(), isolated_options());
-    drop(
-        reachable(
-            &*open(&url, &options),
-            &format!("NATS at {url}"),
-            "NATS_URL",
-        )
-        .await,
-    );
-    conformance(|| open(&url, &options)).await;
+    conforms_at(&nats_url(), "NATS", "NATS_URL").await;
 }
 
 #[cfg(feature = "nats")]
 #[tokio::test]
 async fn nats_restart_resubscribes() {
-    let mut server = BrokerServer::start(BrokerKind::Nats).await;
-    let broker = open(&server.url(), &fail_fast(isolated_options()));
-    let mut stream = subscribe(&*broker).await;
-    publish(&*broker, "before").await;
-    assert_eq!(next(&mut stream).await, Bytes::from_static(b"before"));
-
-    server.kill().await;
-    assert_ends(&mut stream, "NATS was killed").await;
-    assert_fails_fast_while_down(&*broker).await;
-
-    server.restart().await;
-    assert_works_again(&*broker).await;
+    restart_resubscribes(BrokerKind::Nats, "NATS").await;
 }
 
 #[cfg(feature = "nats")]
 #[tokio::test]
 async fn nats_down_at_startup_works_later() {
-    let mut server = BrokerServer::start(BrokerKind::Nats).await;
-    server.kill().await;
-    let broker = open(&server.url(), &fail_fast(isolated_options()));
-    assert_fails_fast_while_down(&*broker).await;
-    server.restart().await;
-    assert_works_again(&*broker).await;
+    down_at_startup_works_later(BrokerKind::Nats).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -400,16 +386,7 @@ async fn nats_down_at_startup_works_later() {
 #[cfg(feature = "postgres-notify")]
 #[tokio::test]
 async fn postgres_conforms() {
-    let (url, options) = (postgres_url(), isolated_options());
-    drop(
-        reachable(
-            &*open(&url, &options),
-            &format!("Postgres at {url}"),
-            "DATABASE_URL",
-        )
-        .await,
-    );
-    conformance(|| open(&url, &options)).await;
+    conforms_at(&postgres_url(), "Postgres", "DATABASE_URL").await;
 }
 
 #[cfg(feature = "postgres-notify")]
@@ -445,12 +422,7 @@ async fn postgres_lost_listener_resubscribes() {
 async fn postgres_down_at_startup_works_later() {
     // The broker reaches the tests' Postgres through a proxy of its own, closed at
     // first: a database that comes up later (the shared server itself never stops).
-    let mut server = BrokerServer::start(BrokerKind::Postgres).await;
-    server.kill().await;
-    let broker = open(&server.url(), &fail_fast(isolated_options()));
-    assert_fails_fast_while_down(&*broker).await;
-    server.restart().await;
-    assert_works_again(&*broker).await;
+    down_at_startup_works_later(BrokerKind::Postgres).await;
 }
 
 // ---------------------------------------------------------------------------

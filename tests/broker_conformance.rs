@@ -28,7 +28,7 @@ use bytes::Bytes;
 use common::{
     brokers::{BrokerKind, BrokerServer, free_port},
     db::{Backend, fresh_database_url, postgres_url},
-    server::{Client, test_config, token},
+    server::{Client, serve_gateway, test_config, token},
 };
 use futures::{FutureExt, StreamExt, future::BoxFuture, stream::BoxStream};
 use serde_json::json;
@@ -540,14 +540,7 @@ async fn a_node_reads_events_sent_by_reference_from_the_log() {
         .build()
         .await
         .expect("node");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let app = realtime.router();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
-    let url = format!("ws://{addr}/realtime/subscribe");
+    let url = serve_gateway(&realtime).await;
     let mut client = Client::authenticated(&url, &token("ann")).await;
     client.subscribe("s", "todos").await;
     for n in 0..3 {

@@ -9,12 +9,12 @@ use std::{sync::Arc, time::Duration};
 use common::{
     backend_tests,
     db::{Backend, fresh_database_url},
-    server::{Client, test_config, token},
+    server::{Client, serve_gateway, test_config, token},
 };
 use serde_json::json;
 use tidings::{Broadcast, Db, Realtime, Target, broker::MemoryBroker, demo};
 
-async fn node(url: &str, broker: Arc<MemoryBroker>) -> (Realtime, std::net::SocketAddr) {
+async fn node(url: &str, broker: Arc<MemoryBroker>) -> (Realtime, String) {
     let mut config = test_config();
     config.log.poll_interval = Duration::from_millis(100);
     let db = Db::connect(url).await.unwrap();
@@ -25,16 +25,12 @@ async fn node(url: &str, broker: Arc<MemoryBroker>) -> (Realtime, std::net::Sock
         .build()
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = realtime.router();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (realtime, addr)
+    let url = serve_gateway(&realtime).await;
+    (realtime, url)
 }
 
-async fn client(addr: std::net::SocketAddr) -> Client {
-    let url = format!("ws://{addr}/realtime/subscribe");
-    let mut client = Client::authenticated(&url, &token("ann")).await;
+async fn client(url: &str) -> Client {
+    let mut client = Client::authenticated(url, &token("ann")).await;
     client.subscribe("s", "todos").await;
     client
 }
@@ -48,9 +44,9 @@ backend_tests!(
         let (_b, b_addr) = node(&url, shared).await;
         // A third node whose broker hears nothing from the others.
         let (_c, c_addr) = node(&url, Arc::new(MemoryBroker::new(1024))).await;
-        let mut on_a = client(a_addr).await;
-        let mut on_b = client(b_addr).await;
-        let mut on_c = client(c_addr).await;
+        let mut on_a = client(&a_addr).await;
+        let mut on_b = client(&b_addr).await;
+        let mut on_c = client(&c_addr).await;
         for n in 0..5 {
             a.broadcast(Broadcast::new(
                 Target::Collection("todos".into()),

@@ -19,7 +19,7 @@ use std::{
 use bytes::Bytes;
 use common::{
     db::{Backend, fresh_database_url},
-    server::{Client, WAIT, test_config, token, token_with_roles},
+    server::{Client, WAIT, serve_gateway, test_config, token, token_with_roles},
 };
 use futures::{FutureExt, StreamExt, future::BoxFuture, stream::BoxStream};
 use serde_json::{Value, json};
@@ -68,16 +68,8 @@ impl Node {
             .build()
             .await
             .expect("build");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let app = realtime.router();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self {
-            realtime,
-            url: format!("ws://{addr}/realtime/subscribe"),
-        }
+        let url = serve_gateway(&realtime).await;
+        Self { realtime, url }
     }
 
     async fn connect(&self, user: &str) -> Client {

@@ -93,6 +93,19 @@ pub fn token_with_roles(sub: &str, roles: &[&str]) -> String {
     sign(json!({"sub": sub, "exp": now() + 3600, "roles": roles}))
 }
 
+/// Serves `realtime`'s own routes on a free port of 127.0.0.1 (a node without the demo
+/// app) and returns its WebSocket URL.
+pub async fn serve_gateway(realtime: &Realtime) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    realtime.set_local_addr(addr);
+    let app = realtime.router();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("ws://{addr}/realtime/subscribe")
+}
+
 /// The default test configuration: the test secret, everything else default.
 pub fn test_config() -> Config {
     let mut config = Config::default();

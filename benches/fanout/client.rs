@@ -104,6 +104,8 @@ async fn connect_all(kind: Kind, addr: &str, settings: &Settings, tally: &Arc<Ta
                     tally.ready.fetch_add(1, Relaxed);
                     let why = receive(socket, &tally).await;
                     tally.live.fetch_sub(1, Relaxed);
+                    // One subscriber fewer may complete the event the publisher waits for.
+                    tally.completed.notify_waiters();
                     tally.end(why);
                 }
                 Ok(Err(e)) => {

@@ -102,19 +102,30 @@ pub fn summary(settings: &Settings, phases: &[Phase], total: Duration, load_befo
         println!("SMOKE RUN (no --bench argument, as under cargo test): not a measurement");
     }
     println!("command: {overrides}cargo bench --bench fanout");
+    let modes: Vec<String> = settings
+        .modes
+        .iter()
+        .map(|mode| match mode {
+            Mode::Max => format!(
+                "max: closed loop, window {}, {} s measured",
+                settings.window, settings.max_secs
+            ),
+            Mode::Fixed => format!(
+                "fixed: {} deliveries/s ({:.3} events/s), {} s measured",
+                settings.rate,
+                settings.events_per_sec(),
+                settings.fixed_secs
+            ),
+        })
+        .collect();
     println!(
         "settings: {} subscribers of todos:*, {}-byte payloads published with POST (tidings: \
-         /realtime/broadcast with a publisher JWT; baseline: /publish), {} round(s); max: \
-         closed loop, window {}, {} s measured; fixed: {} deliveries/s ({:.3} events/s), {} s \
-         measured; {} s warm-up before each",
+         /realtime/broadcast with a publisher JWT; baseline: /publish), {} round(s); {}; {} s \
+         warm-up before each",
         settings.connections,
         settings.payload,
         settings.rounds,
-        settings.window,
-        settings.max_secs,
-        settings.rate,
-        settings.events_per_sec(),
-        settings.fixed_secs,
+        modes.join("; "),
         settings.warmup_secs
     );
     println!("machine: {}", procfs::machine());

@@ -1,47 +1,57 @@
-//! Fan-out throughput: one event to N subscribed WebSocket connections on one node.
+//! Fan-out: events published over HTTP to N WebSocket subscribers of `todos:*` on one
+//! node, tidings against a hand-written axum broadcast server measured in the same run.
 //!
-//! Run with `cargo bench --bench fanout`. The bench binary plays three roles, chosen by
-//! the internal `FANOUT_ROLE` variable:
+//! Run with `cargo bench --bench fanout`. It follows the methodology of
+//! `../shared/tools/fanout-compare.sh` (server and load generator pinned to one CPU
+//! each, 100-byte payloads published with `POST`, a closed-loop and a fixed-rate mode,
+//! medians over rounds, ratio tidings/baseline), so the two should agree within noise.
 //!
-//! * the orchestrator (what `cargo bench` starts): spawns the other two as child
-//!   processes of the same executable, drives them over stdin/stdout, reads their RSS
-//!   and CPU time from `/proc`, and prints the summary;
-//! * a server (`FANOUT_ROLE=server`): either a real tidings gateway (SQLite file in a
-//!   temporary directory, memory broker, demo rules, default config) or the baseline,
-//!   a minimal axum WebSocket broadcast server; each on a one-worker Tokio runtime;
-//! * the load generator (`FANOUT_ROLE=client`): N tokio-tungstenite clients over
-//!   loopback, on a one-worker runtime of its own.
+//! The bench binary plays three roles, chosen by the internal `FANOUT_ROLE` variable:
 //!
-//! A run has three phases, each with fresh processes: tidings publishing from a task
-//! on its server runtime, tidings publishing from a thread of its own, and the
-//! baseline, whose frames are padded to the size tidings delivered.
+//! * the orchestrator (what `cargo bench` starts): per round and mode, starts a fresh
+//!   server (the `tidings` reference binary, or this executable as the baseline) and
+//!   a fresh load generator, reads their RSS and CPU time from `/proc`, and prints
+//!   the summary;
+//! * the baseline server (`FANOUT_ROLE=server`, `fanout/baseline.rs`);
+//! * the load generator (`FANOUT_ROLE=client`): N tokio-tungstenite subscribers and
+//!   an HTTP publisher, on a one-worker runtime.
 //!
 //! Separate processes, not threads, because 10,000 connections are 20,000 sockets
 //! when both ends live in one process, which `ulimit -n` 20000 does not allow, and
 //! because a fresh server process makes "RSS after connecting minus RSS before" a
-//! per-connection figure that neither the client sockets nor the previous phase's
-//! freed-but-retained heap can blur.
+//! per-connection figure.
 //!
-//! Settings (environment, all optional): `FANOUT_CONNECTIONS` (10000), `FANOUT_EVENTS`
-//! (200), `FANOUT_WARMUP` (10 events, not measured), `FANOUT_QUEUE` (tidings
-//! `send_queue_capacity`, default: the config default, 1024), `FANOUT_TIMEOUT_S` (60,
-//! per wait), `FANOUT_CONNECT_PARALLEL` (64 handshakes in flight).
+//! Settings (environment, all optional): `FANOUT_MODE` (max, fixed or both: the
+//! default), `FANOUT_CONNECTIONS` (10000), `FANOUT_ROUNDS` (3), `FANOUT_WINDOW` (4),
+//! `FANOUT_RATE` (20000 deliveries/s), `FANOUT_PAYLOAD` (100 bytes),
+//! `FANOUT_MAX_SECS` (5), `FANOUT_FIXED_SECS` (10), `FANOUT_WARMUP_SECS` (1),
+//! `FANOUT_SETTLE_SECS` (2), `FANOUT_TIMEOUT_S` (60), `FANOUT_SERVER_CPU` (0),
+//! `FANOUT_CLIENT_CPU` (1), `FANOUT_PIN=0` (no pinning), `FANOUT_JSON` (append one
+//! JSON line per phase to this file; `scripts/bench-plots` draws them).
 //!
 //! What is measured and how to read it: `docs/benchmarks.md`.
 
 // A binary: `pub` here means "for the other roles' files", not an API.
 #[allow(unreachable_pub)]
 mod fanout {
+    pub mod baseline;
+    pub mod child;
     pub mod client;
+    pub mod latency;
+    pub mod marker;
     pub mod orchestrator;
     pub mod procfs;
-    pub mod server;
+    pub mod publisher;
+    pub mod report;
+    pub mod servers;
+    pub mod settings;
+    pub mod tally;
     pub mod wire;
 }
 
 fn main() {
     match std::env::var("FANOUT_ROLE").as_deref() {
-        Ok("server") => fanout::server::main(),
+        Ok("server") => fanout::baseline::main(),
         Ok("client") => fanout::client::main(),
         Ok(other) => panic!("unknown FANOUT_ROLE {other:?}"),
         Err(_) => fanout::orchestrator::main(),

@@ -1,22 +1,16 @@
-//! The load generator: N WebSocket clients over loopback, on a one-worker runtime.
+//! The load generator role: N WebSocket subscribers and one HTTP publisher over
+//! loopback, on a one-worker runtime (the orchestrator pins it to a CPU of its own).
 //!
-//! Each client handshakes (tidings: `auth`, `welcome`, `subscribe todos:*`,
-//! `subscribed`; baseline: one frame and its reply), then counts event frames. Every
-//! connection receives events in publish order, so a connection's k-th event frame
-//! is event k and no frame needs parsing on the hot path: the client only stamps the
-//! receive time into per-event "first" and "last" slots.
+//! Each subscriber handshakes (tidings: `auth`, `welcome`, `subscribe todos:*`,
+//! `subscribed`; baseline: one frame and its reply), then finds the event's sequence
+//! number and publish time in every frame (`marker.rs`) and records the delivery.
 //!
-//! Control lines in: `expect <k>` (reply `reached <k> <received>` once every
-//! connection has k events, or `stalled <k> <received>` after no progress for
-//! `FANOUT_TIMEOUT_S`), `report <from> <to>`, `quit`. First line out:
-//! `ready <ok> <failed> <setup ms>`.
+//! Control lines in: `run <max|fixed>` (warm up, then measure; replies `measuring`
+//! when the measured publishing starts and `result <json>` after the drain), `quit`.
+//! First line out: `ready <ok> <failed> <setup ms>`.
 
 use std::{
-    collections::BTreeMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
-    },
+    sync::{Arc, atomic::Ordering::Relaxed},
     time::{Duration, Instant},
 };
 
@@ -32,37 +26,19 @@ use tokio_tungstenite::{
     tungstenite::{Message, protocol::WebSocketConfig},
 };
 
-use super::wire::{self, Kind, PATTERN, SECRET};
+use super::{
+    marker,
+    publisher::{Published, Publisher},
+    settings::{Mode, Settings},
+    tally::Tally,
+    wire::{self, Kind, PATTERN, SECRET},
+};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// How every tidings event frame starts (`Event::frame`); other frames are not events.
-const EVENT_PREFIX: &str = r#"{"type":"event""#;
-
-struct Shared {
-    kind: Kind,
-    /// Event frames received, over all connections.
-    received: AtomicU64,
-    /// Their bytes.
-    bytes: AtomicU64,
-    /// Per event index: the earliest and the latest receive time (µs).
-    first: Vec<AtomicU64>,
-    last: Vec<AtomicU64>,
-    /// Frames beyond the expected event count (there should be none).
-    extra: AtomicU64,
-    /// Connections that completed the handshake, and those that did not.
-    ready: AtomicUsize,
-    failed: AtomicUsize,
-    /// How connections ended (close code, error) or failed to start, with counts.
-    ends: Mutex<BTreeMap<String, u64>>,
-}
-
-impl Shared {
-    fn end(&self, why: String) {
-        let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
-        *ends.entry(why).or_default() += 1;
-    }
-}
+/// Handshakes in flight: a burst of 10,000 SYNs would overflow the listener's backlog
+/// and turn the setup into a retransmission benchmark.
+const CONNECT_PARALLEL: usize = 64;
 
 /// Runs the client role until `quit`.
 pub fn main() {
@@ -72,116 +48,158 @@ pub fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(run(kind));
+    runtime.block_on(run(kind, Settings::from_env(true)));
     // Sockets are dropped with the runtime; the server sees EOF, which is all it needs.
     runtime.shutdown_timeout(Duration::from_secs(1));
 }
 
-async fn run(kind: Kind) {
+async fn run(kind: Kind, settings: Settings) {
     let addr = wire::env_required("FANOUT_ADDR");
-    let connections = wire::env_usize("FANOUT_CONNECTIONS", 10_000);
-    let events = wire::env_usize("FANOUT_WARMUP", 10) + wire::env_usize("FANOUT_EVENTS", 200);
-    let parallel = wire::env_usize("FANOUT_CONNECT_PARALLEL", 64).max(1);
-    let timeout = Duration::from_secs(wire::env_usize("FANOUT_TIMEOUT_S", 60) as u64);
+    let tally = Arc::new(Tally::new());
+    connect_all(kind, &addr, &settings, &tally).await;
+    let mut publisher = Publisher::new(
+        kind,
+        &addr,
+        settings.payload,
+        tally.clone(),
+        settings.timeout,
+    );
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let (command, rest) = line.split_once(' ').unwrap_or((&line, ""));
+        match command {
+            "run" => {
+                let mode = Mode::parse(rest.trim());
+                let result = measure(mode, &settings, &mut publisher, &tally).await;
+                say(&format!("result {result}")).await;
+            }
+            "quit" => break,
+            other => panic!("unknown client command {other:?}"),
+        }
+    }
+}
+
+/// Opens every connection, at most `CONNECT_PARALLEL` handshakes at a time, and says
+/// `ready` once each is subscribed or has failed.
+async fn connect_all(kind: Kind, addr: &str, settings: &Settings, tally: &Arc<Tally>) {
     let url = match kind {
         Kind::Tidings => format!("ws://{addr}/realtime/subscribe"),
         Kind::Baseline => format!("ws://{addr}/ws"),
     };
-    let shared = Arc::new(Shared {
-        kind,
-        received: AtomicU64::new(0),
-        bytes: AtomicU64::new(0),
-        first: (0..events).map(|_| AtomicU64::new(u64::MAX)).collect(),
-        last: (0..events).map(|_| AtomicU64::new(0)).collect(),
-        extra: AtomicU64::new(0),
-        ready: AtomicUsize::new(0),
-        failed: AtomicUsize::new(0),
-        ends: Mutex::new(BTreeMap::new()),
-    });
-
-    // Bounded handshakes in flight: a burst of 10,000 SYNs would overflow the
-    // listener's backlog and turn the setup into a retransmission benchmark.
-    let permits = Arc::new(Semaphore::new(parallel));
+    // One subscriber token for every connection, as `fanout-compare.sh` does.
+    let token = subscriber_token();
+    let permits = Arc::new(Semaphore::new(CONNECT_PARALLEL));
     let setup = Instant::now();
-    for i in 0..connections {
-        let (shared, permits, url) = (shared.clone(), permits.clone(), url.clone());
+    for _ in 0..settings.connections {
+        let (tally, permits, url, token) =
+            (tally.clone(), permits.clone(), url.clone(), token.clone());
+        let timeout = settings.timeout;
         tokio::spawn(async move {
             let permit = permits.acquire_owned().await.expect("semaphore");
-            let opened = tokio::time::timeout(timeout, open(&url, kind, i)).await;
+            let opened = tokio::time::timeout(timeout, open(&url, kind, &token)).await;
             drop(permit);
             match opened {
                 Ok(Ok(socket)) => {
-                    shared.ready.fetch_add(1, Relaxed);
-                    receive(socket, &shared).await;
+                    tally.live.fetch_add(1, Relaxed);
+                    tally.ready.fetch_add(1, Relaxed);
+                    let why = receive(socket, &tally).await;
+                    tally.live.fetch_sub(1, Relaxed);
+                    // One subscriber fewer may complete the event the publisher waits for.
+                    tally.completed.notify_waiters();
+                    tally.end(why);
                 }
                 Ok(Err(e)) => {
-                    shared.failed.fetch_add(1, Relaxed);
-                    shared.end(format!("setup: {e}"));
+                    tally.failed.fetch_add(1, Relaxed);
+                    tally.end(format!("setup: {e}"));
                 }
                 Err(_) => {
-                    shared.failed.fetch_add(1, Relaxed);
-                    shared.end("setup: timed out".to_owned());
+                    tally.failed.fetch_add(1, Relaxed);
+                    tally.end("setup: timed out".to_owned());
                 }
             }
         });
     }
-    let deadline = Instant::now() + timeout * 2;
-    while shared.ready.load(Relaxed) + shared.failed.load(Relaxed) < connections
+    let deadline = Instant::now() + settings.timeout * 2;
+    while tally.ready.load(Relaxed) + tally.failed.load(Relaxed) < settings.connections
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     say(&format!(
         "ready {} {} {}",
-        shared.ready.load(Relaxed),
-        shared.failed.load(Relaxed),
+        tally.ready.load(Relaxed),
+        tally.failed.load(Relaxed),
         setup.elapsed().as_millis()
     ))
     .await;
+}
 
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let (command, rest) = line.split_once(' ').unwrap_or((&line, ""));
-        match command {
-            "expect" => {
-                let per_connection: u64 = rest.trim().parse().expect("expect <k>");
-                let reply = wait_for(&shared, per_connection, timeout).await;
-                say(&reply).await;
-            }
-            "report" => {
-                let range = wire::numbers(rest);
-                let (from, to) = (range[0] as usize, range[1] as usize);
-                let first: Vec<u64> = shared.first[from..to]
-                    .iter()
-                    .map(|t| t.load(Relaxed))
-                    .collect();
-                let last: Vec<u64> = shared.last[from..to]
-                    .iter()
-                    .map(|t| t.load(Relaxed))
-                    .collect();
-                say(&format!("first {}", wire::join(&first))).await;
-                say(&format!("last {}", wire::join(&last))).await;
-                let ends = shared
-                    .ends
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                let ends: Vec<String> = ends.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                say(&format!(
-                    "summary received={} bytes={} extra={} ends={}",
-                    shared.received.load(Relaxed),
-                    shared.bytes.load(Relaxed),
-                    shared.extra.load(Relaxed),
-                    if ends.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        ends.join(";")
-                    }
-                ))
-                .await;
-            }
-            "quit" => break,
-            other => panic!("unknown client command {other:?}"),
+/// One phase: unmeasured warm-up, the measured publishing, then the drain; returns
+/// the phase's figures as a JSON object.
+async fn measure(
+    mode: Mode,
+    settings: &Settings,
+    publisher: &mut Publisher,
+    tally: &Tally,
+) -> Value {
+    if settings.warmup_secs > 0.0 {
+        publish(mode, settings, publisher, settings.warmup_secs).await;
+    }
+    let live = tally.live.load(Relaxed) as u64;
+    let first_seq = publisher.next_seq();
+    tally.measure_from(first_seq);
+    say("measuring").await;
+    let started = tally.now_micros();
+    let published = publish(mode, settings, publisher, settings.secs(mode)).await;
+    let publishing_s = (tally.now_micros() - started) as f64 / 1e6;
+    let expected = published.ok * live;
+    drain(tally, expected, settings.timeout).await;
+    let received = tally.received.load(Relaxed);
+    let last = tally.last_receive.load(Relaxed);
+    let samples = tally.take_samples().sorted();
+    let window_s = last.saturating_sub(started) as f64 / 1e6;
+    let frames = tally.frames.load(Relaxed).max(1);
+    json!({
+        "mode": mode.name(),
+        "live": live,
+        "published": published.ok,
+        "publish_errors": published.errors,
+        "stalls": published.stalls,
+        "publishing_s": publishing_s,
+        "expected": expected,
+        "received": received,
+        "first_publish_to_last_delivery_s": window_s,
+        "deliveries_per_sec": if window_s > 0.0 { received as f64 / window_s } else { 0.0 },
+        "lat_p50_ms": samples.quantile_ms(0.5),
+        "lat_p99_ms": samples.quantile_ms(0.99),
+        "lat_max_ms": samples.quantile_ms(1.0),
+        "cdf_ms": samples.cdf_ms(),
+        "frame_bytes": tally.frame_bytes.load(Relaxed) as f64 / frames as f64,
+        "ends": tally.ends(),
+    })
+}
+
+async fn publish(
+    mode: Mode,
+    settings: &Settings,
+    publisher: &mut Publisher,
+    secs: f64,
+) -> Published {
+    match mode {
+        Mode::Max => publisher.closed_loop(settings.window, secs).await,
+        Mode::Fixed => publisher.fixed_rate(settings.events_per_sec(), secs).await,
+    }
+}
+
+/// Waits until the due deliveries arrived, or nothing arrived for `timeout`.
+async fn drain(tally: &Tally, expected: u64, timeout: Duration) {
+    let mut seen = tally.received.load(Relaxed);
+    let mut progress = Instant::now();
+    while tally.received.load(Relaxed) < expected && progress.elapsed() < timeout {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let now = tally.received.load(Relaxed);
+        if now != seen {
+            (seen, progress) = (now, Instant::now());
         }
     }
 }
@@ -194,32 +212,20 @@ async fn say(line: &str) {
     out.flush().await.expect("stdout");
 }
 
-/// Waits until every ready connection has `per_connection` events, or until the count
-/// stops moving for `timeout`. Polling is fine here: the figures come from the
-/// per-event receive stamps, not from when this loop notices.
-async fn wait_for(shared: &Shared, per_connection: u64, timeout: Duration) -> String {
-    let target = per_connection * shared.ready.load(Relaxed) as u64;
-    let mut seen = shared.received.load(Relaxed);
-    let mut progress = Instant::now();
-    loop {
-        let now = shared.received.load(Relaxed);
-        if now >= target {
-            return format!("reached {per_connection} {now}");
-        }
-        if now != seen {
-            seen = now;
-            progress = Instant::now();
-        } else if progress.elapsed() > timeout {
-            return format!("stalled {per_connection} {now}");
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+fn subscriber_token() -> String {
+    let claims = json!({"sub": "bench", "exp": tidings::__private::unix_now() + 24 * 3600});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign the subscriber token")
 }
 
 /// Connects and completes the handshake of `kind`.
-async fn open(url: &str, kind: Kind, index: usize) -> Result<Socket, String> {
-    // The client side keeps small buffers too: 10,000 default 128 KiB read buffers
-    // would cost the load generator over a gigabyte.
+async fn open(url: &str, kind: Kind, token: &str) -> Result<Socket, String> {
+    // Small buffers on this side too: 10,000 default 128 KiB read buffers would cost
+    // the load generator over a gigabyte and their zero-filling most of its CPU.
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
@@ -228,13 +234,6 @@ async fn open(url: &str, kind: Kind, index: usize) -> Result<Socket, String> {
         .map_err(|e| format!("connect: {e}"))?;
     match kind {
         Kind::Tidings => {
-            let claims = json!({"sub": format!("bench{index}"), "exp": tidings::__private::unix_now() + 3600});
-            let token = jsonwebtoken::encode(
-                &jsonwebtoken::Header::default(),
-                &claims,
-                &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-            )
-            .map_err(|e| format!("sign: {e}"))?;
             send(&mut socket, json!({"type": "auth", "token": token})).await?;
             reply(&mut socket, "welcome").await?;
             send(
@@ -245,7 +244,7 @@ async fn open(url: &str, kind: Kind, index: usize) -> Result<Socket, String> {
             reply(&mut socket, "subscribed").await?;
         }
         Kind::Baseline => {
-            send(&mut socket, json!({"type": "subscribe"})).await?;
+            send(&mut socket, json!({"type": "subscribe", "topic": "todos"})).await?;
             reply(&mut socket, "subscribed").await?;
         }
     }
@@ -285,39 +284,24 @@ async fn reply(socket: &mut Socket, kind: &str) -> Result<(), String> {
     }
 }
 
-/// Counts event frames until the connection ends (or the process does).
-async fn receive(mut socket: Socket, shared: &Shared) {
-    let mut count = 0usize;
-    let why = loop {
+/// Records every event frame until the connection ends; returns how it ended.
+async fn receive(mut socket: Socket, tally: &Tally) -> String {
+    loop {
         match socket.next().await {
             Some(Ok(Message::Text(text))) => {
-                if shared.kind == Kind::Tidings && !text.starts_with(EVENT_PREFIX) {
-                    continue;
+                if let Some((seq, t0)) = marker::parse(&text) {
+                    tally.delivered(seq, t0, text.len());
                 }
-                let now = wire::now_micros();
-                match (shared.first.get(count), shared.last.get(count)) {
-                    (Some(first), Some(last)) => {
-                        first.fetch_min(now, Relaxed);
-                        last.fetch_max(now, Relaxed);
-                    }
-                    _ => {
-                        shared.extra.fetch_add(1, Relaxed);
-                    }
-                }
-                count += 1;
-                shared.bytes.fetch_add(text.len() as u64, Relaxed);
-                shared.received.fetch_add(1, Relaxed);
             }
             Some(Ok(Message::Close(frame))) => {
-                break frame.map_or_else(
+                return frame.map_or_else(
                     || "close without code".to_owned(),
                     |f| format!("close {}", u16::from(f.code)),
                 );
             }
             Some(Ok(_)) => {}
-            Some(Err(e)) => break format!("error {e}"),
-            None => break "eof".to_owned(),
+            Some(Err(e)) => return format!("error {e}"),
+            None => return "eof".to_owned(),
         }
-    };
-    shared.end(why);
+    }
 }

@@ -1,7 +1,5 @@
-//! What the three roles share: settings, the HS256 secret, the clock, and the
-//! line-based control protocol between the orchestrator and its children.
-
-use std::time::{SystemTime, UNIX_EPOCH};
+//! What the roles share: environment helpers, the HS256 secret, the server kinds, and
+//! the line-based control protocol between the orchestrator and its children.
 
 /// The HS256 secret of the bench's tidings server; the load generator signs with it.
 pub const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
@@ -19,18 +17,19 @@ pub fn env_usize(name: &str, default: usize) -> usize {
     }
 }
 
+/// A decimal setting from the environment, or `default`.
+pub fn env_f64(name: &str, default: f64) -> f64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}")),
+        Err(_) => default,
+    }
+}
+
 /// A required setting, passed by the orchestrator to a child.
 pub fn env_required(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by the orchestrator"))
-}
-
-/// Microseconds since the Unix epoch. Wall-clock time on purpose: publish times are
-/// taken in the server process and receive times in the client process, and
-/// `Instant`s cannot cross a process boundary. Both read the same system clock.
-pub fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Which server a phase runs.
@@ -38,7 +37,7 @@ pub fn now_micros() -> u64 {
 pub enum Kind {
     /// The tidings gateway.
     Tidings,
-    /// The minimal axum broadcast server.
+    /// The hand-written axum broadcast server (`baseline.rs`).
     Baseline,
 }
 
@@ -59,15 +58,6 @@ impl Kind {
             other => panic!("unknown FANOUT_SERVER {other:?}"),
         }
     }
-}
-
-/// Space-separated numbers on one control line.
-pub fn join(values: &[u64]) -> String {
-    values
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The numbers after a control line's keyword.

@@ -1,0 +1,253 @@
+//! What the orchestrator prints: the summary (per mode and figure, the median over
+//! rounds with min–max for each server and the ratio tidings/baseline) and, when
+//! `FANOUT_JSON` names a file, one JSON line per phase appended to it (the input of
+//! `scripts/bench-plots`).
+
+use std::{io::Write, time::Duration};
+
+use serde_json::json;
+
+use super::{
+    orchestrator::Phase,
+    procfs,
+    settings::{Mode, Settings},
+    wire::Kind,
+};
+
+/// One figure of the summary: its label, and how to read it off a phase.
+struct Figure {
+    label: &'static str,
+    /// Its name in the RATIO line.
+    short: &'static str,
+    read: fn(&Phase) -> Option<f64>,
+    /// Decimal places printed.
+    decimals: usize,
+}
+
+fn figures(mode: Mode) -> Vec<Figure> {
+    let latency = [
+        Figure {
+            label: "publish -> delivery p50 (ms)",
+            short: "p50",
+            read: |p| p.figure("lat_p50_ms"),
+            decimals: 2,
+        },
+        Figure {
+            label: "publish -> delivery p99 (ms)",
+            short: "p99",
+            read: |p| p.figure("lat_p99_ms"),
+            decimals: 2,
+        },
+    ];
+    match mode {
+        Mode::Max => [
+            Figure {
+                label: "DELIVERIES PER SECOND",
+                short: "deliveries/s",
+                read: |p| p.figure("deliveries_per_sec"),
+                decimals: 0,
+            },
+            Figure {
+                label: "deliveries per server CPU-second",
+                short: "deliveries/server CPU-s",
+                read: |p| Some(p.deliveries_per_server_cpu_s()),
+                decimals: 0,
+            },
+            Figure {
+                label: "server RSS per idle connection (kB)",
+                short: "idle kB/connection",
+                read: |p| Some(p.idle_kb_per_connection()),
+                decimals: 2,
+            },
+        ]
+        .into_iter()
+        .chain(latency)
+        .collect(),
+        Mode::Fixed => latency.into_iter().collect(),
+    }
+}
+
+/// Median, min and max of the figure over the phases that have it.
+fn spread(values: &mut [f64]) -> Option<(f64, f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let median = if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    };
+    Some((median, values[0], values[n - 1]))
+}
+
+fn spread_of(phases: &[Phase], kind: Kind, mode: Mode, figure: &Figure) -> Option<(f64, f64, f64)> {
+    let mut values: Vec<f64> = phases
+        .iter()
+        .filter(|p| p.kind == kind && p.mode == mode)
+        .filter_map(|p| (figure.read)(p))
+        .collect();
+    spread(&mut values)
+}
+
+pub fn summary(settings: &Settings, phases: &[Phase], total: Duration, load_before: &str) {
+    let overrides: String = std::env::vars()
+        .filter(|(k, _)| k.starts_with("FANOUT_") && k != "FANOUT_ROLE")
+        .map(|(k, v)| format!("{k}={v} "))
+        .collect();
+    println!();
+    println!("== fanout summary ==");
+    if !settings.measuring {
+        println!("SMOKE RUN (no --bench argument, as under cargo test): not a measurement");
+    }
+    println!("command: {overrides}cargo bench --bench fanout");
+    let modes: Vec<String> = settings
+        .modes
+        .iter()
+        .map(|mode| match mode {
+            Mode::Max => format!(
+                "max: closed loop, window {}, {} s measured",
+                settings.window, settings.max_secs
+            ),
+            Mode::Fixed => format!(
+                "fixed: {} deliveries/s ({:.3} events/s), {} s measured",
+                settings.rate,
+                settings.events_per_sec(),
+                settings.fixed_secs
+            ),
+        })
+        .collect();
+    println!(
+        "settings: {} subscribers of todos:*, {}-byte payloads published with POST (tidings: \
+         /realtime/broadcast with a publisher JWT; baseline: /publish), {} round(s); {}; {} s \
+         warm-up before each",
+        settings.connections,
+        settings.payload,
+        settings.rounds,
+        modes.join("; "),
+        settings.warmup_secs
+    );
+    println!("machine: {}", procfs::machine());
+    println!(
+        "load average (1/5/15 min): {load_before} before, {} after",
+        procfs::loadavg()
+    );
+    println!("{}", layout(settings));
+    for &mode in &settings.modes {
+        print_mode(mode, phases);
+    }
+    for phase in phases {
+        println!(
+            "{} {} round {}: {} ready ({} failed), deliveries {}/{}, publish errors {}, stalls {}, \
+             frame {:.0} B, server CPU {:.0}% and client CPU {:.0}% of a core, connections ended: {}",
+            phase.kind.name(),
+            phase.mode.name(),
+            phase.round,
+            phase.ready,
+            phase.failed,
+            phase.result["received"],
+            phase.result["expected"],
+            phase.result["publish_errors"],
+            phase.result["stalls"],
+            phase.figure("frame_bytes").unwrap_or(0.0),
+            100.0 * phase.server_cpu_s / phase.window_s,
+            100.0 * phase.client_cpu_s / phase.window_s,
+            phase.result["ends"].as_str().unwrap_or("?"),
+        );
+    }
+    if !phases.iter().all(Phase::complete) {
+        println!("INCOMPLETE: not every due event was delivered; see the lines above");
+    }
+    println!("total bench time {:.1} s", total.as_secs_f64());
+}
+
+fn layout(settings: &Settings) -> String {
+    let pinning = match settings.cpus {
+        Some((server, client)) if super::child::taskset_available() => {
+            format!("server pinned to CPU {server}, load generator to CPU {client} (taskset)")
+        }
+        Some(_) => "NOT pinned (taskset not found)".to_owned(),
+        None => "NOT pinned (fewer than 2 CPUs, or FANOUT_PIN=0)".to_owned(),
+    };
+    format!(
+        "layout: loopback; {pinning}; fresh server and load-generator processes per phase; \
+         tidings: the reference server binary (SQLite log in a temp dir, memory broker, JWT, \
+         demo rules); baseline: hand-written axum broadcast (4 KiB read buffer, feed-then-flush); \
+         load generator: one Tokio worker"
+    )
+}
+
+fn print_mode(mode: Mode, phases: &[Phase]) {
+    let fmt = |s: Option<(f64, f64, f64)>, d: usize| {
+        s.map_or_else(
+            || "none".to_owned(),
+            |(median, min, max)| format!("{median:.d$} [{min:.d$}-{max:.d$}]"),
+        )
+    };
+    println!();
+    println!(
+        "{:<40} {:>30} {:>30}",
+        format!("mode {} (median [min-max])", mode.name()),
+        "tidings",
+        "baseline"
+    );
+    let mut ratios = Vec::new();
+    for figure in figures(mode) {
+        let t = spread_of(phases, Kind::Tidings, mode, &figure);
+        let b = spread_of(phases, Kind::Baseline, mode, &figure);
+        println!(
+            "{:<40} {:>30} {:>30}",
+            figure.label,
+            fmt(t, figure.decimals),
+            fmt(b, figure.decimals)
+        );
+        if let (Some((t, ..)), Some((b, ..))) = (t, b)
+            && b != 0.0
+        {
+            ratios.push(format!("{} {:.2}", figure.short, t / b));
+        }
+    }
+    println!(
+        "RATIO tidings/baseline, {}: {}",
+        mode.name(),
+        ratios.join(", ")
+    );
+}
+
+/// Appends the phase as one JSON line to `FANOUT_JSON`, when set.
+pub fn json_line(settings: &Settings, phase: &Phase) {
+    let Ok(path) = std::env::var("FANOUT_JSON") else {
+        return;
+    };
+    let line = json!({
+        "bench": "fanout",
+        "server": phase.kind.name(),
+        "mode": phase.mode.name(),
+        "round": phase.round,
+        "smoke": !settings.measuring,
+        "connections": settings.connections,
+        "payload_bytes": settings.payload,
+        "window": settings.window,
+        "rate": settings.rate,
+        "pinned": settings.cpus.is_some() && super::child::taskset_available(),
+        "loadavg": procfs::loadavg(),
+        "ready": phase.ready,
+        "failed": phase.failed,
+        "setup_ms": phase.setup_ms,
+        "rss_before_kb": phase.rss_before_kb,
+        "rss_idle_kb": phase.rss_idle_kb,
+        "rss_after_kb": phase.rss_after_kb,
+        "idle_kb_per_conn": phase.idle_kb_per_connection(),
+        "server_cpu_s": phase.server_cpu_s,
+        "client_cpu_s": phase.client_cpu_s,
+        "deliveries_per_server_cpu_sec": phase.deliveries_per_server_cpu_s(),
+        "result": phase.result,
+    });
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("FANOUT_JSON={path}: {e}"));
+    writeln!(file, "{line}").unwrap_or_else(|e| panic!("FANOUT_JSON={path}: {e}"));
+}

@@ -76,6 +76,7 @@ mod event;
 mod hooks;
 mod http;
 mod hub;
+mod limits;
 mod log;
 mod metrics;
 pub mod model;
@@ -85,6 +86,7 @@ mod publisher;
 mod rules;
 pub mod sse;
 mod topic;
+mod write_deadline;
 mod ws;
 
 pub use access::Admission;
@@ -105,6 +107,7 @@ pub use presence::{Presence, PresenceUser};
 pub use protocol::{ErrorCode, ResyncReason};
 pub use rules::{Decision, Rule, RuleFn, RuleParseError, Rules};
 pub use topic::{Pattern, Topic, TopicError};
+pub use write_deadline::{DeadlineIo, WriteDeadline};
 
 /// Internals the crate's own benchmarks and integration tests reach into. Not part of
 /// the API: anything here may change in any release.
@@ -124,4 +127,5 @@ pub mod __private {
     pub use crate::sse::mapping::{
         direct_mapping, encode_cursor, encode_event, keep_alive, reset_signals,
     };
+    pub use crate::ws::echo::echo_router;
 }

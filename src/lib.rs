@@ -37,9 +37,11 @@
 //! tx.insert(&Todo { id: "1".into(), title: "milk".into(), owner_id: "ann".into() }).await?;
 //! tx.commit().await?;
 //!
-//! // Mount the gateway's routes next to your own.
+//! // Mount the gateway's routes next to your own; serve through `realtime.listener`
+//! // so that every write to a client has a deadline (docs/security.md).
 //! let app = axum::Router::new().merge(realtime.router());
-//! axum::serve(tokio::net::TcpListener::bind("127.0.0.1:3000").await?, app).await?;
+//! let tcp = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(realtime.listener(tcp), app).await?;
 //! # Ok(()) }
 //! ```
 //!

@@ -6,6 +6,10 @@
 //! hyper then drops the connection and its body, which ends the stream and gives back
 //! its slot. WebSockets carry their own per-frame deadline (`connection.write_timeout`)
 //! and close 4008; this one is the floor under every connection.
+//!
+//! With a shutdown token, a stalled write gets at most `SHUTDOWN_GRACE` once shutdown
+//! begins: graceful shutdown waits for every response to finish, and a stream whose
+//! client does not read would otherwise hold it for the whole deadline.
 
 use std::{
     future::Future,
@@ -18,8 +22,12 @@ use std::{
 use axum::serve::Listener;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
-    time::Sleep,
+    time::{Instant, Sleep},
 };
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+/// How long a write that makes no progress may still wait once shutdown has begun.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// A [`Listener`] whose connections fail a write that cannot proceed within a
 /// deadline. Serve the app with it (`axum::serve(realtime.listener(tcp), app)`, or
@@ -30,12 +38,24 @@ use tokio::{
 pub struct WriteDeadline<L> {
     listener: L,
     timeout: Duration,
+    shutdown: Option<CancellationToken>,
 }
 
 impl<L> WriteDeadline<L> {
     /// Wraps `listener`; every write of its connections may wait at most `timeout`.
     pub fn new(listener: L, timeout: Duration) -> Self {
-        Self { listener, timeout }
+        Self {
+            listener,
+            timeout,
+            shutdown: None,
+        }
+    }
+
+    /// Once `shutdown` is cancelled, a write that makes no progress waits at most one
+    /// more second, so graceful shutdown is not held up by clients that do not read.
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = Some(shutdown);
+        self
     }
 }
 
@@ -45,7 +65,9 @@ impl<L: Listener> Listener for WriteDeadline<L> {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (io, addr) = self.listener.accept().await;
-        (DeadlineIo::new(io, self.timeout), addr)
+        let mut io = DeadlineIo::new(io, self.timeout);
+        io.shutdown = self.shutdown.clone();
+        (io, addr)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
@@ -59,8 +81,23 @@ impl<L: Listener> Listener for WriteDeadline<L> {
 pub struct DeadlineIo<T> {
     inner: T,
     timeout: Duration,
+    shutdown: Option<CancellationToken>,
     /// Started when a write first could not proceed; cleared by any progress.
-    stalled: Option<Pin<Box<Sleep>>>,
+    stalled: Option<Stall>,
+}
+
+/// A write that cannot proceed: its deadline, and shutdown, which shortens it.
+struct Stall {
+    deadline: Pin<Box<Sleep>>,
+    shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+}
+
+impl std::fmt::Debug for Stall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stall")
+            .field("deadline", &self.deadline.deadline())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T> DeadlineIo<T> {
@@ -69,6 +106,7 @@ impl<T> DeadlineIo<T> {
         Self {
             inner,
             timeout,
+            shutdown: None,
             stalled: None,
         }
     }
@@ -80,11 +118,23 @@ impl<T> DeadlineIo<T> {
             self.stalled = None;
             return poll;
         }
-        let timeout = self.timeout;
-        let stalled = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        match stalled.as_mut().poll(cx) {
+        let (timeout, shutdown) = (self.timeout, &self.shutdown);
+        let stall = self.stalled.get_or_insert_with(|| Stall {
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            shutdown: shutdown
+                .clone()
+                .map(|token| Box::pin(token.cancelled_owned())),
+        });
+        if let Some(cancelled) = &mut stall.shutdown
+            && cancelled.as_mut().poll(cx).is_ready()
+        {
+            stall.shutdown = None;
+            let grace = Instant::now() + SHUTDOWN_GRACE;
+            if grace < stall.deadline.deadline() {
+                stall.deadline.as_mut().reset(grace);
+            }
+        }
+        match stall.deadline.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the peer did not take a write within the write deadline",
@@ -153,6 +203,24 @@ mod tests {
         let error = io.write_all(&[0; 1]).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
         assert_eq!(start.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_cuts_a_stalled_write_short() {
+        let (near, _far) = tokio::io::duplex(64);
+        let shutdown = CancellationToken::new();
+        let mut io = DeadlineIo::new(near, Duration::from_secs(60));
+        io.shutdown = Some(shutdown.clone());
+        io.write_all(&[0; 64]).await.unwrap();
+        let start = tokio::time::Instant::now();
+        let cancel = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            shutdown.cancel();
+        });
+        let error = io.write_all(&[0; 1]).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(start.elapsed(), Duration::from_secs(2) + SHUTDOWN_GRACE);
+        cancel.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

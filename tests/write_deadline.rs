@@ -60,6 +60,22 @@ async fn flood(server: &TestServer, canary: &mut Client, count: usize) {
     }
 }
 
+/// A Datastar stream on `todos` over a small receive buffer, for a client that will
+/// not read past the response head.
+async fn stalled_sse_client(server: &TestServer) -> tokio::net::TcpStream {
+    let mut stalled = raw_tcp(server.addr, Some(SMALL_RCVBUF)).await;
+    let request = format!(
+        "GET /realtime/sse?topics=todos HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\r\n",
+        server.addr,
+        token("stalled")
+    );
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    let (head, _) = read_head(&mut stalled).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(gauge(server, "tidings_sse_streams"), 1);
+    stalled
+}
+
 async fn canary(server: &TestServer) -> Client {
     let mut canary = server.connect("canary").await;
     canary.subscribe("s", "todos").await;
@@ -153,16 +169,7 @@ async fn server_pings_that_cannot_be_written_close_the_client_too() {
 async fn an_sse_client_that_stops_reading_is_cut_off_within_the_deadline() {
     let server = TestServer::start(Backend::Sqlite, configure).await;
     let mut canary = canary(&server).await;
-    let mut stalled = raw_tcp(server.addr, Some(SMALL_RCVBUF)).await;
-    let request = format!(
-        "GET /realtime/sse?topics=todos HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\r\n",
-        server.addr,
-        token("stalled")
-    );
-    stalled.write_all(request.as_bytes()).await.unwrap();
-    let (head, _) = read_head(&mut stalled).await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert_eq!(gauge(&server, "tidings_sse_streams"), 1);
+    let _stalled = stalled_sse_client(&server).await;
     // From here on the stalled client reads nothing.
     flood(&server, &mut canary, 40).await;
     let flooded = Instant::now();
@@ -178,7 +185,7 @@ async fn an_sse_client_that_stops_reading_is_cut_off_within_the_deadline() {
 async fn shutdown_does_not_wait_for_a_client_that_stops_reading() {
     let server = TestServer::start(Backend::Sqlite, |c| {
         configure(c);
-        // Neither deadline would end it in time: shutdown itself must.
+        // Neither deadline would end them in time: shutdown itself must.
         c.connection.write_timeout = Duration::from_secs(60);
         c.shutdown_timeout = Duration::from_secs(30);
     })
@@ -190,9 +197,17 @@ async fn shutdown_does_not_wait_for_a_client_that_stops_reading() {
         .send_json(json!({"type": "subscribe", "id": "s", "pattern": "todos"}))
         .await;
     assert_eq!(stalled.recv_json().await["type"], "subscribed");
+    let stalled_sse = stalled_sse_client(&server).await;
     flood(&server, &mut canary, 40).await;
     let started = Instant::now();
     assert!(server.realtime.shutdown().await, "shutdown timed out");
     let took = started.elapsed();
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    // The stalled stream's write fails within a second of shutdown, which ends it.
+    assert!(
+        gauge_reaches(&server, "tidings_sse_streams", 0, SLACK).await,
+        "the stalled stream outlived shutdown by {:?}",
+        started.elapsed()
+    );
+    drop(stalled_sse);
 }

@@ -128,6 +128,15 @@ async fn violations_get_the_close_code_that_names_them() {
             "{what}: TCP left open"
         );
     }
+    // Operators see them in /metrics; a forbidden close code is the one violation the
+    // close handshake itself answers (tungstenite replies 1002 for the peer's close).
+    let detected = violations()
+        .iter()
+        .filter(|(what, _, _)| !what.starts_with("close with code"))
+        .count();
+    let metrics = server.realtime.metrics().render();
+    let counted = format!("tidings_protocol_errors_total {detected}\n");
+    assert!(metrics.contains(&counted), "{metrics}");
     // The node is unharmed: a normal client connects and is served.
     let mut ann = server.connect("ann").await;
     ann.send(serde_json::json!({"type": "ping", "ref": 1}))

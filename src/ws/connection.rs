@@ -22,6 +22,7 @@ use crate::{
     close::{CloseReason, Closer},
     hub::{Delivery, Receiver},
     limits::{self, ConnectionSlot},
+    metrics::Metrics,
     protocol::{ClientFrame, ErrorCode, ServerFrame, parse_client_frame},
 };
 
@@ -43,7 +44,21 @@ pub(crate) async fn run(state: WsState, socket: WebSocket, token: Option<String>
     // only allocated while they run (memory per idle connection).
     match Box::pin(handshake(&state, &mut socket, token)).await {
         Ok((principal, reference)) => Box::pin(serve(state, socket, principal, reference)).await,
-        Err(reason) => socket.close(reason).await,
+        Err(reason) => {
+            count(&state.metrics, reason);
+            socket.close(reason).await;
+        }
+    }
+}
+
+/// Counts the closes an operator watches for in `/metrics`.
+fn count(metrics: &Metrics, reason: CloseReason) {
+    match reason {
+        CloseReason::WriteTimeout => Metrics::inc(&metrics.write_timeouts),
+        CloseReason::ProtocolError | CloseReason::InvalidPayload | CloseReason::MessageTooBig => {
+            Metrics::inc(&metrics.protocol_errors);
+        }
+        _ => {}
     }
 }
 
@@ -213,6 +228,7 @@ async fn serve(
         },
     };
     drop(attached);
+    count(&state.metrics, reason);
     socket.close(reason).await;
 }
 

@@ -159,6 +159,7 @@ impl Socket {
 pub(crate) fn read_failure(error: &axum::Error) -> CloseReason {
     use std::error::Error as _;
     use tokio_tungstenite::tungstenite::{Error as WsError, error::ProtocolError};
+    tracing::debug!(%error, "WebSocket read failed");
     match error.source().and_then(|e| e.downcast_ref::<WsError>()) {
         // The TCP connection ended without a close frame: nobody left to tell.
         Some(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => CloseReason::Normal,

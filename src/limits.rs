@@ -53,6 +53,11 @@ pub(crate) fn websockets(metrics: &Metrics) -> &AtomicU64 {
     &metrics.connections
 }
 
+/// The gauge of open Datastar SSE streams (counted apart, against the same maximum).
+pub(crate) fn sse_streams(metrics: &Metrics) -> &AtomicU64 {
+    &metrics.sse_streams
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -219,7 +219,7 @@ async fn serve(
                     Box::pin(on_message(message, &mut socket, &mut attached, &mut timers)).await
                 }
                 () = tokio::time::sleep_until(timers.next()) => {
-                    on_deadline(timers.due(Instant::now()), &mut socket, &attached).await
+                    Box::pin(on_deadline(timers.due(Instant::now()), &mut socket, &attached)).await
                 }
             };
             if let Err(reason) = step {

@@ -386,6 +386,17 @@ impl Realtime {
         self.inner.origins.set_local_addr(addr);
     }
 
+    /// Wraps the app's listener so that every write to a client has the deadline
+    /// `connection.write_timeout`: serve with `axum::serve(realtime.listener(tcp),
+    /// app)`. Without it, a Datastar SSE client that stops reading holds its stream
+    /// (and its slot) for as long as TCP keeps the connection alive, past its token's
+    /// expiry; WebSockets have their own deadline either way. Once shutdown begins, a
+    /// stalled write gets at most one more second. See `docs/security.md`.
+    pub fn listener<L: axum::serve::Listener>(&self, listener: L) -> crate::WriteDeadline<L> {
+        crate::WriteDeadline::new(listener, self.inner.config.connection.write_timeout)
+            .with_shutdown(self.inner.shutdown.clone())
+    }
+
     /// A token that is cancelled when shutdown begins (for the app's own tasks).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.inner.shutdown.clone()

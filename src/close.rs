@@ -10,6 +10,11 @@ pub enum CloseReason {
     GoingAway,
     /// A client frame exceeded the message limit.
     MessageTooBig,
+    /// The client broke the WebSocket protocol (RFC 6455): reserved bits, unknown
+    /// opcode, unmasked frame, fragmented or oversized control frame, bad close frame.
+    ProtocolError,
+    /// A text frame (or a close reason) that is not valid UTF-8.
+    InvalidPayload,
     /// Token missing, invalid or expired (includes the auth timeout).
     Unauthorized,
     /// Forbidden: origin, banned, revoked.
@@ -19,9 +24,15 @@ pub enum CloseReason {
     Revoked,
     /// The send queue overflowed.
     SlowConsumer,
+    /// The peer's socket did not take a write within `connection.write_timeout`: it
+    /// stopped reading. 4008, like [`CloseReason::SlowConsumer`].
+    WriteTimeout,
+    /// The connection reached `connection.max_connection_age`: reconnect (and resume).
+    MaxAge,
     /// The server lost continuity for this connection.
     ContinuityLost,
-    /// A connection or rate limit.
+    /// A connection or rate limit (includes a client that keeps sending faster than
+    /// `connection.messages_per_second`).
     RateLimited,
     /// Repeated protocol misuse.
     ProtocolMisuse,
@@ -37,10 +48,14 @@ impl CloseReason {
             Self::GoingAway => 1001,
             // The peer is gone; 1001 tells a client that is still there to reconnect.
             Self::PeerTimeout => 1001,
+            Self::ProtocolError => 1002,
+            Self::InvalidPayload => 1007,
             Self::MessageTooBig => 1009,
+            // "Service restart": the client reconnects with jitter and resumes.
+            Self::MaxAge => 1012,
             Self::Unauthorized => 4001,
             Self::Forbidden | Self::Revoked => 4003,
-            Self::SlowConsumer => 4008,
+            Self::SlowConsumer | Self::WriteTimeout => 4008,
             Self::ContinuityLost => 4010,
             Self::RateLimited => 4029,
             Self::ProtocolMisuse => 4400,
@@ -54,6 +69,10 @@ impl CloseReason {
             Self::GoingAway => "server going away",
             Self::PeerTimeout => "no pong",
             Self::MessageTooBig => "message too big",
+            Self::ProtocolError => "protocol error",
+            Self::InvalidPayload => "invalid UTF-8",
+            Self::MaxAge => "connection age limit; reconnect",
+            Self::WriteTimeout => "write timeout",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::Revoked => "revoked",

@@ -158,8 +158,24 @@ pub struct ConnectionConfig {
     pub ping_timeout: Duration,
     /// Client frames per second allowed per connection (burst = 2x). Default: 100.
     pub messages_per_second: u32,
-    /// Bad frames (malformed, refused) tolerated before closing 4400. Default: 100.
+    /// Bad frames (malformed, refused, binary) tolerated before closing 4400.
+    /// Default: 100.
     pub misuse_limit: u32,
+    /// Frames refused for exceeding `messages_per_second` tolerated before closing
+    /// 4029 ("back off"): a burst costs a few refusals, sustained flooding a close.
+    /// Default: 100.
+    pub rate_limit_tolerance: u32,
+    /// How long one write to a client may wait for its socket (a WebSocket frame or
+    /// batch, an SSE chunk). A client that stops reading is closed after it: 4008 on
+    /// WebSocket, the end of the stream on SSE. Default: 10 s.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Connections older than this are asked to reconnect with close 1012 (clients
+    /// resume without a gap), which spreads load after a deploy and bounds how long a
+    /// connection lives on old state. Each connection's age is shortened by up to 10%
+    /// at random so they do not all leave at once. Default: none (no limit).
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: Option<Duration>,
     /// Open WebSocket connections per node; more are closed 4029. Datastar SSE streams
     /// count separately against the same number (HTTP 429). Default: 10000.
     pub max_connections: usize,
@@ -179,6 +195,9 @@ impl Default for ConnectionConfig {
             ping_timeout: Duration::from_secs(10),
             messages_per_second: 100,
             misuse_limit: 100,
+            rate_limit_tolerance: 100,
+            write_timeout: Duration::from_secs(10),
+            max_connection_age: None,
             max_connections: 10_000,
             read_buffer_size: 4096,
             write_buffer_size: 4096,
@@ -406,8 +425,13 @@ impl Config {
             );
         }
         let b = &self.broker;
-        let durations: [(&'static str, Duration); 12] = [
+        let durations: [(&'static str, Duration); 14] = [
             ("auth.auth_timeout", self.auth.auth_timeout),
+            ("connection.write_timeout", c.write_timeout),
+            (
+                "connection.max_connection_age",
+                c.max_connection_age.unwrap_or(Duration::MAX),
+            ),
             ("connection.ping_interval", c.ping_interval),
             ("connection.ping_timeout", c.ping_timeout),
             ("log.poll_interval", self.log.poll_interval),
@@ -549,6 +573,32 @@ mod tests {
         assert_eq!(config.validate().unwrap_err().setting, "presence.node_ttl");
         let parsed: Config = toml::from_str("[presence]\ngrace = \"1s\"").unwrap();
         assert_eq!(parsed.presence.grace, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn write_timeout_and_connection_age_parse_and_are_checked() {
+        let parsed: Config =
+            toml::from_str("[connection]\nwrite_timeout = \"3s\"\nmax_connection_age = \"1h\"")
+                .unwrap();
+        assert_eq!(parsed.connection.write_timeout, Duration::from_secs(3));
+        assert_eq!(
+            parsed.connection.max_connection_age,
+            Some(Duration::from_secs(3600))
+        );
+        parsed.validate().unwrap();
+        assert_eq!(Config::default().connection.max_connection_age, None);
+        let mut config = Config::default();
+        config.connection.max_connection_age = Some(Duration::ZERO);
+        assert_eq!(
+            config.validate().unwrap_err().setting,
+            "connection.max_connection_age"
+        );
+        let mut config = Config::default();
+        config.connection.write_timeout = Duration::ZERO;
+        assert_eq!(
+            config.validate().unwrap_err().setting,
+            "connection.write_timeout"
+        );
     }
 
     #[test]

@@ -37,9 +37,11 @@
 //! tx.insert(&Todo { id: "1".into(), title: "milk".into(), owner_id: "ann".into() }).await?;
 //! tx.commit().await?;
 //!
-//! // Mount the gateway's routes next to your own.
+//! // Mount the gateway's routes next to your own; serve through `realtime.listener`
+//! // so that every write to a client has a deadline (docs/security.md).
 //! let app = axum::Router::new().merge(realtime.router());
-//! axum::serve(tokio::net::TcpListener::bind("127.0.0.1:3000").await?, app).await?;
+//! let tcp = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(realtime.listener(tcp), app).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -76,6 +78,7 @@ mod event;
 mod hooks;
 mod http;
 mod hub;
+mod limits;
 mod log;
 mod metrics;
 pub mod model;
@@ -85,6 +88,7 @@ mod publisher;
 mod rules;
 pub mod sse;
 mod topic;
+mod write_deadline;
 mod ws;
 
 pub use access::Admission;
@@ -105,6 +109,7 @@ pub use presence::{Presence, PresenceUser};
 pub use protocol::{ErrorCode, ResyncReason};
 pub use rules::{Decision, Rule, RuleFn, RuleParseError, Rules};
 pub use topic::{Pattern, Topic, TopicError};
+pub use write_deadline::{DeadlineIo, WriteDeadline};
 
 /// Internals the crate's own benchmarks and integration tests reach into. Not part of
 /// the API: anything here may change in any release.
@@ -124,4 +129,5 @@ pub mod __private {
     pub use crate::sse::mapping::{
         direct_mapping, encode_cursor, encode_event, keep_alive, reset_signals,
     };
+    pub use crate::ws::echo::echo_router;
 }

@@ -185,6 +185,16 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
         &mut c.connection.send_queue_capacity,
     )?;
     env_parse("TIDINGS_MAX_CONNECTIONS", &mut c.connection.max_connections)?;
+    env_duration("TIDINGS_WRITE_TIMEOUT", &mut c.connection.write_timeout)?;
+    if env("TIDINGS_MAX_CONNECTION_AGE").is_some() {
+        let mut age = Duration::ZERO;
+        env_duration("TIDINGS_MAX_CONNECTION_AGE", &mut age)?;
+        c.connection.max_connection_age = Some(age);
+    }
+    env_parse(
+        "TIDINGS_RATE_LIMIT_TOLERANCE",
+        &mut c.connection.rate_limit_tolerance,
+    )?;
     env_parse("TIDINGS_REPLAY_CAP", &mut c.log.replay_cap)?;
     env_parse("TIDINGS_RING_CAPACITY", &mut c.log.ring_capacity)?;
     env_parse("TIDINGS_RETENTION", &mut c.log.retention)?;
@@ -312,7 +322,8 @@ async fn run() -> anyhow::Result<()> {
     );
 
     let shutdown = realtime.shutdown_token();
-    let server = axum::serve(listener, app).with_graceful_shutdown({
+    // Every write to a client has a deadline (a Datastar stream that is not read).
+    let server = axum::serve(realtime.listener(listener), app).with_graceful_shutdown({
         let shutdown = shutdown.clone();
         async move {
             wait_for_signal().await;

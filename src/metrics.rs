@@ -17,6 +17,11 @@ pub struct Metrics {
     pub events_delivered: AtomicU64,
     /// Connections closed because their send queue overflowed.
     pub queue_overflows: AtomicU64,
+    /// WebSocket connections closed because a write waited past
+    /// `connection.write_timeout` (the client stopped reading).
+    pub write_timeouts: AtomicU64,
+    /// WebSocket connections closed for breaking RFC 6455 (1002, 1007, 1009).
+    pub protocol_errors: AtomicU64,
     /// Resumes served (`recovered:true`).
     pub resumes_recovered: AtomicU64,
     /// Resumes refused (`recovered:false`).
@@ -46,7 +51,7 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 12] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 14] = [
             (
                 "tidings_connections",
                 "gauge",
@@ -82,6 +87,18 @@ impl Metrics {
                 "counter",
                 "Connections closed as slow consumers.",
                 &self.queue_overflows,
+            ),
+            (
+                "tidings_write_timeouts_total",
+                "counter",
+                "WebSocket connections closed because a write waited past the write timeout.",
+                &self.write_timeouts,
+            ),
+            (
+                "tidings_protocol_errors_total",
+                "counter",
+                "WebSocket connections closed for a WebSocket protocol violation (1002, 1007, 1009).",
+                &self.protocol_errors,
             ),
             (
                 "tidings_resumes_recovered_total",

@@ -237,6 +237,21 @@ async fn bad_settings_are_refused_in_one_line() {
         ),
         ("TIDINGS_BIND", "nowhere", ["TIDINGS_BIND", "nowhere"]),
         ("TIDINGS_REPLAY_CAP", "-1", ["TIDINGS_REPLAY_CAP", "-1"]),
+        (
+            "TIDINGS_WRITE_TIMEOUT",
+            "never",
+            ["TIDINGS_WRITE_TIMEOUT", "duration"],
+        ),
+        (
+            "TIDINGS_RATE_LIMIT_TOLERANCE",
+            "-1",
+            ["TIDINGS_RATE_LIMIT_TOLERANCE", "-1"],
+        ),
+        (
+            "TIDINGS_MAX_CONNECTION_AGE",
+            "0s",
+            ["connection.max_connection_age", "must be positive"],
+        ),
         // Checked by the library, which names the setting by its TOML key.
         (
             "TIDINGS_JWT_SECRET",

@@ -439,3 +439,26 @@ backend_tests!(
         assert!(seq_of(&created.id) > 0);
     }
 );
+
+#[tokio::test]
+async fn streams_over_the_node_limit_get_429_and_an_ended_stream_gives_its_place_back() {
+    let server = TestServer::start(Backend::Sqlite, |c| c.connection.max_connections = 1).await;
+    let first = server.sse("ann", "todos:*").await;
+    let refused = SseStream::open(server.sse_request("todos:*").bearer_auth(token("bob"))).await;
+    assert_eq!(refused.status, 429);
+    // The client leaves; the server notices and gives the slot back.
+    drop(first);
+    let released = tokio::time::timeout(WAIT, async {
+        while !server
+            .realtime
+            .metrics()
+            .render()
+            .contains("tidings_sse_streams 0\n")
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(released.is_ok(), "the ended stream kept its slot");
+    server.sse("bob", "todos:*").await;
+}

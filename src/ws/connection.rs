@@ -6,20 +6,22 @@
 
 use std::{sync::Arc, time::Duration};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures::SinkExt;
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{
     WsState,
     execute::Attached,
-    session::{Session, SessionSettings},
+    session::{Effect, Session, SessionSettings},
+    socket::{Socket, WriteFailed, read_failure},
     timers::{Due, Timers},
 };
 use crate::{
     auth::{Principal, unix_now},
     close::{CloseReason, Closer},
     hub::{Delivery, Receiver},
+    limits::{self, ConnectionSlot},
     metrics::Metrics,
     protocol::{ClientFrame, ErrorCode, ServerFrame, parse_client_frame},
 };
@@ -27,44 +29,43 @@ use crate::{
 /// Deliveries written per flush at most, so one busy connection still reads its
 /// socket regularly.
 const MAX_BATCH: usize = 256;
-/// How long a closed connection waits for the peer's close before dropping the socket.
-const CLOSE_LINGER: Duration = Duration::from_secs(1);
-/// How long an error frame may take to send during the handshake.
-const HANDSHAKE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs a connection to its end. `token` came from the upgrade request (header or
 /// allowed query parameter), if any.
-pub(crate) async fn run(state: WsState, mut socket: WebSocket, token: Option<String>) {
-    let metrics = state.metrics.clone();
-    if metrics
-        .connections
-        .load(std::sync::atomic::Ordering::Relaxed)
-        >= state.config.connection.max_connections as u64
-    {
-        close(
-            &mut socket,
-            CloseReason::RateLimited,
-            HANDSHAKE_WRITE_TIMEOUT,
-        )
-        .await;
+pub(crate) async fn run(state: WsState, socket: WebSocket, token: Option<String>) {
+    let mut socket = Socket::new(socket, state.config.connection.write_timeout);
+    let max = state.config.connection.max_connections as u64;
+    // Held until this function returns or unwinds: a panic cannot leak the slot.
+    let Some(_slot) = ConnectionSlot::try_acquire(&state.metrics, limits::websockets, max) else {
+        socket.close(CloseReason::RateLimited).await;
         return;
-    }
-    Metrics::inc(&metrics.connections);
+    };
     // Boxed futures keep the long-lived connection future small: their state is
     // only allocated while they run (memory per idle connection).
-    let handshake = Box::pin(handshake(&state, &mut socket, token)).await;
-    if let Ok((principal, reference)) = handshake {
-        Box::pin(serve(state, socket, principal, reference)).await;
-    } else if let Err(reason) = handshake {
-        close(&mut socket, reason, HANDSHAKE_WRITE_TIMEOUT).await;
+    match Box::pin(handshake(&state, &mut socket, token)).await {
+        Ok((principal, reference)) => Box::pin(serve(state, socket, principal, reference)).await,
+        Err(reason) => {
+            count(&state.metrics, reason);
+            socket.close(reason).await;
+        }
     }
-    Metrics::dec(&metrics.connections);
+}
+
+/// Counts the closes an operator watches for in `/metrics`.
+fn count(metrics: &Metrics, reason: CloseReason) {
+    match reason {
+        CloseReason::WriteTimeout => Metrics::inc(&metrics.write_timeouts),
+        CloseReason::ProtocolError | CloseReason::InvalidPayload | CloseReason::MessageTooBig => {
+            Metrics::inc(&metrics.protocol_errors);
+        }
+        _ => {}
+    }
 }
 
 /// Waits for a valid token; on failure sends an `error` frame and returns the close.
 async fn handshake(
     state: &WsState,
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     token: Option<String>,
 ) -> Result<(Principal, Option<serde_json::Value>), CloseReason> {
     let auth = &state.config.auth;
@@ -73,6 +74,7 @@ async fn handshake(
         None => {
             let deadline = tokio::time::sleep(auth.auth_timeout);
             tokio::pin!(deadline);
+            let mut control_frames = 0u32;
             loop {
                 let message = tokio::select! {
                     () = &mut deadline => {
@@ -90,14 +92,25 @@ async fn handshake(
                             return Err(CloseReason::Unauthorized);
                         }
                     },
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Err(e)) if is_too_big(&e) => return Err(CloseReason::MessageTooBig),
+                    // tungstenite queues a pong for every ping, even while the peer
+                    // does not read: before auth, control frames get a budget.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        control_frames += 1;
+                        if control_frames > state.config.connection.messages_per_second {
+                            return Err(CloseReason::RateLimited);
+                        }
+                    }
                     Some(Ok(Message::Binary(_))) => {
                         send_error(socket, None, "the first frame must be auth").await;
                         return Err(CloseReason::Unauthorized);
                     }
-                    // Closed or broken before authenticating: nothing to say.
-                    _ => return Err(CloseReason::Normal),
+                    Some(Ok(Message::Close(_))) => {
+                        socket.answer_close().await;
+                        return Err(CloseReason::Normal);
+                    }
+                    Some(Err(e)) => return Err(read_failure(&e)),
+                    // The socket ended without a close frame: nothing to say.
+                    None => return Err(CloseReason::Normal),
                 }
             }
         }
@@ -118,65 +131,15 @@ async fn handshake(
     }
 }
 
-async fn send_error(socket: &mut WebSocket, reference: Option<serde_json::Value>, message: &str) {
+async fn send_error(socket: &mut Socket, reference: Option<serde_json::Value>, message: &str) {
     let frame = ServerFrame::error(reference, None, ErrorCode::Unauthorized, message);
-    let _ = tokio::time::timeout(
-        HANDSHAKE_WRITE_TIMEOUT,
-        socket.send(Message::Text(frame.to_text().into())),
-    )
-    .await;
-}
-
-/// Whether a read failed because a frame or message exceeded the size limit. axum
-/// wraps tungstenite's error; the same tungstenite version is a direct dependency, so
-/// the wrapped error can be matched by type rather than by its message.
-fn is_too_big(error: &axum::Error) -> bool {
-    use std::error::Error as _;
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    error
-        .source()
-        .and_then(|e| e.downcast_ref::<WsError>())
-        .is_some_and(|e| matches!(e, WsError::Capacity(_)))
-}
-
-/// Sends the close frame, then waits (at most `CLOSE_LINGER`) for the peer's close or
-/// EOF before the socket is dropped. The close frame queues behind whatever is still
-/// unsent, so a slow consumer sees it once it reads again; a peer that reads nothing
-/// for `patience` is dead and is dropped without it. Lingering matters when unread
-/// bytes remain (an oversized frame): dropping at once would reset the TCP connection
-/// and the peer would lose the close frame in flight.
-async fn close(socket: &mut WebSocket, reason: CloseReason, patience: Duration) {
-    if reason == CloseReason::Normal {
-        return;
-    }
-    let frame = CloseFrame {
-        code: reason.code(),
-        reason: Utf8Bytes::from_static(reason.text()),
-    };
-    if tokio::time::timeout(patience, socket.send(Message::Close(Some(frame))))
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let _ = tokio::time::timeout(CLOSE_LINGER, async {
-        loop {
-            match socket.recv().await {
-                Some(Ok(Message::Close(_))) | None => return,
-                Some(Ok(_)) => {}
-                // The stream may refuse to read after a protocol error (an oversized
-                // frame): give the peer the rest of the linger to read our close.
-                Some(Err(_)) => std::future::pending::<()>().await,
-            }
-        }
-    })
-    .await;
+    let _ = socket.send_all(vec![frame.to_text()]).await;
 }
 
 /// The authenticated part of a connection.
 async fn serve(
     state: WsState,
-    mut socket: WebSocket,
+    mut socket: Socket,
     principal: Principal,
     reference: Option<serde_json::Value>,
 ) {
@@ -201,6 +164,9 @@ async fn serve(
         config.auth.refresh_notice,
         config.auth.expiry_grace,
     );
+    if let Some(age) = config.connection.max_connection_age {
+        timers.set_max_age(jittered(age));
+    }
     let welcome = ServerFrame::Welcome {
         connection_id: connection_id.to_string(),
         user_id: principal.user_id.as_deref().map(str::to_owned),
@@ -219,109 +185,138 @@ async fn serve(
     let mut attached = Attached::new(&state, connection_id, key, session);
     let shutdown = state.shutdown.clone();
 
-    let reason = if socket
-        .send(Message::Text(welcome.to_text().into()))
-        .await
-        .is_err()
-    {
-        CloseReason::Normal
-    } else {
-        loop {
+    let reason = match socket.send_all(vec![welcome.to_text()]).await {
+        Err(failed) => failed.reason(),
+        Ok(()) => loop {
             // Unbiased on purpose: under a steady stream of deliveries a biased select
             // would never read the socket (pongs, client frames) or fire the timers.
-            tokio::select! {
-                reason = closer.closed() => break reason,
-                () = shutdown.cancelled() => break CloseReason::GoingAway,
-                first = deliveries.recv() => {
-                    // The hub tells a receiver why before it drops its queue: that reason wins.
-                    let Some(first) = first else { break closer.reason().unwrap_or(CloseReason::Normal) };
-                    let write = Box::pin(write_batch(&mut socket, first, &mut deliveries));
-                    // A stuck socket must not keep the close signals waiting.
-                    let written = tokio::select! {
-                        result = write => result,
-                        reason = closer.closed() => {
-                            drop(attached);
-                            close(&mut socket, reason, config.connection.ping_timeout).await;
-                            return;
+            // Every write below is under the write deadline (`Socket`), so a peer that
+            // stops reading cannot hold this loop: the timers, the closer and
+            // shutdown are back in charge within `connection.write_timeout`.
+            let step = tokio::select! {
+                reason = closer.closed() => Err(reason),
+                () = shutdown.cancelled() => Err(CloseReason::GoingAway),
+                first = deliveries.recv() => match first {
+                    // The hub tells a receiver why before it drops its queue: that
+                    // reason wins.
+                    None => Err(closer.reason().unwrap_or(CloseReason::Normal)),
+                    Some(first) => {
+                        let batch = Box::pin(write_batch(&mut socket, first, &mut deliveries));
+                        // A close signal need not wait for a slow write to finish.
+                        tokio::select! {
+                            written = batch => written.map_err(WriteFailed::reason),
+                            reason = closer.closed() => Err(reason),
+                            () = shutdown.cancelled() => Err(CloseReason::GoingAway),
                         }
-                        () = shutdown.cancelled() => Ok(()),
-                    };
-                    if written.is_err() { break CloseReason::Normal; }
-                }
+                    }
+                },
                 frames = attached.presence_frames() => match frames {
-                    Ok(frames) => if send_all(&mut socket, frames).await.is_err() { break CloseReason::Normal; },
-                    Err(reason) => break reason,
+                    Ok(frames) => socket.send_all(frames).await.map_err(WriteFailed::reason),
+                    Err(reason) => Err(reason),
                 },
                 message = socket.recv() => {
                     timers.heard_from_peer();
-                    match message {
-                        Some(Ok(Message::Text(text))) => {
-                            let effects = attached.session.handle_text(&text);
-                            let outcome = Box::pin(attached.execute(effects, &mut timers)).await;
-                            if send_all(&mut socket, outcome.frames).await.is_err() { break CloseReason::Normal; }
-                            if let Some(reason) = outcome.close { break reason; }
-                        }
-                        Some(Ok(Message::Binary(_))) => {
-                            let frame = ServerFrame::error(None, None, ErrorCode::BadRequest, "binary frames are not supported; send JSON text");
-                            if send_all(&mut socket, vec![frame.to_text()]).await.is_err() { break CloseReason::Normal; }
-                        }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                        Some(Ok(Message::Close(_))) | None => break CloseReason::Normal,
-                        Some(Err(e)) if is_too_big(&e) => break CloseReason::MessageTooBig,
-                        Some(Err(_)) => break CloseReason::Normal,
-                    }
+                    Box::pin(on_message(message, &mut socket, &mut attached, &mut timers)).await
                 }
                 () = tokio::time::sleep_until(timers.next()) => {
-                    match timers.due(Instant::now()) {
-                        Some(Due::Ping) if socket.send(Message::Ping(Default::default())).await.is_err() => {
-                            break CloseReason::Normal;
-                        }
-                        Some(Due::Ping) => {}
-                        Some(Due::PeerTimeout) => break CloseReason::PeerTimeout,
-                        Some(Due::RefreshNotice) => {
-                            let expires_in = attached.session.principal().expires_in(unix_now()).unwrap_or(0);
-                            let frame = ServerFrame::RefreshRequired { expires_in };
-                            if send_all(&mut socket, vec![frame.to_text()]).await.is_err() { break CloseReason::Normal; }
-                        }
-                        Some(Due::Expired) => break CloseReason::Unauthorized,
-                        None => {}
-                    }
+                    Box::pin(on_deadline(timers.due(Instant::now()), &mut socket, &attached)).await
                 }
+            };
+            if let Err(reason) = step {
+                break reason;
             }
-        }
+        },
     };
     drop(attached);
-    close(&mut socket, reason, config.connection.ping_timeout).await;
+    count(&state.metrics, reason);
+    socket.close(reason).await;
+}
+
+/// Handles what the peer sent; `Err` ends the connection with that reason.
+async fn on_message(
+    message: Option<Result<Message, axum::Error>>,
+    socket: &mut Socket,
+    attached: &mut Attached,
+    timers: &mut Timers,
+) -> Result<(), CloseReason> {
+    let effects = match message {
+        Some(Ok(Message::Text(text))) => attached.session.handle_text(&text),
+        // Every frame counts against the rate; binary ones are also misuse.
+        Some(Ok(Message::Binary(_))) => attached.session.handle_binary(),
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => attached.session.handle_control(),
+        Some(Ok(Message::Close(_))) => {
+            socket.answer_close().await;
+            return Err(CloseReason::Normal);
+        }
+        Some(Err(e)) => return Err(read_failure(&e)),
+        None => return Err(CloseReason::Normal),
+    };
+    if effects.is_empty() {
+        return Ok(());
+    }
+    if let [Effect::Close(reason)] = effects.as_slice() {
+        return Err(*reason);
+    }
+    let outcome = Box::pin(attached.execute(effects, timers)).await;
+    socket
+        .send_all(outcome.frames)
+        .await
+        .map_err(WriteFailed::reason)?;
+    outcome.close.map_or(Ok(()), Err)
+}
+
+/// Does what a passed deadline asks; `Err` ends the connection with that reason.
+async fn on_deadline(
+    due: Option<Due>,
+    socket: &mut Socket,
+    attached: &Attached,
+) -> Result<(), CloseReason> {
+    let sent = match due {
+        None => return Ok(()),
+        Some(Due::Ping) => socket.send(Message::Ping(Default::default())).await,
+        Some(Due::PeerTimeout) => return Err(CloseReason::PeerTimeout),
+        Some(Due::RefreshNotice) => {
+            let principal = attached.session.principal();
+            let expires_in = principal.expires_in(unix_now()).unwrap_or(0);
+            let frame = ServerFrame::RefreshRequired { expires_in };
+            socket.send_all(vec![frame.to_text()]).await
+        }
+        Some(Due::Expired) => return Err(CloseReason::Unauthorized),
+        Some(Due::MaxAge) => return Err(CloseReason::MaxAge),
+    };
+    sent.map_err(WriteFailed::reason)
+}
+
+/// `age` shortened by up to 10% at random, so connections opened together (after a
+/// deploy) do not all reach it at once.
+fn jittered(age: Duration) -> Duration {
+    let random = uuid::Uuid::new_v4().as_u128() as u32;
+    let tenth = age / 10;
+    age.saturating_sub(tenth.mul_f64(f64::from(random) / f64::from(u32::MAX)))
 }
 
 /// Feeds `first` and everything else already queued, then flushes once.
 async fn write_batch(
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     first: Delivery,
     deliveries: &mut mpsc::Receiver<Delivery>,
-) -> Result<(), axum::Error> {
-    socket.feed(event_message(&first)).await?;
-    for _ in 1..MAX_BATCH {
-        match deliveries.try_recv() {
-            Ok(next) => socket.feed(event_message(&next)).await?,
-            Err(_) => break,
-        }
-    }
-    socket.flush().await
+) -> Result<(), WriteFailed> {
+    socket
+        .write(async |ws: &mut WebSocket| {
+            ws.feed(event_message(&first)).await?;
+            for _ in 1..MAX_BATCH {
+                match deliveries.try_recv() {
+                    Ok(next) => ws.feed(event_message(&next)).await?,
+                    Err(_) => break,
+                }
+            }
+            ws.flush().await
+        })
+        .await
 }
 
 fn event_message(delivery: &Delivery) -> Message {
     // Frames are built from `serde_json` output, so they are always UTF-8.
     let frame = delivery.event.frame(&delivery.subs);
     Message::Text(Utf8Bytes::try_from(frame).unwrap_or_default())
-}
-
-async fn send_all(socket: &mut WebSocket, frames: Vec<String>) -> Result<(), axum::Error> {
-    if frames.is_empty() {
-        return Ok(());
-    }
-    for frame in frames {
-        socket.feed(Message::Text(frame.into())).await?;
-    }
-    socket.flush().await
 }

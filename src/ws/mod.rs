@@ -1,11 +1,14 @@
-//! The WebSocket endpoint: the upgrade (origin check, buffer sizes, limits) here, the
-//! per-connection task in `connection`, frame decisions in `session` and their
-//! execution in `execute`.
+//! The WebSocket endpoint: the upgrade (origin check) here, the socket settings,
+//! write deadlines and close handshake in `socket`, the per-connection task in
+//! `connection`, frame decisions in `session` and their execution in `execute`.
+//! `echo` is the conformance-test endpoint (never mounted by `Realtime::router`).
 
 mod connection;
+pub(crate) mod echo;
 mod execute;
 mod origin;
 mod session;
+mod socket;
 mod timers;
 
 use std::{collections::HashMap, sync::Arc};
@@ -58,7 +61,6 @@ pub(crate) async fn upgrade(
     if !state.origins.allow(&headers) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
-    let config = &state.config.connection;
     let token = bearer_token(&headers).or_else(|| {
         state
             .config
@@ -68,10 +70,6 @@ pub(crate) async fn upgrade(
             .flatten()
     });
     let tasks = state.tasks.clone();
-    upgrade
-        .read_buffer_size(config.read_buffer_size)
-        .write_buffer_size(config.write_buffer_size)
-        .max_message_size(config.max_message_size)
-        .max_frame_size(config.max_message_size)
+    socket::configure(upgrade, &state.config.connection)
         .on_upgrade(move |socket| tasks.track_future(connection::run(state, socket, token)))
 }

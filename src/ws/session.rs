@@ -106,6 +106,8 @@ pub(crate) struct SessionSettings {
     pub max_subscriptions: usize,
     /// Refused frames tolerated before closing 4400.
     pub misuse_limit: u32,
+    /// Frames over the rate tolerated before closing 4029.
+    pub rate_limit_tolerance: u32,
     /// Client frames per second (burst twice that).
     pub messages_per_second: u32,
 }
@@ -122,6 +124,7 @@ impl SessionSettings {
             verifier,
             max_subscriptions: connection.max_subscriptions,
             misuse_limit: connection.misuse_limit,
+            rate_limit_tolerance: connection.rate_limit_tolerance,
             messages_per_second: connection.messages_per_second,
         }
     }
@@ -134,6 +137,9 @@ pub(crate) struct Session {
     /// This connection's live subscriptions.
     subscriptions: HashMap<Arc<str>, Arc<Pattern>>,
     misuse: u32,
+    /// Frames refused for rate so far: not misuse (the client is only too fast), but
+    /// sustained, it is told to back off (4029).
+    over_rate: u32,
     limiter: DefaultDirectRateLimiter,
 }
 
@@ -158,6 +164,7 @@ impl Session {
             principal,
             subscriptions: HashMap::new(),
             misuse: 0,
+            over_rate: 0,
             limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
         }
     }
@@ -191,15 +198,53 @@ impl Session {
         effects
     }
 
-    /// Handles one text frame.
-    pub(super) fn handle_text(&mut self, text: &str) -> Vec<Effect> {
-        if self.limiter.check().is_err() {
-            return self.refuse(
+    /// Counts a client frame against the rate; every frame counts, whatever its kind.
+    /// `Some` when it is over: the refusal (an `error` frame when `reply`), and the
+    /// 4029 close once refusals pass the tolerance. Too fast is not misuse, so it
+    /// never leads to 4400 ("stop for good").
+    fn over_rate(&mut self, reply: bool) -> Option<Vec<Effect>> {
+        if self.limiter.check().is_ok() {
+            return None;
+        }
+        self.over_rate = self.over_rate.saturating_add(1);
+        let mut effects = Vec::new();
+        if reply {
+            effects.push(Effect::Reply(ServerFrame::error(
                 None,
                 None,
                 ErrorCode::RateLimited,
                 "too many frames; slow down",
-            );
+            )));
+        }
+        if self.over_rate > self.settings.rate_limit_tolerance {
+            effects.push(Effect::Close(CloseReason::RateLimited));
+        }
+        Some(effects)
+    }
+
+    /// Handles a binary frame: counted like any frame, and refused (JSON text only).
+    pub(super) fn handle_binary(&mut self) -> Vec<Effect> {
+        if let Some(refused) = self.over_rate(true) {
+            return refused;
+        }
+        self.refuse(
+            None,
+            None,
+            ErrorCode::BadRequest,
+            "binary frames are not supported; send JSON text",
+        )
+    }
+
+    /// Handles a ping or pong from the client: counted against the rate (a flood of
+    /// them costs the server as much as any frame), never answered with an error.
+    pub(super) fn handle_control(&mut self) -> Vec<Effect> {
+        self.over_rate(false).unwrap_or_default()
+    }
+
+    /// Handles one text frame.
+    pub(super) fn handle_text(&mut self, text: &str) -> Vec<Effect> {
+        if let Some(refused) = self.over_rate(true) {
+            return refused;
         }
         let frame = match parse_client_frame(text) {
             Ok(frame) => frame,
@@ -483,6 +528,7 @@ mod tests {
             verifier: verifier(),
             max_subscriptions: 2,
             misuse_limit,
+            rate_limit_tolerance: 3,
             messages_per_second: 1000,
         };
         Session::new(settings, Arc::new(principal))
@@ -609,6 +655,49 @@ mod tests {
         assert!(matches!(
             effects.last(),
             Some(Effect::Close(CloseReason::ProtocolMisuse))
+        ));
+    }
+
+    #[test]
+    fn binary_frames_count_as_misuse() {
+        let mut s = session(user("ann", &[]), 1);
+        assert_eq!(
+            error_code(&s.handle_binary()).as_deref(),
+            Some("bad_request")
+        );
+        let effects = s.handle_binary();
+        assert!(matches!(
+            effects.last(),
+            Some(Effect::Close(CloseReason::ProtocolMisuse))
+        ));
+    }
+
+    #[test]
+    fn sustained_flooding_closes_4029_not_4400() {
+        // Misuse limit 0: any refusal counted as misuse would close 4400 at once.
+        let mut s = session(user("ann", &[]), 0);
+        s.settings.messages_per_second = 1;
+        s.limiter = RateLimiter::direct(Quota::per_second(NonZeroU32::MIN));
+        let ping = json!({"type":"ping"}).to_string();
+        assert!(matches!(
+            s.handle_text(&ping).as_slice(),
+            [Effect::Reply(_)]
+        ));
+        // Over the rate: text gets an error, control frames are counted silently.
+        assert_eq!(
+            error_code(&s.handle_text(&ping)).as_deref(),
+            Some("rate_limited")
+        );
+        assert!(s.handle_control().is_empty());
+        assert_eq!(
+            error_code(&s.handle_binary()).as_deref(),
+            Some("rate_limited")
+        );
+        // The fourth refusal passes the tolerance of 3.
+        let effects = s.handle_control();
+        assert!(matches!(
+            effects.as_slice(),
+            [Effect::Close(CloseReason::RateLimited)]
         ));
     }
 

@@ -1,5 +1,10 @@
-//! The deadlines of one connection: heartbeat and token lifetime. Pure state: the
-//! connection task asks which deadline comes next and what to do when it passes.
+//! The deadlines of one connection: heartbeat, token lifetime and connection age. Pure
+//! state: the connection task asks which deadline comes next and what to do when it
+//! passes.
+//!
+//! A token's `exp` is client-supplied: a deadline too far ahead to be an `Instant`
+//! (`exp` near 2^63 seconds) means no deadline, never an overflow panic. Every sum
+//! here is `checked_add`.
 
 use std::time::Duration;
 
@@ -16,6 +21,8 @@ pub(super) enum Due {
     RefreshNotice,
     /// The token expired and the grace passed.
     Expired,
+    /// The connection reached its maximum age.
+    MaxAge,
 }
 
 /// Heartbeat and token deadlines.
@@ -27,19 +34,33 @@ pub(super) struct Timers {
     pong_deadline: Option<Instant>,
     refresh_at: Option<Instant>,
     expire_at: Option<Instant>,
+    max_age_at: Option<Instant>,
+}
+
+/// `now + after`, or `None` when that is beyond what an `Instant` can hold.
+fn later(now: Instant, after: Duration) -> Option<Instant> {
+    now.checked_add(after)
 }
 
 impl Timers {
     /// Timers starting now.
     pub(super) fn new(ping_interval: Duration, ping_timeout: Duration) -> Self {
+        let now = Instant::now();
         Self {
             ping_interval,
             ping_timeout,
-            next_ping: Instant::now() + ping_interval,
+            // Configured values, validated; a year stands in if one is absurd.
+            next_ping: later(now, ping_interval).unwrap_or_else(|| far_future(now)),
             pong_deadline: None,
             refresh_at: None,
             expire_at: None,
+            max_age_at: None,
         }
+    }
+
+    /// Closes the connection (with 1012) once it is `age` old.
+    pub(super) fn set_max_age(&mut self, age: Duration) {
+        self.max_age_at = later(Instant::now(), age);
     }
 
     /// Any traffic from the peer proves it is alive.
@@ -54,8 +75,8 @@ impl Timers {
         match expires_in {
             Some(secs) => {
                 let left = Duration::from_secs(secs);
-                self.refresh_at = Some(now + left.saturating_sub(notice));
-                self.expire_at = Some(now + left + grace);
+                self.refresh_at = later(now, left.saturating_sub(notice));
+                self.expire_at = left.checked_add(grace).and_then(|t| later(now, t));
             }
             None => {
                 self.refresh_at = None;
@@ -71,6 +92,7 @@ impl Timers {
             self.pong_deadline,
             self.refresh_at,
             self.expire_at,
+            self.max_age_at,
         ]
         .into_iter()
         .flatten()
@@ -88,19 +110,28 @@ impl Timers {
             self.pong_deadline = None;
             return Some(Due::PeerTimeout);
         }
+        if self.max_age_at.is_some_and(|t| t <= now) {
+            self.max_age_at = None;
+            return Some(Due::MaxAge);
+        }
         if self.refresh_at.is_some_and(|t| t <= now) {
             self.refresh_at = None;
             return Some(Due::RefreshNotice);
         }
         if self.next_ping <= now {
-            self.next_ping = now + self.ping_interval;
+            self.next_ping = later(now, self.ping_interval).unwrap_or_else(|| far_future(now));
             if self.pong_deadline.is_none() {
-                self.pong_deadline = Some(now + self.ping_timeout);
+                self.pong_deadline = later(now, self.ping_timeout);
             }
             return Some(Due::Ping);
         }
         None
     }
+}
+
+/// A year from `now` (or `now` itself on a clock that cannot go that far): "not soon".
+fn far_future(now: Instant) -> Instant {
+    later(now, Duration::from_secs(365 * 24 * 3600)).unwrap_or(now)
 }
 
 #[cfg(test)]
@@ -142,5 +173,30 @@ mod tests {
         // Less time left than the notice: the notice is due at once.
         t.set_token(Some(5), Duration::from_secs(30), Duration::from_secs(10));
         assert_eq!(t.due(Instant::now()), Some(Due::RefreshNotice));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_far_future_exp_means_no_deadline_not_a_panic() {
+        let mut t = Timers::new(Duration::from_secs(25), Duration::from_secs(10));
+        for secs in [u64::MAX, 1 << 63, (1 << 63) - 1, u64::MAX - 5] {
+            t.set_token(Some(secs), Duration::from_secs(30), Duration::MAX);
+            t.set_token(Some(secs), Duration::ZERO, Duration::from_secs(10));
+            // Only the heartbeat is left.
+            tokio::time::sleep_until(t.next()).await;
+            assert_eq!(t.due(Instant::now()), Some(Due::Ping));
+            t.heard_from_peer();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_age_comes_after_its_duration() {
+        let mut t = Timers::new(Duration::from_secs(3600), Duration::from_secs(10));
+        let start = Instant::now();
+        t.set_max_age(Duration::from_secs(90));
+        tokio::time::sleep_until(t.next()).await;
+        assert_eq!(t.due(Instant::now()), Some(Due::MaxAge));
+        assert_eq!(Instant::now() - start, Duration::from_secs(90));
+        t.set_max_age(Duration::MAX);
+        assert_eq!(t.due(Instant::now()), None);
     }
 }

@@ -8,6 +8,7 @@ pub mod backend_tests;
 pub mod brokers;
 pub mod cluster;
 pub mod db;
+pub mod raw_ws;
 pub mod server;
 pub mod sse;
 

@@ -160,6 +160,7 @@ impl TestServer {
             app = app.merge(routes(&realtime));
         }
         let shutdown = realtime.shutdown_token();
+        let listener = realtime.listener(listener);
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })

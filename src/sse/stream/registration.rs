@@ -1,7 +1,7 @@
 //! A stream's place in the hub: its registration, its subscriptions (each admitted by
 //! the access policy first) and the guard that undoes both however the stream ends.
 
-use std::sync::{Arc, atomic::Ordering};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
@@ -12,7 +12,7 @@ use crate::{
     close::Closer,
     hooks::SubscriptionHooks,
     hub::{Delivery, Hub, Receiver, ReceiverKey, ReceiverKind},
-    metrics::Metrics,
+    limits::{self, ConnectionSlot},
     rules::Rules,
     sse::SseState,
     topic::Pattern,
@@ -37,7 +37,8 @@ fn admit(rules: &Rules, principal: &Principal, pattern: &Pattern) -> Result<(), 
 /// failed.
 pub(super) struct Guard {
     hub: Arc<Hub>,
-    metrics: Arc<Metrics>,
+    /// The stream's place under `connection.max_connections`, given back on drop.
+    _slot: ConnectionSlot,
     subscription_hooks: Arc<SubscriptionHooks>,
     key: ReceiverKey,
     pub(super) id: Arc<str>,
@@ -47,7 +48,6 @@ pub(super) struct Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         self.hub.disconnect(self.key);
-        Metrics::dec(&self.metrics.sse_streams);
         for pattern in &self.patterns {
             self.subscription_hooks
                 .unsubscribed(pattern.as_str(), &self.id);
@@ -69,10 +69,9 @@ pub(crate) struct Registration {
 impl Registration {
     /// Registers a stream for `principal` in the hub, with no subscription yet.
     pub(crate) fn open(state: SseState, principal: Arc<Principal>) -> Result<Self, StreamError> {
-        let streams = state.metrics.sse_streams.load(Ordering::Relaxed);
-        if streams >= state.config.connection.max_connections as u64 {
-            return Err(StreamError::TooManyStreams);
-        }
+        let max = state.config.connection.max_connections as u64;
+        let slot = ConnectionSlot::try_acquire(&state.metrics, limits::sse_streams, max)
+            .ok_or(StreamError::TooManyStreams)?;
         let (queue, deliveries) = mpsc::channel(state.config.sse.queue_capacity);
         let closer = Closer::default();
         let id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
@@ -85,10 +84,9 @@ impl Registration {
             },
             ReceiverKind::Sse,
         );
-        Metrics::inc(&state.metrics.sse_streams);
         let guard = Guard {
             hub: state.hub.clone(),
-            metrics: state.metrics.clone(),
+            _slot: slot,
             subscription_hooks: state.subscription_hooks.clone(),
             key,
             id,

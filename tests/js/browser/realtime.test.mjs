@@ -131,6 +131,28 @@ describe("realtime client in Chromium against the real server", suiteOptions(mis
     assert.ok(log.tokens.slice(1).every((r) => r === "reconnect"), `token reasons ${log.tokens}`);
   });
 
+  test("1012 at the server's connection age limit: reconnect and resume, nothing missed", async () => {
+    const { server, page } = await setup({ TIDINGS_MAX_CONNECTION_AGE: "1s" });
+    await page.evaluate(() => window.sub("all", "todos:*"));
+    await until(page, () => window.log.subs.all.ready);
+    // Events keep coming for about 3 s, across at least two age-limit closes; the pace
+    // only spreads them over that time.
+    const titles = [];
+    for (let i = 0; i < 12; i++) {
+      const [todo] = await addTodos(server, "ann", [`t-${i}`]);
+      titles.push(todo.title);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    await until(page, (n) => window.log.subs.all.events.length >= n && window.client.state === "connected", titles.length);
+    const log = await pageLog(page);
+    assert.deepEqual(log.subs.all.events.map((e) => e.title), titles, "events lost, repeated or out of order");
+    assertStrictlyIncreasing(log.subs.all.events.map((e) => e.cursor));
+    assert.deepEqual(log.subs.all.resyncs, [], "unexpected resync");
+    const ageCloses = log.retries.filter((r) => r.code === 1012);
+    assert.ok(ageCloses.length >= 2, `expected 1012 reconnects, got retries ${JSON.stringify(log.retries)}`);
+    assert.deepEqual(log.errors, []);
+  });
+
   test("a cut longer than the replay cap: onResync once, then live delivery", async () => {
     const { server, proxy, page } = await setup({ TIDINGS_REPLAY_CAP: "3" });
     await page.evaluate(() => window.sub("all", "todos:*"));

@@ -156,6 +156,9 @@ impl JwtVerifier {
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = config.leeway.as_secs();
         validation.validate_exp = true;
+        // `nbf` is checked with the same leeway when present; a malformed one (a
+        // string, say) is refused rather than ignored.
+        validation.validate_nbf = true;
         match &config.issuer {
             Some(iss) => {
                 validation.set_issuer(&[iss]);
@@ -290,6 +293,41 @@ mod tests {
             v.verify(&sign(
                 json!({"sub":"a","exp":unix_now()-100,"iss":"me","aud":"app"})
             )),
+            Err(AuthError::Expired)
+        );
+    }
+
+    #[test]
+    fn not_before_is_checked_with_the_default_leeway() {
+        let v = verifier(|_| {});
+        let now = unix_now();
+        let exp = now + 3600;
+        assert_eq!(
+            v.verify(&sign(json!({"sub":"a","exp":exp,"nbf":now + 3600}))),
+            Err(AuthError::Invalid("token not yet valid".into()))
+        );
+        assert_eq!(
+            v.verify(&sign(json!({"sub":"a","exp":exp,"nbf":"tomorrow"}))),
+            Err(AuthError::Invalid("claim nbf has the wrong type".into()))
+        );
+        // Within the documented default leeway of 5 s: a clock a little behind.
+        assert_eq!(
+            JwtConfig::default().leeway,
+            std::time::Duration::from_secs(5)
+        );
+        assert!(
+            v.verify(&sign(json!({"sub":"a","exp":exp,"nbf":now + 3})))
+                .is_ok()
+        );
+        assert!(
+            v.verify(&sign(json!({"sub":"a","exp":exp,"nbf":now})))
+                .is_ok()
+        );
+        // Past the leeway on the other side too: exp a little in the past passes,
+        // further in the past does not.
+        assert!(v.verify(&sign(json!({"sub":"a","exp":now - 3}))).is_ok());
+        assert_eq!(
+            v.verify(&sign(json!({"sub":"a","exp":now - 30}))),
             Err(AuthError::Expired)
         );
     }

@@ -37,9 +37,10 @@
 //! tx.insert(&Todo { id: "1".into(), title: "milk".into(), owner_id: "ann".into() }).await?;
 //! tx.commit().await?;
 //!
-//! // Mount the gateway's routes next to your own.
+//! // Mount the gateway's routes next to your own, and serve them with the gateway's
+//! // transport limits (timeouts and caps before the upgrade, docs/security.md).
 //! let app = axum::Router::new().merge(realtime.router());
-//! axum::serve(tokio::net::TcpListener::bind("127.0.0.1:3000").await?, app).await?;
+//! realtime.serve(tokio::net::TcpListener::bind("127.0.0.1:3000").await?, app).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -76,6 +77,7 @@ mod event;
 mod hooks;
 mod http;
 mod hub;
+mod limits;
 mod log;
 mod metrics;
 pub mod model;
@@ -83,6 +85,7 @@ mod presence;
 mod protocol;
 mod publisher;
 mod rules;
+mod serve;
 pub mod sse;
 mod topic;
 mod ws;

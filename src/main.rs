@@ -188,6 +188,8 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
     env_parse("TIDINGS_REPLAY_CAP", &mut c.log.replay_cap)?;
     env_parse("TIDINGS_RING_CAPACITY", &mut c.log.ring_capacity)?;
     env_parse("TIDINGS_RETENTION", &mut c.log.retention)?;
+    env_parse("TIDINGS_RETENTION_BYTES", &mut c.log.retention_bytes)?;
+    env_parse("TIDINGS_RING_MAX_BYTES", &mut c.log.ring_max_bytes)?;
     env_duration("TIDINGS_SEQUENCER_TIMEOUT", &mut c.log.sequencer_timeout)?;
     env_duration("TIDINGS_POLL_INTERVAL", &mut c.log.poll_interval)?;
     env_parse("TIDINGS_RELAY_BATCH", &mut c.log.relay_batch)?;
@@ -202,6 +204,10 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
         c.broker.channel_prefix = prefix;
     }
     let b = &mut c.broker;
+    env_parse(
+        "TIDINGS_BROKER_MEMORY_BUFFER_BYTES",
+        &mut b.memory_buffer_bytes,
+    )?;
     env_duration(
         "TIDINGS_BROKER_HEARTBEAT_INTERVAL",
         &mut b.heartbeat_interval,
@@ -219,14 +225,33 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
     Ok(s)
 }
 
+/// Crates that log WebSocket frames, bearer tokens in `auth` frames included, at
+/// trace level through the `log` crate (tungstenite: "Received message ..."). Their
+/// records never reach the log, whatever `RUST_LOG` says: a filter could be
+/// overridden by a more specific directive, an ignored crate cannot.
+const FRAME_LOGGING_CRATES: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), with `log` records
+/// forwarded except those of [`FRAME_LOGGING_CRATES`].
+fn init_logging() {
+    let forward_log = FRAME_LOGGING_CRATES
+        .iter()
+        .fold(tracing_log::LogTracer::builder(), |builder, name| {
+            builder.ignore_crate(*name)
+        });
+    // Only fails when a logger is already set, which nothing in this binary does.
+    let _ = forward_log.init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .finish();
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     // Printed by hand: returning the error from `main` would print its Debug form, with
     // a stack backtrace whenever RUST_BACKTRACE is set.
     match run().await {
@@ -249,7 +274,8 @@ async fn run() -> anyhow::Result<()> {
         &settings.broker_url,
         &broker::BrokerOptions::default()
             .with_channel_prefix(settings.realtime.broker.channel_prefix.clone())
-            .with_memory_capacity(settings.realtime.log.ring_capacity.max(1024)),
+            .with_memory_capacity(settings.realtime.log.ring_capacity.max(1024))
+            .with_memory_buffer_bytes(settings.realtime.broker.memory_buffer_bytes),
     )
     .with_context(|| {
         format!(
@@ -312,7 +338,7 @@ async fn run() -> anyhow::Result<()> {
     );
 
     let shutdown = realtime.shutdown_token();
-    let server = axum::serve(listener, app).with_graceful_shutdown({
+    tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
             wait_for_signal().await;
@@ -321,7 +347,12 @@ async fn run() -> anyhow::Result<()> {
         }
     });
     let deadline = settings.realtime.shutdown_timeout;
-    let serving = tokio::spawn(async move { server.await });
+    // The gateway's accept loop: header-read and idle timeouts, sockets and connects
+    // per address (docs/security.md). It stops accepting when shutdown begins.
+    let serving = tokio::spawn({
+        let realtime = realtime.clone();
+        async move { realtime.serve(listener, app).await }
+    });
     shutdown.cancelled().await;
     // From the signal on, everything has `shutdown_timeout` to finish.
     let drained = tokio::time::timeout(deadline, async {

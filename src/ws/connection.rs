@@ -20,6 +20,7 @@ use crate::{
     auth::{Principal, unix_now},
     close::{CloseReason, Closer},
     hub::{Delivery, Receiver},
+    limits::Slot,
     metrics::Metrics,
     protocol::{ClientFrame, ErrorCode, ServerFrame, parse_client_frame},
 };
@@ -34,25 +35,32 @@ const HANDSHAKE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs a connection to its end. `token` came from the upgrade request (header or
 /// allowed query parameter), if any.
-pub(crate) async fn run(state: WsState, mut socket: WebSocket, token: Option<String>) {
+pub(crate) async fn run(
+    state: WsState,
+    mut socket: WebSocket,
+    token: Option<String>,
+    slot: Result<Slot, CloseReason>,
+) {
+    let mut slot = match slot {
+        Ok(slot) => slot,
+        Err(reason) => return close(&mut socket, reason, HANDSHAKE_WRITE_TIMEOUT).await,
+    };
     let metrics = state.metrics.clone();
-    if metrics
-        .connections
-        .load(std::sync::atomic::Ordering::Relaxed)
-        >= state.config.connection.max_connections as u64
-    {
-        close(
-            &mut socket,
-            CloseReason::RateLimited,
-            HANDSHAKE_WRITE_TIMEOUT,
-        )
-        .await;
-        return;
-    }
     Metrics::inc(&metrics.connections);
     // Boxed futures keep the long-lived connection future small: their state is
     // only allocated while they run (memory per idle connection).
     let handshake = Box::pin(handshake(&state, &mut socket, token)).await;
+    // A user who authenticated with the first frame is counted now; over the cap,
+    // 4029 (the upgrade was already answered).
+    let handshake = handshake.and_then(|(principal, reference)| match &principal.user_id {
+        Some(user) => state
+            .limits
+            .slots
+            .claim_user(&mut slot, user)
+            .map(|()| (principal, reference))
+            .map_err(|_| CloseReason::RateLimited),
+        None => Ok((principal, reference)),
+    });
     if let Ok((principal, reference)) = handshake {
         Box::pin(serve(state, socket, principal, reference)).await;
     } else if let Err(reason) = handshake {
@@ -212,6 +220,7 @@ async fn serve(
         state.rules.clone(),
         state.verifier.clone(),
         &config.connection,
+        state.limits.publish.clone(),
     );
     let session = Session::new(settings, principal);
     // From here on, however the connection ends (a panic included), the hub forgets

@@ -1,7 +1,7 @@
 //! A stream's place in the hub: its registration, its subscriptions (each admitted by
 //! the access policy first) and the guard that undoes both however the stream ends.
 
-use std::sync::{Arc, atomic::Ordering};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
@@ -12,6 +12,7 @@ use crate::{
     close::Closer,
     hooks::SubscriptionHooks,
     hub::{Delivery, Hub, Receiver, ReceiverKey, ReceiverKind},
+    limits::Slot,
     metrics::Metrics,
     rules::Rules,
     sse::SseState,
@@ -42,6 +43,8 @@ pub(super) struct Guard {
     key: ReceiverKey,
     pub(super) id: Arc<str>,
     pub(super) patterns: Vec<Arc<Pattern>>,
+    /// The stream's place under the connection caps, released with the stream.
+    _slot: Slot,
 }
 
 impl Drop for Guard {
@@ -68,11 +71,12 @@ pub(crate) struct Registration {
 
 impl Registration {
     /// Registers a stream for `principal` in the hub, with no subscription yet.
-    pub(crate) fn open(state: SseState, principal: Arc<Principal>) -> Result<Self, StreamError> {
-        let streams = state.metrics.sse_streams.load(Ordering::Relaxed);
-        if streams >= state.config.connection.max_connections as u64 {
-            return Err(StreamError::TooManyStreams);
-        }
+    /// `slot` is its place under the connection caps, taken by the endpoint.
+    pub(crate) fn open(
+        state: SseState,
+        principal: Arc<Principal>,
+        slot: Slot,
+    ) -> Result<Self, StreamError> {
         let (queue, deliveries) = mpsc::channel(state.config.sse.queue_capacity);
         let closer = Closer::default();
         let id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
@@ -93,6 +97,7 @@ impl Registration {
             key,
             id,
             patterns: Vec::new(),
+            _slot: slot,
         };
         Ok(Self {
             state,

@@ -185,6 +185,36 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
         &mut c.connection.send_queue_capacity,
     )?;
     env_parse("TIDINGS_MAX_CONNECTIONS", &mut c.connection.max_connections)?;
+    env_parse(
+        "TIDINGS_MAX_CONNECTIONS_PER_USER",
+        &mut c.connection.max_connections_per_user,
+    )?;
+    env_parse(
+        "TIDINGS_MAX_CONNECTIONS_PER_IP",
+        &mut c.connection.max_connections_per_ip,
+    )?;
+    let t = &mut c.transport;
+    env_duration("TIDINGS_HEADER_READ_TIMEOUT", &mut t.header_read_timeout)?;
+    env_duration("TIDINGS_IDLE_TIMEOUT", &mut t.idle_timeout)?;
+    env_parse("TIDINGS_MAX_HEADER_BYTES", &mut t.max_header_bytes)?;
+    env_parse("TIDINGS_MAX_SOCKETS_PER_IP", &mut t.max_sockets_per_ip)?;
+    env_parse(
+        "TIDINGS_CONNECTS_PER_SECOND_PER_IP",
+        &mut t.connects_per_second_per_ip,
+    )?;
+    env_parse("TIDINGS_MAX_TRACKED_KEYS", &mut t.max_tracked_keys)?;
+    env_duration("TIDINGS_LIMITER_PRUNE_INTERVAL", &mut t.prune_interval)?;
+    let p = &mut c.publish;
+    env_parse(
+        "TIDINGS_PUBLISH_MAX_PAYLOAD_BYTES",
+        &mut p.max_payload_bytes,
+    )?;
+    env_parse(
+        "TIDINGS_PUBLISH_EVENTS_PER_WINDOW",
+        &mut p.events_per_window,
+    )?;
+    env_parse("TIDINGS_PUBLISH_BYTES_PER_WINDOW", &mut p.bytes_per_window)?;
+    env_duration("TIDINGS_PUBLISH_WINDOW", &mut p.window)?;
     env_parse("TIDINGS_REPLAY_CAP", &mut c.log.replay_cap)?;
     env_parse("TIDINGS_RING_CAPACITY", &mut c.log.ring_capacity)?;
     env_parse("TIDINGS_RETENTION", &mut c.log.retention)?;

@@ -249,6 +249,9 @@ impl RealtimeBuilder {
         );
         tasks.spawn(relay.run(shutdown.clone()));
 
+        if let Some(refresh) = verifier.jwks_refresh(shutdown.clone()) {
+            tasks.spawn(refresh);
+        }
         let limits = Arc::new(NodeLimits::new(&self.config));
         tasks.spawn(
             limits

@@ -80,6 +80,61 @@ pub enum JwtAlgorithm {
     RS256,
     /// ECDSA P-256 with SHA-256, public key in PEM.
     ES256,
+    /// Ed25519 (EdDSA), public key in PEM.
+    EdDSA,
+}
+
+/// A JSON Web Key Set: public keys chosen by a token's `kid`, for tokens of one issuer.
+/// A token is checked against a set only if its `iss` is the set's issuer and its
+/// `alg` is one of the set's algorithms; only then is its `kid` looked up, and only an
+/// unknown `kid` makes the set be read again (at most every
+/// `jwt.jwks_min_refetch_interval`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksConfig {
+    /// The `iss` of the tokens these keys sign; required in those tokens.
+    pub issuer: String,
+    /// A file holding the set (`{"keys":[...]}`). Exactly one of `file` and `url`.
+    #[serde(default)]
+    pub file: Option<std::path::PathBuf>,
+    /// An `http://` or `https://` URL serving the set. Exactly one of `file` and
+    /// `url`. Needs the `jwks-url` feature (on by default).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Algorithms accepted from this issuer: asymmetric ones only (a key set is
+    /// public). Default: RS256, ES256, EdDSA.
+    #[serde(default = "JwksConfig::default_algorithms")]
+    pub algorithms: Vec<JwtAlgorithm>,
+}
+
+impl JwksConfig {
+    fn default_algorithms() -> Vec<JwtAlgorithm> {
+        vec![
+            JwtAlgorithm::RS256,
+            JwtAlgorithm::ES256,
+            JwtAlgorithm::EdDSA,
+        ]
+    }
+
+    /// A set read from `file`, for tokens of `issuer`, with the default algorithms.
+    pub fn file(issuer: impl Into<String>, file: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            file: Some(file.into()),
+            url: None,
+            algorithms: Self::default_algorithms(),
+        }
+    }
+
+    /// A set fetched from `url`, for tokens of `issuer`, with the default algorithms.
+    pub fn url(issuer: impl Into<String>, url: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            file: None,
+            url: Some(url.into()),
+            algorithms: Self::default_algorithms(),
+        }
+    }
 }
 
 /// How tokens are verified.
@@ -99,6 +154,21 @@ pub struct JwtConfig {
     /// Clock skew tolerated on `exp`/`nbf`, at most 30 s. Default: 5 s.
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
+    /// Key sets by issuer (`[[realtime.jwt.jwks]]` in TOML), besides or instead of
+    /// the one key above. Default: none.
+    pub jwks: Vec<JwksConfig>,
+    /// How often every key set is read again. Default: 10 min.
+    #[serde(with = "humantime_serde")]
+    pub jwks_refresh_interval: Duration,
+    /// A token with an unknown `kid` makes its set be read again, at most this often.
+    /// Default: 30 s.
+    #[serde(with = "humantime_serde")]
+    pub jwks_min_refetch_interval: Duration,
+    /// How long fetching a key set from a URL may take. Default: 5 s.
+    #[serde(with = "humantime_serde")]
+    pub jwks_fetch_timeout: Duration,
+    /// Largest key set document in bytes. Default: 262144.
+    pub jwks_max_bytes: usize,
 }
 
 impl Default for JwtConfig {
@@ -112,6 +182,11 @@ impl Default for JwtConfig {
             // Clocks of token issuers and nodes drift by a few seconds; without a
             // leeway a fresh token can look "not yet valid".
             leeway: Duration::from_secs(5),
+            jwks: Vec::new(),
+            jwks_refresh_interval: Duration::from_secs(600),
+            jwks_min_refetch_interval: Duration::from_secs(30),
+            jwks_fetch_timeout: Duration::from_secs(5),
+            jwks_max_bytes: 256 * 1024,
         }
     }
 }
@@ -126,6 +201,11 @@ impl std::fmt::Debug for JwtConfig {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway", &self.leeway)
+            .field("jwks", &self.jwks)
+            .field("jwks_refresh_interval", &self.jwks_refresh_interval)
+            .field("jwks_min_refetch_interval", &self.jwks_min_refetch_interval)
+            .field("jwks_fetch_timeout", &self.jwks_fetch_timeout)
+            .field("jwks_max_bytes", &self.jwks_max_bytes)
             .finish()
     }
 }
@@ -504,7 +584,8 @@ impl Config {
         }
         let c = &self.connection;
         let t = &self.transport;
-        let positive: [(&'static str, usize); 13] = [
+        let positive: [(&'static str, usize); 14] = [
+            ("jwt.jwks_max_bytes", self.jwt.jwks_max_bytes),
             (
                 "connection.max_connections_per_user",
                 c.max_connections_per_user,
@@ -551,7 +632,11 @@ impl Config {
             );
         }
         let b = &self.broker;
-        let durations: [(&'static str, Duration); 16] = [
+        let j = &self.jwt;
+        let durations: [(&'static str, Duration); 19] = [
+            ("jwt.jwks_refresh_interval", j.jwks_refresh_interval),
+            ("jwt.jwks_min_refetch_interval", j.jwks_min_refetch_interval),
+            ("jwt.jwks_fetch_timeout", j.jwks_fetch_timeout),
             ("transport.header_read_timeout", t.header_read_timeout),
             ("transport.idle_timeout", t.idle_timeout),
             ("transport.prune_interval", t.prune_interval),

@@ -14,7 +14,11 @@ use std::{
 use anyhow::{Context, anyhow, bail};
 use serde::Deserialize;
 use sqlx::{Connection, postgres::PgConnection};
-use tidings::{Config, Db, Realtime, broker, config::JwtAlgorithm, demo};
+use tidings::{
+    Config, Db, Realtime, broker,
+    config::{JwksConfig, JwtAlgorithm},
+    demo,
+};
 use tracing_subscriber::EnvFilter;
 
 /// How long the one direct attempt to reach a Postgres database may take.
@@ -142,7 +146,7 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
         let pem = std::fs::read_to_string(&path)
             .with_context(|| format!("TIDINGS_JWT_PUBLIC_KEY_FILE: reading {path}"))?;
         c.jwt.public_key_pem = Some(pem);
-        // A public key means RS256 unless TIDINGS_JWT_ALGORITHM says ES256.
+        // A public key means RS256 unless TIDINGS_JWT_ALGORITHM says ES256 or EdDSA.
         if c.jwt.algorithm == JwtAlgorithm::HS256 {
             c.jwt.algorithm = JwtAlgorithm::RS256;
         }
@@ -152,7 +156,10 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
             "HS256" => JwtAlgorithm::HS256,
             "RS256" => JwtAlgorithm::RS256,
             "ES256" => JwtAlgorithm::ES256,
-            other => bail!("TIDINGS_JWT_ALGORITHM={other:?}: expected HS256, RS256 or ES256"),
+            "EdDSA" => JwtAlgorithm::EdDSA,
+            other => {
+                bail!("TIDINGS_JWT_ALGORITHM={other:?}: expected HS256, RS256, ES256 or EdDSA")
+            }
         };
     }
     if let Some(iss) = env("TIDINGS_JWT_ISSUER") {
@@ -162,6 +169,29 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
         c.jwt.audience = Some(aud);
     }
     env_duration("TIDINGS_JWT_LEEWAY", &mut c.jwt.leeway)?;
+    // One key set from the environment; more in the TOML file ([[realtime.jwt.jwks]]).
+    match (
+        env("TIDINGS_JWKS_ISSUER"),
+        env("TIDINGS_JWKS_FILE"),
+        env("TIDINGS_JWKS_URL"),
+    ) {
+        (None, None, None) => {}
+        (Some(issuer), Some(file), None) => c.jwt.jwks.push(JwksConfig::file(issuer, file)),
+        (Some(issuer), None, Some(url)) => c.jwt.jwks.push(JwksConfig::url(issuer, url)),
+        _ => {
+            bail!("TIDINGS_JWKS_ISSUER needs exactly one of TIDINGS_JWKS_FILE and TIDINGS_JWKS_URL")
+        }
+    }
+    env_duration(
+        "TIDINGS_JWKS_REFRESH_INTERVAL",
+        &mut c.jwt.jwks_refresh_interval,
+    )?;
+    env_duration(
+        "TIDINGS_JWKS_MIN_REFETCH_INTERVAL",
+        &mut c.jwt.jwks_min_refetch_interval,
+    )?;
+    env_duration("TIDINGS_JWKS_FETCH_TIMEOUT", &mut c.jwt.jwks_fetch_timeout)?;
+    env_parse("TIDINGS_JWKS_MAX_BYTES", &mut c.jwt.jwks_max_bytes)?;
     if let Some(origins) = env("TIDINGS_ALLOWED_ORIGINS") {
         c.allowed_origins = origins
             .split(',')
@@ -315,7 +345,7 @@ async fn run() -> anyhow::Result<()> {
     })?;
 
     let jwt = &settings.realtime.jwt;
-    let demo_mode = jwt.secret.is_none() && jwt.public_key_pem.is_none();
+    let demo_mode = jwt.secret.is_none() && jwt.public_key_pem.is_none() && jwt.jwks.is_empty();
     if demo_mode {
         // No key configured: mint our own, for the demo page only.
         settings.realtime.jwt.secret = Some(demo::random_secret());

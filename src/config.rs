@@ -716,15 +716,13 @@ impl Config {
 
     fn validate_publish(&self) -> Result<(), ConfigError> {
         let p = &self.publish;
-        // One payload must fit the byte quota (which counts in u32 cells), and the
-        // frame that carries it must fit the message limit.
-        let max = (p.bytes_per_window.min(u64::from(u32::MAX)))
-            .min(self.connection.max_message_size as u64);
-        if p.max_payload_bytes as u64 > max {
+        // One payload must fit the byte quota, or no publish could ever pass. (The
+        // frame limit needs no check: a payload is never larger than its frame.)
+        if p.max_payload_bytes as u64 > p.bytes_per_window {
             return Err(ConfigError {
                 setting: "publish.max_payload_bytes",
                 value: p.max_payload_bytes.to_string(),
-                why: "at most publish.bytes_per_window and connection.max_message_size",
+                why: "at most publish.bytes_per_window",
             });
         }
         if p.bytes_per_window > u64::from(u32::MAX) {
@@ -787,6 +785,48 @@ mod tests {
             config.validate().unwrap_err().setting,
             "connection.send_queue_capacity"
         );
+    }
+
+    #[test]
+    fn hardening_limits_are_checked() {
+        type Edit = fn(&mut Config);
+        let cases: [(Edit, &str); 7] = [
+            (
+                |c| c.transport.header_read_timeout = Duration::ZERO,
+                "transport.header_read_timeout",
+            ),
+            (
+                |c| c.transport.connects_per_second_per_ip = 0,
+                "transport.connects_per_second_per_ip",
+            ),
+            (
+                |c| c.connection.max_connections_per_user = 0,
+                "connection.max_connections_per_user",
+            ),
+            (
+                |c| c.publish.max_payload_bytes = 5_000_000,
+                "publish.max_payload_bytes",
+            ),
+            (|c| c.log.retention_bytes = 1000, "log.retention_bytes"),
+            (|c| c.log.ring_max_bytes = 1000, "log.ring_max_bytes"),
+            (
+                |c| c.jwt.jwks_min_refetch_interval = Duration::ZERO,
+                "jwt.jwks_min_refetch_interval",
+            ),
+        ];
+        for (edit, setting) in cases {
+            let mut config = Config::default();
+            edit(&mut config);
+            assert_eq!(config.validate().unwrap_err().setting, setting);
+        }
+        let parsed: Config = toml::from_str(
+            "[transport]\nidle_timeout = \"5s\"\n[publish]\nwindow = \"10s\"\n\
+             [[jwt.jwks]]\nissuer = \"https://idp\"\nfile = \"/k.json\"\nalgorithms = [\"EdDSA\"]",
+        )
+        .unwrap();
+        assert_eq!(parsed.transport.idle_timeout, Duration::from_secs(5));
+        assert_eq!(parsed.jwt.jwks[0].algorithms, [JwtAlgorithm::EdDSA]);
+        parsed.validate().unwrap();
     }
 
     #[test]

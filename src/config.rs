@@ -263,9 +263,10 @@ pub struct ConnectionConfig {
     pub messages_per_second: u32,
     /// Bad frames (malformed, refused) tolerated before closing 4400. Default: 100.
     pub misuse_limit: u32,
-    /// Open WebSocket connections per node; more are refused with HTTP 429 before the
-    /// upgrade. Datastar SSE streams count separately against the same number (HTTP
-    /// 429). Default: 10000.
+    /// Open WebSocket connections per node; more are closed 4029 right after the
+    /// upgrade (the protocol's answer). Datastar SSE streams count separately against
+    /// the same number (HTTP 429). A semaphore permit held by each connection, so it
+    /// is never exceeded. Default: 10000.
     pub max_connections: usize,
     /// Open WebSocket connections and SSE streams (together) per user (`sub`); more
     /// are refused with HTTP 429 when the user is known before the upgrade (bearer

@@ -168,6 +168,13 @@ async fn too_many_connects_per_second_from_one_address_get_429_with_retry_after(
     );
     assert!(refused.contains("retry-after: 1\r\n"), "{refused}");
     assert!(refused.contains(r#""code":"rate_limited""#), "{refused}");
+    let metrics = server.realtime.metrics();
+    assert_eq!(
+        metrics
+            .sockets_refused
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     // The two within the budget are served.
     for socket in [&mut first, &mut second] {
         socket.write_all(GET_CLIENT_JS).await.unwrap();
@@ -226,6 +233,9 @@ async fn connections_per_user_are_capped_for_websocket_and_sse_alike() {
     let stream = SseStream::open(server.sse_request("todos").bearer_auth(token("ann"))).await;
     assert_eq!(stream.status, 429);
     assert_eq!(stream.error_code().await, "limit_exceeded");
+    // Counted: the upgrade refusal, the 4029 and the stream.
+    let refused = &server.realtime.metrics().connections_refused;
+    assert_eq!(refused.load(std::sync::atomic::Ordering::Relaxed), 3);
     // Others are unaffected.
     let _bob = server.connect("bob").await;
     let _bob_stream = server.sse("bob", "todos").await;
@@ -296,4 +306,19 @@ async fn the_node_cap_holds_under_concurrent_connects() {
     // Every connection is still open while counting, so none gave its place back.
     let admitted = results.iter().filter(|r| r.as_ref().unwrap().0).count();
     assert_eq!(admitted, CAP);
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_is_refused() {
+    let server = TestServer::start(Backend::Sqlite, |c| c.transport.max_header_bytes = 8192).await;
+    let mut socket = TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "GET /realtime/client.js HTTP/1.1\r\nHost: t\r\nX-Padding: {}\r\n\r\n",
+        "x".repeat(20_000)
+    );
+    // The server may stop reading (and close) before the whole head is written.
+    let _ = socket.write_all(request.as_bytes()).await;
+    let answer = read_until_closed(&mut socket).await;
+    assert!(!answer.contains("200 OK"), "{answer}");
+    assert!(get_raw(&server).await.starts_with("HTTP/1.1 200"));
 }

@@ -89,6 +89,7 @@ impl Realtime {
             let slot = match admit(&limits, peer) {
                 Ok(slot) => slot,
                 Err((retry_after_secs, why)) => {
+                    crate::metrics::Metrics::inc(&self.metrics().sockets_refused);
                     refusals.refuse(stream, retry_after_secs, why);
                     continue;
                 }

@@ -72,7 +72,10 @@ pub(crate) async fn handler(
         .acquire(Transport::Sse, ip, principal.user_id.as_ref())
     {
         Ok(slot) => slot,
-        Err(refused) => return StreamError::from(refused).into_response(),
+        Err(refused) => {
+            crate::metrics::Metrics::inc(&state.metrics.connections_refused);
+            return StreamError::from(refused).into_response();
+        }
     };
     let opened = async {
         let patterns = parse_topics(&state.config, query.get("topics").map(String::as_str))?;

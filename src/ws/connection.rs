@@ -58,7 +58,10 @@ pub(crate) async fn run(
             .slots
             .claim_user(&mut slot, user)
             .map(|()| (principal, reference))
-            .map_err(|_| CloseReason::RateLimited),
+            .map_err(|_| {
+                Metrics::inc(&state.metrics.connections_refused);
+                CloseReason::RateLimited
+            }),
         None => Ok((principal, reference)),
     });
     if let Ok((principal, reference)) = handshake {

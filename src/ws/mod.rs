@@ -90,8 +90,12 @@ pub(crate) async fn upgrade(
         .acquire(Transport::WebSocket, ip, user.as_ref())
     {
         Ok(slot) => Ok(slot),
-        Err(SlotRefusal::Node) => Err(CloseReason::RateLimited),
+        Err(SlotRefusal::Node) => {
+            Metrics::inc(&state.metrics.connections_refused);
+            Err(CloseReason::RateLimited)
+        }
         Err(refused) => {
+            Metrics::inc(&state.metrics.connections_refused);
             return HttpError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::LimitExceeded,

@@ -237,6 +237,19 @@ impl JwtVerifier {
         Self::principal(claims)
     }
 
+    /// Like [`verify`](Self::verify), but a token naming a key its issuer's key set
+    /// does not hold yet waits (at most `jwt.jwks_fetch_timeout`) for the set to be
+    /// read again when a read is due, then is checked again: a freshly rotated key is
+    /// accepted on the first try. The WebSocket handshake uses it.
+    pub async fn verify_fresh(&self, token: &str) -> Result<Principal, AuthError> {
+        match &self.jwks {
+            Some(jwks) if jwks.handles(token) || self.key.is_none() => {
+                Self::principal(jwks.verify_waiting(token).await?)
+            }
+            _ => self.verify(token),
+        }
+    }
+
     /// The principal of verified `claims`.
     fn principal(claims_json: Value) -> Result<Principal, AuthError> {
         // Claims we need are typed; the rest is kept as JSON for custom rules. Both

@@ -309,6 +309,15 @@ async fn a_key_set_at_a_url_is_fetched_again_for_an_unknown_kid_at_a_bounded_rat
     assert!(refusal(&server, &first).contains("unknown key id"));
     // Within the refetch interval, unknown kids fetch nothing more.
     assert_eq!(keys.hits(), fetched + 1);
+
+    // Past it, a WebSocket handshake with a just-rotated key waits for the read the
+    // unknown kid asks for and is accepted on the first try.
+    *keys.document.lock().unwrap() = json!({"keys": [ed_jwk("ed3")]});
+    tokio::time::sleep(Duration::from_millis(600)).await; // past the refetch interval
+    let fresh = sign_with(Algorithm::EdDSA, Some("ed3"), &claims("ann", ISSUER));
+    let client = Client::authenticated(&server.ws_url(), &fresh).await;
+    assert!(!client.connection_id.is_empty());
+    assert_eq!(keys.hits(), fetched + 2);
 }
 
 #[tokio::test]

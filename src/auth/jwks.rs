@@ -62,6 +62,9 @@ struct KeySet {
     last_read: Mutex<Option<Instant>>,
     /// A token named a `kid` the set does not hold.
     wanted: AtomicBool,
+    /// Counts the reads of the set, finished or failed: what a verification waiting
+    /// for a new key watches.
+    reads: tokio::sync::watch::Sender<u64>,
 }
 
 /// Every configured key set, and what their refresh needs.
@@ -82,6 +85,25 @@ impl std::fmt::Debug for Jwks {
         f.debug_struct("Jwks")
             .field("issuers", &issuers)
             .finish_non_exhaustive()
+    }
+}
+
+/// Why a key set refused a token.
+enum Refusal {
+    /// The token's issuer and algorithm are accepted, its `kid` is not in the set;
+    /// `read_due`: the set is about to be read again.
+    UnknownKid {
+        read_due: bool,
+    },
+    Auth(AuthError),
+}
+
+impl Refusal {
+    fn into_auth_error(self) -> AuthError {
+        match self {
+            Self::UnknownKid { .. } => AuthError::Invalid("unknown key id; retry shortly".into()),
+            Self::Auth(e) => e,
+        }
     }
 }
 
@@ -145,10 +167,35 @@ impl Jwks {
         self.sets.iter().find(|set| set.issuer == issuer)
     }
 
-    /// Verifies `token` against its issuer's key set; the verified claims.
+    /// Verifies `token` against its issuer's key set; the verified claims. A token
+    /// naming an unknown `kid` is refused at once (and the set is read again soon).
     pub(crate) fn verify(&self, token: &str) -> Result<Value, AuthError> {
-        let invalid = |why: &str| AuthError::Invalid(why.to_owned());
-        let header = decode_header(token).map_err(|e| AuthError::Invalid(describe(e.kind())))?;
+        self.check(token).map_err(Refusal::into_auth_error)
+    }
+
+    /// Like [`verify`](Self::verify), but a token naming an unknown `kid` of an
+    /// accepted issuer and algorithm waits for the set's next read (when one is due:
+    /// not within `jwks_min_refetch_interval` of the last), at most
+    /// `jwks_fetch_timeout`, and is checked again: a key the issuer just rotated in is
+    /// accepted on the first try.
+    pub(crate) async fn verify_waiting(&self, token: &str) -> Result<Value, AuthError> {
+        // Watching before checking, so a read that ends in between is not missed.
+        let mut reads = self.set_for(token).map(|set| set.reads.subscribe());
+        match self.check(token) {
+            Err(Refusal::UnknownKid { read_due: true }) => {
+                if let Some(reads) = &mut reads {
+                    let _ = tokio::time::timeout(self.fetch_timeout, reads.changed()).await;
+                }
+                self.verify(token)
+            }
+            other => other.map_err(Refusal::into_auth_error),
+        }
+    }
+
+    fn check(&self, token: &str) -> Result<Value, Refusal> {
+        let invalid = |why: &str| Refusal::Auth(AuthError::Invalid(why.to_owned()));
+        let header = decode_header(token)
+            .map_err(|e| Refusal::Auth(AuthError::Invalid(describe(e.kind()))))?;
         // Configuration first: the issuer, then the algorithm, then the key.
         let set = self.set_for(token).ok_or_else(|| invalid("wrong issuer"))?;
         if !set.algorithms.contains(&header.alg) {
@@ -156,8 +203,8 @@ impl Jwks {
         }
         let kid = header.kid.ok_or_else(|| invalid("no key id (kid)"))?;
         let Some(key) = set.key(&kid) else {
-            self.want(set);
-            return Err(invalid("unknown key id; retry shortly"));
+            let read_due = self.want(set);
+            return Err(Refusal::UnknownKid { read_due });
         };
         if key.alg.is_some_and(|alg| alg != header.alg) || !key.family.contains(&header.alg) {
             return Err(invalid("algorithm not accepted"));
@@ -176,14 +223,17 @@ impl Jwks {
         }
         decode::<Value>(token, &key.decoding, &validation)
             .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                kind => AuthError::Invalid(describe(kind)),
+            .map_err(|e| {
+                Refusal::Auth(match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                    kind => AuthError::Invalid(describe(kind)),
+                })
             })
     }
 
-    /// Asks the refresh task to read `set` again, unless it did so recently.
-    fn want(&self, set: &KeySet) {
+    /// Asks the refresh task to read `set` again, unless it did so recently; whether
+    /// a read is coming.
+    fn want(&self, set: &KeySet) -> bool {
         let recently = set
             .last_read
             .lock()
@@ -192,6 +242,7 @@ impl Jwks {
         if !recently && !set.wanted.swap(true, Ordering::AcqRel) {
             self.wake.notify_one();
         }
+        !recently
     }
 
     /// Reads every set now (URLs for the first time), then every `refresh_interval`
@@ -242,6 +293,8 @@ impl Jwks {
                 tracing::warn!(issuer = %set.issuer, source = %set.source, error = %e, "reading a key set failed")
             }
         }
+        set.reads
+            .send_modify(|reads| *reads = reads.wrapping_add(1));
     }
 }
 
@@ -279,6 +332,7 @@ impl KeySet {
             keys: RwLock::default(),
             last_read: Mutex::new(None),
             wanted: AtomicBool::new(false),
+            reads: tokio::sync::watch::Sender::new(0),
         })
     }
 

@@ -114,7 +114,7 @@ async fn handshake(
         }
     };
     match token {
-        Some(token) => match state.verifier.verify(&token) {
+        Some(token) => match state.verifier.verify_fresh(&token).await {
             Ok(principal) => Ok((principal, reference)),
             Err(e) => {
                 send_error(socket, reference, &e.to_string()).await;

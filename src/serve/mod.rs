@@ -90,7 +90,7 @@ impl Realtime {
                 Ok(slot) => slot,
                 Err((retry_after_secs, why)) => {
                     crate::metrics::Metrics::inc(&self.metrics().sockets_refused);
-                    refusals.refuse(stream, retry_after_secs, why);
+                    refusals.refuse(&connections, stream, retry_after_secs, why);
                     continue;
                 }
             };

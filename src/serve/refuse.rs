@@ -9,6 +9,7 @@ use tokio::{
     net::TcpStream,
     sync::Semaphore,
 };
+use tokio_util::task::TaskTracker;
 
 use crate::protocol::ErrorCode;
 
@@ -31,13 +32,19 @@ impl Default for Refusals {
 }
 
 impl Refusals {
-    /// Answers `stream` with 429 and closes it, in a task of its own.
-    pub(super) fn refuse(&self, mut stream: TcpStream, retry_after_secs: u64, message: &str) {
+    /// Answers `stream` with 429 and closes it, in a task of its own on `tasks`.
+    pub(super) fn refuse(
+        &self,
+        tasks: &TaskTracker,
+        mut stream: TcpStream,
+        retry_after_secs: u64,
+        message: &str,
+    ) {
         let Ok(permit) = self.0.clone().try_acquire_owned() else {
             return; // Too many at once: dropping the socket closes it.
         };
         let response = too_many_requests(retry_after_secs, message);
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let _permit = permit;
             let _ = tokio::time::timeout(REFUSAL_DEADLINE, async {
                 stream.write_all(response.as_bytes()).await?;

@@ -54,8 +54,8 @@ async fn run(my_routes: axum::Router) -> anyhow::Result<()> {
     let app = my_routes.merge(realtime.router()); // /realtime/subscribe, /realtime/client.js, ...
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://127.0.0.1:3000");
-    // Every write to a client gets `connection.write_timeout` (docs/security.md).
-    axum::serve(realtime.listener(listener), app).await?;
+    // Like axum::serve, plus header-read and idle timeouts and per-address limits.
+    realtime.serve(listener, app).await?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use crate::{
     db::{Db, DbError},
     hooks::SubscriptionHooks,
     hub::Hub,
+    limits::NodeLimits,
     log::{
         Log, RelaySignal,
         broker_link::{BrokerLink, HealthBoard},
@@ -183,7 +184,10 @@ impl RealtimeBuilder {
         self.config.validate()?;
         let verifier = JwtVerifier::new(&self.config.jwt)?;
         let broker = self.broker.unwrap_or_else(|| {
-            Arc::new(MemoryBroker::new(self.config.log.ring_capacity.max(1024)))
+            Arc::new(
+                MemoryBroker::new(self.config.log.ring_capacity.max(1024))
+                    .with_buffer_bytes(self.config.broker.memory_buffer_bytes),
+            )
         });
         if matches!(self.db, Db::Sqlite(_)) && SHARED_BROKERS.contains(&broker.kind()) {
             return Err(BuildError::SqliteWithSharedBroker {
@@ -245,6 +249,16 @@ impl RealtimeBuilder {
         );
         tasks.spawn(relay.run(shutdown.clone()));
 
+        if let Some(refresh) = verifier.jwks_refresh(shutdown.clone()) {
+            tasks.spawn(refresh);
+        }
+        let limits = Arc::new(NodeLimits::new(&self.config));
+        tasks.spawn(
+            limits
+                .clone()
+                .prune_every(self.config.transport.prune_interval, shutdown.clone()),
+        );
+
         let origins = Arc::new(Origins::new(self.config.allowed_origins.clone()));
         Ok(Realtime {
             inner: Arc::new(Inner {
@@ -260,6 +274,7 @@ impl RealtimeBuilder {
                 shutdown,
                 tasks,
                 origins,
+                limits,
                 presence,
                 subscription_hooks: Arc::new(self.subscription_hooks),
                 datastar: Arc::new(self.datastar),
@@ -272,17 +287,20 @@ impl RealtimeBuilder {
 ///
 /// Build it with [`Realtime::builder`], mount [`Realtime::router`], write through
 /// [`Realtime::store`], send custom events with [`Realtime::broadcast`], and call
-/// [`Realtime::shutdown`] on the way out (axum does not track upgraded WebSockets):
+/// [`Realtime::shutdown`] on the way out (axum does not track upgraded WebSockets).
+/// Serve with [`Realtime::serve`], which applies the transport limits before the
+/// upgrade; `axum::serve` works too, without them (see `docs/security.md`):
 ///
 /// ```no_run
 /// # async fn f(realtime: tidings::Realtime) -> std::io::Result<()> {
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-/// realtime.set_local_addr(listener.local_addr()?);
-/// let stop = realtime.shutdown_token();
-/// axum::serve(listener, realtime.router())
-///     .with_graceful_shutdown(async move { stop.cancelled().await })
-///     .await?;
-/// realtime.shutdown().await; // WebSocket clients get 1001, tasks finish
+/// let serving = tokio::spawn({
+///     let realtime = realtime.clone();
+///     async move { realtime.serve(listener, realtime.router()).await }
+/// });
+/// // ... later, on the way out:
+/// realtime.shutdown().await; // serve stops, WebSocket clients get 1001, tasks finish
+/// serving.await??;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -313,6 +331,7 @@ struct Inner {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     origins: Arc<Origins>,
+    limits: Arc<NodeLimits>,
     presence: Arc<PresenceNode>,
     subscription_hooks: Arc<SubscriptionHooks>,
     datastar: Arc<DatastarHooks>,
@@ -387,8 +406,9 @@ impl Realtime {
     }
 
     /// Wraps the app's listener so that every write to a client has the deadline
-    /// `connection.write_timeout`: serve with `axum::serve(realtime.listener(tcp),
-    /// app)`. Without it, a Datastar SSE client that stops reading holds its stream
+    /// `connection.write_timeout`, for an app that serves with `axum::serve(realtime.
+    /// listener(tcp), app)` rather than [`serve`](Self::serve) (which applies it, and
+    /// the limits before the upgrade, itself). Without it, a Datastar SSE client that stops reading holds its stream
     /// (and its slot) for as long as TCP keeps the connection alive, past its token's
     /// expiry; WebSockets have their own deadline either way. Once shutdown begins, a
     /// stalled write gets at most one more second. See `docs/security.md`.
@@ -480,6 +500,7 @@ impl Realtime {
             hooks: inner.subscription_hooks.clone(),
             metrics: inner.metrics.clone(),
             origins: inner.origins.clone(),
+            limits: inner.limits.clone(),
             presence: inner.presence.clone(),
             shutdown: inner.shutdown.clone(),
             tasks: inner.tasks.clone(),
@@ -498,9 +519,15 @@ impl Realtime {
             subscription_hooks: inner.subscription_hooks.clone(),
             datastar: inner.datastar.clone(),
             metrics: inner.metrics.clone(),
+            limits: inner.limits.clone(),
             shutdown: inner.shutdown.clone(),
             store: self.store(),
         }
+    }
+
+    /// The node's limits (connection caps, publish quotas, per-address rates).
+    pub(crate) fn limits(&self) -> &Arc<NodeLimits> {
+        &self.inner.limits
     }
 
     pub(crate) fn hub(&self) -> &Arc<Hub> {

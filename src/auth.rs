@@ -7,6 +7,7 @@
 
 mod credentials;
 mod extract;
+pub(crate) mod jwks;
 
 use std::sync::Arc;
 
@@ -102,6 +103,9 @@ pub enum KeyError {
     /// The shared secret is too short to be safe.
     #[error("jwt.secret must be at least 32 bytes (got {0})")]
     WeakSecret(usize),
+    /// A key set (`jwt.jwks`) is misconfigured, or its file cannot be read or parsed.
+    #[error("jwt.jwks: {0}")]
+    Jwks(String),
 }
 
 #[derive(Deserialize)]
@@ -112,26 +116,48 @@ struct Claims {
     roles: Vec<String>,
 }
 
-/// Verifies tokens against the configured key and claims.
+/// Verifies tokens against the configured key and claims, or against the key set of
+/// the token's issuer (`jwt.jwks`).
 #[derive(Clone)]
 pub struct JwtVerifier {
     key: Option<Arc<(DecodingKey, Validation)>>,
+    jwks: Option<Arc<jwks::Jwks>>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtVerifier")
-            .field("configured", &self.key.is_some())
+            .field("configured", &self.is_configured())
+            .field("jwks", &self.jwks)
             .finish()
     }
 }
 
 impl JwtVerifier {
     /// Builds the verifier. With no key at all it refuses every token
-    /// (anonymous-only deployments).
+    /// (anonymous-only deployments). Key set files are read here; key sets at URLs
+    /// are fetched by the task [`RealtimeBuilder::build`](crate::RealtimeBuilder::build)
+    /// starts.
     pub fn new(config: &JwtConfig) -> Result<Self, KeyError> {
+        let jwks = jwks::Jwks::new(config)?.map(Arc::new);
+        let key = Self::static_key(config)?;
+        Ok(Self { key, jwks })
+    }
+
+    /// The key set task, if key sets are configured: reads them now, then on
+    /// schedule and on unknown `kid`s, until `shutdown`.
+    pub(crate) fn jwks_refresh(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        self.jwks.clone().map(|jwks| jwks.run(shutdown))
+    }
+
+    fn static_key(config: &JwtConfig) -> Result<Option<Arc<(DecodingKey, Validation)>>, KeyError> {
         let key = match (config.algorithm, &config.secret, &config.public_key_pem) {
-            (JwtAlgorithm::HS256, None, None) => return Ok(Self { key: None }),
+            (JwtAlgorithm::HS256, None, None) => return Ok(None),
+            // Key sets alone: no single key needed.
+            (_, None, None) if !config.jwks.is_empty() => return Ok(None),
             (JwtAlgorithm::HS256, Some(secret), _) => {
                 if secret.len() < 32 {
                     return Err(KeyError::WeakSecret(secret.len()));
@@ -146,16 +172,22 @@ impl JwtVerifier {
                 .map_err(|e| KeyError::BadPem(JwtAlgorithm::RS256, e.to_string()))?,
             (JwtAlgorithm::ES256, _, Some(pem)) => DecodingKey::from_ec_pem(pem.as_bytes())
                 .map_err(|e| KeyError::BadPem(JwtAlgorithm::ES256, e.to_string()))?,
+            (JwtAlgorithm::EdDSA, _, Some(pem)) => DecodingKey::from_ed_pem(pem.as_bytes())
+                .map_err(|e| KeyError::BadPem(JwtAlgorithm::EdDSA, e.to_string()))?,
         };
         let algorithm = match config.algorithm {
             JwtAlgorithm::HS256 => Algorithm::HS256,
             JwtAlgorithm::RS256 => Algorithm::RS256,
             JwtAlgorithm::ES256 => Algorithm::ES256,
+            JwtAlgorithm::EdDSA => Algorithm::EdDSA,
         };
         let mut validation = Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = config.leeway.as_secs();
         validation.validate_exp = true;
+        // `nbf` is checked with the same leeway when present; a malformed one (a
+        // string, say) is refused rather than ignored.
+        validation.validate_nbf = true;
         match &config.issuer {
             Some(iss) => {
                 validation.set_issuer(&[iss]);
@@ -171,29 +203,58 @@ impl JwtVerifier {
             // Without a configured audience a token's `aud` is not ours to judge.
             None => validation.validate_aud = false,
         }
-        Ok(Self {
-            key: Some(Arc::new((key, validation))),
-        })
+        Ok(Some(Arc::new((key, validation))))
     }
 
-    /// Whether any key is configured.
+    /// Whether any key (or key set) is configured.
     pub fn is_configured(&self) -> bool {
-        self.key.is_some()
+        self.key.is_some() || self.jwks.is_some()
     }
 
-    /// Verifies `token` and returns its principal.
+    /// Verifies `token` and returns its principal. A token whose `iss` has a key set
+    /// is verified against that set only; any other against the single key.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let Some(key) = &self.key else {
-            return Err(AuthError::NotConfigured);
+        let claims = match (&self.jwks, &self.key) {
+            (Some(jwks), _) if jwks.handles(token) => jwks.verify(token)?,
+            (Some(jwks), None) => jwks.verify(token)?,
+            (_, Some(key)) => {
+                let (key, validation) = key.as_ref();
+                // The configured algorithm only: said plainly, before the signature.
+                let header = jsonwebtoken::decode_header(token)
+                    .map_err(|e| AuthError::Invalid(describe(e.kind())))?;
+                if !validation.algorithms.contains(&header.alg) {
+                    return Err(AuthError::Invalid("algorithm not accepted".into()));
+                }
+                decode::<Value>(token, key, validation)
+                    .map_err(|e| match e.kind() {
+                        ErrorKind::ExpiredSignature => AuthError::Expired,
+                        kind => AuthError::Invalid(describe(kind)),
+                    })?
+                    .claims
+            }
+            (None, None) => return Err(AuthError::NotConfigured),
         };
-        let (key, validation) = key.as_ref();
-        // Decode twice-free: claims we need are typed; the rest is kept as JSON for
-        // custom rules. Both come from the one verified payload.
-        let data = decode::<Value>(token, key, validation).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => AuthError::Expired,
-            kind => AuthError::Invalid(describe(kind)),
-        })?;
-        let claims: Claims = serde_json::from_value(data.claims.clone())
+        Self::principal(claims)
+    }
+
+    /// Like [`verify`](Self::verify), but a token naming a key its issuer's key set
+    /// does not hold yet waits (at most `jwt.jwks_fetch_timeout`) for the set to be
+    /// read again when a read is due, then is checked again: a freshly rotated key is
+    /// accepted on the first try. The WebSocket handshake uses it.
+    pub async fn verify_fresh(&self, token: &str) -> Result<Principal, AuthError> {
+        match &self.jwks {
+            Some(jwks) if jwks.handles(token) || self.key.is_none() => {
+                Self::principal(jwks.verify_waiting(token).await?)
+            }
+            _ => self.verify(token),
+        }
+    }
+
+    /// The principal of verified `claims`.
+    fn principal(claims_json: Value) -> Result<Principal, AuthError> {
+        // Claims we need are typed; the rest is kept as JSON for custom rules. Both
+        // come from the one verified payload.
+        let claims: Claims = serde_json::from_value(claims_json.clone())
             .map_err(|e| AuthError::Invalid(format!("claims: {e}")))?;
         if claims.sub.is_empty() {
             return Err(AuthError::Invalid("empty sub".into()));
@@ -202,7 +263,7 @@ impl JwtVerifier {
             user_id: Some(Arc::from(claims.sub)),
             roles: claims.roles,
             expires_at: Some(claims.exp),
-            claims: data.claims,
+            claims: claims_json,
         })
     }
 }
@@ -290,6 +351,41 @@ mod tests {
             v.verify(&sign(
                 json!({"sub":"a","exp":unix_now()-100,"iss":"me","aud":"app"})
             )),
+            Err(AuthError::Expired)
+        );
+    }
+
+    #[test]
+    fn not_before_is_checked_with_the_default_leeway() {
+        let v = verifier(|_| {});
+        let now = unix_now();
+        let exp = now + 3600;
+        assert_eq!(
+            v.verify(&sign(json!({"sub":"a","exp":exp,"nbf":now + 3600}))),
+            Err(AuthError::Invalid("token not yet valid".into()))
+        );
+        assert_eq!(
+            v.verify(&sign(json!({"sub":"a","exp":exp,"nbf":"tomorrow"}))),
+            Err(AuthError::Invalid("claim nbf has the wrong type".into()))
+        );
+        // Within the documented default leeway of 5 s: a clock a little behind.
+        assert_eq!(
+            JwtConfig::default().leeway,
+            std::time::Duration::from_secs(5)
+        );
+        assert!(
+            v.verify(&sign(json!({"sub":"a","exp":exp,"nbf":now + 3})))
+                .is_ok()
+        );
+        assert!(
+            v.verify(&sign(json!({"sub":"a","exp":exp,"nbf":now})))
+                .is_ok()
+        );
+        // Past the leeway on the other side too: exp a little in the past passes,
+        // further in the past does not.
+        assert!(v.verify(&sign(json!({"sub":"a","exp":now - 3}))).is_ok());
+        assert_eq!(
+            v.verify(&sign(json!({"sub":"a","exp":now - 30}))),
             Err(AuthError::Expired)
         );
     }

@@ -41,6 +41,12 @@ pub struct Config {
     pub sse: SseConfig,
     /// Who is subscribed to which topic, across nodes.
     pub presence: PresenceConfig,
+    /// Limits before a request becomes a WebSocket or SSE stream, applied by
+    /// [`Realtime::serve`](crate::Realtime::serve): timeouts, sockets and connects
+    /// per IP address.
+    pub transport: TransportConfig,
+    /// What clients may publish: payload size and a quota per user.
+    pub publish: PublishConfig,
     /// How long graceful shutdown may take. Default: 10 s.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -57,6 +63,8 @@ impl Default for Config {
             broker: BrokerConfig::default(),
             sse: SseConfig::default(),
             presence: PresenceConfig::default(),
+            transport: TransportConfig::default(),
+            publish: PublishConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -72,10 +80,65 @@ pub enum JwtAlgorithm {
     RS256,
     /// ECDSA P-256 with SHA-256, public key in PEM.
     ES256,
+    /// Ed25519 (EdDSA), public key in PEM.
+    EdDSA,
+}
+
+/// A JSON Web Key Set: public keys chosen by a token's `kid`, for tokens of one issuer.
+/// A token is checked against a set only if its `iss` is the set's issuer and its
+/// `alg` is one of the set's algorithms; only then is its `kid` looked up, and only an
+/// unknown `kid` makes the set be read again (at most every
+/// `jwt.jwks_min_refetch_interval`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksConfig {
+    /// The `iss` of the tokens these keys sign; required in those tokens.
+    pub issuer: String,
+    /// A file holding the set (`{"keys":[...]}`). Exactly one of `file` and `url`.
+    #[serde(default)]
+    pub file: Option<std::path::PathBuf>,
+    /// An `http://` or `https://` URL serving the set. Exactly one of `file` and
+    /// `url`. Needs the `jwks-url` feature (on by default).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Algorithms accepted from this issuer: asymmetric ones only (a key set is
+    /// public). Default: RS256, ES256, EdDSA.
+    #[serde(default = "JwksConfig::default_algorithms")]
+    pub algorithms: Vec<JwtAlgorithm>,
+}
+
+impl JwksConfig {
+    fn default_algorithms() -> Vec<JwtAlgorithm> {
+        vec![
+            JwtAlgorithm::RS256,
+            JwtAlgorithm::ES256,
+            JwtAlgorithm::EdDSA,
+        ]
+    }
+
+    /// A set read from `file`, for tokens of `issuer`, with the default algorithms.
+    pub fn file(issuer: impl Into<String>, file: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            file: Some(file.into()),
+            url: None,
+            algorithms: Self::default_algorithms(),
+        }
+    }
+
+    /// A set fetched from `url`, for tokens of `issuer`, with the default algorithms.
+    pub fn url(issuer: impl Into<String>, url: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            file: None,
+            url: Some(url.into()),
+            algorithms: Self::default_algorithms(),
+        }
+    }
 }
 
 /// How tokens are verified.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JwtConfig {
     /// Algorithm. Default: HS256.
@@ -91,6 +154,41 @@ pub struct JwtConfig {
     /// Clock skew tolerated on `exp`/`nbf`, at most 30 s. Default: 5 s.
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
+    /// Key sets by issuer (`[[realtime.jwt.jwks]]` in TOML), besides or instead of
+    /// the one key above. Default: none.
+    pub jwks: Vec<JwksConfig>,
+    /// How often every key set is read again. Default: 10 min.
+    #[serde(with = "humantime_serde")]
+    pub jwks_refresh_interval: Duration,
+    /// A token with an unknown `kid` makes its set be read again, at most this often.
+    /// Default: 30 s.
+    #[serde(with = "humantime_serde")]
+    pub jwks_min_refetch_interval: Duration,
+    /// How long fetching a key set from a URL may take. Default: 5 s.
+    #[serde(with = "humantime_serde")]
+    pub jwks_fetch_timeout: Duration,
+    /// Largest key set document in bytes. Default: 262144.
+    pub jwks_max_bytes: usize,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: JwtAlgorithm::default(),
+            secret: None,
+            public_key_pem: None,
+            issuer: None,
+            audience: None,
+            // Clocks of token issuers and nodes drift by a few seconds; without a
+            // leeway a fresh token can look "not yet valid".
+            leeway: Duration::from_secs(5),
+            jwks: Vec::new(),
+            jwks_refresh_interval: Duration::from_secs(600),
+            jwks_min_refetch_interval: Duration::from_secs(30),
+            jwks_fetch_timeout: Duration::from_secs(5),
+            jwks_max_bytes: 256 * 1024,
+        }
+    }
 }
 
 impl std::fmt::Debug for JwtConfig {
@@ -103,6 +201,11 @@ impl std::fmt::Debug for JwtConfig {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway", &self.leeway)
+            .field("jwks", &self.jwks)
+            .field("jwks_refresh_interval", &self.jwks_refresh_interval)
+            .field("jwks_min_refetch_interval", &self.jwks_min_refetch_interval)
+            .field("jwks_fetch_timeout", &self.jwks_fetch_timeout)
+            .field("jwks_max_bytes", &self.jwks_max_bytes)
             .finish()
     }
 }
@@ -176,9 +279,19 @@ pub struct ConnectionConfig {
     /// at random so they do not all leave at once. Default: none (no limit).
     #[serde(with = "humantime_serde")]
     pub max_connection_age: Option<Duration>,
-    /// Open WebSocket connections per node; more are closed 4029. Datastar SSE streams
-    /// count separately against the same number (HTTP 429). Default: 10000.
+    /// Open WebSocket connections per node; more are closed 4029 right after the
+    /// upgrade (the protocol's answer). Datastar SSE streams count separately against
+    /// the same number (HTTP 429). A semaphore permit held by each connection, so it
+    /// is never exceeded. Default: 10000.
     pub max_connections: usize,
+    /// Open WebSocket connections and SSE streams (together) per user (`sub`); more
+    /// are refused with HTTP 429 when the user is known before the upgrade (bearer
+    /// header, SSE), else closed 4029 at the `auth` frame. Default: 64.
+    pub max_connections_per_user: usize,
+    /// Open WebSocket connections and SSE streams (together) per client IP address;
+    /// more are refused with HTTP 429. Needs the peer address, which
+    /// [`Realtime::serve`](crate::Realtime::serve) provides. Default: 512.
+    pub max_connections_per_ip: usize,
     /// WebSocket read buffer in bytes (kept small: it stays resident). Default: 4096.
     pub read_buffer_size: usize,
     /// WebSocket write buffer in bytes. Default: 4096.
@@ -199,6 +312,8 @@ impl Default for ConnectionConfig {
             write_timeout: Duration::from_secs(10),
             max_connection_age: None,
             max_connections: 10_000,
+            max_connections_per_user: 64,
+            max_connections_per_ip: 512,
             read_buffer_size: 4096,
             write_buffer_size: 4096,
         }
@@ -211,12 +326,20 @@ impl Default for ConnectionConfig {
 pub struct LogConfig {
     /// Recent events kept in memory for fast resumes. Default: 10000.
     pub ring_capacity: usize,
+    /// Bytes the in-memory ring may hold at most (estimated: three times each event's
+    /// encoded size, plus a small overhead); the oldest events are dropped first.
+    /// Default: 32 MiB.
+    pub ring_max_bytes: usize,
     /// A resume that would replay more matching events than this answers
     /// `recovered:false` (`too_many`). Default: 1000.
     pub replay_cap: usize,
     /// Sequenced events kept in the table; older ones are pruned and a resume from
     /// before them answers `too_old`. Default: 100000.
     pub retention: u64,
+    /// Bytes of sequenced events kept in the table (their payload, changes and rule
+    /// fields); the oldest beyond it are pruned like those beyond `retention`.
+    /// Default: 256 MiB.
+    pub retention_bytes: u64,
     /// How often the relay and the gap filler poll the log even without a doorbell.
     /// While the broker is down or silent the gap filler polls every
     /// `broker.fallback_poll_interval` instead. Default: 500 ms.
@@ -243,8 +366,10 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             ring_capacity: 10_000,
+            ring_max_bytes: 32 * 1024 * 1024,
             replay_cap: 1000,
             retention: 100_000,
+            retention_bytes: 256 * 1024 * 1024,
             poll_interval: Duration::from_millis(500),
             relay_batch: 500,
             catch_up_timeout: Duration::from_secs(2),
@@ -285,6 +410,13 @@ pub struct BrokerConfig {
     /// [`BrokerOptions::with_channel_prefix`](crate::broker::BrokerOptions::with_channel_prefix)
     /// (the reference server does). Default: `tidings`.
     pub channel_prefix: String,
+    /// The in-memory broker's budget for messages not yet read by every node's
+    /// ingest; a logged event that does not fit goes by reference (the nodes read it
+    /// from the log). Applies to the default broker of
+    /// [`RealtimeBuilder::build`](crate::RealtimeBuilder::build); pass it to
+    /// [`BrokerOptions::with_memory_buffer_bytes`](crate::broker::BrokerOptions::with_memory_buffer_bytes)
+    /// otherwise (the reference server does). Default: 16 MiB.
+    pub memory_buffer_bytes: usize,
 }
 
 impl Default for BrokerConfig {
@@ -296,6 +428,7 @@ impl Default for BrokerConfig {
             reconnect_backoff: Duration::from_millis(100),
             reconnect_backoff_max: Duration::from_secs(5),
             channel_prefix: "tidings".to_owned(),
+            memory_buffer_bytes: crate::broker::DEFAULT_MEMORY_BUFFER_BYTES,
         }
     }
 }
@@ -366,6 +499,80 @@ impl Default for PresenceConfig {
     }
 }
 
+/// Limits applied by [`Realtime::serve`](crate::Realtime::serve) to every socket
+/// before its request becomes a WebSocket or SSE stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportConfig {
+    /// A request's headers must arrive within this, counted from when the server
+    /// starts waiting for them (a new socket, or an idle keep-alive one); else the
+    /// socket is closed. Default: 10 s.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A socket that is not a WebSocket or SSE stream and moves no byte either way
+    /// for this long is closed (a stalled request body, a stalled reader). Default: 30 s.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Largest request head (request line and headers) in bytes; larger is answered
+    /// 431. Default: 16384.
+    pub max_header_bytes: usize,
+    /// Open sockets per client IP address; more are answered 429 with `Retry-After`
+    /// and closed. Default: 1024.
+    pub max_sockets_per_ip: usize,
+    /// New sockets per second per client IP address (bursts of twice that); more are
+    /// answered 429 with `Retry-After` and closed. Default: 20.
+    pub connects_per_second_per_ip: u32,
+    /// Keys (IP addresses, users) a rate limiter remembers before it prunes the ones
+    /// whose budget is full again without waiting for `prune_interval`. Default: 100000.
+    pub max_tracked_keys: usize,
+    /// How often the rate limiters forget keys whose budget is full again. Default: 30 s.
+    #[serde(with = "humantime_serde")]
+    pub prune_interval: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_header_bytes: 16 * 1024,
+            max_sockets_per_ip: 1024,
+            connects_per_second_per_ip: 20,
+            max_tracked_keys: 100_000,
+            prune_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What clients may publish over the WebSocket (`publish` frames).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublishConfig {
+    /// Largest `data` of one `publish`, as compact JSON; larger is refused with
+    /// `limit_exceeded`. Default: 16384.
+    pub max_payload_bytes: usize,
+    /// Events one user may publish per `window`, across the user's connections on
+    /// this node (anonymous publishers share one quota); more are refused with
+    /// `rate_limited`. Default: 600.
+    pub events_per_window: u32,
+    /// Bytes of `data` one user may publish per `window`. Default: 4 MiB.
+    pub bytes_per_window: u64,
+    /// The quota's window; the quota refills evenly over it. Default: 60 s.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 16 * 1024,
+            events_per_window: 600,
+            bytes_per_window: 4 * 1024 * 1024,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
 /// A setting outside its allowed range. Names the setting and the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {setting} = {value}: {why}")]
@@ -396,7 +603,21 @@ impl Config {
             );
         }
         let c = &self.connection;
-        let positive: [(&'static str, usize); 7] = [
+        let t = &self.transport;
+        let positive: [(&'static str, usize); 14] = [
+            ("jwt.jwks_max_bytes", self.jwt.jwks_max_bytes),
+            (
+                "connection.max_connections_per_user",
+                c.max_connections_per_user,
+            ),
+            (
+                "connection.max_connections_per_ip",
+                c.max_connections_per_ip,
+            ),
+            ("transport.max_sockets_per_ip", t.max_sockets_per_ip),
+            ("transport.max_header_bytes", t.max_header_bytes),
+            ("transport.max_tracked_keys", t.max_tracked_keys),
+            ("publish.max_payload_bytes", self.publish.max_payload_bytes),
             ("connection.max_message_size", c.max_message_size),
             ("connection.send_queue_capacity", c.send_queue_capacity),
             ("connection.max_subscriptions", c.max_subscriptions),
@@ -410,12 +631,18 @@ impl Config {
                 return fail(setting, "0".into(), "must be at least 1");
             }
         }
-        if c.messages_per_second == 0 {
-            return fail(
-                "connection.messages_per_second",
-                "0".into(),
-                "must be at least 1",
-            );
+        let rates: [(&'static str, u32); 3] = [
+            ("connection.messages_per_second", c.messages_per_second),
+            (
+                "transport.connects_per_second_per_ip",
+                t.connects_per_second_per_ip,
+            ),
+            ("publish.events_per_window", self.publish.events_per_window),
+        ];
+        for (setting, value) in rates {
+            if value == 0 {
+                return fail(setting, "0".into(), "must be at least 1");
+            }
         }
         if c.read_buffer_size < 256 || c.write_buffer_size < 256 {
             return fail(
@@ -425,7 +652,15 @@ impl Config {
             );
         }
         let b = &self.broker;
-        let durations: [(&'static str, Duration); 14] = [
+        let j = &self.jwt;
+        let durations: &[(&str, Duration)] = &[
+            ("jwt.jwks_refresh_interval", j.jwks_refresh_interval),
+            ("jwt.jwks_min_refetch_interval", j.jwks_min_refetch_interval),
+            ("jwt.jwks_fetch_timeout", j.jwks_fetch_timeout),
+            ("transport.header_read_timeout", t.header_read_timeout),
+            ("transport.idle_timeout", t.idle_timeout),
+            ("transport.prune_interval", t.prune_interval),
+            ("publish.window", self.publish.window),
             ("auth.auth_timeout", self.auth.auth_timeout),
             ("connection.write_timeout", c.write_timeout),
             (
@@ -444,7 +679,7 @@ impl Config {
             ("broker.reconnect_backoff_max", b.reconnect_backoff_max),
             ("presence.sync_interval", self.presence.sync_interval),
         ];
-        for (setting, value) in durations {
+        for &(setting, value) in durations {
             if value.is_zero() {
                 return fail(setting, "0s".into(), "must be positive");
             }
@@ -456,6 +691,33 @@ impl Config {
                 "at most 15s",
             );
         }
+        let minimums: [(&'static str, u64, u64, &'static str); 4] = [
+            (
+                "log.ring_max_bytes",
+                self.log.ring_max_bytes as u64,
+                64 * 1024,
+                "at least 64 KiB",
+            ),
+            ("log.retention", self.log.retention, 1, "must be at least 1"),
+            (
+                "log.retention_bytes",
+                self.log.retention_bytes,
+                1024 * 1024,
+                "at least 1 MiB",
+            ),
+            (
+                "broker.memory_buffer_bytes",
+                self.broker.memory_buffer_bytes as u64,
+                64 * 1024,
+                "at least 64 KiB",
+            ),
+        ];
+        for (setting, value, minimum, why) in minimums {
+            if value < minimum {
+                return fail(setting, value.to_string(), why);
+            }
+        }
+        self.validate_publish()?;
         if self.log.relay_batch == 0 {
             return fail("log.relay_batch", "0".into(), "must be at least 1");
         }
@@ -475,6 +737,27 @@ impl Config {
             );
         }
         self.validate_broker()
+    }
+
+    fn validate_publish(&self) -> Result<(), ConfigError> {
+        let p = &self.publish;
+        // One payload must fit the byte quota, or no publish could ever pass. (The
+        // frame limit needs no check: a payload is never larger than its frame.)
+        if p.max_payload_bytes as u64 > p.bytes_per_window {
+            return Err(ConfigError {
+                setting: "publish.max_payload_bytes",
+                value: p.max_payload_bytes.to_string(),
+                why: "at most publish.bytes_per_window",
+            });
+        }
+        if p.bytes_per_window > u64::from(u32::MAX) {
+            return Err(ConfigError {
+                setting: "publish.bytes_per_window",
+                value: p.bytes_per_window.to_string(),
+                why: "at most 4294967295",
+            });
+        }
+        Ok(())
     }
 
     fn validate_broker(&self) -> Result<(), ConfigError> {
@@ -527,6 +810,48 @@ mod tests {
             config.validate().unwrap_err().setting,
             "connection.send_queue_capacity"
         );
+    }
+
+    #[test]
+    fn hardening_limits_are_checked() {
+        type Edit = fn(&mut Config);
+        let cases: [(Edit, &str); 7] = [
+            (
+                |c| c.transport.header_read_timeout = Duration::ZERO,
+                "transport.header_read_timeout",
+            ),
+            (
+                |c| c.transport.connects_per_second_per_ip = 0,
+                "transport.connects_per_second_per_ip",
+            ),
+            (
+                |c| c.connection.max_connections_per_user = 0,
+                "connection.max_connections_per_user",
+            ),
+            (
+                |c| c.publish.max_payload_bytes = 5_000_000,
+                "publish.max_payload_bytes",
+            ),
+            (|c| c.log.retention_bytes = 1000, "log.retention_bytes"),
+            (|c| c.log.ring_max_bytes = 1000, "log.ring_max_bytes"),
+            (
+                |c| c.jwt.jwks_min_refetch_interval = Duration::ZERO,
+                "jwt.jwks_min_refetch_interval",
+            ),
+        ];
+        for (edit, setting) in cases {
+            let mut config = Config::default();
+            edit(&mut config);
+            assert_eq!(config.validate().unwrap_err().setting, setting);
+        }
+        let parsed: Config = toml::from_str(
+            "[transport]\nidle_timeout = \"5s\"\n[publish]\nwindow = \"10s\"\n\
+             [[jwt.jwks]]\nissuer = \"https://idp\"\nfile = \"/k.json\"\nalgorithms = [\"EdDSA\"]",
+        )
+        .unwrap();
+        assert_eq!(parsed.transport.idle_timeout, Duration::from_secs(5));
+        assert_eq!(parsed.jwt.jwks[0].algorithms, [JwtAlgorithm::EdDSA]);
+        parsed.validate().unwrap();
     }
 
     #[test]

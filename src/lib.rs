@@ -37,11 +37,10 @@
 //! tx.insert(&Todo { id: "1".into(), title: "milk".into(), owner_id: "ann".into() }).await?;
 //! tx.commit().await?;
 //!
-//! // Mount the gateway's routes next to your own; serve through `realtime.listener`
-//! // so that every write to a client has a deadline (docs/security.md).
+//! // Mount the gateway's routes next to your own, and serve them with the gateway's
+//! // transport limits (timeouts and caps before the upgrade, docs/security.md).
 //! let app = axum::Router::new().merge(realtime.router());
-//! let tcp = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! axum::serve(realtime.listener(tcp), app).await?;
+//! realtime.serve(tokio::net::TcpListener::bind("127.0.0.1:3000").await?, app).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -86,6 +85,7 @@ mod presence;
 mod protocol;
 mod publisher;
 mod rules;
+mod serve;
 pub mod sse;
 mod topic;
 mod write_deadline;

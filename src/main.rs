@@ -14,7 +14,11 @@ use std::{
 use anyhow::{Context, anyhow, bail};
 use serde::Deserialize;
 use sqlx::{Connection, postgres::PgConnection};
-use tidings::{Config, Db, Realtime, broker, config::JwtAlgorithm, demo};
+use tidings::{
+    Config, Db, Realtime, broker,
+    config::{JwksConfig, JwtAlgorithm},
+    demo,
+};
 use tracing_subscriber::EnvFilter;
 
 /// How long the one direct attempt to reach a Postgres database may take.
@@ -142,7 +146,7 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
         let pem = std::fs::read_to_string(&path)
             .with_context(|| format!("TIDINGS_JWT_PUBLIC_KEY_FILE: reading {path}"))?;
         c.jwt.public_key_pem = Some(pem);
-        // A public key means RS256 unless TIDINGS_JWT_ALGORITHM says ES256.
+        // A public key means RS256 unless TIDINGS_JWT_ALGORITHM says ES256 or EdDSA.
         if c.jwt.algorithm == JwtAlgorithm::HS256 {
             c.jwt.algorithm = JwtAlgorithm::RS256;
         }
@@ -152,7 +156,10 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
             "HS256" => JwtAlgorithm::HS256,
             "RS256" => JwtAlgorithm::RS256,
             "ES256" => JwtAlgorithm::ES256,
-            other => bail!("TIDINGS_JWT_ALGORITHM={other:?}: expected HS256, RS256 or ES256"),
+            "EdDSA" => JwtAlgorithm::EdDSA,
+            other => {
+                bail!("TIDINGS_JWT_ALGORITHM={other:?}: expected HS256, RS256, ES256 or EdDSA")
+            }
         };
     }
     if let Some(iss) = env("TIDINGS_JWT_ISSUER") {
@@ -162,6 +169,29 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
         c.jwt.audience = Some(aud);
     }
     env_duration("TIDINGS_JWT_LEEWAY", &mut c.jwt.leeway)?;
+    // One key set from the environment; more in the TOML file ([[realtime.jwt.jwks]]).
+    match (
+        env("TIDINGS_JWKS_ISSUER"),
+        env("TIDINGS_JWKS_FILE"),
+        env("TIDINGS_JWKS_URL"),
+    ) {
+        (None, None, None) => {}
+        (Some(issuer), Some(file), None) => c.jwt.jwks.push(JwksConfig::file(issuer, file)),
+        (Some(issuer), None, Some(url)) => c.jwt.jwks.push(JwksConfig::url(issuer, url)),
+        _ => {
+            bail!("TIDINGS_JWKS_ISSUER needs exactly one of TIDINGS_JWKS_FILE and TIDINGS_JWKS_URL")
+        }
+    }
+    env_duration(
+        "TIDINGS_JWKS_REFRESH_INTERVAL",
+        &mut c.jwt.jwks_refresh_interval,
+    )?;
+    env_duration(
+        "TIDINGS_JWKS_MIN_REFETCH_INTERVAL",
+        &mut c.jwt.jwks_min_refetch_interval,
+    )?;
+    env_duration("TIDINGS_JWKS_FETCH_TIMEOUT", &mut c.jwt.jwks_fetch_timeout)?;
+    env_parse("TIDINGS_JWKS_MAX_BYTES", &mut c.jwt.jwks_max_bytes)?;
     if let Some(origins) = env("TIDINGS_ALLOWED_ORIGINS") {
         c.allowed_origins = origins
             .split(',')
@@ -195,9 +225,41 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
         "TIDINGS_RATE_LIMIT_TOLERANCE",
         &mut c.connection.rate_limit_tolerance,
     )?;
+    env_parse(
+        "TIDINGS_MAX_CONNECTIONS_PER_USER",
+        &mut c.connection.max_connections_per_user,
+    )?;
+    env_parse(
+        "TIDINGS_MAX_CONNECTIONS_PER_IP",
+        &mut c.connection.max_connections_per_ip,
+    )?;
+    let t = &mut c.transport;
+    env_duration("TIDINGS_HEADER_READ_TIMEOUT", &mut t.header_read_timeout)?;
+    env_duration("TIDINGS_IDLE_TIMEOUT", &mut t.idle_timeout)?;
+    env_parse("TIDINGS_MAX_HEADER_BYTES", &mut t.max_header_bytes)?;
+    env_parse("TIDINGS_MAX_SOCKETS_PER_IP", &mut t.max_sockets_per_ip)?;
+    env_parse(
+        "TIDINGS_CONNECTS_PER_SECOND_PER_IP",
+        &mut t.connects_per_second_per_ip,
+    )?;
+    env_parse("TIDINGS_MAX_TRACKED_KEYS", &mut t.max_tracked_keys)?;
+    env_duration("TIDINGS_LIMITER_PRUNE_INTERVAL", &mut t.prune_interval)?;
+    let p = &mut c.publish;
+    env_parse(
+        "TIDINGS_PUBLISH_MAX_PAYLOAD_BYTES",
+        &mut p.max_payload_bytes,
+    )?;
+    env_parse(
+        "TIDINGS_PUBLISH_EVENTS_PER_WINDOW",
+        &mut p.events_per_window,
+    )?;
+    env_parse("TIDINGS_PUBLISH_BYTES_PER_WINDOW", &mut p.bytes_per_window)?;
+    env_duration("TIDINGS_PUBLISH_WINDOW", &mut p.window)?;
     env_parse("TIDINGS_REPLAY_CAP", &mut c.log.replay_cap)?;
     env_parse("TIDINGS_RING_CAPACITY", &mut c.log.ring_capacity)?;
     env_parse("TIDINGS_RETENTION", &mut c.log.retention)?;
+    env_parse("TIDINGS_RETENTION_BYTES", &mut c.log.retention_bytes)?;
+    env_parse("TIDINGS_RING_MAX_BYTES", &mut c.log.ring_max_bytes)?;
     env_duration("TIDINGS_SEQUENCER_TIMEOUT", &mut c.log.sequencer_timeout)?;
     env_duration("TIDINGS_POLL_INTERVAL", &mut c.log.poll_interval)?;
     env_parse("TIDINGS_RELAY_BATCH", &mut c.log.relay_batch)?;
@@ -212,6 +274,10 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
         c.broker.channel_prefix = prefix;
     }
     let b = &mut c.broker;
+    env_parse(
+        "TIDINGS_BROKER_MEMORY_BUFFER_BYTES",
+        &mut b.memory_buffer_bytes,
+    )?;
     env_duration(
         "TIDINGS_BROKER_HEARTBEAT_INTERVAL",
         &mut b.heartbeat_interval,
@@ -229,14 +295,33 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
     Ok(s)
 }
 
+/// Crates that log WebSocket frames, bearer tokens in `auth` frames included, at
+/// trace level through the `log` crate (tungstenite: "Received message ..."). Their
+/// records never reach the log, whatever `RUST_LOG` says: a filter could be
+/// overridden by a more specific directive, an ignored crate cannot.
+const FRAME_LOGGING_CRATES: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), with `log` records
+/// forwarded except those of [`FRAME_LOGGING_CRATES`].
+fn init_logging() {
+    let forward_log = FRAME_LOGGING_CRATES
+        .iter()
+        .fold(tracing_log::LogTracer::builder(), |builder, name| {
+            builder.ignore_crate(*name)
+        });
+    // Only fails when a logger is already set, which nothing in this binary does.
+    let _ = forward_log.init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .finish();
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     // Printed by hand: returning the error from `main` would print its Debug form, with
     // a stack backtrace whenever RUST_BACKTRACE is set.
     match run().await {
@@ -259,7 +344,8 @@ async fn run() -> anyhow::Result<()> {
         &settings.broker_url,
         &broker::BrokerOptions::default()
             .with_channel_prefix(settings.realtime.broker.channel_prefix.clone())
-            .with_memory_capacity(settings.realtime.log.ring_capacity.max(1024)),
+            .with_memory_capacity(settings.realtime.log.ring_capacity.max(1024))
+            .with_memory_buffer_bytes(settings.realtime.broker.memory_buffer_bytes),
     )
     .with_context(|| {
         format!(
@@ -269,7 +355,7 @@ async fn run() -> anyhow::Result<()> {
     })?;
 
     let jwt = &settings.realtime.jwt;
-    let demo_mode = jwt.secret.is_none() && jwt.public_key_pem.is_none();
+    let demo_mode = jwt.secret.is_none() && jwt.public_key_pem.is_none() && jwt.jwks.is_empty();
     if demo_mode {
         // No key configured: mint our own, for the demo page only.
         settings.realtime.jwt.secret = Some(demo::random_secret());
@@ -322,8 +408,7 @@ async fn run() -> anyhow::Result<()> {
     );
 
     let shutdown = realtime.shutdown_token();
-    // Every write to a client has a deadline (a Datastar stream that is not read).
-    let server = axum::serve(realtime.listener(listener), app).with_graceful_shutdown({
+    tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
             wait_for_signal().await;
@@ -332,7 +417,12 @@ async fn run() -> anyhow::Result<()> {
         }
     });
     let deadline = settings.realtime.shutdown_timeout;
-    let serving = tokio::spawn(async move { server.await });
+    // The gateway's accept loop: header-read and idle timeouts, sockets and connects
+    // per address (docs/security.md). It stops accepting when shutdown begins.
+    let serving = tokio::spawn({
+        let realtime = realtime.clone();
+        async move { realtime.serve(listener, app).await }
+    });
     shutdown.cancelled().await;
     // From the signal on, everything has `shutdown_timeout` to finish.
     let drained = tokio::time::timeout(deadline, async {

@@ -36,6 +36,12 @@ pub struct Metrics {
     /// Events delivered because the node found them in the log (a poll or a gap fill)
     /// rather than because their doorbell rang.
     pub events_recovered_by_poll: AtomicU64,
+    /// Sockets answered 429 and closed by `Realtime::serve` before any request was
+    /// read (sockets or connects per address).
+    pub sockets_refused: AtomicU64,
+    /// WebSocket connections and SSE streams refused by a connection cap (node, user,
+    /// address).
+    pub connections_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -52,6 +58,18 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let rows: [(&str, &str, &str, &AtomicU64); 14] = [
+            (
+                "tidings_sockets_refused_total",
+                "counter",
+                "Sockets refused before any request (per-address limits).",
+                &self.sockets_refused,
+            ),
+            (
+                "tidings_connections_refused_total",
+                "counter",
+                "WebSocket connections and SSE streams refused by a connection cap.",
+                &self.connections_refused,
+            ),
             (
                 "tidings_connections",
                 "gauge",

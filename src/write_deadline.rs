@@ -111,6 +111,13 @@ impl<T> DeadlineIo<T> {
         }
     }
 
+    /// Once `shutdown` is cancelled, a write that makes no progress waits at most one
+    /// more second (see [`WriteDeadline::with_shutdown`]).
+    pub(crate) fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = Some(shutdown);
+        self
+    }
+
     /// Passes a ready result through (progress: the deadline starts over), or turns
     /// a pending write into an error once it has been pending for the deadline.
     fn watch<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {

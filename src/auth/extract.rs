@@ -66,6 +66,15 @@ impl Authenticator {
         }
     }
 
+    /// Like [`principal`](Self::principal), waiting for a due key set read when the
+    /// token names a key not known yet ([`JwtVerifier::verify_fresh`]).
+    pub async fn principal_fresh(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+        match request_token(headers, self.cookie_name.as_deref()) {
+            Some(token) => self.verifier.verify_fresh(&token).await,
+            None => Ok(Principal::anonymous()),
+        }
+    }
+
     /// The principal of the request's bearer header; `None` without one. The cookie
     /// is not read.
     pub fn bearer_principal(&self, headers: &HeaderMap) -> Result<Option<Principal>, AuthError> {
@@ -120,7 +129,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, HttpError> {
         let authenticator = Authenticator::from_ref(state);
-        Ok(Self(authenticator.principal(&parts.headers)?))
+        Ok(Self(authenticator.principal_fresh(&parts.headers).await?))
     }
 }
 
@@ -142,8 +151,8 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, HttpError> {
         let authenticator = Authenticator::from_ref(state);
-        match authenticator.bearer_principal(&parts.headers)? {
-            Some(principal) => Ok(Self(principal)),
+        match bearer_token(&parts.headers) {
+            Some(token) => Ok(Self(authenticator.verifier.verify_fresh(&token).await?)),
             None => Err(HttpError::unauthorized("missing bearer token")),
         }
     }

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use futures::{future::BoxFuture, stream::BoxStream};
 
 pub use health::{BrokerHealth, BrokerState};
-pub use memory::MemoryBroker;
+pub use memory::{DEFAULT_MEMORY_BUFFER_BYTES, MemoryBroker};
 pub(crate) use message::BrokerMessage;
 #[cfg(feature = "nats")]
 pub use nats::NatsBroker;

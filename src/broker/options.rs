@@ -14,6 +14,9 @@ pub struct BrokerOptions {
     pub channel_prefix: String,
     /// Messages the in-memory broker buffers per slow subscriber. Default 1024.
     pub memory_capacity: usize,
+    /// Bytes the in-memory broker buffers for slow subscribers at most; larger logged
+    /// events go by reference. Default 16 MiB.
+    pub memory_buffer_bytes: usize,
     /// Bound on establishing a connection (a subscription, or the first publish).
     /// Default 5 s.
     pub connect_timeout: Duration,
@@ -28,6 +31,7 @@ impl Default for BrokerOptions {
         Self {
             channel_prefix: "tidings".to_owned(),
             memory_capacity: 1024,
+            memory_buffer_bytes: super::DEFAULT_MEMORY_BUFFER_BYTES,
             connect_timeout: Duration::from_secs(5),
             publish_timeout: Duration::from_secs(2),
         }
@@ -44,6 +48,12 @@ impl BrokerOptions {
     /// These options with `capacity` for the in-memory broker.
     pub fn with_memory_capacity(mut self, capacity: usize) -> Self {
         self.memory_capacity = capacity;
+        self
+    }
+
+    /// These options with a byte budget of `bytes` for the in-memory broker.
+    pub fn with_memory_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.memory_buffer_bytes = bytes;
         self
     }
 

@@ -42,7 +42,12 @@ const BACKENDS: &[Backend] = &[
 pub fn from_url(url: &str, options: &BrokerOptions) -> Result<Arc<dyn Broker>, BrokerError> {
     let scheme = scheme_of(url);
     match scheme {
-        "memory" => return Ok(Arc::new(MemoryBroker::new(options.memory_capacity))),
+        "memory" => {
+            return Ok(Arc::new(
+                MemoryBroker::new(options.memory_capacity)
+                    .with_buffer_bytes(options.memory_buffer_bytes),
+            ));
+        }
         #[cfg(feature = "redis")]
         "redis" => return Ok(Arc::new(super::RedisBroker::new(url, options)?)),
         #[cfg(feature = "nats")]

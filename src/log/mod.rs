@@ -51,7 +51,7 @@ impl Log {
         Self {
             db,
             epoch: RwLock::new(Arc::from(epoch)),
-            ring: ring::Ring::new(config.ring_capacity),
+            ring: ring::Ring::new(config.ring_capacity, config.ring_max_bytes),
             config,
         }
     }

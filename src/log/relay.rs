@@ -56,18 +56,25 @@ impl Relay {
     /// interval, so rows committed by a process that died before relaying (or by
     /// another node) are never stranded.
     pub(crate) async fn run(self, shutdown: CancellationToken) {
-        // Prune once a tenth of the retention window has been added, so the table
-        // stays within ~110% of `retention` without a DELETE per batch.
+        // Prune once a tenth of the retention window has been added, in events or in
+        // bytes, so the table stays within ~110% of `retention` and `retention_bytes`
+        // without a DELETE per batch.
         let prune_every = (self.config.retention / 10).max(1);
+        let prune_every_bytes = (self.config.retention_bytes / 10).max(1);
         let mut sequenced_since_prune: u64 = 0;
+        let mut bytes_since_prune: u64 = 0;
         loop {
             match self.sequence_batch().await {
                 Ok((epoch, batch)) => {
                     let full = batch.len() >= self.config.relay_batch as usize;
                     sequenced_since_prune += batch.len() as u64;
-                    self.publish(&epoch, batch).await;
-                    if sequenced_since_prune >= prune_every {
+                    let bytes = self.publish(&epoch, batch).await;
+                    bytes_since_prune = bytes_since_prune.saturating_add(bytes as u64);
+                    if sequenced_since_prune >= prune_every
+                        || bytes_since_prune >= prune_every_bytes
+                    {
                         sequenced_since_prune = 0;
+                        bytes_since_prune = 0;
                         if let Err(e) = self.prune().await {
                             tracing::warn!(error = %e, "pruning the event log failed");
                         }
@@ -92,7 +99,9 @@ impl Relay {
         }
     }
 
-    async fn publish(&self, epoch: &str, batch: Vec<(u64, LogEntry)>) {
+    /// Publishes `batch`; returns the size of its encoding in bytes, which the pruning
+    /// schedule counts.
+    async fn publish(&self, epoch: &str, batch: Vec<(u64, LogEntry)>) -> usize {
         let count = batch.len() as u64;
         self.metrics
             .events_published
@@ -103,7 +112,7 @@ impl Relay {
         // doorbell of its last seq, and the nodes read it from the log.
         let mut batch = batch;
         let message = match batch.len() {
-            0 => return,
+            0 => return 0,
             1 => {
                 let (seq, event) = batch.remove(0);
                 BrokerMessage::Logged {
@@ -117,7 +126,9 @@ impl Relay {
                 events: batch,
             },
         };
-        if let Err(e) = self.broker.publish(message.encode()).await {
+        let encoded = message.encode();
+        let bytes = encoded.len();
+        if let Err(e) = self.broker.publish(encoded).await {
             // Nodes poll the log, so a lost doorbell only delays delivery.
             tracing::warn!(
                 error = %e,
@@ -125,6 +136,7 @@ impl Relay {
                 "relay: broker publish failed; the nodes will find these events by polling"
             );
         }
+        bytes
     }
 
     /// Sequences up to `relay_batch` visible rows; returns the epoch and the rows in
@@ -280,10 +292,12 @@ impl Relay {
         }
     }
 
-    /// Deletes sequenced rows older than the retention window.
+    /// Deletes sequenced rows older than the retention window, in events and in bytes.
     async fn prune(&self) -> sqlx::Result<()> {
         let (_, last) = super::reader::load_meta(&self.db).await?;
-        let Some(horizon) = last.checked_sub(self.config.retention) else {
+        let by_count = last.checked_sub(self.config.retention);
+        let by_bytes = self.bytes_horizon().await?;
+        let Some(horizon) = by_count.max(by_bytes) else {
             return Ok(());
         };
         let horizon = to_i64(horizon);
@@ -302,6 +316,45 @@ impl Relay {
             }
         }
         Ok(())
+    }
+}
+
+impl Relay {
+    /// The newest seq at which the sequenced rows, counted from the newest back,
+    /// exceed `retention_bytes`: it and everything older go. `None` while they fit.
+    async fn bytes_horizon(&self) -> sqlx::Result<Option<u64>> {
+        // Sizes as stored: SQLite's byte length of the text, Postgres's stored size of
+        // each JSONB value (after compression, which is what the disk holds).
+        const SQLITE: &str = "SELECT max(seq) FROM ( \
+               SELECT seq, sum(length(CAST(payload AS BLOB)) \
+                              + coalesce(length(CAST(changes AS BLOB)), 0) \
+                              + length(CAST(acl AS BLOB))) \
+                      OVER (ORDER BY seq DESC) AS total \
+               FROM realtime_outbox WHERE seq IS NOT NULL \
+             ) WHERE total > ?";
+        const POSTGRES: &str = "SELECT max(seq) FROM ( \
+               SELECT seq, sum(pg_column_size(payload) \
+                              + coalesce(pg_column_size(changes), 0) \
+                              + pg_column_size(acl)) \
+                      OVER (ORDER BY seq DESC) AS total \
+               FROM realtime_outbox WHERE seq IS NOT NULL \
+             ) sized WHERE total > $1";
+        let budget = i64::try_from(self.config.retention_bytes).unwrap_or(i64::MAX);
+        let seq: Option<i64> = match &self.db {
+            Db::Sqlite(pool) => {
+                sqlx::query_scalar(SQLITE)
+                    .bind(budget)
+                    .fetch_one(pool)
+                    .await?
+            }
+            Db::Postgres(pool) => {
+                sqlx::query_scalar(POSTGRES)
+                    .bind(budget)
+                    .fetch_one(pool)
+                    .await?
+            }
+        };
+        Ok(seq.map(to_u64))
     }
 }
 

@@ -21,6 +21,7 @@ use crate::{
     auth::Principal,
     event::{Event, LogEntry},
     hub::ReceiverKind,
+    limits::Transport,
     topic::{Pattern, Topic, TopicError},
 };
 
@@ -153,8 +154,18 @@ impl Realtime {
         F: FnOnce(&mut StreamSetup) -> Result<(), StreamError>,
     {
         let opened = async {
+            // The app's own route: the node and user caps apply; the address is the
+            // app's to check (it has the request).
+            let slot =
+                self.limits()
+                    .slots
+                    .acquire(Transport::Sse, None, principal.user_id.as_ref())?;
             let mut stream = StreamSetup {
-                registration: Registration::open(self.sse_state(), Arc::new(principal.clone()))?,
+                registration: Registration::open(
+                    self.sse_state(),
+                    Arc::new(principal.clone()),
+                    slot,
+                )?,
                 opening: EventCollector::new(),
             };
             setup(&mut stream)?;

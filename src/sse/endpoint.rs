@@ -16,6 +16,8 @@ use crate::{
     app::Realtime,
     auth::{AuthError, Caller, Principal},
     config::Config,
+    limits::Transport,
+    serve::peer::PeerIp,
     topic::{MAX_PATTERN_LEN, Pattern},
 };
 
@@ -60,11 +62,24 @@ pub(crate) async fn handler(
     State(state): State<SseState>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
+    PeerIp(ip): PeerIp,
     Caller(principal): Caller,
 ) -> Response {
+    // Caps first, before any work: the stream holds its slot until it ends.
+    let slot = match state
+        .limits
+        .slots
+        .acquire(Transport::Sse, ip, principal.user_id.as_ref())
+    {
+        Ok(slot) => slot,
+        Err(refused) => {
+            crate::metrics::Metrics::inc(&state.metrics.connections_refused);
+            return StreamError::from(refused).into_response();
+        }
+    };
     let opened = async {
         let patterns = parse_topics(&state.config, query.get("topics").map(String::as_str))?;
-        let mut stream = Registration::open(state, Arc::new(principal))?;
+        let mut stream = Registration::open(state, Arc::new(principal), slot)?;
         stream.subscribe_all(patterns)?;
         stream
             .start(last_event_id(&headers), Opening::Snapshot)

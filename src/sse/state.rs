@@ -25,6 +25,8 @@ pub(crate) struct SseState {
     pub(crate) subscription_hooks: Arc<SubscriptionHooks>,
     pub(crate) datastar: Arc<DatastarHooks>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Connection caps (node, user, address).
+    pub(crate) limits: Arc<crate::limits::NodeLimits>,
     pub(crate) shutdown: CancellationToken,
     /// Handed to the app's snapshot, to read what the page shows.
     pub(crate) store: Store,

@@ -21,7 +21,10 @@ use crate::{
     auth::{Principal, unix_now},
     close::{CloseReason, Closer},
     hub::{Delivery, Receiver},
-    limits::{self, ConnectionSlot},
+    limits::{
+        Slot,
+        gauge::{self, Counted},
+    },
     metrics::Metrics,
     protocol::{ClientFrame, ErrorCode, ServerFrame, parse_client_frame},
 };
@@ -32,17 +35,37 @@ const MAX_BATCH: usize = 256;
 
 /// Runs a connection to its end. `token` came from the upgrade request (header or
 /// allowed query parameter), if any.
-pub(crate) async fn run(state: WsState, socket: WebSocket, token: Option<String>) {
+pub(crate) async fn run(
+    state: WsState,
+    socket: WebSocket,
+    token: Option<String>,
+    slot: Result<Slot, CloseReason>,
+) {
     let mut socket = Socket::new(socket, state.config.connection.write_timeout);
-    let max = state.config.connection.max_connections as u64;
-    // Held until this function returns or unwinds: a panic cannot leak the slot.
-    let Some(_slot) = ConnectionSlot::try_acquire(&state.metrics, limits::websockets, max) else {
-        socket.close(CloseReason::RateLimited).await;
-        return;
+    let mut slot = match slot {
+        Ok(slot) => slot,
+        Err(reason) => return socket.close(reason).await,
     };
+    // Held until this function returns or unwinds: a panic cannot leave it counted.
+    let _open = Counted::new(&state.metrics, gauge::websockets);
     // Boxed futures keep the long-lived connection future small: their state is
     // only allocated while they run (memory per idle connection).
-    match Box::pin(handshake(&state, &mut socket, token)).await {
+    let handshake = Box::pin(handshake(&state, &mut socket, token)).await;
+    // A user who authenticated with the first frame is counted now; over the cap,
+    // 4029 (the upgrade was already answered).
+    let handshake = handshake.and_then(|(principal, reference)| match &principal.user_id {
+        Some(user) => state
+            .limits
+            .slots
+            .claim_user(&mut slot, user)
+            .map(|()| (principal, reference))
+            .map_err(|_| {
+                Metrics::inc(&state.metrics.connections_refused);
+                CloseReason::RateLimited
+            }),
+        None => Ok((principal, reference)),
+    });
+    match handshake {
         Ok((principal, reference)) => Box::pin(serve(state, socket, principal, reference)).await,
         Err(reason) => {
             count(&state.metrics, reason);
@@ -116,7 +139,7 @@ async fn handshake(
         }
     };
     match token {
-        Some(token) => match state.verifier.verify(&token) {
+        Some(token) => match state.verifier.verify_fresh(&token).await {
             Ok(principal) => Ok((principal, reference)),
             Err(e) => {
                 send_error(socket, reference, &e.to_string()).await;
@@ -178,6 +201,7 @@ async fn serve(
         state.rules.clone(),
         state.verifier.clone(),
         &config.connection,
+        state.limits.publish.clone(),
     );
     let session = Session::new(settings, principal);
     // From here on, however the connection ends (a panic included), the hub forgets

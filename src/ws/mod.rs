@@ -22,14 +22,19 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     auth::{JwtVerifier, bearer_token},
+    close::CloseReason,
     config::Config,
     hooks::SubscriptionHooks,
+    http::HttpError,
     hub::Hub,
+    limits::{NodeLimits, SlotRefusal, Transport},
     log::Log,
     metrics::Metrics,
     presence::PresenceNode,
+    protocol::ErrorCode,
     publisher::Publisher,
     rules::Rules,
+    serve::peer::PeerIp,
 };
 
 pub(crate) use origin::Origins;
@@ -46,6 +51,8 @@ pub(crate) struct WsState {
     pub(crate) hooks: Arc<SubscriptionHooks>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) origins: Arc<Origins>,
+    /// Connection caps and publish quotas.
+    pub(crate) limits: Arc<NodeLimits>,
     pub(crate) presence: Arc<PresenceNode>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
@@ -56,6 +63,7 @@ pub(crate) async fn upgrade(
     State(state): State<WsState>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
+    PeerIp(ip): PeerIp,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if !state.origins.allow(&headers) {
@@ -69,7 +77,37 @@ pub(crate) async fn upgrade(
             .then(|| query.get("token").cloned())
             .flatten()
     });
+    // The caps are checked before the upgrade: the per-address and per-user caps
+    // answer 429. The node cap keeps the protocol's answer, an upgrade closed with
+    // 4029, which tells a browser (that cannot see a refused upgrade's status) to
+    // back off. The user is known here only from a token on the request; one that
+    // does not verify is left to the handshake, which refuses it with 4001.
+    let user = token
+        .as_deref()
+        .and_then(|token| state.verifier.verify(token).ok())
+        .and_then(|principal| principal.user_id);
+    let slot = match state
+        .limits
+        .slots
+        .acquire(Transport::WebSocket, ip, user.as_ref())
+    {
+        Ok(slot) => Ok(slot),
+        Err(SlotRefusal::Node) => {
+            Metrics::inc(&state.metrics.connections_refused);
+            Err(CloseReason::RateLimited)
+        }
+        Err(refused) => {
+            Metrics::inc(&state.metrics.connections_refused);
+            return HttpError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::LimitExceeded,
+                refused.to_string(),
+            )
+            .into_response();
+        }
+    };
     let tasks = state.tasks.clone();
-    socket::configure(upgrade, &state.config.connection)
-        .on_upgrade(move |socket| tasks.track_future(connection::run(state, socket, token)))
+    socket::configure(upgrade, &state.config.connection).on_upgrade(move |socket| {
+        tasks.track_future(connection::run(state, socket, token, slot))
+    })
 }

@@ -15,6 +15,7 @@ use crate::{
     close::CloseReason,
     config::ConnectionConfig,
     event::Cursor,
+    limits::PublishLimits,
     protocol::{ClientFrame, ErrorCode, ServerFrame, parse_client_frame},
     rules::Rules,
     topic::{Pattern, Topic},
@@ -110,6 +111,8 @@ pub(crate) struct SessionSettings {
     pub rate_limit_tolerance: u32,
     /// Client frames per second (burst twice that).
     pub messages_per_second: u32,
+    /// Publish payload size and per-user quota, shared by the node's sessions.
+    pub publish_limits: Arc<PublishLimits>,
 }
 
 impl SessionSettings {
@@ -118,10 +121,12 @@ impl SessionSettings {
         rules: Arc<Rules>,
         verifier: Arc<JwtVerifier>,
         connection: &ConnectionConfig,
+        publish_limits: Arc<PublishLimits>,
     ) -> Self {
         Self {
             rules,
             verifier,
+            publish_limits,
             max_subscriptions: connection.max_subscriptions,
             misuse_limit: connection.misuse_limit,
             rate_limit_tolerance: connection.rate_limit_tolerance,
@@ -464,6 +469,10 @@ impl Session {
         data: Value,
         reference: Option<Value>,
     ) -> Vec<Effect> {
+        let size = match self.settings.publish_limits.check_size(&data) {
+            Ok(size) => size,
+            Err(e) => return self.refuse(reference, None, ErrorCode::LimitExceeded, e.to_string()),
+        };
         let target = match Topic::parse(topic) {
             Ok(t) if t.key().is_some() => Target::Topic(topic.to_owned()),
             Ok(_) => Target::Collection(topic.to_owned()),
@@ -482,6 +491,11 @@ impl Session {
                 ErrorCode::Forbidden,
                 format!("not allowed to publish on {topic}"),
             );
+        }
+        // Only what would be published counts against the quota.
+        let user = self.principal.user_id.as_ref();
+        if let Err(e) = self.settings.publish_limits.take(user, size) {
+            return self.refuse(reference, None, ErrorCode::RateLimited, e.to_string());
         }
         vec![Effect::Publish {
             prepared,
@@ -530,6 +544,14 @@ mod tests {
             misuse_limit,
             rate_limit_tolerance: 3,
             messages_per_second: 1000,
+            publish_limits: Arc::new(PublishLimits::new(
+                &crate::config::PublishConfig {
+                    max_payload_bytes: 100,
+                    events_per_window: 2,
+                    ..crate::config::PublishConfig::default()
+                },
+                1000,
+            )),
         };
         Session::new(settings, Arc::new(principal))
     }
@@ -790,6 +812,34 @@ mod tests {
             json!({"type":"presence","topic":"todos:lobby"}),
         );
         assert_eq!(error_code(&effects).as_deref(), Some("unauthorized"));
+    }
+
+    #[test]
+    fn publish_payload_size_and_quota_are_refused_with_their_codes() {
+        let mut s = session(user("ann", &[]), 100);
+        let big =
+            json!({"type":"publish","topic":"todos:1","event":"e","data":"x".repeat(200),"ref":1});
+        assert_eq!(
+            error_code(&frame(&mut s, big)).as_deref(),
+            Some("limit_exceeded")
+        );
+        let small = json!({"type":"publish","topic":"todos:1","event":"e","data":{"x":1}});
+        // A refused publish (forbidden) costs no quota.
+        let forbidden = json!({"type":"publish","topic":"admin","event":"e","data":{}});
+        assert_eq!(
+            error_code(&frame(&mut s, forbidden)).as_deref(),
+            Some("forbidden")
+        );
+        for _ in 0..2 {
+            assert!(matches!(
+                frame(&mut s, small.clone())[..],
+                [Effect::Publish { .. }]
+            ));
+        }
+        assert_eq!(
+            error_code(&frame(&mut s, small.clone())).as_deref(),
+            Some("rate_limited")
+        );
     }
 
     #[test]

@@ -100,16 +100,24 @@ pub async fn serve_gateway(realtime: &Realtime) -> String {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    realtime.set_local_addr(addr);
     let app = realtime.router();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let serving = realtime.clone();
+    tokio::spawn(async move { serving.serve(listener, app).await });
     format!("ws://{addr}/realtime/subscribe")
 }
 
-/// The default test configuration: the test secret, everything else default.
+/// The default test configuration: the test secret, and per-address and per-user
+/// limits lifted, since every test client comes from 127.0.0.1 and many act as the
+/// same user (tests of those limits set them); everything else default.
 pub fn test_config() -> Config {
     let mut config = Config::default();
     config.jwt.secret = Some(SECRET.into());
+    config.transport.max_sockets_per_ip = 1_000_000;
+    config.transport.connects_per_second_per_ip = 1_000_000;
+    config.connection.max_connections_per_ip = 1_000_000;
+    config.connection.max_connections_per_user = 1_000_000;
+    config.publish.events_per_window = 1_000_000;
+    config.publish.bytes_per_window = u64::from(u32::MAX);
     config
 }
 
@@ -159,12 +167,9 @@ impl TestServer {
         if let Some(routes) = extras.routes {
             app = app.merge(routes(&realtime));
         }
-        let shutdown = realtime.shutdown_token();
-        let listener = realtime.listener(listener);
+        let serving = realtime.clone();
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await;
+            let _ = serving.serve(listener, app).await;
         });
         Self {
             addr,

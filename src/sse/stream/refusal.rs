@@ -39,6 +39,14 @@ pub enum StreamError {
     /// This node already holds `connection.max_connections` streams (429).
     #[error("too many Datastar streams on this node")]
     TooManyStreams,
+    /// The user or the client address already holds
+    /// `connection.max_connections_per_user` / `max_connections_per_ip` WebSocket
+    /// connections and streams (429).
+    #[error("too many connections for this {whose}")]
+    TooManyConnections {
+        /// `user` or `address`.
+        whose: &'static str,
+    },
     /// The app's stream setup added an event the encoding layer refused (500).
     #[error(transparent)]
     Encoding(#[from] SseError),
@@ -65,13 +73,26 @@ impl StreamError {
             Self::CredentialsRequired { .. } => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
             Self::Forbidden { .. } => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
             Self::TooManyPatterns { .. } => (StatusCode::BAD_REQUEST, ErrorCode::LimitExceeded),
-            Self::TooManyStreams => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::LimitExceeded),
+            Self::TooManyStreams | Self::TooManyConnections { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, ErrorCode::LimitExceeded)
+            }
             Self::Encoding(_) | Self::NothingSubscribed => {
                 (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
             }
             Self::EndedEarly | Self::ShuttingDown | Self::Replay(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
             }
+        }
+    }
+}
+
+impl From<crate::limits::SlotRefusal> for StreamError {
+    fn from(refused: crate::limits::SlotRefusal) -> Self {
+        use crate::limits::SlotRefusal;
+        match refused {
+            SlotRefusal::Node => Self::TooManyStreams,
+            SlotRefusal::User => Self::TooManyConnections { whose: "user" },
+            SlotRefusal::Ip => Self::TooManyConnections { whose: "address" },
         }
     }
 }

@@ -12,7 +12,10 @@ use crate::{
     close::Closer,
     hooks::SubscriptionHooks,
     hub::{Delivery, Hub, Receiver, ReceiverKey, ReceiverKind},
-    limits::{self, ConnectionSlot},
+    limits::{
+        Slot,
+        gauge::{self, Counted},
+    },
     rules::Rules,
     sse::SseState,
     topic::Pattern,
@@ -37,12 +40,14 @@ fn admit(rules: &Rules, principal: &Principal, pattern: &Pattern) -> Result<(), 
 /// failed.
 pub(super) struct Guard {
     hub: Arc<Hub>,
-    /// The stream's place under `connection.max_connections`, given back on drop.
-    _slot: ConnectionSlot,
+    /// Counts the stream in `/metrics` while it lives.
+    _open: Counted,
     subscription_hooks: Arc<SubscriptionHooks>,
     key: ReceiverKey,
     pub(super) id: Arc<str>,
     pub(super) patterns: Vec<Arc<Pattern>>,
+    /// The stream's place under the connection caps, released with the stream.
+    _slot: Slot,
 }
 
 impl Drop for Guard {
@@ -68,10 +73,12 @@ pub(crate) struct Registration {
 
 impl Registration {
     /// Registers a stream for `principal` in the hub, with no subscription yet.
-    pub(crate) fn open(state: SseState, principal: Arc<Principal>) -> Result<Self, StreamError> {
-        let max = state.config.connection.max_connections as u64;
-        let slot = ConnectionSlot::try_acquire(&state.metrics, limits::sse_streams, max)
-            .ok_or(StreamError::TooManyStreams)?;
+    /// `slot` is its place under the connection caps, taken by the endpoint.
+    pub(crate) fn open(
+        state: SseState,
+        principal: Arc<Principal>,
+        slot: Slot,
+    ) -> Result<Self, StreamError> {
         let (queue, deliveries) = mpsc::channel(state.config.sse.queue_capacity);
         let closer = Closer::default();
         let id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
@@ -86,11 +93,12 @@ impl Registration {
         );
         let guard = Guard {
             hub: state.hub.clone(),
-            _slot: slot,
+            _open: Counted::new(&state.metrics, gauge::sse_streams),
             subscription_hooks: state.subscription_hooks.clone(),
             key,
             id,
             patterns: Vec::new(),
+            _slot: slot,
         };
         Ok(Self {
             state,

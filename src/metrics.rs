@@ -57,7 +57,7 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 14] = [
+        let rows: &[(&str, &str, &str, &AtomicU64)] = &[
             (
                 "tidings_sockets_refused_total",
                 "counter",

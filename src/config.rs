@@ -167,6 +167,25 @@ pub struct ConnectionConfig {
     pub read_buffer_size: usize,
     /// WebSocket write buffer in bytes. Default: 4096.
     pub write_buffer_size: usize,
+    /// Glob subscriptions (a `*`, `?`, `[...]` or `{...}` on either side of the
+    /// pattern, other than a lone `*`) per connection or SSE stream; more are refused
+    /// with `limit_exceeded`. Globs cost every event a match, exact patterns do not.
+    /// Default: 20.
+    pub max_glob_subscriptions: usize,
+    /// Glob subscriptions of one user across all their connections and streams on
+    /// this node (anonymous connections count per connection only). Default: 100.
+    pub max_glob_subscriptions_per_user: usize,
+    /// Distinct glob patterns on this node: the node's matching budget. Identical
+    /// patterns share one compiled matcher and count once; a new distinct glob past
+    /// this is refused (`limit_exceeded`) rather than slowing every event's fan-out.
+    /// Default: 1000.
+    pub max_globs_per_node: usize,
+    /// Wildcards (`*`, `?`, `[`, `{`, `,`) one glob pattern may hold, both sides
+    /// together; more is refused with `invalid_pattern`. Default: 10.
+    pub max_glob_wildcards: usize,
+    /// Longest glob pattern in characters (exact patterns keep the protocol's 256);
+    /// longer is refused with `invalid_pattern`. Default: 128.
+    pub max_glob_length: usize,
 }
 
 impl Default for ConnectionConfig {
@@ -182,6 +201,11 @@ impl Default for ConnectionConfig {
             max_connections: 10_000,
             read_buffer_size: 4096,
             write_buffer_size: 4096,
+            max_glob_subscriptions: 20,
+            max_glob_subscriptions_per_user: 100,
+            max_globs_per_node: 1000,
+            max_glob_wildcards: 10,
+            max_glob_length: 128,
         }
     }
 }
@@ -195,6 +219,17 @@ pub struct LogConfig {
     /// A resume that would replay more matching events than this answers
     /// `recovered:false` (`too_many`). Default: 1000.
     pub replay_cap: usize,
+    /// The most log rows one resume may read, matching or not: a resume whose range
+    /// `(since, position]` holds more answers `recovered:false` (`too_many`) before
+    /// reading anything, whatever its pattern matches. Default: 10000.
+    pub resume_scan_budget: u64,
+    /// Resumes (a `subscribe` with `since`, an SSE request with `Last-Event-ID`)
+    /// allowed per user per second on this node; anonymous clients share one
+    /// allowance. More are refused (`rate_limited`, HTTP 429). Default: 5.
+    pub resumes_per_second: u32,
+    /// Resumes a user may make at once before `resumes_per_second` applies (a page
+    /// reconnecting all its subscriptions). Default: 50.
+    pub resume_burst: u32,
     /// Sequenced events kept in the table; older ones are pruned and a resume from
     /// before them answers `too_old`. Default: 100000.
     pub retention: u64,
@@ -225,6 +260,9 @@ impl Default for LogConfig {
         Self {
             ring_capacity: 10_000,
             replay_cap: 1000,
+            resume_scan_budget: 10_000,
+            resumes_per_second: 5,
+            resume_burst: 50,
             retention: 100_000,
             poll_interval: Duration::from_millis(500),
             relay_batch: 500,
@@ -377,8 +415,19 @@ impl Config {
             );
         }
         let c = &self.connection;
-        let positive: [(&'static str, usize); 7] = [
+        let positive: [(&'static str, usize); 12] = [
             ("connection.max_message_size", c.max_message_size),
+            (
+                "connection.max_glob_subscriptions",
+                c.max_glob_subscriptions,
+            ),
+            (
+                "connection.max_glob_subscriptions_per_user",
+                c.max_glob_subscriptions_per_user,
+            ),
+            ("connection.max_globs_per_node", c.max_globs_per_node),
+            ("connection.max_glob_wildcards", c.max_glob_wildcards),
+            ("connection.max_glob_length", c.max_glob_length),
             ("connection.send_queue_capacity", c.send_queue_capacity),
             ("connection.max_subscriptions", c.max_subscriptions),
             ("connection.max_connections", c.max_connections),
@@ -432,8 +481,17 @@ impl Config {
                 "at most 15s",
             );
         }
-        if self.log.relay_batch == 0 {
-            return fail("log.relay_batch", "0".into(), "must be at least 1");
+        let l = &self.log;
+        let at_least_one: [(&'static str, u64); 4] = [
+            ("log.relay_batch", u64::from(l.relay_batch)),
+            ("log.resume_scan_budget", l.resume_scan_budget),
+            ("log.resumes_per_second", u64::from(l.resumes_per_second)),
+            ("log.resume_burst", u64::from(l.resume_burst)),
+        ];
+        for (setting, value) in at_least_one {
+            if value == 0 {
+                return fail(setting, "0".into(), "must be at least 1");
+            }
         }
         let p = &self.presence;
         if p.node_ttl <= p.sync_interval {

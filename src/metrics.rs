@@ -31,6 +31,12 @@ pub struct Metrics {
     /// Events delivered because the node found them in the log (a poll or a gap fill)
     /// rather than because their doorbell rang.
     pub events_recovered_by_poll: AtomicU64,
+    /// Distinct glob patterns indexed on this node (the matching budget in use).
+    pub glob_patterns: AtomicU64,
+    /// Glob subscriptions refused by a glob limit (per connection, user or node).
+    pub glob_refusals: AtomicU64,
+    /// Resumes refused by the per-user resume rate limit.
+    pub resumes_rate_limited: AtomicU64,
 }
 
 impl Metrics {
@@ -44,9 +50,14 @@ impl Metrics {
         gauge.fetch_sub(1, Relaxed);
     }
 
+    /// Sets a gauge.
+    pub fn set(gauge: &AtomicU64, value: u64) {
+        gauge.store(value, Relaxed);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 12] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 15] = [
             (
                 "tidings_connections",
                 "gauge",
@@ -118,6 +129,24 @@ impl Metrics {
                 "counter",
                 "Events delivered from a log poll or gap fill rather than a doorbell.",
                 &self.events_recovered_by_poll,
+            ),
+            (
+                "tidings_glob_patterns",
+                "gauge",
+                "Distinct glob patterns indexed (the matching budget in use).",
+                &self.glob_patterns,
+            ),
+            (
+                "tidings_glob_refusals_total",
+                "counter",
+                "Glob subscriptions refused by a glob limit.",
+                &self.glob_refusals,
+            ),
+            (
+                "tidings_resumes_rate_limited_total",
+                "counter",
+                "Resumes refused by the per-user resume rate limit.",
+                &self.resumes_rate_limited,
             ),
         ];
         let mut out = String::new();

@@ -160,7 +160,7 @@ impl Registration {
             .state
             .hub
             .subscribe_all(self.guard.key, &subs)
-            .ok_or(StreamError::EndedEarly)?;
+            .map_err(StreamError::from)?;
         self.record(fresh, position);
         Ok(())
     }

@@ -223,12 +223,15 @@ pub struct LogConfig {
     /// `(since, position]` holds more answers `recovered:false` (`too_many`) before
     /// reading anything, whatever its pattern matches. Default: 10000.
     pub resume_scan_budget: u64,
-    /// Resumes (a `subscribe` with `since`, an SSE request with `Last-Event-ID`)
-    /// allowed per user per second on this node; anonymous clients share one
-    /// allowance. More are refused (`rate_limited`, HTTP 429). Default: 5.
-    pub resumes_per_second: u32,
-    /// Resumes a user may make at once before `resumes_per_second` applies (a page
-    /// reconnecting all its subscriptions). Default: 50.
+    /// Resumes (a `subscribe` with `since`, an SSE request with `Last-Event-ID`) are
+    /// rate limited per user on this node: the allowance refills by one resume every
+    /// `resume_interval`, up to `resume_burst`. Anonymous clients share one allowance.
+    /// A resume past it is refused (`rate_limited`, HTTP 429). Default: 200 ms (5 per
+    /// second).
+    #[serde(with = "humantime_serde")]
+    pub resume_interval: Duration,
+    /// Resumes a user may make at once (a page reconnecting all its subscriptions).
+    /// Default: 50.
     pub resume_burst: u32,
     /// Sequenced events kept in the table; older ones are pruned and a resume from
     /// before them answers `too_old`. Default: 100000.
@@ -261,7 +264,7 @@ impl Default for LogConfig {
             ring_capacity: 10_000,
             replay_cap: 1000,
             resume_scan_budget: 10_000,
-            resumes_per_second: 5,
+            resume_interval: Duration::from_millis(200),
             resume_burst: 50,
             retention: 100_000,
             poll_interval: Duration::from_millis(500),
@@ -455,7 +458,8 @@ impl Config {
             );
         }
         let b = &self.broker;
-        let durations: [(&'static str, Duration); 12] = [
+        let durations: [(&'static str, Duration); 13] = [
+            ("log.resume_interval", self.log.resume_interval),
             ("auth.auth_timeout", self.auth.auth_timeout),
             ("connection.ping_interval", c.ping_interval),
             ("connection.ping_timeout", c.ping_timeout),
@@ -482,10 +486,9 @@ impl Config {
             );
         }
         let l = &self.log;
-        let at_least_one: [(&'static str, u64); 4] = [
+        let at_least_one: [(&'static str, u64); 3] = [
             ("log.relay_batch", u64::from(l.relay_batch)),
             ("log.resume_scan_budget", l.resume_scan_budget),
-            ("log.resumes_per_second", u64::from(l.resumes_per_second)),
             ("log.resume_burst", u64::from(l.resume_burst)),
         ];
         for (setting, value) in at_least_one {

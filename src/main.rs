@@ -237,7 +237,7 @@ fn abuse_limits_from_env(c: &mut tidings::Config) -> anyhow::Result<()> {
     env_parse("TIDINGS_MAX_GLOB_LENGTH", &mut conn.max_glob_length)?;
     let log = &mut c.log;
     env_parse("TIDINGS_RESUME_SCAN_BUDGET", &mut log.resume_scan_budget)?;
-    env_parse("TIDINGS_RESUMES_PER_SECOND", &mut log.resumes_per_second)?;
+    env_duration("TIDINGS_RESUME_INTERVAL", &mut log.resume_interval)?;
     env_parse("TIDINGS_RESUME_BURST", &mut log.resume_burst)?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! them apart. The buckets of users who have not resumed lately are indistinguishable
 //! from fresh ones and are dropped whenever the map has doubled since the last
 //! pruning, so memory follows the users who resumed within the last
-//! `resume_burst / resumes_per_second` seconds, not every user ever seen.
+//! `resume_burst x resume_interval`, not every user ever seen.
 
 use std::{
     num::NonZeroU32,
@@ -13,6 +13,7 @@ use std::{
         Arc,
         atomic::{AtomicUsize, Ordering::Relaxed},
     },
+    time::Duration,
 };
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -29,11 +30,11 @@ enum Resumer {
 /// A resume refused by the rate limit. The message names the settings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "too many resumes: at most {per_second} per second per user after a burst of {burst} \
-     (log.resumes_per_second, log.resume_burst); retry later"
+    "too many resumes: a user may resume {burst} times at once, then once every {interval:?} \
+     (log.resume_burst, log.resume_interval); retry later"
 )]
 pub(crate) struct ResumeRateLimited {
-    per_second: u32,
+    interval: Duration,
     burst: u32,
 }
 
@@ -50,15 +51,18 @@ pub(crate) struct ResumeGate {
 const PRUNE_FLOOR: usize = 1024;
 
 impl ResumeGate {
-    /// A gate allowing `config.resumes_per_second` per user, bursting to
+    /// A gate allowing one resume per `config.resume_interval` per user, bursting to
     /// `config.resume_burst`.
     pub(crate) fn new(config: &LogConfig) -> Self {
-        let rate = NonZeroU32::new(config.resumes_per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(config.resume_burst).unwrap_or(rate);
+        let burst = NonZeroU32::new(config.resume_burst).unwrap_or(NonZeroU32::MIN);
+        // A zero interval is refused by `Config::validate`; the fallback only keeps a
+        // hand-built config from panicking.
+        let quota = Quota::with_period(config.resume_interval)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX));
         Self {
-            limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+            limiter: RateLimiter::keyed(quota.allow_burst(burst)),
             refusal: ResumeRateLimited {
-                per_second: rate.get(),
+                interval: config.resume_interval,
                 burst: burst.get(),
             },
             pruned_at: AtomicUsize::new(PRUNE_FLOOR),
@@ -104,9 +108,9 @@ impl ResumeGate {
 mod tests {
     use super::*;
 
-    fn gate(per_second: u32, burst: u32) -> ResumeGate {
+    fn gate(interval: Duration, burst: u32) -> ResumeGate {
         ResumeGate::new(&LogConfig {
-            resumes_per_second: per_second,
+            resume_interval: interval,
             resume_burst: burst,
             ..LogConfig::default()
         })
@@ -114,14 +118,14 @@ mod tests {
 
     #[test]
     fn each_user_has_a_burst_of_their_own() {
-        let gate = gate(1, 3);
+        let gate = gate(Duration::from_secs(3600), 3);
         let ann = Principal::user("ann", &[]);
         let bob = Principal::user("bob", &[]);
         for _ in 0..3 {
             gate.admit(&ann).unwrap();
         }
         let refused = gate.admit(&ann).unwrap_err();
-        assert!(refused.to_string().contains("log.resumes_per_second"));
+        assert!(refused.to_string().contains("log.resume_interval"));
         gate.admit(&bob).expect("bob's allowance is his own");
         let anonymous = Principal::anonymous();
         for _ in 0..3 {
@@ -135,8 +139,8 @@ mod tests {
 
     #[test]
     fn idle_buckets_are_pruned_as_the_map_grows() {
-        // A generous rate: a bucket is back to full (idle) a few microseconds after use.
-        let gate = gate(1_000_000, 1);
+        // A bucket is back to full (idle) a microsecond after use.
+        let gate = gate(Duration::from_micros(1), 1);
         for i in 0..(PRUNE_FLOOR * 8) {
             gate.admit(&Principal::user(&format!("u{i}"), &[])).unwrap();
         }

@@ -99,9 +99,9 @@ impl GlobTable {
         true
     }
 
-    /// Whether a subscription to exactly this pattern text exists.
-    pub(crate) fn contains(&self, source: &str) -> bool {
-        self.by_source.contains_key(source)
+    /// The compiled pattern held for this text, if any.
+    pub(crate) fn get(&self, source: &str) -> Option<&Arc<Pattern>> {
+        self.by_source.get(source).map(|interned| &interned.pattern)
     }
 
     /// Distinct patterns held.

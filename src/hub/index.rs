@@ -170,17 +170,24 @@ impl SubscriptionIndex {
     /// Whether some subscription holds exactly this glob pattern (so one more costs
     /// matching nothing). False for patterns that are not globs.
     pub(crate) fn holds_glob(&self, pattern: &Pattern) -> bool {
+        self.interned(pattern).is_some()
+    }
+
+    /// The compiled glob the index holds for `pattern`'s text, for a new subscriber
+    /// to share instead of keeping a compiled copy of its own. `None` for patterns
+    /// that are not globs, or that no one holds.
+    pub(crate) fn interned(&self, pattern: &Pattern) -> Option<&Arc<Pattern>> {
         if !is_glob(pattern) {
-            return false;
+            return None;
         }
         let source = pattern.as_str();
         match pattern.collection() {
-            GlobPart::Glob(_) => self.collection_globs.contains(source),
-            GlobPart::Any => self.any_collection.key_globs.contains(source),
+            GlobPart::Glob(_) => self.collection_globs.get(source),
+            GlobPart::Any => self.any_collection.key_globs.get(source),
             GlobPart::Exact(collection) => self
                 .collections
                 .get(collection)
-                .is_some_and(|index| index.key_globs.contains(source)),
+                .and_then(|index| index.key_globs.get(source)),
         }
     }
 

@@ -189,6 +189,17 @@ impl Hub {
         self.lock().registry.set_principal(key, principal);
     }
 
+    /// The compiled pattern the hub already holds for `pattern`'s text, or `pattern`
+    /// itself. A glob's compiled matcher takes several kB; a subscriber that keeps the
+    /// shared one instead of its own freshly parsed copy costs the node nothing more.
+    pub fn shared_pattern(&self, pattern: Arc<Pattern>) -> Arc<Pattern> {
+        self.lock()
+            .index
+            .interned(&pattern)
+            .cloned()
+            .unwrap_or(pattern)
+    }
+
     /// Adds a subscription and returns the delivery position at that instant: every
     /// logged event with a greater seq will be delivered to it live. Refused if the id
     /// is already in use, the receiver is gone, or a glob limit says no.

@@ -428,6 +428,12 @@ fn glob_slots_come_back_when_their_holders_go() {
     );
     assert_eq!(hub.count_matching("notes", Some("x1")), 0, "all or nothing");
     glob(&hub, &anonymous, "x", "notes:x*").expect("the node's fourth");
+    // A later subscriber of the same text gets the compiled pattern already held.
+    let held = hub.shared_pattern(Arc::new(Pattern::parse("notes:x*").unwrap()));
+    let again = hub.shared_pattern(Arc::new(Pattern::parse("notes:x*").unwrap()));
+    assert!(Arc::ptr_eq(&held, &again), "one compiled pattern per text");
+    let exact = Arc::new(Pattern::parse("notes:*").unwrap());
+    assert!(Arc::ptr_eq(&hub.shared_pattern(exact.clone()), &exact));
     assert_eq!(hub.metrics.glob_patterns.load(Relaxed), 4);
 
     // A disconnect gives back its connection's, its user's and the node's slots.

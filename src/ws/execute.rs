@@ -172,6 +172,10 @@ impl Attached {
             Some(Since::Cursor(since)) => self.catch_up(since).await,
             _ => Ok(()),
         };
+        // Identical globs share one compiled pattern node-wide: the session keeps the
+        // shared one too, and its freshly parsed copy is dropped.
+        let pattern = self.hub.shared_pattern(pattern);
+        self.session.share_pattern(&id, &pattern);
         let position = match self.hub.subscribe(self.key, id.clone(), pattern.clone()) {
             Ok(position) => position,
             // A glob limit, or the receiver is gone (its queue overflowed; the close is

@@ -151,7 +151,11 @@ impl Registration {
         if fresh.is_empty() {
             return Ok(());
         }
-        let fresh: Vec<Arc<Pattern>> = fresh.into_iter().map(Arc::new).collect();
+        let hub = &self.state.hub;
+        let fresh: Vec<Arc<Pattern>> = fresh
+            .into_iter()
+            .map(|pattern| hub.shared_pattern(Arc::new(pattern)))
+            .collect();
         let subs: Vec<(Arc<str>, Arc<Pattern>)> = fresh
             .iter()
             .map(|p| (Arc::from(p.as_str()), p.clone()))

@@ -16,11 +16,11 @@
 //! ones rather than letting them slow every event's fan-out.
 //!
 //! The parts: `index` answers which subscriptions an event reaches and knows nothing
-//! else; `registry` holds the receivers (by key, connection id and user) and what each
-//! subscribed to; `glob_table` interns glob patterns; `budget` holds the glob limits
-//! and why a subscription is refused; `position` mirrors the delivery position for resumers that wait for
-//! it; this module keeps the index, the registry and the position under that one lock
-//! and hands events out.
+//! else; `glob_table` interns its glob patterns; `registry` holds the receivers (by
+//! key, connection id and user) and what each subscribed to; `budget` holds the glob
+//! limits and why a subscription is refused; `position` mirrors the delivery position
+//! for resumers that wait for it; this module keeps the index, the registry and the
+//! position under that one lock and hands events out.
 
 mod budget;
 mod glob_table;

@@ -613,6 +613,35 @@ mod tests {
     }
 
     #[test]
+    fn matching_and_resume_limits_must_be_positive() {
+        type BreakIt = fn(&mut Config);
+        let cases: [(&str, BreakIt); 5] = [
+            ("connection.max_globs_per_node", |c| {
+                c.connection.max_globs_per_node = 0;
+            }),
+            ("connection.max_glob_wildcards", |c| {
+                c.connection.max_glob_wildcards = 0;
+            }),
+            ("log.resume_scan_budget", |c| c.log.resume_scan_budget = 0),
+            ("log.resume_burst", |c| c.log.resume_burst = 0),
+            ("log.resume_interval", |c| {
+                c.log.resume_interval = Duration::ZERO
+            }),
+        ];
+        for (setting, break_it) in cases {
+            let mut config = Config::default();
+            break_it(&mut config);
+            assert_eq!(config.validate().unwrap_err().setting, setting);
+        }
+        let parsed: Config = toml::from_str(
+            "[connection]\nmax_glob_subscriptions = 5\n[log]\nresume_interval = \"1s\"",
+        )
+        .unwrap();
+        assert_eq!(parsed.connection.max_glob_subscriptions, 5);
+        assert_eq!(parsed.log.resume_interval, Duration::from_secs(1));
+    }
+
+    #[test]
     fn toml_with_unknown_field_is_refused() {
         let parsed: Result<Config, _> = toml::from_str("nonsense = 1");
         assert!(parsed.is_err());

@@ -14,7 +14,7 @@ use crate::{
     config::{Config, ConfigError},
     db::{Db, DbError},
     hooks::SubscriptionHooks,
-    hub::Hub,
+    hub::{GlobLimits, Hub},
     limits::NodeLimits,
     log::{
         Log, RelaySignal,
@@ -200,7 +200,10 @@ impl RealtimeBuilder {
             .map_err(|e| BuildError::Db(e.into()))?;
         let metrics = Arc::new(Metrics::default());
         let rules = Arc::new(self.rules);
-        let hub = Arc::new(Hub::new(rules.clone(), metrics.clone(), last_seq));
+        let hub = Arc::new(
+            Hub::new(rules.clone(), metrics.clone(), last_seq)
+                .with_glob_limits(GlobLimits::from(&self.config.connection)),
+        );
         let log = Arc::new(Log::new(self.db.clone(), &epoch, self.config.log.clone()));
         let signal = RelaySignal::default();
         let publisher = Publisher::new(self.db.clone(), signal.clone(), broker.clone());

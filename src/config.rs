@@ -296,6 +296,25 @@ pub struct ConnectionConfig {
     pub read_buffer_size: usize,
     /// WebSocket write buffer in bytes. Default: 4096.
     pub write_buffer_size: usize,
+    /// Glob subscriptions (a `*`, `?`, `[...]` or `{...}` on either side of the
+    /// pattern, other than a lone `*`) per connection or SSE stream; more are refused
+    /// with `limit_exceeded`. Globs cost every event a match, exact patterns do not.
+    /// Default: 20.
+    pub max_glob_subscriptions: usize,
+    /// Glob subscriptions of one user across all their connections and streams on
+    /// this node (anonymous connections count per connection only). Default: 100.
+    pub max_glob_subscriptions_per_user: usize,
+    /// Distinct glob patterns on this node: the node's matching budget. Identical
+    /// patterns share one compiled matcher and count once; a new distinct glob past
+    /// this is refused (`limit_exceeded`) rather than slowing every event's fan-out.
+    /// Default: 1000.
+    pub max_globs_per_node: usize,
+    /// Wildcards (`*`, `?`, `[`, `{`, `,`) one glob pattern may hold, both sides
+    /// together; more is refused with `invalid_pattern`. Default: 10.
+    pub max_glob_wildcards: usize,
+    /// Longest glob pattern in characters (exact patterns keep the protocol's 256);
+    /// longer is refused with `invalid_pattern`. Default: 128.
+    pub max_glob_length: usize,
 }
 
 impl Default for ConnectionConfig {
@@ -316,6 +335,11 @@ impl Default for ConnectionConfig {
             max_connections_per_ip: 512,
             read_buffer_size: 4096,
             write_buffer_size: 4096,
+            max_glob_subscriptions: 20,
+            max_glob_subscriptions_per_user: 100,
+            max_globs_per_node: 1000,
+            max_glob_wildcards: 10,
+            max_glob_length: 128,
         }
     }
 }
@@ -333,6 +357,20 @@ pub struct LogConfig {
     /// A resume that would replay more matching events than this answers
     /// `recovered:false` (`too_many`). Default: 1000.
     pub replay_cap: usize,
+    /// The most log rows one resume may read, matching or not: a resume whose range
+    /// `(since, position]` holds more answers `recovered:false` (`too_many`) before
+    /// reading anything, whatever its pattern matches. Default: 10000.
+    pub resume_scan_budget: u64,
+    /// Resumes (a `subscribe` with `since`, an SSE request with `Last-Event-ID`) are
+    /// rate limited per user on this node: the allowance refills by one resume every
+    /// `resume_interval`, up to `resume_burst`. Anonymous clients share one allowance.
+    /// A resume past it is refused (`rate_limited`, HTTP 429). Default: 200 ms (5 per
+    /// second).
+    #[serde(with = "humantime_serde")]
+    pub resume_interval: Duration,
+    /// Resumes a user may make at once (a page reconnecting all its subscriptions).
+    /// Default: 50.
+    pub resume_burst: u32,
     /// Sequenced events kept in the table; older ones are pruned and a resume from
     /// before them answers `too_old`. Default: 100000.
     pub retention: u64,
@@ -368,6 +406,9 @@ impl Default for LogConfig {
             ring_capacity: 10_000,
             ring_max_bytes: 32 * 1024 * 1024,
             replay_cap: 1000,
+            resume_scan_budget: 10_000,
+            resume_interval: Duration::from_millis(200),
+            resume_burst: 50,
             retention: 100_000,
             retention_bytes: 256 * 1024 * 1024,
             poll_interval: Duration::from_millis(500),
@@ -604,7 +645,7 @@ impl Config {
         }
         let c = &self.connection;
         let t = &self.transport;
-        let positive: [(&'static str, usize); 14] = [
+        let positive: &[(&str, usize)] = &[
             ("jwt.jwks_max_bytes", self.jwt.jwks_max_bytes),
             (
                 "connection.max_connections_per_user",
@@ -619,6 +660,17 @@ impl Config {
             ("transport.max_tracked_keys", t.max_tracked_keys),
             ("publish.max_payload_bytes", self.publish.max_payload_bytes),
             ("connection.max_message_size", c.max_message_size),
+            (
+                "connection.max_glob_subscriptions",
+                c.max_glob_subscriptions,
+            ),
+            (
+                "connection.max_glob_subscriptions_per_user",
+                c.max_glob_subscriptions_per_user,
+            ),
+            ("connection.max_globs_per_node", c.max_globs_per_node),
+            ("connection.max_glob_wildcards", c.max_glob_wildcards),
+            ("connection.max_glob_length", c.max_glob_length),
             ("connection.send_queue_capacity", c.send_queue_capacity),
             ("connection.max_subscriptions", c.max_subscriptions),
             ("connection.max_connections", c.max_connections),
@@ -626,7 +678,7 @@ impl Config {
             ("sse.queue_capacity", self.sse.queue_capacity),
             ("presence.queue_capacity", self.presence.queue_capacity),
         ];
-        for (setting, value) in positive {
+        for &(setting, value) in positive {
             if value == 0 {
                 return fail(setting, "0".into(), "must be at least 1");
             }
@@ -661,6 +713,7 @@ impl Config {
             ("transport.idle_timeout", t.idle_timeout),
             ("transport.prune_interval", t.prune_interval),
             ("publish.window", self.publish.window),
+            ("log.resume_interval", self.log.resume_interval),
             ("auth.auth_timeout", self.auth.auth_timeout),
             ("connection.write_timeout", c.write_timeout),
             (
@@ -718,8 +771,16 @@ impl Config {
             }
         }
         self.validate_publish()?;
-        if self.log.relay_batch == 0 {
-            return fail("log.relay_batch", "0".into(), "must be at least 1");
+        let l = &self.log;
+        let at_least_one: [(&'static str, u64); 3] = [
+            ("log.relay_batch", u64::from(l.relay_batch)),
+            ("log.resume_scan_budget", l.resume_scan_budget),
+            ("log.resume_burst", u64::from(l.resume_burst)),
+        ];
+        for (setting, value) in at_least_one {
+            if value == 0 {
+                return fail(setting, "0".into(), "must be at least 1");
+            }
         }
         let p = &self.presence;
         if p.node_ttl <= p.sync_interval {
@@ -924,6 +985,35 @@ mod tests {
             config.validate().unwrap_err().setting,
             "connection.write_timeout"
         );
+    }
+
+    #[test]
+    fn matching_and_resume_limits_must_be_positive() {
+        type BreakIt = fn(&mut Config);
+        let cases: [(&str, BreakIt); 5] = [
+            ("connection.max_globs_per_node", |c| {
+                c.connection.max_globs_per_node = 0;
+            }),
+            ("connection.max_glob_wildcards", |c| {
+                c.connection.max_glob_wildcards = 0;
+            }),
+            ("log.resume_scan_budget", |c| c.log.resume_scan_budget = 0),
+            ("log.resume_burst", |c| c.log.resume_burst = 0),
+            ("log.resume_interval", |c| {
+                c.log.resume_interval = Duration::ZERO
+            }),
+        ];
+        for (setting, break_it) in cases {
+            let mut config = Config::default();
+            break_it(&mut config);
+            assert_eq!(config.validate().unwrap_err().setting, setting);
+        }
+        let parsed: Config = toml::from_str(
+            "[connection]\nmax_glob_subscriptions = 5\n[log]\nresume_interval = \"1s\"",
+        )
+        .unwrap();
+        assert_eq!(parsed.connection.max_glob_subscriptions, 5);
+        assert_eq!(parsed.log.resume_interval, Duration::from_secs(1));
     }
 
     #[test]

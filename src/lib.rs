@@ -104,6 +104,7 @@ pub use db::{Db, DbError, tolerate_other_migrations};
 pub use event::{Action, Cursor, CursorError, LogEntry};
 pub use hooks::SubscriptionCallback;
 pub use http::{HttpError, PUBLISHER_ROLE};
+pub use hub::{GlobLimits, SubscribeError};
 pub use metrics::Metrics;
 pub use presence::{Presence, PresenceUser};
 pub use protocol::{ErrorCode, ResyncReason};

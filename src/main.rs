@@ -292,6 +292,7 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
         "TIDINGS_BROKER_RECONNECT_BACKOFF_MAX",
         &mut b.reconnect_backoff_max,
     )?;
+    abuse_limits_from_env(&mut s.realtime)?;
     Ok(s)
 }
 
@@ -317,6 +318,28 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .finish();
     let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+/// The limits that keep one client's subscriptions and resumes from costing everyone
+/// else (`docs/security.md`).
+fn abuse_limits_from_env(c: &mut tidings::Config) -> anyhow::Result<()> {
+    let conn = &mut c.connection;
+    env_parse(
+        "TIDINGS_MAX_GLOB_SUBSCRIPTIONS",
+        &mut conn.max_glob_subscriptions,
+    )?;
+    env_parse(
+        "TIDINGS_MAX_GLOB_SUBSCRIPTIONS_PER_USER",
+        &mut conn.max_glob_subscriptions_per_user,
+    )?;
+    env_parse("TIDINGS_MAX_GLOBS_PER_NODE", &mut conn.max_globs_per_node)?;
+    env_parse("TIDINGS_MAX_GLOB_WILDCARDS", &mut conn.max_glob_wildcards)?;
+    env_parse("TIDINGS_MAX_GLOB_LENGTH", &mut conn.max_glob_length)?;
+    let log = &mut c.log;
+    env_parse("TIDINGS_RESUME_SCAN_BUDGET", &mut log.resume_scan_budget)?;
+    env_duration("TIDINGS_RESUME_INTERVAL", &mut log.resume_interval)?;
+    env_parse("TIDINGS_RESUME_BURST", &mut log.resume_burst)?;
+    Ok(())
 }
 
 #[tokio::main]

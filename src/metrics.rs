@@ -42,6 +42,12 @@ pub struct Metrics {
     /// WebSocket connections and SSE streams refused by a connection cap (node, user,
     /// address).
     pub connections_refused: AtomicU64,
+    /// Distinct glob patterns indexed on this node (the matching budget in use).
+    pub glob_patterns: AtomicU64,
+    /// Glob subscriptions refused by a glob limit (per connection, user or node).
+    pub glob_refusals: AtomicU64,
+    /// Resumes refused by the per-user resume rate limit.
+    pub resumes_rate_limited: AtomicU64,
 }
 
 impl Metrics {
@@ -53,6 +59,11 @@ impl Metrics {
     /// Subtracts one from a gauge.
     pub fn dec(gauge: &AtomicU64) {
         gauge.fetch_sub(1, Relaxed);
+    }
+
+    /// Sets a gauge.
+    pub fn set(gauge: &AtomicU64, value: u64) {
+        gauge.store(value, Relaxed);
     }
 
     /// The Prometheus text exposition.
@@ -153,6 +164,24 @@ impl Metrics {
                 "counter",
                 "Events delivered from a log poll or gap fill rather than a doorbell.",
                 &self.events_recovered_by_poll,
+            ),
+            (
+                "tidings_glob_patterns",
+                "gauge",
+                "Distinct glob patterns indexed (the matching budget in use).",
+                &self.glob_patterns,
+            ),
+            (
+                "tidings_glob_refusals_total",
+                "counter",
+                "Glob subscriptions refused by a glob limit.",
+                &self.glob_refusals,
+            ),
+            (
+                "tidings_resumes_rate_limited_total",
+                "counter",
+                "Resumes refused by the per-user resume rate limit.",
+                &self.resumes_rate_limited,
             ),
         ];
         let mut out = String::new();

@@ -1,33 +1,108 @@
 //! The subscription index: which subscriptions an event on `collection:key` reaches.
 //!
 //! Pure bookkeeping: no receivers, rules, queues or locks. Subscriptions are indexed by
-//! exact collection first, then by key (`*`, literal keys, key globs), so matching an
-//! event touches only the subscriptions that can match it. Subscriptions whose
-//! collection side is a glob cannot be indexed that way and are kept apart, tried
-//! against every event.
+//! exact collection first (or "any collection" for `*:...`), then by key (`*`, literal
+//! keys, key globs), so matching an event touches only the subscriptions that can
+//! match it. Globs, on either side, are interned in [`GlobTable`]s: one compiled
+//! pattern per distinct text, tried once per event whatever the number of
+//! subscriptions holding it, and filed by literal prefix so an event tries only the
+//! globs that could match its text.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
-use super::ReceiverKey;
+use super::{
+    ReceiverKey,
+    glob_table::{GlobTable, literal_prefix},
+};
 use crate::topic::{GlobPart, MatchText, Pattern};
 
 /// One subscription: its receiver and the id the client gave it.
 pub(crate) type SubKey = (ReceiverKey, Arc<str>);
 
-/// The subscriptions of one exact collection, by the shape of their key side.
+/// The subscriptions of one exact collection (or of every collection, for patterns
+/// whose collection side is `*`), by the shape of their key side.
 #[derive(Debug, Default)]
 struct CollectionIndex {
     /// `collection:*`
-    any_key: HashMap<SubKey, Arc<Pattern>>,
+    any_key: HashSet<SubKey>,
     /// `collection:literal`
-    by_key: HashMap<String, HashMap<SubKey, Arc<Pattern>>>,
-    /// `collection:glob`
-    key_globs: HashMap<SubKey, Arc<Pattern>>,
+    by_key: HashMap<String, HashSet<SubKey>>,
+    /// `collection:glob`, filed by the key glob's literal prefix.
+    key_globs: GlobTable,
 }
 
 impl CollectionIndex {
     fn is_empty(&self) -> bool {
         self.any_key.is_empty() && self.by_key.is_empty() && self.key_globs.is_empty()
+    }
+
+    /// The key glob's text of `pattern`.
+    fn key_glob_text(pattern: &Pattern) -> &str {
+        pattern.as_str().split_once(':').map_or("*", |(_, key)| key)
+    }
+
+    /// Files `sub`; true if it brought a new distinct glob.
+    fn insert(&mut self, sub: SubKey, pattern: &Arc<Pattern>) -> bool {
+        match pattern.key() {
+            GlobPart::Any => {
+                self.any_key.insert(sub);
+                false
+            }
+            GlobPart::Exact(k) => {
+                self.by_key.entry(k.clone()).or_default().insert(sub);
+                false
+            }
+            GlobPart::Glob(_) => {
+                let prefix = literal_prefix(Self::key_glob_text(pattern));
+                self.key_globs.insert(sub, pattern, prefix)
+            }
+        }
+    }
+
+    fn remove(&mut self, sub: &SubKey, pattern: &Pattern) -> bool {
+        match pattern.key() {
+            GlobPart::Any => self.any_key.remove(sub),
+            GlobPart::Exact(k) => match self.by_key.get_mut(k) {
+                Some(subs) => {
+                    let removed = subs.remove(sub);
+                    if subs.is_empty() {
+                        self.by_key.remove(k);
+                    }
+                    removed
+                }
+                None => false,
+            },
+            GlobPart::Glob(_) => self.key_globs.remove(sub, pattern),
+        }
+    }
+
+    /// Adds the subscriptions matching an event with `key` (None: collection-wide).
+    fn collect<'a>(&'a self, key: Option<&str>, found: &mut Vec<&'a SubKey>) {
+        found.extend(self.any_key.iter());
+        match key {
+            Some(key) => {
+                if let Some(subs) = self.by_key.get(key) {
+                    found.extend(subs.iter());
+                }
+                if !self.key_globs.is_empty() {
+                    // Prepared once for every key glob, not once per glob.
+                    let prepared = MatchText::new(key);
+                    self.key_globs.matching(
+                        key,
+                        |pattern| pattern.key().matches_prepared(&prepared),
+                        found,
+                    );
+                }
+            }
+            // A collection-wide event reaches every subscription of the collection.
+            None => {
+                found.extend(self.by_key.values().flatten());
+                found.extend(self.key_globs.subscribers());
+            }
+        }
     }
 }
 
@@ -35,57 +110,90 @@ impl CollectionIndex {
 #[derive(Debug, Default)]
 pub(crate) struct SubscriptionIndex {
     collections: HashMap<String, CollectionIndex>,
-    /// Subscriptions whose collection side is a glob.
-    collection_globs: HashMap<SubKey, Arc<Pattern>>,
+    /// Subscriptions whose collection side is `*`.
+    any_collection: CollectionIndex,
+    /// Subscriptions whose collection side is a glob, filed by its literal prefix.
+    collection_globs: GlobTable,
+    /// Distinct glob patterns across every table: the node's matching cost.
+    distinct_globs: usize,
+}
+
+/// Whether `pattern` is matched by trying a glob (as opposed to a lookup).
+pub(crate) fn is_glob(pattern: &Pattern) -> bool {
+    matches!(pattern.collection(), GlobPart::Glob(_)) || matches!(pattern.key(), GlobPart::Glob(_))
 }
 
 impl SubscriptionIndex {
     /// Indexes `sub` under `pattern`, replacing an entry with the same key and pattern.
     pub(crate) fn insert(&mut self, sub: SubKey, pattern: Arc<Pattern>) {
-        let GlobPart::Exact(collection) = pattern.collection() else {
-            self.collection_globs.insert(sub, pattern);
-            return;
-        };
-        let index = self.collections.entry(collection.clone()).or_default();
-        match pattern.key() {
-            GlobPart::Any => index.any_key.insert(sub, pattern.clone()),
-            GlobPart::Exact(k) => index
-                .by_key
-                .entry(k.clone())
+        let new_glob = match pattern.collection() {
+            GlobPart::Glob(_) => {
+                let collection = pattern.as_str().split(':').next().unwrap_or_default();
+                self.collection_globs
+                    .insert(sub, &pattern, literal_prefix(collection))
+            }
+            GlobPart::Any => self.any_collection.insert(sub, &pattern),
+            GlobPart::Exact(collection) => self
+                .collections
+                .entry(collection.clone())
                 .or_default()
-                .insert(sub, pattern.clone()),
-            GlobPart::Glob(_) => index.key_globs.insert(sub, pattern.clone()),
+                .insert(sub, &pattern),
         };
+        self.distinct_globs += usize::from(new_glob);
     }
 
     /// Removes `sub`, which was indexed under `pattern`; false if it was not there.
-    /// Emptied key and collection entries are dropped, so the index does not grow with
-    /// every key ever subscribed to.
+    /// Emptied key and collection entries, and globs no one holds any more, are
+    /// dropped, so the index does not grow with every key or glob ever subscribed to.
     pub(crate) fn remove(&mut self, sub: &SubKey, pattern: &Pattern) -> bool {
-        let GlobPart::Exact(collection) = pattern.collection() else {
-            return self.collection_globs.remove(sub).is_some();
-        };
-        let Some(index) = self.collections.get_mut(collection) else {
-            return false;
-        };
-        let removed = match pattern.key() {
-            GlobPart::Any => index.any_key.remove(sub).is_some(),
-            GlobPart::Exact(k) => match index.by_key.get_mut(k) {
-                Some(subs) => {
-                    let removed = subs.remove(sub).is_some();
-                    if subs.is_empty() {
-                        index.by_key.remove(k);
-                    }
-                    removed
+        let held = self.holds_glob(pattern);
+        let removed = match pattern.collection() {
+            GlobPart::Glob(_) => self.collection_globs.remove(sub, pattern),
+            GlobPart::Any => self.any_collection.remove(sub, pattern),
+            GlobPart::Exact(collection) => {
+                let Some(index) = self.collections.get_mut(collection) else {
+                    return false;
+                };
+                let removed = index.remove(sub, pattern);
+                if index.is_empty() {
+                    self.collections.remove(collection);
                 }
-                None => false,
-            },
-            GlobPart::Glob(_) => index.key_globs.remove(sub).is_some(),
+                removed
+            }
         };
-        if index.is_empty() {
-            self.collections.remove(collection);
+        if held && !self.holds_glob(pattern) {
+            self.distinct_globs -= 1;
         }
         removed
+    }
+
+    /// Whether some subscription holds exactly this glob pattern (so one more costs
+    /// matching nothing). False for patterns that are not globs.
+    pub(crate) fn holds_glob(&self, pattern: &Pattern) -> bool {
+        self.interned(pattern).is_some()
+    }
+
+    /// The compiled glob the index holds for `pattern`'s text, for a new subscriber
+    /// to share instead of keeping a compiled copy of its own. `None` for patterns
+    /// that are not globs, or that no one holds.
+    pub(crate) fn interned(&self, pattern: &Pattern) -> Option<&Arc<Pattern>> {
+        if !is_glob(pattern) {
+            return None;
+        }
+        let source = pattern.as_str();
+        match pattern.collection() {
+            GlobPart::Glob(_) => self.collection_globs.get(source),
+            GlobPart::Any => self.any_collection.key_globs.get(source),
+            GlobPart::Exact(collection) => self
+                .collections
+                .get(collection)
+                .and_then(|index| index.key_globs.get(source)),
+        }
+    }
+
+    /// Distinct glob patterns indexed: how many globs an event may have to try.
+    pub(crate) fn distinct_globs(&self) -> usize {
+        self.distinct_globs
     }
 
     /// The subscriptions matching `collection`/`key`, grouped by receiver (in
@@ -99,41 +207,16 @@ impl SubscriptionIndex {
     ) -> Vec<(ReceiverKey, Vec<Arc<str>>)> {
         let mut found: Vec<&SubKey> = Vec::new();
         if let Some(index) = self.collections.get(collection) {
-            found.extend(index.any_key.keys());
-            match key {
-                Some(key) => {
-                    if let Some(subs) = index.by_key.get(key) {
-                        found.extend(subs.keys());
-                    }
-                    if !index.key_globs.is_empty() {
-                        // Prepared once for every key glob, not once per glob.
-                        let key = MatchText::new(key);
-                        found.extend(
-                            index
-                                .key_globs
-                                .iter()
-                                .filter(|(_, pattern)| pattern.key().matches_prepared(&key))
-                                .map(|(sub, _)| sub),
-                        );
-                    }
-                }
-                // A collection-wide event reaches every subscription of the collection.
-                None => {
-                    found.extend(index.by_key.values().flat_map(HashMap::keys));
-                    found.extend(index.key_globs.keys());
-                }
-            }
+            index.collect(key, &mut found);
         }
+        self.any_collection.collect(key, &mut found);
         if !self.collection_globs.is_empty() {
             let prepared_collection = MatchText::new(collection);
             let prepared_key = key.map(MatchText::new);
-            found.extend(
-                self.collection_globs
-                    .iter()
-                    .filter(|(_, pattern)| {
-                        pattern.matches_prepared(&prepared_collection, prepared_key.as_ref())
-                    })
-                    .map(|(sub, _)| sub),
+            self.collection_globs.matching(
+                collection,
+                |pattern| pattern.matches_prepared(&prepared_collection, prepared_key.as_ref()),
+                &mut found,
             );
         }
         found.sort_unstable_by_key(|(receiver, _)| *receiver);
@@ -157,7 +240,9 @@ impl SubscriptionIndex {
     /// Whether nothing at all is indexed.
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
-        self.collections.is_empty() && self.collection_globs.is_empty()
+        self.collections.is_empty()
+            && self.any_collection.is_empty()
+            && self.collection_globs.is_empty()
     }
 }
 
@@ -182,6 +267,8 @@ mod tests {
         ("collection_glob", "to*:*"),
         ("both_globs", "to*:1?"),
         ("other_collection", "notes:*"),
+        ("any_collection_exact_key", "*:1"),
+        ("any_collection_key_glob", "*:1?"),
     ];
 
     fn loaded() -> SubscriptionIndex {
@@ -212,12 +299,24 @@ mod tests {
             (
                 "todos",
                 Some("1"),
-                &["any_key", "collection_glob", "exact_key", "key_glob"],
+                &[
+                    "any_collection_exact_key",
+                    "any_key",
+                    "collection_glob",
+                    "exact_key",
+                    "key_glob",
+                ],
             ),
             (
                 "todos",
                 Some("12"),
-                &["any_key", "both_globs", "collection_glob", "key_glob"],
+                &[
+                    "any_collection_key_glob",
+                    "any_key",
+                    "both_globs",
+                    "collection_glob",
+                    "key_glob",
+                ],
             ),
             ("todos", Some("2"), &["any_key", "collection_glob"]),
             // A collection-wide event reaches every subscription of the collection,
@@ -226,6 +325,8 @@ mod tests {
                 "todos",
                 None,
                 &[
+                    "any_collection_exact_key",
+                    "any_collection_key_glob",
                     "any_key",
                     "both_globs",
                     "collection_glob",
@@ -234,14 +335,43 @@ mod tests {
                 ],
             ),
             // Another collection the collection globs match.
-            ("tokens", Some("12"), &["both_globs", "collection_glob"]),
+            (
+                "tokens",
+                Some("12"),
+                &["any_collection_key_glob", "both_globs", "collection_glob"],
+            ),
             ("tokens", Some("2"), &["collection_glob"]),
-            ("tokens", None, &["both_globs", "collection_glob"]),
-            // Another collection nothing but its own pattern matches.
-            ("notes", Some("1"), &["other_collection"]),
-            ("notes", None, &["other_collection"]),
-            ("users", Some("1"), &[]),
-            ("users", None, &[]),
+            (
+                "tokens",
+                None,
+                &[
+                    "any_collection_exact_key",
+                    "any_collection_key_glob",
+                    "both_globs",
+                    "collection_glob",
+                ],
+            ),
+            // Another collection: its own pattern and the `*:` ones.
+            (
+                "notes",
+                Some("1"),
+                &["any_collection_exact_key", "other_collection"],
+            ),
+            (
+                "notes",
+                None,
+                &[
+                    "any_collection_exact_key",
+                    "any_collection_key_glob",
+                    "other_collection",
+                ],
+            ),
+            ("users", Some("2"), &[]),
+            (
+                "users",
+                None,
+                &["any_collection_exact_key", "any_collection_key_glob"],
+            ),
         ];
         for (collection, key, expected) in table {
             assert_eq!(
@@ -320,8 +450,38 @@ mod tests {
     }
 
     #[test]
+    fn identical_globs_share_one_compiled_pattern() {
+        let mut index = SubscriptionIndex::default();
+        let texts = ["*:*a*a*a*a*a*a*a*b", "todos:1?*", "to*:*"];
+        // 100 receivers x the same 3 globs, each parsed anew as connections do.
+        for receiver in 0..100 {
+            for (n, text) in texts.iter().enumerate() {
+                index.insert(sub(receiver, &format!("s{n}")), pattern(text));
+            }
+        }
+        assert_eq!(index.distinct_globs(), 3, "one entry per distinct glob");
+        assert!(texts.iter().all(|t| index.holds_glob(&pattern(t))));
+        assert!(!index.holds_glob(&pattern("todos:*")), "not a glob");
+        assert_eq!(matched(&index, "todos", Some("12")).len(), 200);
+        // Every subscriber but the last leaves: the pattern stays, once.
+        for receiver in 0..99 {
+            for (n, text) in texts.iter().enumerate() {
+                assert!(index.remove(&sub(receiver, &format!("s{n}")), &pattern(text)));
+            }
+        }
+        assert_eq!(index.distinct_globs(), 3);
+        for (n, text) in texts.iter().enumerate() {
+            assert!(index.remove(&sub(99, &format!("s{n}")), &pattern(text)));
+        }
+        assert_eq!(index.distinct_globs(), 0);
+        assert!(index.is_empty());
+    }
+
+    #[test]
     fn a_removed_subscription_can_be_added_again() {
-        for text in ["todos:*", "todos:1", "todos:1*", "to*:*"] {
+        for text in [
+            "todos:*", "todos:1", "todos:1*", "to*:*", "*:1", "*:1*", "*",
+        ] {
             let mut index = SubscriptionIndex::default();
             let pattern = pattern(text);
             index.insert(sub(1, "s1"), pattern.clone());

@@ -10,12 +10,20 @@
 //! every event after that position reaches the subscription live and everything up to
 //! it can be replayed from the log without gap or overlap.
 //!
+//! Matching stays bounded however clients subscribe: identical glob patterns share one
+//! compiled matcher, tried once per event; globs are filed by literal prefix; and the
+//! `budget` caps the globs a connection, a user and the node may hold, refusing new
+//! ones rather than letting them slow every event's fan-out.
+//!
 //! The parts: `index` answers which subscriptions an event reaches and knows nothing
-//! else; `registry` holds the receivers (by key, connection id and user) and what each
-//! subscribed to; `position` mirrors the delivery position for resumers that wait for
-//! it; this module keeps the index, the registry and the position under that one lock
-//! and hands events out.
+//! else; `glob_table` interns its glob patterns; `registry` holds the receivers (by
+//! key, connection id and user) and what each subscribed to; `budget` holds the glob
+//! limits and why a subscription is refused; `position` mirrors the delivery position
+//! for resumers that wait for it; this module keeps the index, the registry and the
+//! position under that one lock and hands events out.
 
+mod budget;
+mod glob_table;
 mod index;
 mod position;
 mod registry;
@@ -28,8 +36,11 @@ use std::{
 
 use tokio::sync::mpsc;
 
-pub use self::registry::Receiver;
 pub(crate) use self::registry::{ReceiverKey, ReceiverKind};
+pub use self::{
+    budget::{GlobLimits, SubscribeError},
+    registry::Receiver,
+};
 use self::{
     index::SubscriptionIndex,
     position::PositionWatch,
@@ -73,6 +84,12 @@ impl State {
             self.index.remove(&(key, sub_id), &pattern);
             Metrics::dec(&metrics.subscriptions);
         }
+        self.report_globs(metrics);
+    }
+
+    fn report_globs(&self, metrics: &Metrics) {
+        let globs = u64::try_from(self.index.distinct_globs()).unwrap_or(u64::MAX);
+        Metrics::set(&metrics.glob_patterns, globs);
     }
 }
 
@@ -83,6 +100,7 @@ pub struct Hub {
     watch: PositionWatch,
     rules: Arc<Rules>,
     metrics: Arc<Metrics>,
+    limits: GlobLimits,
 }
 
 impl std::fmt::Debug for Hub {
@@ -111,7 +129,15 @@ impl Hub {
             watch: PositionWatch::new(position),
             rules,
             metrics,
+            limits: GlobLimits::default(),
         }
+    }
+
+    /// The same hub with these glob limits (default: `ConnectionConfig`'s defaults).
+    #[must_use]
+    pub fn with_glob_limits(mut self, limits: GlobLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -163,37 +189,96 @@ impl Hub {
         self.lock().registry.set_principal(key, principal);
     }
 
+    /// The compiled pattern the hub already holds for `pattern`'s text, or `pattern`
+    /// itself. A glob's compiled matcher takes several kB; a subscriber that keeps the
+    /// shared one instead of its own freshly parsed copy costs the node nothing more.
+    pub fn shared_pattern(&self, pattern: Arc<Pattern>) -> Arc<Pattern> {
+        self.lock()
+            .index
+            .interned(&pattern)
+            .cloned()
+            .unwrap_or(pattern)
+    }
+
     /// Adds a subscription and returns the delivery position at that instant: every
-    /// logged event with a greater seq will be delivered to it live. Returns `None` if
-    /// the id is already in use or the receiver is gone.
-    pub fn subscribe(&self, key: ReceiverKey, id: Arc<str>, pattern: Arc<Pattern>) -> Option<u64> {
-        let mut state = self.lock();
-        if !state.registry.add_subscription(key, &id, &pattern) {
-            return None;
-        }
-        state.index.insert((key, id), pattern);
-        Metrics::inc(&self.metrics.subscriptions);
-        Some(state.position)
+    /// logged event with a greater seq will be delivered to it live. Refused if the id
+    /// is already in use, the receiver is gone, or a glob limit says no.
+    pub fn subscribe(
+        &self,
+        key: ReceiverKey,
+        id: Arc<str>,
+        pattern: Arc<Pattern>,
+    ) -> Result<u64, SubscribeError> {
+        self.subscribe_all(key, &[(id, pattern)])
     }
 
     /// Adds several subscriptions under one lock and returns the delivery position at
     /// that instant, which is then the same for all of them: one replay up to it covers
-    /// every pattern. Adds none and returns `None` if an id is in use (or repeated) or
-    /// the receiver is gone.
+    /// every pattern. Adds none if any is refused (an id in use or repeated, the
+    /// receiver gone, a glob limit).
     pub fn subscribe_all(
         &self,
         key: ReceiverKey,
         subs: &[(Arc<str>, Arc<Pattern>)],
-    ) -> Option<u64> {
-        let mut state = self.lock();
-        if !state.registry.add_subscriptions(key, subs) {
-            return None;
+    ) -> Result<u64, SubscribeError> {
+        for (_, pattern) in subs {
+            self.limits.check_complexity(pattern)?;
         }
+        let mut state = self.lock();
+        self.admit_globs(&state, key, subs)?;
+        state.registry.add_subscriptions(key, subs)?;
         for (id, pattern) in subs {
             state.index.insert((key, id.clone()), pattern.clone());
             Metrics::inc(&self.metrics.subscriptions);
         }
-        Some(state.position)
+        state.report_globs(&self.metrics);
+        Ok(state.position)
+    }
+
+    /// Refuses `subs` if their globs would take receiver `key`, its user or the node
+    /// past a glob limit. A glob some subscription already holds costs the node
+    /// nothing more, so only new distinct ones count against the node's budget.
+    fn admit_globs(
+        &self,
+        state: &State,
+        key: ReceiverKey,
+        subs: &[(Arc<str>, Arc<Pattern>)],
+    ) -> Result<(), SubscribeError> {
+        let (of_receiver, of_user) = state.registry.glob_usage(key).ok_or(SubscribeError::Gone)?;
+        let globs: Vec<&Arc<Pattern>> = subs
+            .iter()
+            .map(|(_, p)| p)
+            .filter(|p| index::is_glob(p))
+            .collect();
+        if globs.is_empty() {
+            return Ok(());
+        }
+        let limits = &self.limits;
+        let refused = |error| {
+            Metrics::inc(&self.metrics.glob_refusals);
+            Err(error)
+        };
+        if of_receiver + globs.len() > limits.per_connection {
+            return refused(SubscribeError::GlobsPerConnection {
+                limit: limits.per_connection,
+            });
+        }
+        if of_user.is_some_and(|n| n + globs.len() > limits.per_user) {
+            return refused(SubscribeError::GlobsPerUser {
+                limit: limits.per_user,
+            });
+        }
+        let new: HashSet<&str> = globs
+            .iter()
+            .filter(|p| !state.index.holds_glob(p))
+            .map(|p| p.as_str())
+            .collect();
+        if state.index.distinct_globs() + new.len() > limits.per_node {
+            return refused(SubscribeError::GlobsPerNode {
+                limit: limits.per_node,
+            });
+        }
+        Ok(())
     }
 
     /// Removes a subscription; false if there was none with that id.
@@ -204,6 +289,7 @@ impl Hub {
         };
         state.index.remove(&(key, id), &pattern);
         Metrics::dec(&self.metrics.subscriptions);
+        state.report_globs(&self.metrics);
         true
     }
 

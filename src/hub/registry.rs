@@ -8,7 +8,7 @@ use std::{
 
 use tokio::sync::mpsc;
 
-use super::Delivery;
+use super::{Delivery, budget::SubscribeError, index::is_glob};
 use crate::{auth::Principal, close::Closer, topic::Pattern};
 
 /// The hub's handle to a receiver (a WebSocket connection or an SSE stream).
@@ -49,6 +49,8 @@ pub(crate) struct Registered {
     pub(crate) kind: ReceiverKind,
     /// Kept so a disconnect can take every subscription out of the index.
     subscriptions: Subscriptions,
+    /// How many of them are globs (the matching budget counts them).
+    globs: usize,
 }
 
 /// Every receiver of one node.
@@ -58,6 +60,8 @@ pub(crate) struct Registry {
     receivers: HashMap<ReceiverKey, Registered>,
     by_connection_id: HashMap<Arc<str>, ReceiverKey>,
     by_user: HashMap<Arc<str>, HashSet<ReceiverKey>>,
+    /// Glob subscriptions per user, across their receivers.
+    globs_by_user: HashMap<Arc<str>, usize>,
 }
 
 impl Registry {
@@ -75,6 +79,7 @@ impl Registry {
                 receiver,
                 kind,
                 subscriptions: Subscriptions::new(),
+                globs: 0,
             },
         );
         key
@@ -86,13 +91,33 @@ impl Registry {
         let Registered {
             receiver,
             subscriptions,
+            globs,
             ..
         } = self.receivers.remove(&key)?;
         self.by_connection_id.remove(&receiver.id);
         if let Some(user) = &receiver.principal.user_id {
             self.forget_user(user, key);
+            self.count_user_globs(user, -isize::try_from(globs).unwrap_or(isize::MAX));
         }
         Some(subscriptions)
+    }
+
+    /// Moves `user`'s glob count by `delta`, dropping the entry at zero.
+    fn count_user_globs(&mut self, user: &Arc<str>, delta: isize) {
+        let count = self.globs_by_user.entry(user.clone()).or_default();
+        *count = count.saturating_add_signed(delta);
+        if *count == 0 {
+            self.globs_by_user.remove(user);
+        }
+    }
+
+    /// The glob subscriptions of receiver `key`, and of its user (`None` when
+    /// anonymous); `None` if the receiver is gone.
+    pub(crate) fn glob_usage(&self, key: ReceiverKey) -> Option<(usize, Option<usize>)> {
+        let registered = self.receivers.get(&key)?;
+        let user = registered.receiver.principal.user_id.as_ref();
+        let of_user = user.map(|u| self.globs_by_user.get(u).copied().unwrap_or(0));
+        Some((registered.globs, of_user))
     }
 
     fn forget_user(&mut self, user: &Arc<str>, key: ReceiverKey) {
@@ -132,33 +157,15 @@ impl Registry {
         self.by_user.get(user).into_iter().flatten().copied()
     }
 
-    /// Records subscription `id` of receiver `key`; false if the receiver is gone or
-    /// the id is in use.
-    pub(crate) fn add_subscription(
-        &mut self,
-        key: ReceiverKey,
-        id: &Arc<str>,
-        pattern: &Arc<Pattern>,
-    ) -> bool {
-        let Some(registered) = self.receivers.get_mut(&key) else {
-            return false;
-        };
-        if registered.subscriptions.contains_key(id) {
-            return false;
-        }
-        registered.subscriptions.insert(id.clone(), pattern.clone());
-        true
-    }
-
-    /// Records all of `subs` or none: false if the receiver is gone or an id is in use
-    /// or repeated.
+    /// Records all of `subs` or none: refused if the receiver is gone or an id is in
+    /// use or repeated.
     pub(crate) fn add_subscriptions(
         &mut self,
         key: ReceiverKey,
         subs: &[(Arc<str>, Arc<Pattern>)],
-    ) -> bool {
+    ) -> Result<(), SubscribeError> {
         let Some(registered) = self.receivers.get_mut(&key) else {
-            return false;
+            return Err(SubscribeError::Gone);
         };
         let existing = &mut registered.subscriptions;
         let mut seen = HashSet::new();
@@ -166,10 +173,15 @@ impl Registry {
             .iter()
             .any(|(id, _)| existing.contains_key(id) || !seen.insert(id))
         {
-            return false;
+            return Err(SubscribeError::IdInUse);
         }
         existing.extend(subs.iter().cloned());
-        true
+        let globs = subs.iter().filter(|(_, p)| is_glob(p)).count();
+        registered.globs += globs;
+        if let Some(user) = registered.receiver.principal.user_id.clone() {
+            self.count_user_globs(&user, isize::try_from(globs).unwrap_or(isize::MAX));
+        }
+        Ok(())
     }
 
     /// Forgets subscription `id` of receiver `key` and hands it back; `None` if there
@@ -179,6 +191,14 @@ impl Registry {
         key: ReceiverKey,
         id: &str,
     ) -> Option<(Arc<str>, Arc<Pattern>)> {
-        self.receivers.get_mut(&key)?.subscriptions.remove_entry(id)
+        let registered = self.receivers.get_mut(&key)?;
+        let (id, pattern) = registered.subscriptions.remove_entry(id)?;
+        if is_glob(&pattern) {
+            registered.globs -= 1;
+            if let Some(user) = registered.receiver.principal.user_id.clone() {
+                self.count_user_globs(&user, -1);
+            }
+        }
+        Some((id, pattern))
     }
 }

@@ -76,6 +76,7 @@ fn client(hub: &Hub, id: &str, patterns: &[(&str, &str)]) -> Client {
 fn subscribe(hub: &Hub, client: &Client, sub: &str, pattern: &str) -> Option<u64> {
     let pattern = Pattern::parse(pattern).expect("test patterns are valid");
     hub.subscribe(client.key, Arc::from(sub), Arc::new(pattern))
+        .ok()
 }
 
 fn record(collection: &str, key: Option<&str>) -> LogEntry {
@@ -269,7 +270,8 @@ fn subscription_ids_are_unique_per_receiver() {
                 (Arc::from("s2"), pattern("notes:*")),
                 (Arc::from("s2"), pattern("notes:1")),
             ],
-        ),
+        )
+        .ok(),
         None,
         "repeated id"
     );
@@ -280,7 +282,8 @@ fn subscription_ids_are_unique_per_receiver() {
                 (Arc::from("s3"), pattern("notes:*")),
                 (Arc::from("s1"), pattern("notes:1")),
             ],
-        ),
+        )
+        .ok(),
         None,
         "id in use"
     );
@@ -292,7 +295,8 @@ fn subscription_ids_are_unique_per_receiver() {
                 (Arc::from("s2"), pattern("notes:*")),
                 (Arc::from("s3"), pattern("notes:1")),
             ],
-        ),
+        )
+        .ok(),
         Some(0)
     );
     assert_eq!(hub.count_matching("notes", Some("1")), 2);
@@ -378,4 +382,67 @@ async fn reaching_a_position_asks_the_feeder_and_waits_boundedly() {
     let started = tokio::time::Instant::now();
     assert!(!hub.reach_position(9, Duration::from_secs(2)).await);
     assert_eq!(started.elapsed(), Duration::from_secs(2));
+}
+
+#[test]
+fn glob_slots_come_back_when_their_holders_go() {
+    let limits = GlobLimits {
+        per_connection: 2,
+        per_user: 3,
+        per_node: 4,
+        ..GlobLimits::default()
+    };
+    let hub = hub().with_glob_limits(limits);
+    let glob = |hub: &Hub, client: &Client, id: &str, text: &str| {
+        let pattern = Arc::new(Pattern::parse(text).expect("valid"));
+        hub.subscribe(client.key, Arc::from(id), pattern)
+    };
+    let first = connect(&hub, "c1", Some("ann"), ReceiverKind::WebSocket, 8);
+    let second = connect(&hub, "c2", Some("ann"), ReceiverKind::Sse, 8);
+    let anonymous = connect(&hub, "c3", None, ReceiverKind::WebSocket, 8);
+    glob(&hub, &first, "a", "todos:a*").expect("first glob");
+    glob(&hub, &first, "b", "todos:b*").expect("second glob");
+    assert_eq!(
+        glob(&hub, &first, "c", "todos:c*"),
+        Err(SubscribeError::GlobsPerConnection { limit: 2 })
+    );
+    glob(&hub, &second, "c", "todos:c*").expect("ann's third");
+    assert_eq!(
+        glob(&hub, &second, "d", "todos:d*"),
+        Err(SubscribeError::GlobsPerUser { limit: 3 })
+    );
+    // A batch is judged whole: one distinct glob too many refuses all of it.
+    let batch = [
+        (
+            Arc::from("x"),
+            Arc::new(Pattern::parse("notes:x*").unwrap()),
+        ),
+        (
+            Arc::from("y"),
+            Arc::new(Pattern::parse("notes:y*").unwrap()),
+        ),
+    ];
+    assert_eq!(
+        hub.subscribe_all(anonymous.key, &batch),
+        Err(SubscribeError::GlobsPerNode { limit: 4 })
+    );
+    assert_eq!(hub.count_matching("notes", Some("x1")), 0, "all or nothing");
+    glob(&hub, &anonymous, "x", "notes:x*").expect("the node's fourth");
+    // A later subscriber of the same text gets the compiled pattern already held.
+    let held = hub.shared_pattern(Arc::new(Pattern::parse("notes:x*").unwrap()));
+    let again = hub.shared_pattern(Arc::new(Pattern::parse("notes:x*").unwrap()));
+    assert!(Arc::ptr_eq(&held, &again), "one compiled pattern per text");
+    let exact = Arc::new(Pattern::parse("notes:*").unwrap());
+    assert!(Arc::ptr_eq(&hub.shared_pattern(exact.clone()), &exact));
+    assert_eq!(hub.metrics.glob_patterns.load(Relaxed), 4);
+
+    // A disconnect gives back its connection's, its user's and the node's slots.
+    hub.disconnect(first.key);
+    assert_eq!(hub.metrics.glob_patterns.load(Relaxed), 2);
+    glob(&hub, &second, "d", "todos:d*").expect("ann has room again");
+    glob(&hub, &anonymous, "y", "notes:y*").expect("the node has room again");
+    hub.disconnect(second.key);
+    hub.disconnect(anonymous.key);
+    assert_eq!(hub.metrics.glob_patterns.load(Relaxed), 0);
+    assert_eq!(hub.metrics.subscriptions.load(Relaxed), 0);
 }

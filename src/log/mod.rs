@@ -9,6 +9,7 @@ pub(crate) mod outbox;
 pub(crate) mod reader;
 pub(crate) mod relay;
 pub(crate) mod replay;
+pub(crate) mod resume_gate;
 pub(crate) mod ring;
 
 use std::sync::{Arc, RwLock};
@@ -41,6 +42,8 @@ pub(crate) struct Log {
     epoch: RwLock<Arc<str>>,
     /// Recent events.
     pub ring: ring::Ring,
+    /// The per-user resume rate limit.
+    pub resumes: resume_gate::ResumeGate,
     /// Limits.
     pub config: LogConfig,
 }
@@ -52,6 +55,7 @@ impl Log {
             db,
             epoch: RwLock::new(Arc::from(epoch)),
             ring: ring::Ring::new(config.ring_capacity, config.ring_max_bytes),
+            resumes: resume_gate::ResumeGate::new(&config),
             config,
         }
     }

@@ -71,8 +71,9 @@ impl Log {
     }
 
     /// Every event with `since.seq < seq <= upto` that `wanted` accepts, in order; or
-    /// why they cannot all be served. More than `replay_cap` wanted events is
-    /// `too_many`.
+    /// why they cannot all be served. More than `replay_cap` wanted events, or more
+    /// than `resume_scan_budget` events to look at, is `too_many`. The ring serves the
+    /// range when it holds all of it; only older ranges read the table.
     pub(crate) async fn replay(
         &self,
         since: &Cursor,
@@ -85,6 +86,11 @@ impl Log {
         }
         if since.seq > upto {
             return Err(ReplayError::Resync(ResyncReason::UnknownPosition));
+        }
+        // The rows to read, matching or not, are what a resume costs: past the budget
+        // it is refused before anything is read, whatever its patterns match.
+        if upto - since.seq > self.config.resume_scan_budget {
+            return Err(ReplayError::Resync(ResyncReason::TooMany));
         }
         let cap = self.config.replay_cap;
         let keep = |event: &Arc<Event>| match &event.data {

@@ -156,19 +156,39 @@ impl Attached {
             since,
             reference,
         } = request;
-        let caught_up = match &since {
-            Some(Since::Cursor(since)) => self.catch_up(since).await,
-            _ => Ok(()),
-        };
-        let Some(position) = self.hub.subscribe(self.key, id.clone(), pattern.clone()) else {
-            // The receiver is gone (its queue overflowed); the close is on its way.
+        if matches!(since, Some(Since::Cursor(_)))
+            && let Err(limited) = self.log.resumes.admit(self.session.principal())
+        {
+            Metrics::inc(&self.metrics.resumes_rate_limited);
             self.session.forget(&id);
             return self.session.refuse(
                 reference,
                 Some(id.to_string()),
-                ErrorCode::BadRequest,
-                "the connection is closing",
+                ErrorCode::RateLimited,
+                limited.to_string(),
             );
+        }
+        let caught_up = match &since {
+            Some(Since::Cursor(since)) => self.catch_up(since).await,
+            _ => Ok(()),
+        };
+        // Identical globs share one compiled pattern node-wide: the session keeps the
+        // shared one too, and its freshly parsed copy is dropped.
+        let pattern = self.hub.shared_pattern(pattern);
+        self.session.share_pattern(&id, &pattern);
+        let position = match self.hub.subscribe(self.key, id.clone(), pattern.clone()) {
+            Ok(position) => position,
+            // A glob limit, or the receiver is gone (its queue overflowed; the close is
+            // on its way).
+            Err(refused) => {
+                self.session.forget(&id);
+                return self.session.refuse(
+                    reference,
+                    Some(id.to_string()),
+                    refused.code(),
+                    refused.to_string(),
+                );
+            }
         };
         self.hooks.subscribed(pattern.as_str(), &self.connection_id);
         let cursor = Cursor {

@@ -305,6 +305,16 @@ impl Session {
         self.subscriptions.contains_key(id)
     }
 
+    /// Replaces subscription `id`'s pattern by an identical one shared with other
+    /// subscribers (see `Hub::shared_pattern`).
+    pub(super) fn share_pattern(&mut self, id: &str, shared: &Arc<Pattern>) {
+        if let Some(pattern) = self.subscriptions.get_mut(id)
+            && pattern.as_str() == shared.as_str()
+        {
+            *pattern = shared.clone();
+        }
+    }
+
     /// Forgets subscription `id`, returning the effect that removes it from the hub;
     /// `None` if there was none.
     pub(super) fn forget(&mut self, id: &str) -> Option<Effect> {

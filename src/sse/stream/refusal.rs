@@ -6,7 +6,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::{http::HttpError, protocol::ErrorCode, sse::SseError, topic::TopicError};
+use crate::{
+    http::HttpError, hub::SubscribeError, protocol::ErrorCode, sse::SseError, topic::TopicError,
+};
 
 /// Why a Datastar stream was refused or could not start. Each maps to an HTTP status
 /// with the protocol's error body `{"code": ..., "message": ...}`.
@@ -36,6 +38,14 @@ pub enum StreamError {
         /// The limit.
         limit: usize,
     },
+    /// A glob is too complex (400 `invalid_pattern`), or a glob limit of the stream,
+    /// its user or the node is reached (429 `limit_exceeded`).
+    #[error(transparent)]
+    GlobRefused(SubscribeError),
+    /// The user resumed too often (`Last-Event-ID`; 429 `rate_limited`). Carries the
+    /// message naming the limit.
+    #[error("{0}")]
+    ResumeRateLimited(String),
     /// This node already holds `connection.max_connections` streams (429).
     #[error("too many Datastar streams on this node")]
     TooManyStreams,
@@ -76,6 +86,11 @@ impl StreamError {
             Self::TooManyStreams | Self::TooManyConnections { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, ErrorCode::LimitExceeded)
             }
+            Self::ResumeRateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            Self::GlobRefused(refused) => match refused.code() {
+                ErrorCode::LimitExceeded => (StatusCode::TOO_MANY_REQUESTS, refused.code()),
+                code => (StatusCode::BAD_REQUEST, code),
+            },
             Self::Encoding(_) | Self::NothingSubscribed => {
                 (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
             }
@@ -93,6 +108,17 @@ impl From<crate::limits::SlotRefusal> for StreamError {
             SlotRefusal::Node => Self::TooManyStreams,
             SlotRefusal::User => Self::TooManyConnections { whose: "user" },
             SlotRefusal::Ip => Self::TooManyConnections { whose: "address" },
+        }
+    }
+}
+
+impl From<SubscribeError> for StreamError {
+    fn from(refused: SubscribeError) -> Self {
+        match refused {
+            // Repeated patterns were dropped before subscribing, so an id in use
+            // cannot happen; both mean the stream cannot go on.
+            SubscribeError::Gone | SubscribeError::IdInUse => Self::EndedEarly,
+            refused => Self::GlobRefused(refused),
         }
     }
 }

@@ -157,7 +157,11 @@ impl Registration {
         if fresh.is_empty() {
             return Ok(());
         }
-        let fresh: Vec<Arc<Pattern>> = fresh.into_iter().map(Arc::new).collect();
+        let hub = &self.state.hub;
+        let fresh: Vec<Arc<Pattern>> = fresh
+            .into_iter()
+            .map(|pattern| hub.shared_pattern(Arc::new(pattern)))
+            .collect();
         let subs: Vec<(Arc<str>, Arc<Pattern>)> = fresh
             .iter()
             .map(|p| (Arc::from(p.as_str()), p.clone()))
@@ -166,7 +170,7 @@ impl Registration {
             .state
             .hub
             .subscribe_all(self.guard.key, &subs)
-            .ok_or(StreamError::EndedEarly)?;
+            .map_err(StreamError::from)?;
         self.record(fresh, position);
         Ok(())
     }

@@ -108,6 +108,19 @@ impl Registration {
         Ok((self.replay(since, upto).await?, upto))
     }
 
+    /// `resume`, once the per-user resume rate limit lets it through.
+    async fn admitted_resume(
+        &self,
+        since: &Cursor,
+        upto: u64,
+    ) -> Result<Result<(Vec<Arc<Event>>, u64), ReplayError>, StreamError> {
+        if let Err(limited) = self.state.log.resumes.admit(&self.principal) {
+            Metrics::inc(&self.state.metrics.resumes_rate_limited);
+            return Err(StreamError::ResumeRateLimited(limited.to_string()));
+        }
+        Ok(self.resume(since, upto).await)
+    }
+
     /// Resumes from `last_event_id` when it can be served, otherwise writes `opening`
     /// (or the reset patch after a failed resume); then goes live.
     pub(crate) async fn start(
@@ -120,7 +133,7 @@ impl Registration {
         let resync = match last_event_id.map(str::parse::<Cursor>) {
             None => None,
             Some(Err(_)) => Some(ResyncReason::UnknownPosition),
-            Some(Ok(since)) => match self.resume(&since, upto).await {
+            Some(Ok(since)) => match self.admitted_resume(&since, upto).await? {
                 Ok((events, covered)) => {
                     Metrics::inc(&metrics.resumes_recovered);
                     let initial = events.into_iter().map(Chunk::Event).collect();

@@ -107,7 +107,6 @@ pub(crate) async fn upgrade(
         }
     };
     let tasks = state.tasks.clone();
-    socket::configure(upgrade, &state.config.connection).on_upgrade(move |socket| {
-        tasks.track_future(connection::run(state, socket, token, slot))
-    })
+    socket::configure(upgrade, &state.config.connection)
+        .on_upgrade(move |socket| tasks.track_future(connection::run(state, socket, token, slot)))
 }

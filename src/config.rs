@@ -167,6 +167,21 @@ pub struct ConnectionConfig {
     pub read_buffer_size: usize,
     /// WebSocket write buffer in bytes. Default: 4096.
     pub write_buffer_size: usize,
+    /// Conditions (fields) one subscription filter may hold; more is refused with
+    /// `bad_request`. Default: 16.
+    pub max_filter_conditions: usize,
+    /// Values one `in` list of a filter may hold. Default: 100.
+    pub max_filter_values: usize,
+}
+
+impl ConnectionConfig {
+    /// The limits a subscription filter is checked against.
+    pub fn filter_limits(&self) -> crate::filter::FilterLimits {
+        crate::filter::FilterLimits {
+            max_conditions: self.max_filter_conditions,
+            max_values: self.max_filter_values,
+        }
+    }
 }
 
 impl Default for ConnectionConfig {
@@ -182,6 +197,8 @@ impl Default for ConnectionConfig {
             max_connections: 10_000,
             read_buffer_size: 4096,
             write_buffer_size: 4096,
+            max_filter_conditions: 16,
+            max_filter_values: 100,
         }
     }
 }

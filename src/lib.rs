@@ -73,6 +73,7 @@ mod db;
 #[doc(hidden)]
 pub mod demo;
 mod event;
+pub mod filter;
 mod hooks;
 mod http;
 mod hub;

@@ -185,6 +185,14 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
         &mut c.connection.send_queue_capacity,
     )?;
     env_parse("TIDINGS_MAX_CONNECTIONS", &mut c.connection.max_connections)?;
+    env_parse(
+        "TIDINGS_MAX_FILTER_CONDITIONS",
+        &mut c.connection.max_filter_conditions,
+    )?;
+    env_parse(
+        "TIDINGS_MAX_FILTER_VALUES",
+        &mut c.connection.max_filter_values,
+    )?;
     env_parse("TIDINGS_REPLAY_CAP", &mut c.log.replay_cap)?;
     env_parse("TIDINGS_RING_CAPACITY", &mut c.log.ring_capacity)?;
     env_parse("TIDINGS_RETENTION", &mut c.log.retention)?;

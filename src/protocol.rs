@@ -28,6 +28,10 @@ pub(crate) enum ClientFrame {
         /// Resume position.
         #[serde(default)]
         since: Option<String>,
+        /// Only record events whose public fields meet this filter **(addition)**;
+        /// validated by `filter.rs`.
+        #[serde(default)]
+        filter: Option<Value>,
         /// Count this connection in the topic's presence and send it `join`/`leave`
         /// frames **(addition)**.
         #[serde(default)]

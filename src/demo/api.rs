@@ -192,6 +192,8 @@ pub(crate) async fn create(
 struct TodoPatch {
     title: Option<String>,
     done: Option<bool>,
+    /// Hands the todo to another user (addition to protocol section 9).
+    owner_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -199,6 +201,23 @@ struct TodoPatch {
 struct NotePatch {
     body: Option<String>,
     internal: Option<String>,
+    /// Hands the note to another user (addition to protocol section 9).
+    owner_id: Option<String>,
+}
+
+/// Longest accepted user id when a record is handed over, in characters (a JWT
+/// `sub` is rarely longer).
+const MAX_USER_ID: usize = 256;
+
+/// A new owner's id: any non-empty user id.
+fn check_owner(owner: &str) -> Result<(), HttpError> {
+    let len = owner.chars().count();
+    if len == 0 || len > MAX_USER_ID || owner.chars().any(char::is_control) {
+        return Err(HttpError::bad_request(format!(
+            "owner_id must be 1-{MAX_USER_ID} characters, without control characters"
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) async fn update(
@@ -227,6 +246,10 @@ pub(crate) async fn update(
             if let Some(done) = patch.done {
                 todo.done = done;
             }
+            if let Some(new_owner) = patch.owner_id {
+                check_owner(&new_owner)?;
+                todo.owner_id = new_owner;
+            }
             tx.update(&todo)
                 .await
                 .map(|(t, _)| projected(StatusCode::OK, &t))
@@ -244,6 +267,10 @@ pub(crate) async fn update(
             }
             if patch.internal.is_some() {
                 note.internal = patch.internal;
+            }
+            if let Some(new_owner) = patch.owner_id {
+                check_owner(&new_owner)?;
+                note.owner_id = new_owner;
             }
             tx.update(&note)
                 .await

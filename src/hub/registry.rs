@@ -9,7 +9,7 @@ use std::{
 use tokio::sync::mpsc;
 
 use super::Delivery;
-use crate::{auth::Principal, close::Closer, topic::Pattern};
+use crate::{auth::Principal, close::Closer, filter::Filter, topic::Pattern};
 
 /// The hub's handle to a receiver (a WebSocket connection or an SSE stream).
 #[derive(Debug)]
@@ -49,6 +49,20 @@ pub(crate) struct Registered {
     pub(crate) kind: ReceiverKind,
     /// Kept so a disconnect can take every subscription out of the index.
     subscriptions: Subscriptions,
+    /// The filters of the filtered subscriptions, by id (most have none).
+    filters: HashMap<Arc<str>, Arc<Filter>>,
+}
+
+impl Registered {
+    /// The filter of subscription `id`, if it has one.
+    pub(crate) fn filter(&self, id: &str) -> Option<&Filter> {
+        self.filters.get(id).map(|f| &**f)
+    }
+
+    /// Whether any of the receiver's subscriptions is filtered.
+    pub(crate) fn has_filters(&self) -> bool {
+        !self.filters.is_empty()
+    }
 }
 
 /// Every receiver of one node.
@@ -75,6 +89,7 @@ impl Registry {
                 receiver,
                 kind,
                 subscriptions: Subscriptions::new(),
+                filters: HashMap::new(),
             },
         );
         key
@@ -132,13 +147,14 @@ impl Registry {
         self.by_user.get(user).into_iter().flatten().copied()
     }
 
-    /// Records subscription `id` of receiver `key`; false if the receiver is gone or
-    /// the id is in use.
+    /// Records subscription `id` of receiver `key`, with its filter; false if the
+    /// receiver is gone or the id is in use.
     pub(crate) fn add_subscription(
         &mut self,
         key: ReceiverKey,
         id: &Arc<str>,
         pattern: &Arc<Pattern>,
+        filter: Option<&Arc<Filter>>,
     ) -> bool {
         let Some(registered) = self.receivers.get_mut(&key) else {
             return false;
@@ -147,15 +163,19 @@ impl Registry {
             return false;
         }
         registered.subscriptions.insert(id.clone(), pattern.clone());
+        if let Some(filter) = filter {
+            registered.filters.insert(id.clone(), filter.clone());
+        }
         true
     }
 
-    /// Records all of `subs` or none: false if the receiver is gone or an id is in use
-    /// or repeated.
+    /// Records all of `subs` or none, each with `filter`: false if the receiver is gone
+    /// or an id is in use or repeated.
     pub(crate) fn add_subscriptions(
         &mut self,
         key: ReceiverKey,
         subs: &[(Arc<str>, Arc<Pattern>)],
+        filter: Option<&Arc<Filter>>,
     ) -> bool {
         let Some(registered) = self.receivers.get_mut(&key) else {
             return false;
@@ -169,6 +189,11 @@ impl Registry {
             return false;
         }
         existing.extend(subs.iter().cloned());
+        if let Some(filter) = filter {
+            registered
+                .filters
+                .extend(subs.iter().map(|(id, _)| (id.clone(), filter.clone())));
+        }
         true
     }
 
@@ -179,6 +204,8 @@ impl Registry {
         key: ReceiverKey,
         id: &str,
     ) -> Option<(Arc<str>, Arc<Pattern>)> {
-        self.receivers.get_mut(&key)?.subscriptions.remove_entry(id)
+        let registered = self.receivers.get_mut(&key)?;
+        registered.filters.remove(id);
+        registered.subscriptions.remove_entry(id)
     }
 }

@@ -87,6 +87,7 @@ fn record(collection: &str, key: Option<&str>) -> LogEntry {
         payload: json!({}),
         changes: None,
         acl: Map::new(),
+        previous: None,
         except: None,
         ts: chrono::DateTime::UNIX_EPOCH,
     }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::{
-    event::{Cursor, Event, EventContent, LogEntry},
+    event::{Cursor, Event},
     hub::Hub,
     log::{Log, reader},
     protocol::ResyncReason,
@@ -70,14 +70,14 @@ impl Log {
         }
     }
 
-    /// Every event with `since.seq < seq <= upto` that `wanted` accepts, in order; or
-    /// why they cannot all be served. More than `replay_cap` wanted events is
-    /// `too_many`.
+    /// Every event with `since.seq < seq <= upto` as `deliverable` shows it (itself,
+    /// its `enter` or `leave` form, or nothing), in order; or why they cannot all be
+    /// served. More than `replay_cap` delivered events is `too_many`.
     pub(crate) async fn replay(
         &self,
         since: &Cursor,
         upto: u64,
-        wanted: impl Fn(&LogEntry) -> bool,
+        deliverable: impl Fn(&Arc<Event>) -> Option<Arc<Event>>,
     ) -> Result<Vec<Arc<Event>>, ReplayError> {
         let epoch = self.epoch();
         if *since.epoch != *epoch {
@@ -87,12 +87,8 @@ impl Log {
             return Err(ReplayError::Resync(ResyncReason::UnknownPosition));
         }
         let cap = self.config.replay_cap;
-        let keep = |event: &Arc<Event>| match &event.data {
-            EventContent::Logged(e) => wanted(e),
-            EventContent::Direct(_) => false,
-        };
         if let Some(events) = self.ring.range(since.seq, upto) {
-            let events: Vec<_> = events.into_iter().filter(keep).collect();
+            let events: Vec<_> = events.iter().filter_map(&deliverable).collect();
             if events.len() > cap {
                 return Err(ReplayError::Resync(ResyncReason::TooMany));
             }
@@ -116,15 +112,15 @@ impl Log {
             }
             after = *last;
             for (seq, event) in rows {
-                if wanted(&event) {
+                let cursor = Cursor {
+                    epoch: epoch.clone(),
+                    seq,
+                };
+                if let Some(event) = deliverable(&Event::logged(&cursor, event)) {
                     if out.len() == cap {
                         return Err(ReplayError::Resync(ResyncReason::TooMany));
                     }
-                    let cursor = Cursor {
-                        epoch: epoch.clone(),
-                        seq,
-                    };
-                    out.push(Event::logged(&cursor, event));
+                    out.push(event);
                 }
             }
         }

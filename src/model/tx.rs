@@ -99,7 +99,9 @@ impl Tx {
             .ok_or_else(|| not_found::<M>(&id))?;
         let stored: M = event::from_row(new.clone(), &id)?;
         let changes = event::changed_fields(&stored, &old, &new);
-        let event = event::for_write(Action::Update, &stored, &new, Some(changes.clone()))?;
+        let previous = event::previous_values::<M>(&changes, &old, &new);
+        let event = event::for_write(Action::Update, &stored, &new, Some(changes.clone()))?
+            .with_previous(Some(previous));
         self.record(&event).await?;
         Ok((stored, changes))
     }

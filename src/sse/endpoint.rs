@@ -1,4 +1,5 @@
-//! `GET /realtime/sse?topics=<pattern>[,<pattern>...]`, and who an SSE request is.
+//! `GET /realtime/sse?topics=<pattern>[,<pattern>...][&filter=<JSON>]`, and who an SSE
+//! request is.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -65,6 +66,9 @@ pub(crate) async fn handler(
     let opened = async {
         let patterns = parse_topics(&state.config, query.get("topics").map(String::as_str))?;
         let mut stream = Registration::open(state, Arc::new(principal))?;
+        if let Some(filter) = query.get("filter") {
+            stream.filter(filter)?;
+        }
         stream.subscribe_all(patterns)?;
         stream
             .start(last_event_id(&headers), Opening::Snapshot)

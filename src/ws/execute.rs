@@ -154,13 +154,17 @@ impl Attached {
             id,
             pattern,
             since,
+            filter,
             reference,
         } = request;
         let caught_up = match &since {
             Some(Since::Cursor(since)) => self.catch_up(since).await,
             _ => Ok(()),
         };
-        let Some(position) = self.hub.subscribe(self.key, id.clone(), pattern.clone()) else {
+        let registered =
+            self.hub
+                .subscribe_filtered(self.key, id.clone(), pattern.clone(), filter.clone());
+        let Some(position) = registered else {
             // The receiver is gone (its queue overflowed); the close is on its way.
             self.session.forget(&id);
             return self.session.refuse(
@@ -193,9 +197,9 @@ impl Attached {
             (Since::Cursor(since), Ok(())) => {
                 let patterns = [pattern.clone()];
                 let principal = self.session.principal().clone();
-                let interest = Interest::new(&self.rules, &principal, &patterns);
+                let interest = Interest::new(&self.rules, &principal, &patterns, filter.as_deref());
                 tokio::select! {
-                    replayed = self.log.replay(&since, position, |e| interest.wants(e)) => replayed,
+                    replayed = self.log.replay(&since, position, |e| interest.deliverable(e)) => replayed,
                     () = self.shutdown.cancelled() => Err(ReplayError::Resync(ResyncReason::UnknownPosition)),
                 }
             }

@@ -15,6 +15,7 @@ use crate::{
     close::CloseReason,
     config::ConnectionConfig,
     event::Cursor,
+    filter::{Filter, FilterError, FilterLimits},
     protocol::{ClientFrame, ErrorCode, ServerFrame, parse_client_frame},
     rules::Rules,
     topic::{Pattern, Topic},
@@ -82,8 +83,18 @@ pub(crate) struct SubscribeRequest {
     pub pattern: Arc<Pattern>,
     /// Where to resume from, if the client asked to.
     pub since: Option<Since>,
+    /// What its record events must meet, if anything.
+    pub filter: Option<Arc<Filter>>,
     /// Echoed in the reply.
     pub reference: Option<Value>,
+}
+
+/// What a `subscribe` frame asks for, as sent.
+#[derive(Debug, Clone, Copy)]
+struct Wanted<'a> {
+    pattern: &'a str,
+    since: Option<&'a str>,
+    filter: Option<&'a Value>,
 }
 
 /// A `since` as the client sent it.
@@ -106,6 +117,8 @@ pub(crate) struct SessionSettings {
     pub max_subscriptions: usize,
     /// Refused frames tolerated before closing 4400.
     pub misuse_limit: u32,
+    /// How large a subscription filter may be.
+    pub filter_limits: FilterLimits,
     /// Client frames per second (burst twice that).
     pub messages_per_second: u32,
 }
@@ -122,6 +135,7 @@ impl SessionSettings {
             verifier,
             max_subscriptions: connection.max_subscriptions,
             misuse_limit: connection.misuse_limit,
+            filter_limits: connection.filter_limits(),
             messages_per_second: connection.messages_per_second,
         }
     }
@@ -212,10 +226,16 @@ impl Session {
                 id,
                 pattern,
                 since,
+                filter,
                 presence,
                 reference,
             } => {
-                let mut effects = self.subscribe(id, &pattern, since.as_deref(), reference);
+                let wanted = Wanted {
+                    pattern: &pattern,
+                    since: since.as_deref(),
+                    filter: filter.as_ref(),
+                };
+                let mut effects = self.subscribe(id, wanted, reference);
                 if presence && let Some(Effect::Subscribe(request)) = effects.first() {
                     effects.push(Effect::JoinPresence {
                         id: request.id.clone(),
@@ -320,10 +340,14 @@ impl Session {
     fn subscribe(
         &mut self,
         id: String,
-        pattern: &str,
-        since: Option<&str>,
+        wanted: Wanted<'_>,
         reference: Option<Value>,
     ) -> Vec<Effect> {
+        let Wanted {
+            pattern,
+            since,
+            filter,
+        } = wanted;
         let id_len = id.chars().count();
         if id_len == 0 || id_len > MAX_SUBSCRIPTION_ID_LEN {
             return self.refuse(
@@ -347,6 +371,17 @@ impl Session {
         if let Admission::Deny { anonymous } = self.admit(&pattern) {
             return self.refuse_unreadable(reference, Some(id), &pattern, anonymous);
         }
+        let filter = match self.filter(&pattern, filter) {
+            Ok(filter) => filter,
+            Err(refused) => {
+                return self.refuse(
+                    reference,
+                    Some(id),
+                    ErrorCode::BadRequest,
+                    refused.to_string(),
+                );
+            }
+        };
         if self.subscriptions.contains_key(id.as_str()) {
             return self.refuse(
                 reference,
@@ -371,8 +406,24 @@ impl Session {
             id,
             pattern,
             since,
+            filter,
             reference,
         })]
+    }
+
+    /// The subscription's filter, parsed and checked against what `pattern` may
+    /// filter on; an empty filter is no filter.
+    fn filter(
+        &self,
+        pattern: &Pattern,
+        filter: Option<&Value>,
+    ) -> Result<Option<Arc<Filter>>, FilterError> {
+        let Some(filter) = filter else {
+            return Ok(None);
+        };
+        let filter = Filter::parse(filter, self.settings.filter_limits)?;
+        self.settings.rules.check_filter(pattern, &filter)?;
+        Ok((!filter.is_empty()).then(|| Arc::new(filter)))
     }
 
     /// The refusal of a pattern the principal may not read.
@@ -483,6 +534,10 @@ mod tests {
             verifier: verifier(),
             max_subscriptions: 2,
             misuse_limit,
+            filter_limits: FilterLimits {
+                max_conditions: 2,
+                max_values: 2,
+            },
             messages_per_second: 1000,
         };
         Session::new(settings, Arc::new(principal))

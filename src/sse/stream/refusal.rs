@@ -6,7 +6,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::{http::HttpError, protocol::ErrorCode, sse::SseError, topic::TopicError};
+use crate::{
+    filter::FilterError, http::HttpError, protocol::ErrorCode, sse::SseError, topic::TopicError,
+};
 
 /// Why a Datastar stream was refused or could not start. Each maps to an HTTP status
 /// with the protocol's error body `{"code": ..., "message": ...}`.
@@ -24,6 +26,10 @@ pub enum StreamError {
         /// The pattern as given.
         pattern: String,
     },
+    /// The `filter` parameter is not a valid filter, or names a hidden field (400
+    /// `bad_request`).
+    #[error(transparent)]
+    BadFilter(#[from] FilterError),
     /// The principal may not read the pattern's collection (403 `forbidden`).
     #[error("not allowed to read {pattern}")]
     Forbidden {
@@ -60,7 +66,7 @@ pub enum StreamError {
 impl StreamError {
     fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         match self {
-            Self::NoTopics => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            Self::NoTopics | Self::BadFilter(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
             Self::InvalidPattern(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidPattern),
             Self::CredentialsRequired { .. } => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
             Self::Forbidden { .. } => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
@@ -118,6 +124,11 @@ mod tests {
         let pattern = || "notes:*".to_owned();
         let cases = [
             (StreamError::NoTopics, 400, ErrorCode::BadRequest),
+            (
+                StreamError::BadFilter(FilterError::BadField),
+                400,
+                ErrorCode::BadRequest,
+            ),
             (
                 StreamError::InvalidPattern(invalid),
                 400,

@@ -451,6 +451,31 @@ impl Realtime {
     /// The model store on the log's database: every committed write becomes an event.
     pub fn store(&self) -> crate::model::Store {
         crate::model::Store::new(self.db().clone(), self.inner.signal.clone())
+            .with_snapshot_timeout(self.inner.config.log.sequencer_timeout)
+    }
+
+    /// The log position this node has delivered up to, read before a snapshot: a
+    /// snapshot read after it plus the events after it is complete, though it may
+    /// already show some of those events. For a read that shows exactly the events up
+    /// to its cursor, use [`Store::snapshot_list`](crate::model::Store::snapshot_list)
+    /// / [`snapshot_get`](crate::model::Store::snapshot_get) (and
+    /// [`Realtime::settle`] after it).
+    pub fn cursor(&self) -> crate::Cursor {
+        crate::Cursor {
+            epoch: self.inner.log.epoch(),
+            seq: self.inner.hub.position(),
+        }
+    }
+
+    /// After a snapshot numbered rows itself: asks this node to read the log now and
+    /// waits (at most `log.catch_up_timeout`) until it has delivered up to `cursor`, so
+    /// a subscription from that cursor here starts at once. Returns whether it has.
+    pub async fn settle(&self, cursor: &crate::Cursor) -> bool {
+        if *cursor.epoch != *self.inner.log.epoch() {
+            return false;
+        }
+        let timeout = self.inner.config.log.catch_up_timeout;
+        self.inner.hub.reach_position(cursor.seq, timeout).await
     }
 }
 

@@ -4,7 +4,7 @@
 use axum::{
     Json,
     extract::{FromRef, Path, State},
-    http::StatusCode,
+    http::{HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::{DemoState, Note, Todo};
 use crate::{
     auth::{Authenticator, BearerCaller, Principal},
+    event::Cursor,
     http::HttpError,
     model::{Model, StoreError, Tx, public_projection},
 };
@@ -93,25 +94,51 @@ fn readable_note(note: &Note, principal: &Principal) -> bool {
     principal.user_id.as_deref() == Some(note.owner_id.as_str())
 }
 
+/// The header carrying the log position a read is at (addition to protocol section 9):
+/// subscribing with `since` set to it yields exactly the changes after the read.
+const CURSOR_HEADER: &str = "x-tidings-cursor";
+
+/// `response` with the cursor of the snapshot it shows, once this node has delivered
+/// up to it (so a subscription from it here starts at once).
+async fn at_cursor(state: &DemoState, cursor: &Cursor, response: Response) -> Response {
+    state.realtime.settle(cursor).await;
+    let mut response = response;
+    if let Ok(value) = HeaderValue::from_str(&cursor.to_string()) {
+        response.headers_mut().insert(CURSOR_HEADER, value);
+    }
+    response
+}
+
 pub(crate) async fn list(
     State(state): State<DemoState>,
     Path(name): Path<String>,
     BearerCaller(principal): BearerCaller,
 ) -> Result<Response, HttpError> {
     let store = state.realtime.store();
-    let records = match collection(&name)? {
-        Collection::Todos => store
-            .list::<Todo>(LIST_LIMIT)
-            .await
-            .map(|v| v.iter().map(public_projection).collect::<Vec<Value>>()),
-        Collection::Notes => store.list::<Note>(LIST_LIMIT).await.map(|v| {
-            v.iter()
+    let (records, cursor) = match collection(&name)? {
+        Collection::Todos => {
+            let read = store
+                .snapshot_list::<Todo>(LIST_LIMIT)
+                .await
+                .map_err(store_error)?;
+            let records: Vec<Value> = read.data.iter().map(public_projection).collect();
+            (records, read.cursor)
+        }
+        Collection::Notes => {
+            let read = store
+                .snapshot_list::<Note>(LIST_LIMIT)
+                .await
+                .map_err(store_error)?;
+            let records = read
+                .data
+                .iter()
                 .filter(|n| readable_note(n, &principal))
                 .map(public_projection)
-                .collect()
-        }),
+                .collect();
+            (records, read.cursor)
+        }
     };
-    Ok(Json(records.map_err(store_error)?).into_response())
+    Ok(at_cursor(&state, &cursor, Json(records).into_response()).await)
 }
 
 pub(crate) async fn read(
@@ -120,16 +147,22 @@ pub(crate) async fn read(
     BearerCaller(principal): BearerCaller,
 ) -> Result<Response, HttpError> {
     let store = state.realtime.store();
-    match collection(&name)? {
-        Collection::Todos => match store.get::<Todo>(&id).await.map_err(store_error)? {
-            Some(todo) => Ok(projected(StatusCode::OK, &todo)),
-            None => Err(not_found()),
-        },
-        Collection::Notes => match store.get::<Note>(&id).await.map_err(store_error)? {
-            Some(note) if readable_note(&note, &principal) => Ok(projected(StatusCode::OK, &note)),
-            _ => Err(not_found()),
-        },
-    }
+    let (found, cursor) = match collection(&name)? {
+        Collection::Todos => {
+            let read = store.snapshot_get::<Todo>(&id).await.map_err(store_error)?;
+            (
+                read.data.map(|t| projected(StatusCode::OK, &t)),
+                read.cursor,
+            )
+        }
+        Collection::Notes => {
+            let read = store.snapshot_get::<Note>(&id).await.map_err(store_error)?;
+            let note = read.data.filter(|n| readable_note(n, &principal));
+            (note.map(|n| projected(StatusCode::OK, &n)), read.cursor)
+        }
+    };
+    let response = found.ok_or_else(not_found)?;
+    Ok(at_cursor(&state, &cursor, response).await)
 }
 
 #[derive(Deserialize)]

@@ -10,6 +10,7 @@ pub(crate) mod reader;
 pub(crate) mod relay;
 pub(crate) mod replay;
 pub(crate) mod ring;
+pub(crate) mod snapshot;
 
 use std::sync::{Arc, RwLock};
 

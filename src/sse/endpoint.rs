@@ -70,9 +70,10 @@ pub(crate) async fn handler(
             stream.filter(filter)?;
         }
         stream.subscribe_all(patterns)?;
-        stream
-            .start(last_event_id(&headers), Opening::Snapshot)
-            .await
+        // `since`: the cursor a server-rendered page was rendered at, for its first
+        // connection; a reconnect's Last-Event-ID is further along and wins.
+        let since = last_event_id(&headers).or(query.get("since").map(String::as_str));
+        stream.start(since, Opening::Snapshot).await
     };
     match opened.await {
         Ok(response) => response,

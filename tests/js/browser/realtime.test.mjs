@@ -201,6 +201,23 @@ describe("realtime client in Chromium against the real server", suiteOptions(mis
     assert.equal(thrown, "TypeError");
   });
 
+  test("subscribing from a snapshot's X-Tidings-Cursor delivers exactly the changes after it", async () => {
+    const { server, page } = await setup();
+    await addTodos(server, "ann", ["in the snapshot"]);
+    const res = await fetch(`${server.url}/api/todos`, { headers: { authorization: `Bearer ${token(SECRET, "ann")}` } });
+    const cursor = res.headers.get("x-tidings-cursor");
+    assert.match(cursor, /^[^:]+:\d+$/);
+    assert.deepEqual((await res.json()).map((t) => t.title), ["in the snapshot"]);
+    await addTodos(server, "ann", ["after the snapshot"]);
+    await page.evaluate((since) => window.sub("from", "todos:*", { since }), cursor);
+    await until(page, () => window.log.subs.from.ready && window.log.subs.from.events.length >= 1);
+    await addTodos(server, "ann", ["live"]);
+    await until(page, () => window.log.subs.from.events.length >= 2);
+    const log = await pageLog(page);
+    assert.equal(log.subs.from.ready.recovered, true);
+    assert.deepEqual(log.subs.from.events.map((e) => [e.action, e.title]), [["create", "after the snapshot"], ["create", "live"]]);
+  });
+
   test("a cut longer than the replay cap: onResync once, then live delivery", async () => {
     const { server, proxy, page } = await setup({ TIDINGS_REPLAY_CAP: "3" });
     await page.evaluate(() => window.sub("all", "todos:*"));

@@ -128,6 +128,10 @@ pub struct LogEntry {
     /// (such an update is judged on the record after it only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<Map<String, Value>>,
+    /// The client mutation id of the write (column `mutation`), sent to subscribers
+    /// as `"mutation"` (see [`crate::MutationId`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutation: Option<String>,
     /// A connection that must not receive the event (the sender).
     pub except: Option<String>,
     /// When the event was recorded.
@@ -153,6 +157,7 @@ impl LogEntry {
             changes: None,
             acl: Map::new(),
             previous: None,
+            mutation: None,
             except: None,
             ts: Utc::now(),
         }
@@ -175,6 +180,7 @@ impl LogEntry {
             changes: None,
             acl: Map::new(),
             previous: None,
+            mutation: None,
             except: None,
             ts: Utc::now(),
         }
@@ -225,6 +231,13 @@ impl LogEntry {
             }
         }
         Some(before)
+    }
+
+    /// Tags the event with the client mutation id of its write.
+    #[must_use]
+    pub fn with_mutation(mut self, mutation: Option<crate::MutationId>) -> Self {
+        self.mutation = mutation.map(crate::MutationId::into_string);
+        self
     }
 
     /// Skips connection `connection_id` (the sender) on delivery.
@@ -344,6 +357,8 @@ struct LoggedBody<'a> {
     event: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mutation: Option<&'a str>,
     ts: String,
 }
 
@@ -378,6 +393,7 @@ impl Event {
             changes: has_changes.then_some(event.changes.as_ref()),
             event: event.event.as_deref(),
             data: (!is_record).then_some(&event.payload),
+            mutation: event.mutation.as_deref(),
             ts: format_ts(&event.ts),
         };
         let body = encode_body(&body);
@@ -410,6 +426,7 @@ impl Event {
             changes: None,
             event: event.event.as_deref(),
             data: Some(&event.payload),
+            mutation: event.mutation.as_deref(),
             ts: format_ts(&event.ts),
         };
         let body = encode_body(&body);
@@ -484,6 +501,7 @@ impl Event {
                 // Whoever no longer sees the record learns its id, nothing more.
                 entry.payload = Value::Null;
                 entry.acl = Map::new();
+                entry.mutation = None;
             }
             Self::logged(&cursor, entry)
         });

@@ -71,6 +71,9 @@ pub(crate) enum ClientFrame {
         /// Any JSON.
         #[serde(default)]
         data: Value,
+        /// A client mutation id the event carries **(addition)**.
+        #[serde(default)]
+        mutation: Option<String>,
         /// Echoed in the reply.
         #[serde(rename = "ref", default)]
         reference: Option<Value>,

@@ -163,6 +163,12 @@ export interface RealtimeEvent<R = Record<string, unknown>, D = unknown> {
   event?: string;
   /** Custom event data (broadcast). */
   data?: D;
+  /**
+   * The client mutation id of the write or publish that caused the event (addition):
+   * `X-Tidings-Mutation` on the reference server's REST API, `Tx::set_mutation` in
+   * Rust, `publish(..., { mutation })` here. Absent when none was given.
+   */
+  mutation?: string;
   ts: string;
   [field: string]: unknown;
 }
@@ -352,7 +358,8 @@ export declare class RealtimeClient {
     options?: SubscribeOptions,
   ): Subscription<R>;
   /** Settles with the `published` frame, or rejects with a RealtimeError. */
-  publish(topic: string, event: string, data?: unknown): Promise<PublishedFrame>;
+  /** `options.mutation`: a client mutation id (1-128 characters) the event carries as `mutation`. */
+  publish(topic: string, event: string, data?: unknown, options?: { mutation?: string }): Promise<PublishedFrame>;
   /** Who is on a topic, without subscribing; rejects with a RealtimeError (e.g. `forbidden`, `disconnected`). */
   presence(topic: string): Promise<PresenceFrame>;
   /** Reconnect now if an attempt is waiting (not before a 4029 wait is over). */

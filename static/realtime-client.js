@@ -252,11 +252,16 @@ export class RealtimeClient {
     return sub;
   }
 
-  /** Publishes a custom event; settles on `published` or rejects with the error code. */
-  publish(topic, event, data = null) {
+  /**
+   * Publishes a custom event; settles on `published` or rejects with the error code.
+   * `options.mutation`: a client mutation id (1-128 characters) the event carries as
+   * `mutation`, so this client can recognise its own event.
+   */
+  publish(topic, event, data = null, options = {}) {
     if (this._closed) return Promise.reject(new RealtimeError("closed", "RealtimeClient is closed"));
     return new Promise((resolve, reject) => {
       const frame = { type: "publish", topic, event, data: data === undefined ? null : data };
+      if (options && options.mutation !== undefined && options.mutation !== null) frame.mutation = String(options.mutation);
       const entry = { frame, resolve, reject };
       if (this._connected) {
         this._request(entry.frame, { kind: "publish", resolve, reject });

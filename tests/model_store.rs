@@ -520,6 +520,7 @@ fn own_sql_event(id: &str) -> LogEntry {
         changes: None,
         acl: Map::new(),
         previous: None,
+        mutation: None,
         except: None,
         ts: Utc::now(),
     }

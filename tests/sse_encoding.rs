@@ -34,6 +34,7 @@ fn event(action: Action, key: Option<&str>, name: Option<&str>, payload: Value) 
         changes: None,
         acl: Map::new(),
         previous: None,
+        mutation: None,
         except: None,
         ts: DateTime::UNIX_EPOCH,
     }

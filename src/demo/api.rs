@@ -4,7 +4,7 @@
 use axum::{
     Json,
     extract::{FromRef, Path, State},
-    http::{HeaderValue, StatusCode},
+    http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
@@ -16,6 +16,7 @@ use crate::{
     event::Cursor,
     http::HttpError,
     model::{Model, StoreError, Tx, public_projection},
+    mutation::MutationId,
 };
 
 /// Longest accepted title or note body, in characters.
@@ -185,9 +186,10 @@ pub(crate) async fn create(
     State(state): State<DemoState>,
     Path(name): Path<String>,
     BearerCaller(principal): BearerCaller,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, HttpError> {
-    let (kind, mut tx) = begin_write(&state, &name).await?;
+    let (kind, mut tx) = begin_write(&state, &name, &headers).await?;
     let response = match kind {
         Collection::Todos => {
             let input: NewTodo = parse(&body)?;
@@ -257,9 +259,10 @@ pub(crate) async fn update(
     State(state): State<DemoState>,
     Path((name, id)): Path<(String, String)>,
     BearerCaller(principal): BearerCaller,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, HttpError> {
-    let (kind, mut tx) = begin_write(&state, &name).await?;
+    let (kind, mut tx) = begin_write(&state, &name, &headers).await?;
     let owner = sub(&principal);
     let response = match kind {
         Collection::Todos => {
@@ -317,8 +320,9 @@ pub(crate) async fn delete(
     State(state): State<DemoState>,
     Path((name, id)): Path<(String, String)>,
     BearerCaller(principal): BearerCaller,
+    headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let (kind, mut tx) = begin_write(&state, &name).await?;
+    let (kind, mut tx) = begin_write(&state, &name, &headers).await?;
     let owner = sub(&principal);
     let owned = match kind {
         Collection::Todos => match tx.get::<Todo>(&id).await.map_err(store_error)? {
@@ -335,11 +339,31 @@ pub(crate) async fn delete(
     commit_then(tx, response).await
 }
 
+/// The header tagging a write with the client's mutation id (addition to protocol
+/// section 9): its event carries it as `"mutation"`.
+const MUTATION_HEADER: &str = "x-tidings-mutation";
+
 /// Resolves the collection and opens the write transaction (the caller is already
-/// authenticated by the extractor).
-async fn begin_write(state: &DemoState, name: &str) -> Result<(Collection, Tx), HttpError> {
+/// authenticated by the extractor), tagged with the request's mutation id if any.
+async fn begin_write(
+    state: &DemoState,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<(Collection, Tx), HttpError> {
     let kind = collection(name)?;
-    let tx = state.realtime.store().begin().await.map_err(store_error)?;
+    let mutation = match headers.get(MUTATION_HEADER) {
+        None => None,
+        Some(value) => {
+            let text = value
+                .to_str()
+                .map_err(|_| HttpError::bad_request("X-Tidings-Mutation must be visible ASCII"))?;
+            Some(MutationId::new(text).map_err(|e| HttpError::bad_request(e.to_string()))?)
+        }
+    };
+    let mut tx = state.realtime.store().begin().await.map_err(store_error)?;
+    if let Some(mutation) = mutation {
+        tx.set_mutation(mutation);
+    }
     Ok((kind, tx))
 }
 

@@ -88,6 +88,7 @@ fn record(collection: &str, key: Option<&str>) -> LogEntry {
         changes: None,
         acl: Map::new(),
         previous: None,
+        mutation: None,
         except: None,
         ts: chrono::DateTime::UNIX_EPOCH,
     }

@@ -7,11 +7,11 @@ use sqlx::{Database, Encode, PgConnection, SqliteConnection, Type, query::Query,
 use crate::event::LogEntry;
 
 const SQLITE_INSERT: &str = "INSERT INTO realtime_outbox \
-     (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at, previous) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at, previous, mutation) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const POSTGRES_INSERT: &str = "INSERT INTO realtime_outbox \
-     (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at, previous) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+     (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at, previous, mutation) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 /// Inserts `event` as an unsequenced outbox row on SQLite.
 pub(crate) async fn insert_sqlite(
@@ -32,7 +32,7 @@ pub(crate) async fn insert_postgres(conn: &mut PgConnection, event: &LogEntry) -
     Ok(())
 }
 
-/// Binds the ten insert parameters in column order, on either backend.
+/// Binds the eleven insert parameters in column order, on either backend.
 fn bind_event<'q, DB>(
     query: Query<'q, DB, DB::Arguments>,
     event: &LogEntry,
@@ -58,4 +58,5 @@ where
         .bind(event.except.as_deref())
         .bind(event.ts)
         .bind(event.previous.as_ref().map(Json))
+        .bind(event.mutation.as_deref())
 }

@@ -265,8 +265,19 @@ impl Session {
                 topic,
                 event,
                 data,
+                mutation,
                 reference,
-            } => self.publish(&topic, event, data, reference),
+            } => {
+                // The target depends on the topic, which `publish` parses.
+                let broadcast = move |target| {
+                    let broadcast = Broadcast::new(target, event, data);
+                    match mutation {
+                        Some(mutation) => broadcast.mutation(mutation),
+                        None => broadcast,
+                    }
+                };
+                self.publish(&topic, broadcast, reference)
+            }
         }
     }
 
@@ -466,8 +477,7 @@ impl Session {
     fn publish(
         &mut self,
         topic: &str,
-        event: String,
-        data: Value,
+        broadcast: impl FnOnce(Target) -> Broadcast,
         reference: Option<Value>,
     ) -> Vec<Effect> {
         let target = match Topic::parse(topic) {
@@ -475,7 +485,7 @@ impl Session {
             Ok(_) => Target::Collection(topic.to_owned()),
             Err(e) => return self.refuse(reference, None, ErrorCode::BadRequest, e.to_string()),
         };
-        let prepared = match Broadcast::new(target, event, data).prepare() {
+        let prepared = match broadcast(target).prepare() {
             Ok(p) => p,
             Err(e) => return self.refuse(reference, None, ErrorCode::BadRequest, e.to_string()),
         };

@@ -218,6 +218,31 @@ describe("realtime client in Chromium against the real server", suiteOptions(mis
     assert.deepEqual(log.subs.from.events.map((e) => [e.action, e.title]), [["create", "after the snapshot"], ["create", "live"]]);
   });
 
+  test("mutation ids come back on the events of a REST write and of a publish", async () => {
+    const { server, page } = await setup();
+    await page.evaluate(() => window.sub("all", "todos:*"));
+    await until(page, () => window.log.subs.all.ready);
+    const res = await fetch(`${server.url}/api/todos`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token(SECRET, "ann")}`, "content-type": "application/json", "x-tidings-mutation": "rest-7" },
+      body: JSON.stringify({ title: "tagged" }),
+    });
+    assert.equal(res.status, 201);
+    const published = await page.evaluate(() => window.client.publish("todos", "typing", { x: 1 }, { mutation: "pub-8" }).then((f) => f.type));
+    assert.equal(published, "published");
+    await addTodos(server, "ann", ["untagged"]);
+    await until(page, () => window.log.subs.all.events.length >= 3);
+    const log = await pageLog(page);
+    assert.deepEqual(
+      log.subs.all.events.map((e) => [e.action, e.mutation]),
+      [
+        ["create", "rest-7"],
+        ["broadcast", "pub-8"],
+        ["create", null],
+      ],
+    );
+  });
+
   test("a cut longer than the replay cap: onResync once, then live delivery", async () => {
     const { server, proxy, page } = await setup({ TIDINGS_REPLAY_CAP: "3" });
     await page.evaluate(() => window.sub("all", "todos:*"));

@@ -95,6 +95,7 @@ export async function clientPage(browser, origin, { wsUrl, options = {}, getToke
               record: e.record === undefined ? undefined : e.record,
               title: e.record ? e.record.title : null,
               data: e.data ?? null,
+              mutation: e.mutation ?? null,
             }),
           { ...extra, onResync: (reason) => rec.resyncs.push(reason) },
         );

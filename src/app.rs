@@ -429,6 +429,17 @@ impl Realtime {
         let sse = axum::Router::new()
             .route("/realtime/sse", get(crate::sse::handler))
             .with_state(self.sse_state());
+        let inner = &self.inner;
+        let catch_up = axum::Router::new()
+            .route("/realtime/events", get(crate::http::catch_up::handler))
+            .with_state(crate::http::catch_up::CatchUpState {
+                config: inner.config.clone(),
+                authenticator: self.authenticator(),
+                rules: inner.rules.clone(),
+                hub: inner.hub.clone(),
+                log: inner.log.clone(),
+                shutdown: inner.shutdown.clone(),
+            });
         axum::Router::new()
             .route("/realtime/client.js", get(crate::http::client_js))
             .route("/realtime/broadcast", post(crate::http::broadcast))
@@ -436,6 +447,7 @@ impl Realtime {
             .with_state(self.clone())
             .merge(websocket)
             .merge(sse)
+            .merge(catch_up)
     }
 
     /// Who an HTTP request is: the gateway's verifier and its SSE cookie. An app's

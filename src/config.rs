@@ -235,6 +235,13 @@ pub struct LogConfig {
     /// however the node failed. Default: 5 s.
     #[serde(with = "humantime_serde")]
     pub sequencer_timeout: Duration,
+    /// The longest `wait` of an HTTP catch-up long poll (`GET /realtime/events`); a
+    /// longer one is cut to it. Default: 30 s.
+    #[serde(with = "humantime_serde")]
+    pub catch_up_max_wait: Duration,
+    /// Events one HTTP catch-up answer holds at most (its `limit` is cut to it; the
+    /// client pages with the returned cursor). Default: 1000.
+    pub catch_up_max_events: usize,
 }
 
 impl Default for LogConfig {
@@ -247,6 +254,8 @@ impl Default for LogConfig {
             relay_batch: 500,
             catch_up_timeout: Duration::from_secs(2),
             sequencer_timeout: Duration::from_secs(5),
+            catch_up_max_wait: Duration::from_secs(30),
+            catch_up_max_events: 1000,
         }
     }
 }
@@ -394,12 +403,13 @@ impl Config {
             );
         }
         let c = &self.connection;
-        let positive: [(&'static str, usize); 7] = [
+        let positive: [(&'static str, usize); 8] = [
             ("connection.max_message_size", c.max_message_size),
             ("connection.send_queue_capacity", c.send_queue_capacity),
             ("connection.max_subscriptions", c.max_subscriptions),
             ("connection.max_connections", c.max_connections),
             ("log.ring_capacity", self.log.ring_capacity),
+            ("log.catch_up_max_events", self.log.catch_up_max_events),
             ("sse.queue_capacity", self.sse.queue_capacity),
             ("presence.queue_capacity", self.presence.queue_capacity),
         ];

@@ -200,6 +200,11 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
     env_duration("TIDINGS_POLL_INTERVAL", &mut c.log.poll_interval)?;
     env_parse("TIDINGS_RELAY_BATCH", &mut c.log.relay_batch)?;
     env_duration("TIDINGS_CATCH_UP_TIMEOUT", &mut c.log.catch_up_timeout)?;
+    env_duration("TIDINGS_CATCH_UP_MAX_WAIT", &mut c.log.catch_up_max_wait)?;
+    env_parse(
+        "TIDINGS_CATCH_UP_MAX_EVENTS",
+        &mut c.log.catch_up_max_events,
+    )?;
     env_duration("TIDINGS_SHUTDOWN_TIMEOUT", &mut c.shutdown_timeout)?;
     if let Some(cookie) = env("TIDINGS_SSE_COOKIE") {
         c.sse.cookie_name = Some(cookie);

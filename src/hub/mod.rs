@@ -149,6 +149,12 @@ impl Hub {
         self.watch.reach(seq, timeout).await
     }
 
+    /// Waits, at most `timeout`, until an event after `seq` was delivered (HTTP
+    /// catch-up's long poll). True once one was.
+    pub(crate) async fn wait_beyond(&self, seq: u64, timeout: Duration) -> bool {
+        self.watch.beyond(seq, timeout).await
+    }
+
     /// Resolves when a resumer asked for the position to move (see
     /// [`Hub::reach_position`]): the ingest then reads the log at once.
     pub(crate) async fn catch_up_requested(&self) {

@@ -70,6 +70,67 @@ impl Log {
         }
     }
 
+    /// The first `limit` events after `since` (up to `upto`) as `deliverable` shows
+    /// them, and the seq a next page starts after: the last event's when the page is
+    /// full, `upto` otherwise. Used by HTTP catch-up, which pages instead of failing
+    /// with `too_many`; the scan reads what a resume would.
+    pub(crate) async fn page(
+        &self,
+        since: &Cursor,
+        upto: u64,
+        limit: usize,
+        deliverable: impl Fn(&Arc<Event>) -> Option<Arc<Event>>,
+    ) -> Result<(Vec<Arc<Event>>, u64), ReplayError> {
+        let epoch = self.epoch();
+        if *since.epoch != *epoch {
+            return Err(ReplayError::Resync(ResyncReason::EpochChanged));
+        }
+        if since.seq > upto {
+            return Err(ReplayError::Resync(ResyncReason::UnknownPosition));
+        }
+        let limit = limit.max(1);
+        let mut out = Vec::new();
+        if let Some(events) = self.ring.range(since.seq, upto) {
+            for event in events {
+                if let Some(seen) = deliverable(&event) {
+                    out.push(seen);
+                    if out.len() == limit {
+                        return Ok((out, event.seq.unwrap_or(upto)));
+                    }
+                }
+            }
+            return Ok((out, upto));
+        }
+        match reader::oldest_seq(&self.db).await? {
+            Some(oldest) if oldest <= since.seq + 1 => {}
+            _ => return Err(ReplayError::Resync(ResyncReason::TooOld)),
+        }
+        let mut after = since.seq;
+        while after < upto {
+            let rows = reader::read_range(&self.db, after, upto, PAGE).await?;
+            let Some((last, _)) = rows.last() else {
+                return Err(ReplayError::Resync(ResyncReason::TooOld));
+            };
+            if rows.first().is_some_and(|(seq, _)| *seq != after + 1) {
+                return Err(ReplayError::Resync(ResyncReason::TooOld));
+            }
+            after = *last;
+            for (seq, event) in rows {
+                let cursor = Cursor {
+                    epoch: epoch.clone(),
+                    seq,
+                };
+                if let Some(seen) = deliverable(&Event::logged(&cursor, event)) {
+                    out.push(seen);
+                    if out.len() == limit {
+                        return Ok((out, seq));
+                    }
+                }
+            }
+        }
+        Ok((out, upto))
+    }
+
     /// Every event with `since.seq < seq <= upto` as `deliverable` shows it (itself,
     /// its `enter` or `leave` form, or nothing), in order; or why they cannot all be
     /// served. More than `replay_cap` delivered events is `too_many`.

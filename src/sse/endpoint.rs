@@ -33,7 +33,10 @@ impl Realtime {
 }
 
 /// Splits and parses `topics`.
-fn parse_topics(config: &Config, topics: Option<&str>) -> Result<Vec<Pattern>, StreamError> {
+pub(crate) fn parse_topics(
+    config: &Config,
+    topics: Option<&str>,
+) -> Result<Vec<Pattern>, StreamError> {
     let topics = topics.ok_or(StreamError::NoTopics)?;
     let limit = config.connection.max_subscriptions;
     // Refuse an absurd list before splitting it.

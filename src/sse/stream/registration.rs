@@ -21,7 +21,11 @@ use crate::{
 
 /// Refuses `pattern` unless the access policy admits it for `principal` (per-event
 /// rules are checked again on every delivery and replayed event).
-fn admit(rules: &Rules, principal: &Principal, pattern: &Pattern) -> Result<(), StreamError> {
+pub(crate) fn admit(
+    rules: &Rules,
+    principal: &Principal,
+    pattern: &Pattern,
+) -> Result<(), StreamError> {
     match rules.admit(principal, pattern) {
         Admission::Allow | Admission::PerEvent => Ok(()),
         Admission::Deny { anonymous: true } => Err(StreamError::CredentialsRequired {

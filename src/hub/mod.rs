@@ -42,7 +42,7 @@ use crate::{
     event::{Event, EventContent, LogEntry, Recipients},
     filter::Filter,
     metrics::Metrics,
-    rules::Rules,
+    rules::{Rule, Rules},
     topic::Pattern,
 };
 
@@ -298,12 +298,19 @@ impl Hub {
         // Looked up once per event, then judged per receiver.
         let rule = self.rules.read_rule(&content.collection);
         let before = event.before();
+        // Whether the read rule could judge the record before the update otherwise
+        // than after it: only when it reads a field the update changed.
+        let rule_moved = before.is_some_and(|before| match rule {
+            Rule::Owner(field) => before.rule_field(field) != content.rule_field(field),
+            Rule::Custom(_) => true,
+            _ => false,
+        });
         self.deliver(state, event, targets, |registered, subs| {
             if only.is_some_and(|kind| registered.kind != kind) {
                 return Route::Skip;
             }
             let principal = &registered.receiver.principal;
-            if before.is_none() && !registered.has_filters() {
+            if !rule_moved && !registered.has_filters() {
                 // The common case: one judgement for all the receiver's subscriptions.
                 return if rule.allows(principal, content) {
                     Route::All(subs)

@@ -306,4 +306,26 @@ mod tests {
         assert_eq!(todo_item(&json!({"id": "a\"1", "title": "x"})), None);
         assert_eq!(todo_item(&json!({"id": "#a b", "title": "x"})), None);
     }
+
+    /// A todo entering a filtered stream's view is appended like a new one; one
+    /// leaving it is removed like a deleted one.
+    #[test]
+    fn the_renderer_treats_enter_as_create_and_leave_as_delete() {
+        let renderer = todos_renderer();
+        let record = json!({"id": "a1", "title": "x", "done": false, "owner_id": "ann"});
+        let render = |action, payload: &Value| {
+            let event = LogEntry::record("todos", "a1", action, payload.clone());
+            let collector = renderer(&event).expect("rendered");
+            String::from_utf8(collector.render(None).to_vec()).unwrap()
+        };
+        assert_eq!(
+            render(Action::Enter, &record),
+            render(Action::Create, &record)
+        );
+        assert_eq!(
+            render(Action::Leave, &Value::Null),
+            render(Action::Delete, &record)
+        );
+        assert!(render(Action::Leave, &Value::Null).contains("#todo-a1"));
+    }
 }

@@ -305,6 +305,7 @@ mod tests {
             crate::filter::FilterLimits {
                 max_conditions: 4,
                 max_values: 4,
+                max_bytes: 1024,
             },
         )
         .unwrap();
@@ -399,6 +400,7 @@ mod tests {
         let limits = crate::filter::FilterLimits {
             max_conditions: 4,
             max_values: 4,
+            max_bytes: 1024,
         };
         let on_internal = Filter::parse(&json!({"internal": "x"}), limits).unwrap();
         let on_body = Filter::parse(&json!({"body": "x"}), limits).unwrap();

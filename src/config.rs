@@ -172,6 +172,9 @@ pub struct ConnectionConfig {
     pub max_filter_conditions: usize,
     /// Values one `in` list of a filter may hold. Default: 100.
     pub max_filter_values: usize,
+    /// Bytes of JSON one subscription filter may take (it is kept for the
+    /// subscription's life). Default: 4096.
+    pub max_filter_bytes: usize,
 }
 
 impl ConnectionConfig {
@@ -180,6 +183,7 @@ impl ConnectionConfig {
         crate::filter::FilterLimits {
             max_conditions: self.max_filter_conditions,
             max_values: self.max_filter_values,
+            max_bytes: self.max_filter_bytes,
         }
     }
 }
@@ -199,6 +203,7 @@ impl Default for ConnectionConfig {
             write_buffer_size: 4096,
             max_filter_conditions: 16,
             max_filter_values: 100,
+            max_filter_bytes: 4096,
         }
     }
 }

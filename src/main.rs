@@ -193,6 +193,10 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
         "TIDINGS_MAX_FILTER_VALUES",
         &mut c.connection.max_filter_values,
     )?;
+    env_parse(
+        "TIDINGS_MAX_FILTER_BYTES",
+        &mut c.connection.max_filter_bytes,
+    )?;
     env_parse("TIDINGS_REPLAY_CAP", &mut c.log.replay_cap)?;
     env_parse("TIDINGS_RING_CAPACITY", &mut c.log.ring_capacity)?;
     env_parse("TIDINGS_RETENTION", &mut c.log.retention)?;

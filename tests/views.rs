@@ -131,6 +131,11 @@ async fn bad_filters_are_refused_with_a_reason() {
             "2 operators",
         ),
         ("todos:*", json!(["done"]), "JSON object"),
+        (
+            "todos:*",
+            json!({"title": "x".repeat(5000)}),
+            "at most 4096 are allowed",
+        ),
     ];
     for (n, (pattern, filter, reason)) in cases.into_iter().enumerate() {
         let id = format!("s{n}");

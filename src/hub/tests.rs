@@ -393,6 +393,7 @@ fn one_delivery_per_view_of_an_update() {
     let limits = crate::filter::FilterLimits {
         max_conditions: 4,
         max_values: 4,
+        max_bytes: 1024,
     };
     for (id, filter) in [
         ("open", json!({"done": false})),

@@ -547,6 +547,7 @@ mod tests {
             filter_limits: FilterLimits {
                 max_conditions: 2,
                 max_values: 2,
+                max_bytes: 1024,
             },
             messages_per_second: 1000,
         };

@@ -246,8 +246,12 @@ impl RealtimeBuilder {
         tasks.spawn(relay.run(shutdown.clone()));
 
         let origins = Arc::new(Origins::new(self.config.allowed_origins.clone()));
+        let catch_up_waiting = Arc::new(tokio::sync::Semaphore::new(
+            self.config.log.catch_up_max_waiting,
+        ));
         Ok(Realtime {
             inner: Arc::new(Inner {
+                catch_up_waiting,
                 config: Arc::new(self.config),
                 verifier: Arc::new(verifier),
                 rules,
@@ -316,6 +320,8 @@ struct Inner {
     presence: Arc<PresenceNode>,
     subscription_hooks: Arc<SubscriptionHooks>,
     datastar: Arc<DatastarHooks>,
+    /// Permits for HTTP catch-up long polls (`log.catch_up_max_waiting`).
+    catch_up_waiting: Arc<tokio::sync::Semaphore>,
 }
 
 impl Realtime {
@@ -439,6 +445,7 @@ impl Realtime {
                 hub: inner.hub.clone(),
                 log: inner.log.clone(),
                 shutdown: inner.shutdown.clone(),
+                waiting: inner.catch_up_waiting.clone(),
             });
         axum::Router::new()
             .route("/realtime/client.js", get(crate::http::client_js))

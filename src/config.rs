@@ -247,6 +247,9 @@ pub struct LogConfig {
     /// Events one HTTP catch-up answer holds at most (its `limit` is cut to it; the
     /// client pages with the returned cursor). Default: 1000.
     pub catch_up_max_events: usize,
+    /// HTTP catch-up long polls waiting at once on this node; past it a request
+    /// answers at once instead of waiting. Default: 1000.
+    pub catch_up_max_waiting: usize,
 }
 
 impl Default for LogConfig {
@@ -261,6 +264,7 @@ impl Default for LogConfig {
             sequencer_timeout: Duration::from_secs(5),
             catch_up_max_wait: Duration::from_secs(30),
             catch_up_max_events: 1000,
+            catch_up_max_waiting: 1000,
         }
     }
 }

@@ -248,6 +248,39 @@ backend_tests!(
 /// Who asks, with what query, and the status and message part expected.
 type Refusal<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], u16, &'a str);
 
+/// Past `log.catch_up_max_waiting` waiting polls, a poll answers at once.
+#[tokio::test]
+async fn waiting_polls_are_capped() {
+    let server = std::sync::Arc::new(
+        TestServer::start(Backend::Sqlite, |c| {
+            c.log.catch_up_max_waiting = 1;
+            c.log.catch_up_max_wait = Duration::from_secs(3);
+        })
+        .await,
+    );
+    let since = now(&server).await;
+    let poll = || {
+        let (server, since) = (server.clone(), since.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let (status, body) = events(
+                &server,
+                Some("ann"),
+                &[("topics", "todos:*"), ("since", &since), ("wait", "60")],
+            )
+            .await;
+            assert_eq!((status, &body["events"]), (200, &json!([])));
+            started.elapsed()
+        })
+    };
+    let (first, second) = (poll(), poll());
+    let mut took = [first.await.unwrap(), second.await.unwrap()];
+    took.sort();
+    // One held the only permit until the bound; the other did not wait for it.
+    assert!(took[1] >= Duration::from_millis(2500), "{took:?}");
+    assert!(took[0] < Duration::from_millis(1500), "{took:?}");
+}
+
 #[tokio::test]
 async fn bad_requests_are_refused_with_a_reason() {
     let server = TestServer::start(Backend::Sqlite, |c| c.log.catch_up_max_events = 5).await;

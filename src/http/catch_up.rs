@@ -19,7 +19,10 @@ use axum::{
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use tokio::time::Instant;
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::HttpError;
@@ -49,6 +52,9 @@ pub(crate) struct CatchUpState {
     pub(crate) hub: Arc<Hub>,
     pub(crate) log: Arc<Log>,
     pub(crate) shutdown: CancellationToken,
+    /// One permit per long poll waiting now (`log.catch_up_max_waiting`), released on
+    /// drop however the request ends.
+    pub(crate) waiting: Arc<Semaphore>,
 }
 
 impl axum::extract::FromRef<CatchUpState> for Authenticator {
@@ -175,6 +181,8 @@ async fn catch_up(
         return answer_error(state, e);
     }
     let deadline = Instant::now().checked_add(request.wait);
+    // Taken at the first wait and held until the answer.
+    let mut permit: Option<OwnedSemaphorePermit> = None;
     loop {
         let upto = state.hub.position().max(since.seq);
         let page = state
@@ -185,9 +193,16 @@ async fn catch_up(
             Ok(page) => page,
             Err(e) => return answer_error(state, e),
         };
-        let left = deadline.map_or(Duration::ZERO, |d| {
+        let mut left = deadline.map_or(Duration::ZERO, |d| {
             d.saturating_duration_since(Instant::now())
         });
+        if events.is_empty() && !left.is_zero() && permit.is_none() {
+            // Too many polls waiting already: answer now rather than wait.
+            permit = state.waiting.clone().try_acquire_owned().ok();
+            if permit.is_none() {
+                left = Duration::ZERO;
+            }
+        }
         if !events.is_empty() || left.is_zero() {
             let cursor = Cursor {
                 epoch: since.epoch.clone(),

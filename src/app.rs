@@ -263,8 +263,12 @@ impl RealtimeBuilder {
         );
 
         let origins = Arc::new(Origins::new(self.config.allowed_origins.clone()));
+        let catch_up_waiting = Arc::new(tokio::sync::Semaphore::new(
+            self.config.log.catch_up_max_waiting,
+        ));
         Ok(Realtime {
             inner: Arc::new(Inner {
+                catch_up_waiting,
                 config: Arc::new(self.config),
                 verifier: Arc::new(verifier),
                 rules,
@@ -338,6 +342,8 @@ struct Inner {
     presence: Arc<PresenceNode>,
     subscription_hooks: Arc<SubscriptionHooks>,
     datastar: Arc<DatastarHooks>,
+    /// Permits for HTTP catch-up long polls (`log.catch_up_max_waiting`).
+    catch_up_waiting: Arc<tokio::sync::Semaphore>,
 }
 
 impl Realtime {
@@ -463,6 +469,18 @@ impl Realtime {
         let sse = axum::Router::new()
             .route("/realtime/sse", get(crate::sse::handler))
             .with_state(self.sse_state());
+        let inner = &self.inner;
+        let catch_up = axum::Router::new()
+            .route("/realtime/events", get(crate::http::catch_up::handler))
+            .with_state(crate::http::catch_up::CatchUpState {
+                config: inner.config.clone(),
+                authenticator: self.authenticator(),
+                rules: inner.rules.clone(),
+                hub: inner.hub.clone(),
+                log: inner.log.clone(),
+                shutdown: inner.shutdown.clone(),
+                waiting: inner.catch_up_waiting.clone(),
+            });
         axum::Router::new()
             .route("/realtime/client.js", get(crate::http::client_js))
             .route("/realtime/broadcast", post(crate::http::broadcast))
@@ -470,6 +488,7 @@ impl Realtime {
             .with_state(self.clone())
             .merge(websocket)
             .merge(sse)
+            .merge(catch_up)
     }
 
     /// Who an HTTP request is: the gateway's verifier and its SSE cookie. An app's
@@ -485,6 +504,31 @@ impl Realtime {
     /// The model store on the log's database: every committed write becomes an event.
     pub fn store(&self) -> crate::model::Store {
         crate::model::Store::new(self.db().clone(), self.inner.signal.clone())
+            .with_snapshot_timeout(self.inner.config.log.sequencer_timeout)
+    }
+
+    /// The log position this node has delivered up to, read before a snapshot: a
+    /// snapshot read after it plus the events after it is complete, though it may
+    /// already show some of those events. For a read that shows exactly the events up
+    /// to its cursor, use [`Store::snapshot_list`](crate::model::Store::snapshot_list)
+    /// / [`snapshot_get`](crate::model::Store::snapshot_get) (and
+    /// [`Realtime::settle`] after it).
+    pub fn cursor(&self) -> crate::Cursor {
+        crate::Cursor {
+            epoch: self.inner.log.epoch(),
+            seq: self.inner.hub.position(),
+        }
+    }
+
+    /// After a snapshot numbered rows itself: asks this node to read the log now and
+    /// waits (at most `log.catch_up_timeout`) until it has delivered up to `cursor`, so
+    /// a subscription from that cursor here starts at once. Returns whether it has.
+    pub async fn settle(&self, cursor: &crate::Cursor) -> bool {
+        if *cursor.epoch != *self.inner.log.epoch() {
+            return false;
+        }
+        let timeout = self.inner.config.log.catch_up_timeout;
+        self.inner.hub.reach_position(cursor.seq, timeout).await
     }
 }
 

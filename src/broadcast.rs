@@ -62,6 +62,10 @@ pub struct Broadcast {
     /// A connection that must not receive it (usually the sender).
     #[serde(default)]
     pub except: Option<String>,
+    /// The client mutation id the event carries as `"mutation"` (collection and topic
+    /// broadcasts; 1-128 characters) **(addition)**.
+    #[serde(default)]
+    pub mutation: Option<String>,
 }
 
 impl Broadcast {
@@ -72,7 +76,14 @@ impl Broadcast {
             event: event.into(),
             data,
             except: None,
+            mutation: None,
         }
+    }
+
+    /// Tags the event with a client mutation id (see [`crate::MutationId`]).
+    pub fn mutation(mut self, mutation: impl Into<String>) -> Self {
+        self.mutation = Some(mutation.into());
+        self
     }
 
     /// Skips the connection `connection_id`.
@@ -91,6 +102,9 @@ pub enum BroadcastError {
     /// The event name is empty, too long or has control characters.
     #[error("invalid event name {0:?}: 1-128 characters, no control characters")]
     EventName(String),
+    /// The mutation id is empty, too long or has control characters.
+    #[error(transparent)]
+    Mutation(#[from] crate::MutationError),
     /// Too many (or no) target ids.
     #[error("a broadcast names 1 to 1000 connections or users (got {0})")]
     TargetCount(usize),
@@ -133,7 +147,9 @@ impl Broadcast {
             event,
             data,
             except,
+            mutation,
         } = self;
+        let mutation = mutation.map(crate::MutationId::new).transpose()?;
         let logged = |topic: Topic| {
             Prepared::Logged(
                 LogEntry::broadcast(
@@ -143,6 +159,7 @@ impl Broadcast {
                     data.clone(),
                 )
                 .except(except.clone())
+                .with_mutation(mutation.clone())
                 .at(ts),
             )
         };

@@ -315,6 +315,25 @@ pub struct ConnectionConfig {
     /// Longest glob pattern in characters (exact patterns keep the protocol's 256);
     /// longer is refused with `invalid_pattern`. Default: 128.
     pub max_glob_length: usize,
+    /// Conditions (fields) one subscription filter may hold; more is refused with
+    /// `bad_request`. Default: 16.
+    pub max_filter_conditions: usize,
+    /// Values one `in` list of a filter may hold. Default: 100.
+    pub max_filter_values: usize,
+    /// Bytes of JSON one subscription filter may take (it is kept for the
+    /// subscription's life). Default: 4096.
+    pub max_filter_bytes: usize,
+}
+
+impl ConnectionConfig {
+    /// The limits a subscription filter is checked against.
+    pub fn filter_limits(&self) -> crate::filter::FilterLimits {
+        crate::filter::FilterLimits {
+            max_conditions: self.max_filter_conditions,
+            max_values: self.max_filter_values,
+            max_bytes: self.max_filter_bytes,
+        }
+    }
 }
 
 impl Default for ConnectionConfig {
@@ -340,6 +359,9 @@ impl Default for ConnectionConfig {
             max_globs_per_node: 1000,
             max_glob_wildcards: 10,
             max_glob_length: 128,
+            max_filter_conditions: 16,
+            max_filter_values: 100,
+            max_filter_bytes: 4096,
         }
     }
 }
@@ -398,6 +420,16 @@ pub struct LogConfig {
     /// however the node failed. Default: 5 s.
     #[serde(with = "humantime_serde")]
     pub sequencer_timeout: Duration,
+    /// The longest `wait` of an HTTP catch-up long poll (`GET /realtime/events`); a
+    /// longer one is cut to it. Default: 30 s.
+    #[serde(with = "humantime_serde")]
+    pub catch_up_max_wait: Duration,
+    /// Events one HTTP catch-up answer holds at most (its `limit` is cut to it; the
+    /// client pages with the returned cursor). Default: 1000.
+    pub catch_up_max_events: usize,
+    /// HTTP catch-up long polls waiting at once on this node; past it a request
+    /// answers at once instead of waiting. Default: 1000.
+    pub catch_up_max_waiting: usize,
 }
 
 impl Default for LogConfig {
@@ -415,6 +447,9 @@ impl Default for LogConfig {
             relay_batch: 500,
             catch_up_timeout: Duration::from_secs(2),
             sequencer_timeout: Duration::from_secs(5),
+            catch_up_max_wait: Duration::from_secs(30),
+            catch_up_max_events: 1000,
+            catch_up_max_waiting: 1000,
         }
     }
 }
@@ -675,6 +710,7 @@ impl Config {
             ("connection.max_subscriptions", c.max_subscriptions),
             ("connection.max_connections", c.max_connections),
             ("log.ring_capacity", self.log.ring_capacity),
+            ("log.catch_up_max_events", self.log.catch_up_max_events),
             ("sse.queue_capacity", self.sse.queue_capacity),
             ("presence.queue_capacity", self.presence.queue_capacity),
         ];

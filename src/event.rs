@@ -11,6 +11,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::access::View;
+
 /// What happened to a record, or `Broadcast` for a custom event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -23,6 +25,14 @@ pub enum Action {
     Delete,
     /// A custom event sent with `realtime_broadcast`.
     Broadcast,
+    /// An update brought a record into what one subscription sees (its filter or its
+    /// read rule now admits it). Never in the log: derived per subscriber from an
+    /// `update` (**addition**).
+    Enter,
+    /// An update took a record out of what one subscription sees. Never in the log:
+    /// derived per subscriber from an `update`; carries the record id only
+    /// (**addition**).
+    Leave,
 }
 
 impl Action {
@@ -33,6 +43,8 @@ impl Action {
             Self::Update => "update",
             Self::Delete => "delete",
             Self::Broadcast => "broadcast",
+            Self::Enter => "enter",
+            Self::Leave => "leave",
         }
     }
 }
@@ -45,6 +57,7 @@ impl FromStr for Action {
             "update" => Ok(Self::Update),
             "delete" => Ok(Self::Delete),
             "broadcast" => Ok(Self::Broadcast),
+            // `enter` and `leave` are views of an update, never logged.
             other => Err(format!("unknown action {other:?}")),
         }
     }
@@ -109,6 +122,16 @@ pub struct LogEntry {
     pub changes: Option<Vec<String>>,
     /// Fields the read rules need that are not in the payload.
     pub acl: Map<String, Value>,
+    /// For an update: the values before it of the public fields it changed and of the
+    /// rule fields it changed (column `previous`). With them the record as it was can
+    /// be judged too, which is what `enter` and `leave` need. `None` when unknown
+    /// (such an update is judged on the record after it only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Map<String, Value>>,
+    /// The client mutation id of the write (column `mutation`), sent to subscribers
+    /// as `"mutation"` (see [`crate::MutationId`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutation: Option<String>,
     /// A connection that must not receive the event (the sender).
     pub except: Option<String>,
     /// When the event was recorded.
@@ -133,6 +156,8 @@ impl LogEntry {
             payload: record,
             changes: None,
             acl: Map::new(),
+            previous: None,
+            mutation: None,
             except: None,
             ts: Utc::now(),
         }
@@ -154,6 +179,8 @@ impl LogEntry {
             payload: data,
             changes: None,
             acl: Map::new(),
+            previous: None,
+            mutation: None,
             except: None,
             ts: Utc::now(),
         }
@@ -170,6 +197,46 @@ impl LogEntry {
     #[must_use]
     pub fn with_acl(mut self, acl: Map<String, Value>) -> Self {
         self.acl = acl;
+        self
+    }
+
+    /// The values before an update of the fields it changed (public and rule fields;
+    /// see [`LogEntry::previous`]).
+    #[must_use]
+    pub fn with_previous(mut self, previous: Option<Map<String, Value>>) -> Self {
+        self.previous = previous;
+        self
+    }
+
+    /// The record as it was before this update, as far as read rules and filters can
+    /// tell: the payload and `acl` with the `previous` values put back. `None` for
+    /// anything but an update with previous values.
+    pub fn before(&self) -> Option<Self> {
+        let previous = self.previous.as_ref().filter(|p| !p.is_empty())?;
+        if self.action != Action::Update {
+            return None;
+        }
+        let mut before = self.clone();
+        before.previous = None;
+        for (field, value) in previous {
+            if let Some(slot) = before.acl.get_mut(field) {
+                *slot = value.clone();
+            }
+            if let Some(slot) = before
+                .payload
+                .as_object_mut()
+                .and_then(|p| p.get_mut(field))
+            {
+                *slot = value.clone();
+            }
+        }
+        Some(before)
+    }
+
+    /// Tags the event with the client mutation id of its write.
+    #[must_use]
+    pub fn with_mutation(mut self, mutation: Option<crate::MutationId>) -> Self {
+        self.mutation = mutation.map(crate::MutationId::into_string);
         self
     }
 
@@ -247,6 +314,13 @@ pub struct Event {
     epoch: Option<Arc<str>>,
     /// The Datastar SSE bytes, encoded once and shared by every stream.
     sse: OnceLock<Bytes>,
+    /// The record before the update ([`LogEntry::before`]), built once for every
+    /// subscriber that judges it.
+    before: OnceLock<Option<LogEntry>>,
+    /// The `enter` and `leave` forms of an update, built once and shared by every
+    /// subscriber that sees it that way.
+    enter: OnceLock<Arc<Event>>,
+    leave: OnceLock<Arc<Event>>,
     /// The last WebSocket frame built and the `subs` it was built for. Receivers of
     /// one event mostly carry the same subscription ids (every tab subscribes `s1` to
     /// `todos:*`), so they share one buffer instead of each building a copy.
@@ -283,6 +357,8 @@ struct LoggedBody<'a> {
     event: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mutation: Option<&'a str>,
     ts: String,
 }
 
@@ -302,6 +378,11 @@ impl Event {
     /// Builds a logged event at `cursor`, encoding its body once.
     pub fn logged(cursor: &Cursor, event: LogEntry) -> Arc<Self> {
         let is_record = event.action != Action::Broadcast;
+        // `enter` carries the whole record and no change list; `leave` neither.
+        let has_changes = matches!(
+            event.action,
+            Action::Create | Action::Update | Action::Delete
+        );
         let body = LoggedBody {
             cursor: Some(cursor.to_string()),
             topic: event.topic(),
@@ -309,9 +390,10 @@ impl Event {
             key: event.key.as_deref(),
             action: event.action,
             record: is_record.then_some(&event.payload),
-            changes: is_record.then_some(event.changes.as_ref()),
+            changes: has_changes.then_some(event.changes.as_ref()),
             event: event.event.as_deref(),
             data: (!is_record).then_some(&event.payload),
+            mutation: event.mutation.as_deref(),
             ts: format_ts(&event.ts),
         };
         let body = encode_body(&body);
@@ -321,6 +403,9 @@ impl Event {
             body,
             epoch: Some(cursor.epoch.clone()),
             sse: OnceLock::new(),
+            before: OnceLock::new(),
+            enter: OnceLock::new(),
+            leave: OnceLock::new(),
             last_frame: Mutex::new(None),
         })
     }
@@ -341,6 +426,7 @@ impl Event {
             changes: None,
             event: event.event.as_deref(),
             data: Some(&event.payload),
+            mutation: event.mutation.as_deref(),
             ts: format_ts(&event.ts),
         };
         let body = encode_body(&body);
@@ -350,6 +436,9 @@ impl Event {
             body,
             epoch: None,
             sse: OnceLock::from(sse),
+            before: OnceLock::new(),
+            enter: OnceLock::new(),
+            leave: OnceLock::new(),
             last_frame: Mutex::new(None),
         })
     }
@@ -373,8 +462,50 @@ impl Event {
             body,
             epoch: None,
             sse: OnceLock::new(),
+            before: OnceLock::new(),
+            enter: OnceLock::new(),
+            leave: OnceLock::new(),
             last_frame: Mutex::new(None),
         })
+    }
+
+    /// The record as it was before this update, when the log row says
+    /// ([`LogEntry::before`]); computed once.
+    pub(crate) fn before(&self) -> Option<&LogEntry> {
+        self.before
+            .get_or_init(|| match &self.data {
+                EventContent::Logged(entry) => entry.before(),
+                EventContent::Direct(_) => None,
+            })
+            .as_ref()
+    }
+
+    /// This event as `view` shows it: itself, its `enter` or `leave` form (same
+    /// cursor; built once and shared), or `None` for [`View::Skip`].
+    pub(crate) fn seen_as(self: &Arc<Self>, view: View) -> Option<Arc<Self>> {
+        let (slot, action) = match view {
+            View::Skip => return None,
+            View::Logged => return Some(self.clone()),
+            View::Enter => (&self.enter, Action::Enter),
+            View::Leave => (&self.leave, Action::Leave),
+        };
+        let derived = slot.get_or_init(|| {
+            let (EventContent::Logged(entry), Some(cursor)) = (&self.data, self.cursor()) else {
+                return self.clone();
+            };
+            let mut entry = entry.clone();
+            entry.action = action;
+            entry.changes = None;
+            entry.previous = None;
+            if action == Action::Leave {
+                // Whoever no longer sees the record learns its id, nothing more.
+                entry.payload = Value::Null;
+                entry.acl = Map::new();
+                entry.mutation = None;
+            }
+            Self::logged(&cursor, entry)
+        });
+        Some(derived.clone())
     }
 
     /// The log position, for logged events.

@@ -2,6 +2,7 @@
 //! broadcasts and user disconnects. [`HttpError`] (in `error`) is the error answer of
 //! every JSON endpoint.
 
+pub(crate) mod catch_up;
 mod error;
 
 use axum::{

@@ -255,6 +255,18 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
     )?;
     env_parse("TIDINGS_PUBLISH_BYTES_PER_WINDOW", &mut p.bytes_per_window)?;
     env_duration("TIDINGS_PUBLISH_WINDOW", &mut p.window)?;
+    env_parse(
+        "TIDINGS_MAX_FILTER_CONDITIONS",
+        &mut c.connection.max_filter_conditions,
+    )?;
+    env_parse(
+        "TIDINGS_MAX_FILTER_VALUES",
+        &mut c.connection.max_filter_values,
+    )?;
+    env_parse(
+        "TIDINGS_MAX_FILTER_BYTES",
+        &mut c.connection.max_filter_bytes,
+    )?;
     env_parse("TIDINGS_REPLAY_CAP", &mut c.log.replay_cap)?;
     env_parse("TIDINGS_RING_CAPACITY", &mut c.log.ring_capacity)?;
     env_parse("TIDINGS_RETENTION", &mut c.log.retention)?;
@@ -264,6 +276,11 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
     env_duration("TIDINGS_POLL_INTERVAL", &mut c.log.poll_interval)?;
     env_parse("TIDINGS_RELAY_BATCH", &mut c.log.relay_batch)?;
     env_duration("TIDINGS_CATCH_UP_TIMEOUT", &mut c.log.catch_up_timeout)?;
+    env_duration("TIDINGS_CATCH_UP_MAX_WAIT", &mut c.log.catch_up_max_wait)?;
+    env_parse(
+        "TIDINGS_CATCH_UP_MAX_EVENTS",
+        &mut c.log.catch_up_max_events,
+    )?;
     env_duration("TIDINGS_SHUTDOWN_TIMEOUT", &mut c.shutdown_timeout)?;
     if let Some(cookie) = env("TIDINGS_SSE_COOKIE") {
         c.sse.cookie_name = Some(cookie);

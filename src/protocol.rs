@@ -28,6 +28,10 @@ pub(crate) enum ClientFrame {
         /// Resume position.
         #[serde(default)]
         since: Option<String>,
+        /// Only record events whose public fields meet this filter **(addition)**;
+        /// validated by `filter.rs`.
+        #[serde(default)]
+        filter: Option<Value>,
         /// Count this connection in the topic's presence and send it `join`/`leave`
         /// frames **(addition)**.
         #[serde(default)]
@@ -67,6 +71,9 @@ pub(crate) enum ClientFrame {
         /// Any JSON.
         #[serde(default)]
         data: Value,
+        /// A client mutation id the event carries **(addition)**.
+        #[serde(default)]
+        mutation: Option<String>,
         /// Echoed in the reply.
         #[serde(rename = "ref", default)]
         reference: Option<Value>,

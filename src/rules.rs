@@ -138,6 +138,8 @@ pub(crate) struct CollectionRules {
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     collections: HashMap<String, CollectionRules>,
+    /// Fields each collection hides, which filters may never name.
+    hidden: HashMap<String, Vec<String>>,
 }
 
 impl Rules {
@@ -151,6 +153,33 @@ impl Rules {
         self.collections
             .insert(collection.to_owned(), CollectionRules { read, publish });
         self
+    }
+
+    /// Declares the fields `collection` hides (a model's `hidden_fields()`): a
+    /// subscription filter naming one of them is refused, since whether it matches
+    /// would reveal the hidden value. Declaring again replaces the list.
+    ///
+    /// ```
+    /// use tidings::{Rule, Rules};
+    ///
+    /// let rules = Rules::new()
+    ///     .collection("notes", "owner:owner_id".parse().unwrap(), Rule::Deny)
+    ///     .hidden("notes", &["internal"]);
+    /// # let _ = rules;
+    /// ```
+    pub fn hidden(mut self, collection: &str, fields: &[&str]) -> Self {
+        self.hidden.insert(
+            collection.to_owned(),
+            fields.iter().map(|&f| f.to_owned()).collect(),
+        );
+        self
+    }
+
+    /// The collections with hidden fields, and those fields.
+    pub(crate) fn hidden_fields(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.hidden
+            .iter()
+            .map(|(collection, fields)| (collection.as_str(), fields.as_slice()))
     }
 
     /// The read rule of `collection` (Deny if unknown).

@@ -115,7 +115,31 @@ export interface WebSocketLike {
   onerror: ((ev: any) => void) | null;
 }
 
-export type EventAction = "create" | "update" | "delete" | "broadcast";
+/**
+ * `enter` and `leave` (additions): an update moved the record into or out of what the
+ * subscription sees (its filter, or a per-record read rule such as the owner).
+ */
+export type EventAction = "create" | "update" | "delete" | "broadcast" | "enter" | "leave";
+
+/** A JSON scalar a filter compares with. */
+export type FilterScalar = string | number | boolean | null;
+
+/** One field's condition: equality with a scalar, or one operator. */
+export type FilterCondition =
+  | FilterScalar
+  | { eq: FilterScalar }
+  | { neq: FilterScalar }
+  | { lt: FilterScalar }
+  | { lte: FilterScalar }
+  | { gt: FilterScalar }
+  | { gte: FilterScalar }
+  | { in: FilterScalar[] };
+
+/**
+ * A subscription filter (protocol section 3.5): public field name -> condition, all
+ * of them must hold. Values compare within one JSON type only.
+ */
+export type Filter = Record<string, FilterCondition>;
 
 /** An `event` frame (protocol section 3.3). */
 export interface RealtimeEvent<R = Record<string, unknown>, D = unknown> {
@@ -128,14 +152,23 @@ export interface RealtimeEvent<R = Record<string, unknown>, D = unknown> {
   collection: string | null;
   key: string | null;
   action: EventAction;
-  /** The record's public projection (create, update, delete). */
-  record?: R;
+  /**
+   * The record's public projection (create, update, delete, enter); `null` for
+   * `leave`, which carries the record id in `key` only.
+   */
+  record?: R | null;
   /** Changed field names (update). */
   changes?: string[] | null;
   /** Custom event name (broadcast). */
   event?: string;
   /** Custom event data (broadcast). */
   data?: D;
+  /**
+   * The client mutation id of the write or publish that caused the event (addition):
+   * `X-Tidings-Mutation` on the reference server's REST API, `Tx::set_mutation` in
+   * Rust, `publish(..., { mutation })` here. Absent when none was given.
+   */
+  mutation?: string;
   ts: string;
   [field: string]: unknown;
 }
@@ -276,6 +309,11 @@ export interface SubscribeOptions {
   onError?: (error: RealtimeError) => void;
   /** Start from this cursor instead of now (e.g. one saved from an earlier page). */
   since?: string | null;
+  /**
+   * Only record events whose public fields meet this filter; updates that move a
+   * record in or out arrive as `enter` / `leave`. Kept across reconnects.
+   */
+  filter?: Filter | null;
   /** Be a member of the topic's presence and track who else is (implied by `onPresence`). */
   presence?: boolean;
   /**
@@ -289,6 +327,8 @@ export declare class Subscription<R = Record<string, unknown>> {
   /** Client-chosen id (sent as `id`). */
   readonly id: string;
   readonly pattern: string;
+  /** The filter sent with every (re)subscribe, or null. */
+  readonly filter: Filter | null;
   /** Settles with the first `subscribed` frame, or rejects with a RealtimeError (its `code` is the server's). */
   readonly ready: Promise<SubscribedFrame>;
   /** Last cursor delivered to the callback (or the start position): the `since` of the next resume. */
@@ -318,7 +358,8 @@ export declare class RealtimeClient {
     options?: SubscribeOptions,
   ): Subscription<R>;
   /** Settles with the `published` frame, or rejects with a RealtimeError. */
-  publish(topic: string, event: string, data?: unknown): Promise<PublishedFrame>;
+  /** `options.mutation`: a client mutation id (1-128 characters) the event carries as `mutation`. */
+  publish(topic: string, event: string, data?: unknown, options?: { mutation?: string }): Promise<PublishedFrame>;
   /** Who is on a topic, without subscribing; rejects with a RealtimeError (e.g. `forbidden`, `disconnected`). */
   presence(topic: string): Promise<PresenceFrame>;
   /** Reconnect now if an attempt is waiting (not before a 4029 wait is over). */

@@ -92,6 +92,8 @@ export class Subscription {
     this._onResync = options.onResync || null;
     this._onError = options.onError || null;
     this._cursor = options.since ?? null;
+    /** The filter sent with every (re)subscribe (protocol section 3.5), or null. */
+    this.filter = options.filter ?? null;
     this._onPresence = typeof options.onPresence === "function" ? options.onPresence : null;
     // Presence (protocol section 3.4): asked for with `presence: true` or an
     // onPresence callback; the user ids present, once the server's listing came.
@@ -232,6 +234,10 @@ export class RealtimeClient {
   subscribe(pattern, onEvent, options = {}) {
     if (typeof pattern !== "string" || pattern === "") throw new TypeError("RealtimeClient.subscribe: pattern must be a non-empty string");
     if (typeof onEvent !== "function") throw new TypeError("RealtimeClient.subscribe: onEvent must be a function");
+    const filter = options && options.filter;
+    if (filter !== undefined && filter !== null && (typeof filter !== "object" || Array.isArray(filter))) {
+      throw new TypeError("RealtimeClient.subscribe: filter must be an object of field: condition");
+    }
     const sub = new Subscription(this, `s${++this._subSeq}`, pattern, onEvent, options || {});
     if (this._closed) {
       sub._end(new RealtimeError("closed", "RealtimeClient is closed"));
@@ -246,11 +252,16 @@ export class RealtimeClient {
     return sub;
   }
 
-  /** Publishes a custom event; settles on `published` or rejects with the error code. */
-  publish(topic, event, data = null) {
+  /**
+   * Publishes a custom event; settles on `published` or rejects with the error code.
+   * `options.mutation`: a client mutation id (1-128 characters) the event carries as
+   * `mutation`, so this client can recognise its own event.
+   */
+  publish(topic, event, data = null, options = {}) {
     if (this._closed) return Promise.reject(new RealtimeError("closed", "RealtimeClient is closed"));
     return new Promise((resolve, reject) => {
       const frame = { type: "publish", topic, event, data: data === undefined ? null : data };
+      if (options && options.mutation !== undefined && options.mutation !== null) frame.mutation = String(options.mutation);
       const entry = { frame, resolve, reject };
       if (this._connected) {
         this._request(entry.frame, { kind: "publish", resolve, reject });
@@ -468,6 +479,7 @@ export class RealtimeClient {
     const frame = { type: "subscribe", id: sub.id, pattern: sub.pattern };
     const resuming = sub._cursor !== null && sub._cursor !== undefined;
     if (resuming) frame.since = sub._cursor;
+    if (sub.filter) frame.filter = sub.filter;
     if (sub._wantsPresence) frame.presence = true;
     sub._sentOn = this._gen;
     this._request(frame, { kind: "subscribe", sub, resuming });

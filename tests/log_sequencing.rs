@@ -12,7 +12,7 @@ use common::{
     server::{TestServer, seq_of},
 };
 use serde_json::json;
-use tidings::{Action, Broadcast, LogEntry, Target, demo::Todo};
+use tidings::{Broadcast, LogEntry, Target, demo::Todo};
 
 fn todo(id: &str, title: &str) -> Todo {
     Todo {
@@ -33,17 +33,7 @@ backend_tests!(
 
         let mut tx = store.begin().await.unwrap();
         tx.insert(&todo("rolled-back", "never")).await.unwrap();
-        let broadcast = LogEntry {
-            collection: "todos".into(),
-            key: None,
-            action: Action::Broadcast,
-            event: Some("never".into()),
-            payload: json!(null),
-            changes: None,
-            acl: Default::default(),
-            except: None,
-            ts: chrono::Utc::now(),
-        };
+        let broadcast = LogEntry::broadcast("todos", None, "never", json!(null));
         tx.record(&broadcast).await.unwrap();
         tx.rollback().await.unwrap();
 

@@ -122,6 +122,7 @@ struct OutboxRow {
     changes: Option<Vec<String>>,
     acl: Map<String, Value>,
     except: Option<String>,
+    previous: Option<Map<String, Value>>,
 }
 
 type RawOutbox = (
@@ -132,20 +133,21 @@ type RawOutbox = (
     Option<String>,
     String,
     Option<String>,
+    Option<String>,
 );
 
 async fn outbox(store: &Store) -> Vec<OutboxRow> {
     let rows: Vec<RawOutbox> =
         match store.db() {
             Db::Sqlite(pool) => sqlx::query_as(
-                "SELECT collection, record_key, action, payload, changes, acl, except_connection \
-                 FROM realtime_outbox ORDER BY id",
+                "SELECT collection, record_key, action, payload, changes, acl, except_connection, \
+                 previous FROM realtime_outbox ORDER BY id",
             )
             .fetch_all(pool)
             .await,
             Db::Postgres(pool) => sqlx::query_as(
                 "SELECT collection, record_key, action, payload::text, changes::text, acl::text, \
-                 except_connection FROM realtime_outbox ORDER BY id",
+                 except_connection, previous::text FROM realtime_outbox ORDER BY id",
             )
             .fetch_all(pool)
             .await,
@@ -153,7 +155,7 @@ async fn outbox(store: &Store) -> Vec<OutboxRow> {
         .expect("read outbox");
     rows.into_iter()
         .map(
-            |(collection, key, action, payload, changes, acl, except)| OutboxRow {
+            |(collection, key, action, payload, changes, acl, except, previous)| OutboxRow {
                 collection,
                 key,
                 action,
@@ -162,6 +164,7 @@ async fn outbox(store: &Store) -> Vec<OutboxRow> {
                 changes: changes.map(|c| serde_json::from_str(&c).expect("changes is JSON")),
                 acl: serde_json::from_str(&acl).expect("acl is JSON"),
                 except,
+                previous: previous.map(|p| serde_json::from_str(&p).expect("previous is JSON")),
             },
         )
         .collect()
@@ -260,6 +263,7 @@ backend_tests!(
             json!({"id": "n1", "body": "hello", "owner_id": "u1"})
         );
         assert_eq!(row.changes, None);
+        assert_eq!(row.previous, None, "only updates carry previous values");
         assert_eq!(Value::Object(row.acl.clone()), json!({"owner_id": "u1"}));
         assert_eq!(row.except, None);
         assert_no_hidden(row);
@@ -382,6 +386,13 @@ backend_tests!(
         );
         assert_eq!(row.changes.as_deref(), Some(&["body".to_owned()][..]));
         assert_eq!(Value::Object(row.acl.clone()), json!({"owner_id": "u1"}));
+        // The values before the update of what it changed: the public `body`, not the
+        // hidden `internal`, and no unchanged rule field.
+        assert_eq!(
+            row.previous.clone().map(Value::Object),
+            Some(json!({"body": "hello"})),
+            "{backend:?}"
+        );
         assert_no_hidden(row);
         assert_eq!(rows[before + 1].payload["done"], json!(true));
         assert_eq!(
@@ -508,6 +519,8 @@ fn own_sql_event(id: &str) -> LogEntry {
         payload: json!({"id": id, "body": "own sql", "owner_id": "u3"}),
         changes: None,
         acl: Map::new(),
+        previous: None,
+        mutation: None,
         except: None,
         ts: Utc::now(),
     }

@@ -33,6 +33,8 @@ fn event(action: Action, key: Option<&str>, name: Option<&str>, payload: Value) 
         payload,
         changes: None,
         acl: Map::new(),
+        previous: None,
+        mutation: None,
         except: None,
         ts: DateTime::UNIX_EPOCH,
     }
@@ -717,6 +719,25 @@ fn mapping_delete_sets_the_record_signal_to_null() {
     let delete = event(Action::Delete, Some("42"), None, json!({"id": 42}));
     assert_eq!(
         text(encode_event(&delete, "e1:9", None)),
+        "event: datastar-patch-signals\ndata: signals {\"tidings\":{\"todos\":{\"42\":null}}}\n\nid: e1:9\n\n"
+    );
+}
+
+#[test]
+fn mapping_enter_is_a_create_and_leave_a_delete() {
+    let enter = event(
+        Action::Enter,
+        Some("42"),
+        None,
+        json!({"id": 42, "done": false}),
+    );
+    assert_eq!(
+        text(encode_event(&enter, "e1:9", None)),
+        "event: datastar-patch-signals\ndata: signals {\"tidings\":{\"todos\":{\"42\":{\"done\":false,\"id\":42}}}}\n\nid: e1:9\n\n"
+    );
+    let leave = event(Action::Leave, Some("42"), None, Value::Null);
+    assert_eq!(
+        text(encode_event(&leave, "e1:9", None)),
         "event: datastar-patch-signals\ndata: signals {\"tidings\":{\"todos\":{\"42\":null}}}\n\nid: e1:9\n\n"
     );
 }

@@ -4,7 +4,7 @@
 use axum::{
     Json,
     extract::{FromRef, Path, State},
-    http::StatusCode,
+    http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
@@ -13,8 +13,10 @@ use serde_json::Value;
 use super::{DemoState, Note, Todo};
 use crate::{
     auth::{Authenticator, BearerCaller, Principal},
+    event::Cursor,
     http::HttpError,
     model::{Model, StoreError, Tx, public_projection},
+    mutation::MutationId,
 };
 
 /// Longest accepted title or note body, in characters.
@@ -93,25 +95,51 @@ fn readable_note(note: &Note, principal: &Principal) -> bool {
     principal.user_id.as_deref() == Some(note.owner_id.as_str())
 }
 
+/// The header carrying the log position a read is at (addition to protocol section 9):
+/// subscribing with `since` set to it yields exactly the changes after the read.
+const CURSOR_HEADER: &str = "x-tidings-cursor";
+
+/// `response` with the cursor of the snapshot it shows, once this node has delivered
+/// up to it (so a subscription from it here starts at once).
+async fn at_cursor(state: &DemoState, cursor: &Cursor, response: Response) -> Response {
+    state.realtime.settle(cursor).await;
+    let mut response = response;
+    if let Ok(value) = HeaderValue::from_str(&cursor.to_string()) {
+        response.headers_mut().insert(CURSOR_HEADER, value);
+    }
+    response
+}
+
 pub(crate) async fn list(
     State(state): State<DemoState>,
     Path(name): Path<String>,
     BearerCaller(principal): BearerCaller,
 ) -> Result<Response, HttpError> {
     let store = state.realtime.store();
-    let records = match collection(&name)? {
-        Collection::Todos => store
-            .list::<Todo>(LIST_LIMIT)
-            .await
-            .map(|v| v.iter().map(public_projection).collect::<Vec<Value>>()),
-        Collection::Notes => store.list::<Note>(LIST_LIMIT).await.map(|v| {
-            v.iter()
+    let (records, cursor) = match collection(&name)? {
+        Collection::Todos => {
+            let read = store
+                .snapshot_list::<Todo>(LIST_LIMIT)
+                .await
+                .map_err(store_error)?;
+            let records: Vec<Value> = read.data.iter().map(public_projection).collect();
+            (records, read.cursor)
+        }
+        Collection::Notes => {
+            let read = store
+                .snapshot_list::<Note>(LIST_LIMIT)
+                .await
+                .map_err(store_error)?;
+            let records = read
+                .data
+                .iter()
                 .filter(|n| readable_note(n, &principal))
                 .map(public_projection)
-                .collect()
-        }),
+                .collect();
+            (records, read.cursor)
+        }
     };
-    Ok(Json(records.map_err(store_error)?).into_response())
+    Ok(at_cursor(&state, &cursor, Json(records).into_response()).await)
 }
 
 pub(crate) async fn read(
@@ -120,16 +148,22 @@ pub(crate) async fn read(
     BearerCaller(principal): BearerCaller,
 ) -> Result<Response, HttpError> {
     let store = state.realtime.store();
-    match collection(&name)? {
-        Collection::Todos => match store.get::<Todo>(&id).await.map_err(store_error)? {
-            Some(todo) => Ok(projected(StatusCode::OK, &todo)),
-            None => Err(not_found()),
-        },
-        Collection::Notes => match store.get::<Note>(&id).await.map_err(store_error)? {
-            Some(note) if readable_note(&note, &principal) => Ok(projected(StatusCode::OK, &note)),
-            _ => Err(not_found()),
-        },
-    }
+    let (found, cursor) = match collection(&name)? {
+        Collection::Todos => {
+            let read = store.snapshot_get::<Todo>(&id).await.map_err(store_error)?;
+            (
+                read.data.map(|t| projected(StatusCode::OK, &t)),
+                read.cursor,
+            )
+        }
+        Collection::Notes => {
+            let read = store.snapshot_get::<Note>(&id).await.map_err(store_error)?;
+            let note = read.data.filter(|n| readable_note(n, &principal));
+            (note.map(|n| projected(StatusCode::OK, &n)), read.cursor)
+        }
+    };
+    let response = found.ok_or_else(not_found)?;
+    Ok(at_cursor(&state, &cursor, response).await)
 }
 
 #[derive(Deserialize)]
@@ -152,9 +186,10 @@ pub(crate) async fn create(
     State(state): State<DemoState>,
     Path(name): Path<String>,
     BearerCaller(principal): BearerCaller,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, HttpError> {
-    let (kind, mut tx) = begin_write(&state, &name).await?;
+    let (kind, mut tx) = begin_write(&state, &name, &headers).await?;
     let response = match kind {
         Collection::Todos => {
             let input: NewTodo = parse(&body)?;
@@ -192,6 +227,8 @@ pub(crate) async fn create(
 struct TodoPatch {
     title: Option<String>,
     done: Option<bool>,
+    /// Hands the todo to another user (addition to protocol section 9).
+    owner_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -199,15 +236,33 @@ struct TodoPatch {
 struct NotePatch {
     body: Option<String>,
     internal: Option<String>,
+    /// Hands the note to another user (addition to protocol section 9).
+    owner_id: Option<String>,
+}
+
+/// Longest accepted user id when a record is handed over, in characters (a JWT
+/// `sub` is rarely longer).
+const MAX_USER_ID: usize = 256;
+
+/// A new owner's id: any non-empty user id.
+fn check_owner(owner: &str) -> Result<(), HttpError> {
+    let len = owner.chars().count();
+    if len == 0 || len > MAX_USER_ID || owner.chars().any(char::is_control) {
+        return Err(HttpError::bad_request(format!(
+            "owner_id must be 1-{MAX_USER_ID} characters, without control characters"
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) async fn update(
     State(state): State<DemoState>,
     Path((name, id)): Path<(String, String)>,
     BearerCaller(principal): BearerCaller,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, HttpError> {
-    let (kind, mut tx) = begin_write(&state, &name).await?;
+    let (kind, mut tx) = begin_write(&state, &name, &headers).await?;
     let owner = sub(&principal);
     let response = match kind {
         Collection::Todos => {
@@ -227,6 +282,10 @@ pub(crate) async fn update(
             if let Some(done) = patch.done {
                 todo.done = done;
             }
+            if let Some(new_owner) = patch.owner_id {
+                check_owner(&new_owner)?;
+                todo.owner_id = new_owner;
+            }
             tx.update(&todo)
                 .await
                 .map(|(t, _)| projected(StatusCode::OK, &t))
@@ -245,6 +304,10 @@ pub(crate) async fn update(
             if patch.internal.is_some() {
                 note.internal = patch.internal;
             }
+            if let Some(new_owner) = patch.owner_id {
+                check_owner(&new_owner)?;
+                note.owner_id = new_owner;
+            }
             tx.update(&note)
                 .await
                 .map(|(n, _)| projected(StatusCode::OK, &n))
@@ -257,8 +320,9 @@ pub(crate) async fn delete(
     State(state): State<DemoState>,
     Path((name, id)): Path<(String, String)>,
     BearerCaller(principal): BearerCaller,
+    headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let (kind, mut tx) = begin_write(&state, &name).await?;
+    let (kind, mut tx) = begin_write(&state, &name, &headers).await?;
     let owner = sub(&principal);
     let owned = match kind {
         Collection::Todos => match tx.get::<Todo>(&id).await.map_err(store_error)? {
@@ -275,11 +339,31 @@ pub(crate) async fn delete(
     commit_then(tx, response).await
 }
 
+/// The header tagging a write with the client's mutation id (addition to protocol
+/// section 9): its event carries it as `"mutation"`.
+const MUTATION_HEADER: &str = "x-tidings-mutation";
+
 /// Resolves the collection and opens the write transaction (the caller is already
-/// authenticated by the extractor).
-async fn begin_write(state: &DemoState, name: &str) -> Result<(Collection, Tx), HttpError> {
+/// authenticated by the extractor), tagged with the request's mutation id if any.
+async fn begin_write(
+    state: &DemoState,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<(Collection, Tx), HttpError> {
     let kind = collection(name)?;
-    let tx = state.realtime.store().begin().await.map_err(store_error)?;
+    let mutation = match headers.get(MUTATION_HEADER) {
+        None => None,
+        Some(value) => {
+            let text = value
+                .to_str()
+                .map_err(|_| HttpError::bad_request("X-Tidings-Mutation must be visible ASCII"))?;
+            Some(MutationId::new(text).map_err(|e| HttpError::bad_request(e.to_string()))?)
+        }
+    };
+    let mut tx = state.realtime.store().begin().await.map_err(store_error)?;
+    if let Some(mutation) = mutation {
+        tx.set_mutation(mutation);
+    }
     Ok((kind, tx))
 }
 

@@ -95,14 +95,15 @@ fn todo_list(mut todos: Vec<Todo>) -> String {
     html
 }
 
-/// The demo's renderer for `todos`: a create appends the item to `#todos`, an update
-/// morphs it, a delete removes it. Broadcasts keep the default mapping.
+/// The demo's renderer for `todos`: a create (or a todo entering the stream's view)
+/// appends the item to `#todos`, an update morphs it, a delete (or a todo leaving the
+/// view) removes it. Broadcasts keep the default mapping.
 pub fn todos_renderer() -> Renderer {
     Arc::new(|event: &LogEntry| {
         let key = safe_id(event.key.as_deref()?)?;
         let mut sse = EventCollector::new();
         match event.action {
-            Action::Create => {
+            Action::Create | Action::Enter => {
                 // The stream's snapshot is read after it subscribed, so it may already
                 // hold this todo: remove first, and the append never duplicates it.
                 sse.remove_elements(&format!("#todo-{key}")).ok()?;
@@ -117,7 +118,7 @@ pub fn todos_renderer() -> Renderer {
             Action::Update => {
                 sse.patch_elements(&todo_item(&event.payload)?);
             }
-            Action::Delete => {
+            Action::Delete | Action::Leave => {
                 sse.remove_elements(&format!("#todo-{key}")).ok()?;
             }
             Action::Broadcast => return None,
@@ -304,5 +305,27 @@ mod tests {
         );
         assert_eq!(todo_item(&json!({"id": "a\"1", "title": "x"})), None);
         assert_eq!(todo_item(&json!({"id": "#a b", "title": "x"})), None);
+    }
+
+    /// A todo entering a filtered stream's view is appended like a new one; one
+    /// leaving it is removed like a deleted one.
+    #[test]
+    fn the_renderer_treats_enter_as_create_and_leave_as_delete() {
+        let renderer = todos_renderer();
+        let record = json!({"id": "a1", "title": "x", "done": false, "owner_id": "ann"});
+        let render = |action, payload: &Value| {
+            let event = LogEntry::record("todos", "a1", action, payload.clone());
+            let collector = renderer(&event).expect("rendered");
+            String::from_utf8(collector.render(None).to_vec()).unwrap()
+        };
+        assert_eq!(
+            render(Action::Enter, &record),
+            render(Action::Create, &record)
+        );
+        assert_eq!(
+            render(Action::Leave, &Value::Null),
+            render(Action::Delete, &record)
+        );
+        assert!(render(Action::Leave, &Value::Null).contains("#todo-a1"));
     }
 }

@@ -49,6 +49,7 @@ pub fn rules() -> Rules {
     Rules::new()
         .collection("todos", Rule::Authenticated, Rule::Authenticated)
         .collection("notes", Rule::Owner("owner_id".into()), Rule::Deny)
+        .hidden("notes", <Note as crate::model::Model>::hidden_fields())
         .collection("chat", Rule::Authenticated, Rule::Authenticated)
 }
 

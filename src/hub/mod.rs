@@ -47,11 +47,13 @@ use self::{
     registry::{Registered, Registry},
 };
 use crate::{
+    access::View,
     auth::Principal,
     close::CloseReason,
     event::{Event, EventContent, LogEntry, Recipients},
+    filter::Filter,
     metrics::Metrics,
-    rules::Rules,
+    rules::{Rule, Rules},
     topic::Pattern,
 };
 
@@ -109,6 +111,16 @@ impl std::fmt::Debug for Hub {
     }
 }
 
+/// How one receiver gets an event.
+enum Route {
+    /// Not at all.
+    Skip,
+    /// As it is, for these subscriptions.
+    All(Vec<Arc<str>>),
+    /// Each view for its subscriptions (`update`, `enter`, `leave`).
+    Views(Vec<(View, Vec<Arc<str>>)>),
+}
+
 /// What `Hub::publish` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FanOut {
@@ -163,6 +175,12 @@ impl Hub {
         self.watch.reach(seq, timeout).await
     }
 
+    /// Waits, at most `timeout`, until an event after `seq` was delivered (HTTP
+    /// catch-up's long poll). True once one was.
+    pub(crate) async fn wait_beyond(&self, seq: u64, timeout: Duration) -> bool {
+        self.watch.beyond(seq, timeout).await
+    }
+
     /// Resolves when a resumer asked for the position to move (see
     /// [`Hub::reach_position`]): the ingest then reads the log at once.
     pub(crate) async fn catch_up_requested(&self) {
@@ -209,7 +227,19 @@ impl Hub {
         id: Arc<str>,
         pattern: Arc<Pattern>,
     ) -> Result<u64, SubscribeError> {
-        self.subscribe_all(key, &[(id, pattern)])
+        self.subscribe_all_filtered(key, &[(id, pattern)], None)
+    }
+
+    /// [`Hub::subscribe`] with a filter the subscription's record events must meet
+    /// (see `access.rs` for how it is judged).
+    pub(crate) fn subscribe_filtered(
+        &self,
+        key: ReceiverKey,
+        id: Arc<str>,
+        pattern: Arc<Pattern>,
+        filter: Option<Arc<Filter>>,
+    ) -> Result<u64, SubscribeError> {
+        self.subscribe_all_filtered(key, &[(id, pattern)], filter)
     }
 
     /// Adds several subscriptions under one lock and returns the delivery position at
@@ -221,12 +251,24 @@ impl Hub {
         key: ReceiverKey,
         subs: &[(Arc<str>, Arc<Pattern>)],
     ) -> Result<u64, SubscribeError> {
+        self.subscribe_all_filtered(key, subs, None)
+    }
+
+    /// [`Hub::subscribe_all`] with one filter for every subscription.
+    pub(crate) fn subscribe_all_filtered(
+        &self,
+        key: ReceiverKey,
+        subs: &[(Arc<str>, Arc<Pattern>)],
+        filter: Option<Arc<Filter>>,
+    ) -> Result<u64, SubscribeError> {
         for (_, pattern) in subs {
             self.limits.check_complexity(pattern)?;
         }
         let mut state = self.lock();
         self.admit_globs(&state, key, subs)?;
-        state.registry.add_subscriptions(key, subs)?;
+        state
+            .registry
+            .add_subscriptions(key, subs, filter.as_ref())?;
         for (id, pattern) in subs {
             state.index.insert((key, id.clone()), pattern.clone());
             Metrics::inc(&self.metrics.subscriptions);
@@ -340,33 +382,84 @@ impl Hub {
             .matching(&content.collection, content.key.as_deref());
         // Looked up once per event, then judged per receiver.
         let rule = self.rules.read_rule(&content.collection);
-        self.deliver(state, event, targets, |registered| {
-            only.is_none_or(|kind| registered.kind == kind)
-                && rule.allows(&registered.receiver.principal, content)
+        let before = event.before();
+        // Whether the read rule could judge the record before the update otherwise
+        // than after it: only when it reads a field the update changed.
+        let rule_moved = before.is_some_and(|before| match rule {
+            Rule::Owner(field) => before.rule_field(field) != content.rule_field(field),
+            Rule::Custom(_) => true,
+            _ => false,
+        });
+        self.deliver(state, event, targets, |registered, subs| {
+            if only.is_some_and(|kind| registered.kind != kind) {
+                return Route::Skip;
+            }
+            let principal = &registered.receiver.principal;
+            if !rule_moved && !registered.has_filters() {
+                // The common case: one judgement for all the receiver's subscriptions.
+                return if rule.allows(principal, content) {
+                    Route::All(subs)
+                } else {
+                    Route::Skip
+                };
+            }
+            // Each subscription sees the event its own way (its filter; the record
+            // before and after an update): one frame per way, each naming its subs.
+            let mut views: Vec<(View, Vec<Arc<str>>)> = Vec::new();
+            for sub in subs {
+                let filter = registered.filter(&sub);
+                let view = self.rules.view(principal, filter, content, before);
+                if view == View::Skip {
+                    continue;
+                }
+                match views.iter_mut().find(|(v, _)| *v == view) {
+                    Some((_, ids)) => ids.push(sub),
+                    None => views.push((view, vec![sub])),
+                }
+            }
+            Route::Views(views)
         })
     }
 
-    /// Offers `event` to each target that is not the excluded connection and that
-    /// `accept`s it; receivers whose queue is full are removed.
+    /// Offers `event` to each target that is not the excluded connection, as `route`
+    /// decides; receivers whose queue is full are removed.
     fn deliver(
         &self,
         state: &mut State,
         event: &Arc<Event>,
         targets: impl IntoIterator<Item = (ReceiverKey, Vec<Arc<str>>)>,
-        accept: impl Fn(&Registered) -> bool,
+        route: impl Fn(&Registered, Vec<Arc<str>>) -> Route,
     ) -> FanOut {
         let except = event.except();
         let mut result = FanOut::default();
         let mut overflowed = Vec::new();
-        for (key, mut subs) in targets {
+        for (key, subs) in targets {
             let Some(registered) = state.registry.get(key) else {
                 continue;
             };
-            if except == Some(&*registered.receiver.id) || !accept(registered) {
+            if except == Some(&*registered.receiver.id) {
                 continue;
             }
-            subs.sort_unstable();
-            if self.offer(&registered.receiver, event, subs) {
+            let offered = match route(registered, subs) {
+                Route::Skip => continue,
+                Route::All(mut subs) => {
+                    subs.sort_unstable();
+                    self.offer(&registered.receiver, event, subs)
+                }
+                Route::Views(mut views) => {
+                    if views.is_empty() {
+                        continue;
+                    }
+                    views.sort_unstable_by_key(|(view, _)| *view);
+                    views.into_iter().all(|(view, mut subs)| {
+                        subs.sort_unstable();
+                        event
+                            .seen_as(view)
+                            .is_none_or(|seen| self.offer(&registered.receiver, &seen, subs))
+                    })
+                }
+            };
+            if offered {
                 result.delivered += 1;
             } else {
                 overflowed.push(key);
@@ -400,7 +493,7 @@ impl Hub {
             }
         }
         let targets = keys.into_iter().map(|key| (key, Vec::new()));
-        self.deliver(&mut state, event, targets, |_| true)
+        self.deliver(&mut state, event, targets, |_, subs| Route::All(subs))
     }
 
     /// Queues without waiting; false (and the receiver is told) when its queue is full.

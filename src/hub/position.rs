@@ -50,6 +50,14 @@ impl PositionWatch {
         matches!(reached, Ok(Ok(_)))
     }
 
+    /// Waits, at most `timeout`, for the position to move past `seq`, without asking
+    /// the feeder for anything (a long poll waiting for news). True once it has.
+    pub(super) async fn beyond(&self, seq: u64, timeout: Duration) -> bool {
+        let mut position = self.position.subscribe();
+        let moved = tokio::time::timeout(timeout, position.wait_for(|p| *p > seq)).await;
+        matches!(moved, Ok(Ok(_)))
+    }
+
     /// Resolves when someone asked for a catch-up (at once if a request is pending).
     pub(super) async fn catch_up_requested(&self) {
         self.catch_up.notified().await;

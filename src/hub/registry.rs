@@ -9,7 +9,7 @@ use std::{
 use tokio::sync::mpsc;
 
 use super::{Delivery, budget::SubscribeError, index::is_glob};
-use crate::{auth::Principal, close::Closer, topic::Pattern};
+use crate::{auth::Principal, close::Closer, filter::Filter, topic::Pattern};
 
 /// The hub's handle to a receiver (a WebSocket connection or an SSE stream).
 #[derive(Debug)]
@@ -51,6 +51,20 @@ pub(crate) struct Registered {
     subscriptions: Subscriptions,
     /// How many of them are globs (the matching budget counts them).
     globs: usize,
+    /// The filters of the filtered subscriptions, by id (most have none).
+    filters: HashMap<Arc<str>, Arc<Filter>>,
+}
+
+impl Registered {
+    /// The filter of subscription `id`, if it has one.
+    pub(crate) fn filter(&self, id: &str) -> Option<&Filter> {
+        self.filters.get(id).map(|f| &**f)
+    }
+
+    /// Whether any of the receiver's subscriptions is filtered.
+    pub(crate) fn has_filters(&self) -> bool {
+        !self.filters.is_empty()
+    }
 }
 
 /// Every receiver of one node.
@@ -80,6 +94,7 @@ impl Registry {
                 kind,
                 subscriptions: Subscriptions::new(),
                 globs: 0,
+                filters: HashMap::new(),
             },
         );
         key
@@ -157,12 +172,13 @@ impl Registry {
         self.by_user.get(user).into_iter().flatten().copied()
     }
 
-    /// Records all of `subs` or none: refused if the receiver is gone or an id is in
-    /// use or repeated.
+    /// Records all of `subs` or none, each with `filter`: refused if the receiver is
+    /// gone or an id is in use or repeated.
     pub(crate) fn add_subscriptions(
         &mut self,
         key: ReceiverKey,
         subs: &[(Arc<str>, Arc<Pattern>)],
+        filter: Option<&Arc<Filter>>,
     ) -> Result<(), SubscribeError> {
         let Some(registered) = self.receivers.get_mut(&key) else {
             return Err(SubscribeError::Gone);
@@ -176,6 +192,11 @@ impl Registry {
             return Err(SubscribeError::IdInUse);
         }
         existing.extend(subs.iter().cloned());
+        if let Some(filter) = filter {
+            registered
+                .filters
+                .extend(subs.iter().map(|(id, _)| (id.clone(), filter.clone())));
+        }
         let globs = subs.iter().filter(|(_, p)| is_glob(p)).count();
         registered.globs += globs;
         if let Some(user) = registered.receiver.principal.user_id.clone() {
@@ -192,6 +213,7 @@ impl Registry {
         id: &str,
     ) -> Option<(Arc<str>, Arc<Pattern>)> {
         let registered = self.receivers.get_mut(&key)?;
+        registered.filters.remove(id);
         let (id, pattern) = registered.subscriptions.remove_entry(id)?;
         if is_glob(&pattern) {
             registered.globs -= 1;

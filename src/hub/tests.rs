@@ -88,6 +88,8 @@ fn record(collection: &str, key: Option<&str>) -> LogEntry {
         payload: json!({}),
         changes: None,
         acl: Map::new(),
+        previous: None,
+        mutation: None,
         except: None,
         ts: chrono::DateTime::UNIX_EPOCH,
     }
@@ -445,4 +447,57 @@ fn glob_slots_come_back_when_their_holders_go() {
     hub.disconnect(anonymous.key);
     assert_eq!(hub.metrics.glob_patterns.load(Relaxed), 0);
     assert_eq!(hub.metrics.subscriptions.load(Relaxed), 0);
+}
+
+/// Subscriptions of one connection that judge an update differently get one delivery
+/// per outcome (update, enter, leave), each naming its subscriptions; an unfiltered
+/// receiver of a collection whose rule reads no changed field keeps the single
+/// delivery of the event as logged.
+#[test]
+fn one_delivery_per_view_of_an_update() {
+    let hub = hub();
+    let mut ann = client(&hub, "c1", &[("all", "todos:*")]);
+    let limits = crate::filter::FilterLimits {
+        max_conditions: 4,
+        max_values: 4,
+        max_bytes: 1024,
+    };
+    for (id, filter) in [
+        ("open", json!({"done": false})),
+        ("done", json!({"done": true})),
+    ] {
+        let filter = Arc::new(crate::filter::Filter::parse(&filter, limits).unwrap());
+        let pattern = Arc::new(Pattern::parse("todos:*").unwrap());
+        hub.subscribe_filtered(ann.key, Arc::from(id), pattern, Some(filter))
+            .expect("fresh subscription");
+    }
+    let mut plain = client(&hub, "c2", &[("all", "todos:*")]);
+    let previous = json!({"done": false}).as_object().cloned();
+    let update = LogEntry::record(
+        "todos",
+        "1",
+        Action::Update,
+        json!({"id": "1", "done": true}),
+    )
+    .with_changes(Some(vec!["done".into()]))
+    .with_previous(previous);
+    hub.publish(&logged(1, update));
+
+    let mut got: Vec<(Action, Vec<String>)> = Vec::new();
+    while let Ok(delivery) = ann.queue.try_recv() {
+        let EventContent::Logged(entry) = &delivery.event.data else {
+            panic!("a logged event")
+        };
+        let subs = delivery.subs.iter().map(|s| s.to_string()).collect();
+        got.push((entry.action, subs));
+    }
+    assert_eq!(
+        got,
+        [
+            (Action::Update, vec!["all".to_owned()]),
+            (Action::Enter, vec!["done".to_owned()]),
+            (Action::Leave, vec!["open".to_owned()]),
+        ]
+    );
+    assert_eq!(plain.received(), [vec!["all".to_owned()]]);
 }

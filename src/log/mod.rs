@@ -11,6 +11,7 @@ pub(crate) mod relay;
 pub(crate) mod replay;
 pub(crate) mod resume_gate;
 pub(crate) mod ring;
+pub(crate) mod snapshot;
 
 use std::sync::{Arc, RwLock};
 

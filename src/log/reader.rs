@@ -8,7 +8,7 @@ use crate::{db::Db, event::LogEntry};
 
 /// The columns every log read selects, in the order `decode_row` expects.
 pub(crate) const EVENT_COLUMNS: &str = "seq, collection, record_key, action, event_name, payload, \
-     changes, acl, except_connection, created_at";
+     changes, acl, except_connection, created_at, previous, mutation";
 
 /// The log's epoch and last assigned seq.
 pub(crate) async fn load_meta(db: &Db) -> sqlx::Result<(String, u64)> {
@@ -95,6 +95,7 @@ where
     let payload: Json<Value> = row.try_get(5)?;
     let changes: Option<Json<Vec<String>>> = row.try_get(6)?;
     let acl: Json<Map<String, Value>> = row.try_get(7)?;
+    let previous: Option<Json<Map<String, Value>>> = row.try_get(10)?;
     let event = LogEntry {
         collection: row.try_get(1)?,
         key: row.try_get(2)?,
@@ -103,6 +104,8 @@ where
         payload: payload.0,
         changes: changes.map(|c| c.0),
         acl: acl.0,
+        previous: previous.map(|p| p.0),
+        mutation: row.try_get(11)?,
         except: row.try_get(8)?,
         ts: row.try_get(9)?,
     };

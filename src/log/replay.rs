@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::{
-    event::{Cursor, Event, EventContent, LogEntry},
+    event::{Cursor, Event},
     hub::Hub,
     log::{Log, reader},
     protocol::ResyncReason,
@@ -70,15 +70,80 @@ impl Log {
         }
     }
 
-    /// Every event with `since.seq < seq <= upto` that `wanted` accepts, in order; or
-    /// why they cannot all be served. More than `replay_cap` wanted events, or more
-    /// than `resume_scan_budget` events to look at, is `too_many`. The ring serves the
-    /// range when it holds all of it; only older ranges read the table.
+    /// The first `limit` events after `since` (up to `upto`) as `deliverable` shows
+    /// them, and the seq a next page starts after: the last event's when the page is
+    /// full, `upto` otherwise. Used by HTTP catch-up, which pages instead of failing
+    /// with `too_many`; the scan reads what a resume would.
+    pub(crate) async fn page(
+        &self,
+        since: &Cursor,
+        upto: u64,
+        limit: usize,
+        deliverable: impl Fn(&Arc<Event>) -> Option<Arc<Event>>,
+    ) -> Result<(Vec<Arc<Event>>, u64), ReplayError> {
+        let epoch = self.epoch();
+        if *since.epoch != *epoch {
+            return Err(ReplayError::Resync(ResyncReason::EpochChanged));
+        }
+        if since.seq > upto {
+            return Err(ReplayError::Resync(ResyncReason::UnknownPosition));
+        }
+        // A page reads at most the rows a resume may: past the scan budget it ends
+        // early, and its cursor tells the client where the next page starts.
+        let upto = upto.min(since.seq.saturating_add(self.config.resume_scan_budget));
+        let limit = limit.max(1);
+        let mut out = Vec::new();
+        if let Some(events) = self.ring.range(since.seq, upto) {
+            for event in events {
+                if let Some(seen) = deliverable(&event) {
+                    out.push(seen);
+                    if out.len() == limit {
+                        return Ok((out, event.seq.unwrap_or(upto)));
+                    }
+                }
+            }
+            return Ok((out, upto));
+        }
+        match reader::oldest_seq(&self.db).await? {
+            Some(oldest) if oldest <= since.seq + 1 => {}
+            _ => return Err(ReplayError::Resync(ResyncReason::TooOld)),
+        }
+        let mut after = since.seq;
+        while after < upto {
+            let rows = reader::read_range(&self.db, after, upto, PAGE).await?;
+            let Some((last, _)) = rows.last() else {
+                return Err(ReplayError::Resync(ResyncReason::TooOld));
+            };
+            if rows.first().is_some_and(|(seq, _)| *seq != after + 1) {
+                return Err(ReplayError::Resync(ResyncReason::TooOld));
+            }
+            after = *last;
+            for (seq, event) in rows {
+                let cursor = Cursor {
+                    epoch: epoch.clone(),
+                    seq,
+                };
+                if let Some(seen) = deliverable(&Event::logged(&cursor, event)) {
+                    out.push(seen);
+                    if out.len() == limit {
+                        return Ok((out, seq));
+                    }
+                }
+            }
+        }
+        Ok((out, upto))
+    }
+
+    /// Every event with `since.seq < seq <= upto` as `deliverable` shows it (itself,
+    /// its `enter` or `leave` form, or nothing), in order; or why they cannot all be
+    /// served. More than `replay_cap` delivered events, or more than
+    /// `resume_scan_budget` events to look at, is `too_many`. The ring serves the range
+    /// when it holds all of it; only older ranges read the table.
     pub(crate) async fn replay(
         &self,
         since: &Cursor,
         upto: u64,
-        wanted: impl Fn(&LogEntry) -> bool,
+        deliverable: impl Fn(&Arc<Event>) -> Option<Arc<Event>>,
     ) -> Result<Vec<Arc<Event>>, ReplayError> {
         let epoch = self.epoch();
         if *since.epoch != *epoch {
@@ -93,12 +158,8 @@ impl Log {
             return Err(ReplayError::Resync(ResyncReason::TooMany));
         }
         let cap = self.config.replay_cap;
-        let keep = |event: &Arc<Event>| match &event.data {
-            EventContent::Logged(e) => wanted(e),
-            EventContent::Direct(_) => false,
-        };
         if let Some(events) = self.ring.range(since.seq, upto) {
-            let events: Vec<_> = events.into_iter().filter(keep).collect();
+            let events: Vec<_> = events.iter().filter_map(&deliverable).collect();
             if events.len() > cap {
                 return Err(ReplayError::Resync(ResyncReason::TooMany));
             }
@@ -122,15 +183,15 @@ impl Log {
             }
             after = *last;
             for (seq, event) in rows {
-                if wanted(&event) {
+                let cursor = Cursor {
+                    epoch: epoch.clone(),
+                    seq,
+                };
+                if let Some(event) = deliverable(&Event::logged(&cursor, event)) {
                     if out.len() == cap {
                         return Err(ReplayError::Resync(ResyncReason::TooMany));
                     }
-                    let cursor = Cursor {
-                        epoch: epoch.clone(),
-                        seq,
-                    };
-                    out.push(Event::logged(&cursor, event));
+                    out.push(event);
                 }
             }
         }

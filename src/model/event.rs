@@ -69,3 +69,27 @@ pub(super) fn changed_fields<M: Model>(record: &M, old: &Row, new: &Row) -> Vec<
     changed.sort();
     changed
 }
+
+/// The values before an update (`old`) of the public fields it changed and of the rule
+/// fields whose value changed (even hidden ones: like `acl`, this never reaches a
+/// client). With them the record as it was can be judged by the read rules and by
+/// subscription filters, which is what `enter` and `leave` need.
+pub(super) fn previous_values<M: Model>(
+    changes: &[String],
+    old: &Row,
+    new: &Row,
+) -> serde_json::Map<String, Value> {
+    let rule_fields = M::rule_fields()
+        .iter()
+        .map(|&name| name.to_owned())
+        .filter(|name| old.get(name) != new.get(name));
+    changes
+        .iter()
+        .cloned()
+        .chain(rule_fields)
+        .map(|name| {
+            let value = old.get(&name).cloned().unwrap_or(Value::Null);
+            (name, value)
+        })
+        .collect()
+}

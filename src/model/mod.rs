@@ -5,11 +5,13 @@
 
 mod error;
 mod event;
+mod snapshot;
 mod sql;
 mod store;
 mod tx;
 
 pub use error::StoreError;
+pub use snapshot::Snapshot;
 pub use store::Store;
 pub use tx::Tx;
 

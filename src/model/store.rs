@@ -1,5 +1,7 @@
 //! The entry point for model reads and for transactions that write models.
 
+use std::time::Duration;
+
 use super::{
     Model, StoreError, event,
     sql::{Conn, Target},
@@ -30,6 +32,8 @@ use crate::{db::Db, event::LogEntry, log::RelaySignal};
 pub struct Store {
     db: Db,
     signal: RelaySignal,
+    /// How long a snapshot may wait for, or hold off, the relays (Postgres).
+    snapshot_timeout: Duration,
 }
 
 impl Store {
@@ -38,7 +42,21 @@ impl Store {
     /// for the crate's own tests, which drive a store without a gateway.
     #[doc(hidden)]
     pub fn new(db: Db, signal: RelaySignal) -> Self {
-        Self { db, signal }
+        Self {
+            db,
+            signal,
+            snapshot_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Bounds every wait of a snapshot's transaction (`log.sequencer_timeout`).
+    pub(crate) fn with_snapshot_timeout(mut self, timeout: Duration) -> Self {
+        self.snapshot_timeout = timeout;
+        self
+    }
+
+    pub(super) fn snapshot_timeout(&self) -> Duration {
+        self.snapshot_timeout
     }
 
     /// The database the store uses, for the application's own queries.

@@ -9,6 +9,7 @@ use super::{
 use crate::{
     event::{Action, LogEntry},
     log::RelaySignal,
+    mutation::MutationId,
 };
 
 /// An open transaction from [`Store::begin`](super::Store::begin).
@@ -24,6 +25,8 @@ pub struct Tx {
     wrote: bool,
     /// Work that may happen only once the transaction committed (non-logged events).
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
+    /// The client mutation id every event of this transaction carries.
+    mutation: Option<MutationId>,
 }
 
 /// The database transaction a [`Tx`] wraps, on whichever backend the store uses.
@@ -52,7 +55,20 @@ impl Tx {
             signal,
             wrote: false,
             after_commit: Vec::new(),
+            mutation: None,
         }
+    }
+
+    /// Tags every event this transaction writes from now on (its inserts, updates,
+    /// deletes, recorded events and broadcasts without an id of their own) with the
+    /// client's mutation id; subscribers see it as the event's `"mutation"`.
+    pub fn set_mutation(&mut self, mutation: MutationId) {
+        self.mutation = Some(mutation);
+    }
+
+    /// The mutation id set with [`Tx::set_mutation`].
+    pub fn mutation(&self) -> Option<&MutationId> {
+        self.mutation.as_ref()
     }
 
     /// Runs `f` after a successful commit, never after a rollback or a drop. Used for
@@ -99,7 +115,9 @@ impl Tx {
             .ok_or_else(|| not_found::<M>(&id))?;
         let stored: M = event::from_row(new.clone(), &id)?;
         let changes = event::changed_fields(&stored, &old, &new);
-        let event = event::for_write(Action::Update, &stored, &new, Some(changes.clone()))?;
+        let previous = event::previous_values::<M>(&changes, &old, &new);
+        let event = event::for_write(Action::Update, &stored, &new, Some(changes.clone()))?
+            .with_previous(Some(previous));
         self.record(&event).await?;
         Ok((stored, changes))
     }
@@ -131,6 +149,14 @@ impl Tx {
     /// Records an event for a write the user made with their own SQL in this
     /// transaction. It is emitted only if the transaction commits.
     pub async fn record(&mut self, event: &LogEntry) -> Result<(), StoreError> {
+        let tagged;
+        let event = match &self.mutation {
+            Some(mutation) if event.mutation.is_none() => {
+                tagged = event.clone().with_mutation(Some(mutation.clone()));
+                &tagged
+            }
+            _ => event,
+        };
         self.conn().record(event).await?;
         self.wrote = true;
         Ok(())

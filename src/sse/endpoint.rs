@@ -1,4 +1,5 @@
-//! `GET /realtime/sse?topics=<pattern>[,<pattern>...]`, and who an SSE request is.
+//! `GET /realtime/sse?topics=<pattern>[,<pattern>...][&filter=<JSON>]`, and who an SSE
+//! request is.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -34,7 +35,10 @@ impl Realtime {
 }
 
 /// Splits and parses `topics`.
-fn parse_topics(config: &Config, topics: Option<&str>) -> Result<Vec<Pattern>, StreamError> {
+pub(crate) fn parse_topics(
+    config: &Config,
+    topics: Option<&str>,
+) -> Result<Vec<Pattern>, StreamError> {
     let topics = topics.ok_or(StreamError::NoTopics)?;
     let limit = config.connection.max_subscriptions;
     // Refuse an absurd list before splitting it.
@@ -80,10 +84,14 @@ pub(crate) async fn handler(
     let opened = async {
         let patterns = parse_topics(&state.config, query.get("topics").map(String::as_str))?;
         let mut stream = Registration::open(state, Arc::new(principal), slot)?;
+        if let Some(filter) = query.get("filter") {
+            stream.filter(filter)?;
+        }
         stream.subscribe_all(patterns)?;
-        stream
-            .start(last_event_id(&headers), Opening::Snapshot)
-            .await
+        // `since`: the cursor a server-rendered page was rendered at, for its first
+        // connection; a reconnect's Last-Event-ID is further along and wins.
+        let since = last_event_id(&headers).or(query.get("since").map(String::as_str));
+        stream.start(since, Opening::Snapshot).await
     };
     match opened.await {
         Ok(response) => response,

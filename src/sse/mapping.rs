@@ -4,8 +4,8 @@
 //!
 //! | log event | Datastar event |
 //! |---|---|
-//! | create / update of `todos:42` | `datastar-patch-signals` `{"tidings":{"todos":{"42":<record>}}}` |
-//! | delete of `todos:42` | `datastar-patch-signals` `{"tidings":{"todos":{"42":null}}}` |
+//! | create / update / enter of `todos:42` | `datastar-patch-signals` `{"tidings":{"todos":{"42":<record>}}}` |
+//! | delete / leave of `todos:42` | `datastar-patch-signals` `{"tidings":{"todos":{"42":null}}}` |
 //! | broadcast to `todos` or `todos:42` | `datastar-patch-signals` `{"tidingsEvent":{"collection":"todos","event":...,"data":...,"key":...,"cursor":...}}` |
 //! | broadcast to connections or users | the same, with `collection`, `key` and `cursor` null |
 //! | resume that cannot be served | `datastar-patch-signals` `{"tidings":{"todos":null,...}}` |
@@ -79,13 +79,18 @@ pub fn default_mapping(event: &LogEntry, cursor: &str) -> EventCollector {
                 },
             });
         }
-        (Action::Create | Action::Update, Some(key)) => {
+        // A record entering the stream's view is shown like a new one, a record
+        // leaving it is removed like a deleted one.
+        (Action::Create | Action::Update | Action::Enter, Some(key)) => {
             sse.patch_signals_object(&record_signals(&event.collection, key, &event.payload));
         }
-        (Action::Delete, Some(key)) => {
+        (Action::Delete | Action::Leave, Some(key)) => {
             sse.patch_signals_object(&record_signals(&event.collection, key, &Value::Null));
         }
-        (Action::Create | Action::Update | Action::Delete, None) => {
+        (
+            Action::Create | Action::Update | Action::Delete | Action::Enter | Action::Leave,
+            None,
+        ) => {
             tracing::warn!(
                 collection = %event.collection,
                 cursor,

@@ -154,6 +154,7 @@ impl Attached {
             id,
             pattern,
             since,
+            filter,
             reference,
         } = request;
         if matches!(since, Some(Since::Cursor(_)))
@@ -176,20 +177,24 @@ impl Attached {
         // shared one too, and its freshly parsed copy is dropped.
         let pattern = self.hub.shared_pattern(pattern);
         self.session.share_pattern(&id, &pattern);
-        let position = match self.hub.subscribe(self.key, id.clone(), pattern.clone()) {
-            Ok(position) => position,
-            // A glob limit, or the receiver is gone (its queue overflowed; the close is
-            // on its way).
-            Err(refused) => {
-                self.session.forget(&id);
-                return self.session.refuse(
-                    reference,
-                    Some(id.to_string()),
-                    refused.code(),
-                    refused.to_string(),
-                );
-            }
-        };
+        let position =
+            match self
+                .hub
+                .subscribe_filtered(self.key, id.clone(), pattern.clone(), filter.clone())
+            {
+                Ok(position) => position,
+                // A glob limit, or the receiver is gone (its queue overflowed; the close is
+                // on its way).
+                Err(refused) => {
+                    self.session.forget(&id);
+                    return self.session.refuse(
+                        reference,
+                        Some(id.to_string()),
+                        refused.code(),
+                        refused.to_string(),
+                    );
+                }
+            };
         self.hooks.subscribed(pattern.as_str(), &self.connection_id);
         let cursor = Cursor {
             epoch: self.log.epoch(),
@@ -213,9 +218,9 @@ impl Attached {
             (Since::Cursor(since), Ok(())) => {
                 let patterns = [pattern.clone()];
                 let principal = self.session.principal().clone();
-                let interest = Interest::new(&self.rules, &principal, &patterns);
+                let interest = Interest::new(&self.rules, &principal, &patterns, filter.as_deref());
                 tokio::select! {
-                    replayed = self.log.replay(&since, position, |e| interest.wants(e)) => replayed,
+                    replayed = self.log.replay(&since, position, |e| interest.deliverable(e)) => replayed,
                     () = self.shutdown.cancelled() => Err(ReplayError::Resync(ResyncReason::UnknownPosition)),
                 }
             }

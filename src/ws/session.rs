@@ -15,6 +15,7 @@ use crate::{
     close::CloseReason,
     config::ConnectionConfig,
     event::Cursor,
+    filter::{Filter, FilterError, FilterLimits},
     limits::PublishLimits,
     protocol::{ClientFrame, ErrorCode, ServerFrame, parse_client_frame},
     rules::Rules,
@@ -83,8 +84,18 @@ pub(crate) struct SubscribeRequest {
     pub pattern: Arc<Pattern>,
     /// Where to resume from, if the client asked to.
     pub since: Option<Since>,
+    /// What its record events must meet, if anything.
+    pub filter: Option<Arc<Filter>>,
     /// Echoed in the reply.
     pub reference: Option<Value>,
+}
+
+/// What a `subscribe` frame asks for, as sent.
+#[derive(Debug, Clone, Copy)]
+struct Wanted<'a> {
+    pattern: &'a str,
+    since: Option<&'a str>,
+    filter: Option<&'a Value>,
 }
 
 /// A `since` as the client sent it.
@@ -109,6 +120,8 @@ pub(crate) struct SessionSettings {
     pub misuse_limit: u32,
     /// Frames over the rate tolerated before closing 4029.
     pub rate_limit_tolerance: u32,
+    /// How large a subscription filter may be.
+    pub filter_limits: FilterLimits,
     /// Client frames per second (burst twice that).
     pub messages_per_second: u32,
     /// Publish payload size and per-user quota, shared by the node's sessions.
@@ -130,6 +143,7 @@ impl SessionSettings {
             max_subscriptions: connection.max_subscriptions,
             misuse_limit: connection.misuse_limit,
             rate_limit_tolerance: connection.rate_limit_tolerance,
+            filter_limits: connection.filter_limits(),
             messages_per_second: connection.messages_per_second,
         }
     }
@@ -262,10 +276,16 @@ impl Session {
                 id,
                 pattern,
                 since,
+                filter,
                 presence,
                 reference,
             } => {
-                let mut effects = self.subscribe(id, &pattern, since.as_deref(), reference);
+                let wanted = Wanted {
+                    pattern: &pattern,
+                    since: since.as_deref(),
+                    filter: filter.as_ref(),
+                };
+                let mut effects = self.subscribe(id, wanted, reference);
                 if presence && let Some(Effect::Subscribe(request)) = effects.first() {
                     effects.push(Effect::JoinPresence {
                         id: request.id.clone(),
@@ -295,8 +315,30 @@ impl Session {
                 topic,
                 event,
                 data,
+                mutation,
                 reference,
-            } => self.publish(&topic, event, data, reference),
+            } => {
+                let size = match self.settings.publish_limits.check_size(&data) {
+                    Ok(size) => size,
+                    Err(e) => {
+                        return self.refuse(
+                            reference,
+                            None,
+                            ErrorCode::LimitExceeded,
+                            e.to_string(),
+                        );
+                    }
+                };
+                // The target depends on the topic, which `publish` parses.
+                let broadcast = move |target| {
+                    let broadcast = Broadcast::new(target, event, data);
+                    match mutation {
+                        Some(mutation) => broadcast.mutation(mutation),
+                        None => broadcast,
+                    }
+                };
+                self.publish(&topic, size, broadcast, reference)
+            }
         }
     }
 
@@ -380,10 +422,14 @@ impl Session {
     fn subscribe(
         &mut self,
         id: String,
-        pattern: &str,
-        since: Option<&str>,
+        wanted: Wanted<'_>,
         reference: Option<Value>,
     ) -> Vec<Effect> {
+        let Wanted {
+            pattern,
+            since,
+            filter,
+        } = wanted;
         let id_len = id.chars().count();
         if id_len == 0 || id_len > MAX_SUBSCRIPTION_ID_LEN {
             return self.refuse(
@@ -407,6 +453,17 @@ impl Session {
         if let Admission::Deny { anonymous } = self.admit(&pattern) {
             return self.refuse_unreadable(reference, Some(id), &pattern, anonymous);
         }
+        let filter = match self.filter(&pattern, filter) {
+            Ok(filter) => filter,
+            Err(refused) => {
+                return self.refuse(
+                    reference,
+                    Some(id),
+                    ErrorCode::BadRequest,
+                    refused.to_string(),
+                );
+            }
+        };
         if self.subscriptions.contains_key(id.as_str()) {
             return self.refuse(
                 reference,
@@ -431,8 +488,24 @@ impl Session {
             id,
             pattern,
             since,
+            filter,
             reference,
         })]
+    }
+
+    /// The subscription's filter, parsed and checked against what `pattern` may
+    /// filter on; an empty filter is no filter.
+    fn filter(
+        &self,
+        pattern: &Pattern,
+        filter: Option<&Value>,
+    ) -> Result<Option<Arc<Filter>>, FilterError> {
+        let Some(filter) = filter else {
+            return Ok(None);
+        };
+        let filter = Filter::parse(filter, self.settings.filter_limits)?;
+        self.settings.rules.check_filter(pattern, &filter)?;
+        Ok((!filter.is_empty()).then(|| Arc::new(filter)))
     }
 
     /// The refusal of a pattern the principal may not read.
@@ -475,20 +548,16 @@ impl Session {
     fn publish(
         &mut self,
         topic: &str,
-        event: String,
-        data: Value,
+        size: usize,
+        broadcast: impl FnOnce(Target) -> Broadcast,
         reference: Option<Value>,
     ) -> Vec<Effect> {
-        let size = match self.settings.publish_limits.check_size(&data) {
-            Ok(size) => size,
-            Err(e) => return self.refuse(reference, None, ErrorCode::LimitExceeded, e.to_string()),
-        };
         let target = match Topic::parse(topic) {
             Ok(t) if t.key().is_some() => Target::Topic(topic.to_owned()),
             Ok(_) => Target::Collection(topic.to_owned()),
             Err(e) => return self.refuse(reference, None, ErrorCode::BadRequest, e.to_string()),
         };
-        let prepared = match Broadcast::new(target, event, data).prepare() {
+        let prepared = match broadcast(target).prepare() {
             Ok(p) => p,
             Err(e) => return self.refuse(reference, None, ErrorCode::BadRequest, e.to_string()),
         };
@@ -553,6 +622,11 @@ mod tests {
             max_subscriptions: 2,
             misuse_limit,
             rate_limit_tolerance: 3,
+            filter_limits: FilterLimits {
+                max_conditions: 2,
+                max_values: 2,
+                max_bytes: 1024,
+            },
             messages_per_second: 1000,
             publish_limits: Arc::new(PublishLimits::new(
                 &crate::config::PublishConfig {

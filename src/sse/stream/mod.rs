@@ -10,5 +10,5 @@ mod registration;
 mod start;
 
 pub use refusal::StreamError;
-pub(crate) use registration::Registration;
+pub(crate) use registration::{Registration, admit};
 pub(crate) use start::{Opening, last_event_id};

@@ -7,7 +7,8 @@ use axum::{
 };
 
 use crate::{
-    http::HttpError, hub::SubscribeError, protocol::ErrorCode, sse::SseError, topic::TopicError,
+    filter::FilterError, http::HttpError, hub::SubscribeError, protocol::ErrorCode, sse::SseError,
+    topic::TopicError,
 };
 
 /// Why a Datastar stream was refused or could not start. Each maps to an HTTP status
@@ -26,6 +27,10 @@ pub enum StreamError {
         /// The pattern as given.
         pattern: String,
     },
+    /// The `filter` parameter is not a valid filter, or names a hidden field (400
+    /// `bad_request`).
+    #[error(transparent)]
+    BadFilter(#[from] FilterError),
     /// The principal may not read the pattern's collection (403 `forbidden`).
     #[error("not allowed to read {pattern}")]
     Forbidden {
@@ -78,7 +83,7 @@ pub enum StreamError {
 impl StreamError {
     fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         match self {
-            Self::NoTopics => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            Self::NoTopics | Self::BadFilter(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
             Self::InvalidPattern(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidPattern),
             Self::CredentialsRequired { .. } => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
             Self::Forbidden { .. } => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
@@ -165,6 +170,11 @@ mod tests {
         let pattern = || "notes:*".to_owned();
         let cases = [
             (StreamError::NoTopics, 400, ErrorCode::BadRequest),
+            (
+                StreamError::BadFilter(FilterError::BadField),
+                400,
+                ErrorCode::BadRequest,
+            ),
             (
                 StreamError::InvalidPattern(invalid),
                 400,

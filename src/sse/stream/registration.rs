@@ -10,6 +10,7 @@ use crate::{
     access::Admission,
     auth::Principal,
     close::Closer,
+    filter::Filter,
     hooks::SubscriptionHooks,
     hub::{Delivery, Hub, Receiver, ReceiverKey, ReceiverKind},
     limits::{
@@ -23,7 +24,11 @@ use crate::{
 
 /// Refuses `pattern` unless the access policy admits it for `principal` (per-event
 /// rules are checked again on every delivery and replayed event).
-fn admit(rules: &Rules, principal: &Principal, pattern: &Pattern) -> Result<(), StreamError> {
+pub(crate) fn admit(
+    rules: &Rules,
+    principal: &Principal,
+    pattern: &Pattern,
+) -> Result<(), StreamError> {
     match rules.admit(principal, pattern) {
         Admission::Allow | Admission::PerEvent => Ok(()),
         Admission::Deny { anonymous: true } => Err(StreamError::CredentialsRequired {
@@ -68,6 +73,8 @@ pub(crate) struct Registration {
     pub(super) closer: Closer,
     /// Lowest and highest delivery position of the subscriptions so far.
     pub(super) positions: Option<(u64, u64)>,
+    /// The filter every subscription of the stream applies, if any.
+    pub(super) filter: Option<Arc<Filter>>,
     pub(super) guard: Guard,
 }
 
@@ -106,6 +113,7 @@ impl Registration {
             deliveries,
             closer,
             positions: None,
+            filter: None,
             guard,
         })
     }
@@ -127,7 +135,21 @@ impl Registration {
         }
         for pattern in patterns {
             admit(&self.state.rules, &self.principal, pattern)?;
+            if let Some(filter) = &self.filter {
+                self.state.rules.check_filter(pattern, filter)?;
+            }
         }
+        Ok(())
+    }
+
+    /// Sets the filter (the `filter` parameter, JSON) that every subscription of the
+    /// stream applies to record events. Only before the first subscription: one
+    /// filter for the whole stream keeps a single `Last-Event-ID` an exact resume
+    /// position. An empty filter is no filter.
+    pub(crate) fn filter(&mut self, json: &str) -> Result<(), StreamError> {
+        let limits = self.state.config.connection.filter_limits();
+        let filter = Filter::parse_str(json, limits)?;
+        self.filter = (!filter.is_empty()).then(|| Arc::new(filter));
         Ok(())
     }
 
@@ -169,7 +191,7 @@ impl Registration {
         let position = self
             .state
             .hub
-            .subscribe_all(self.guard.key, &subs)
+            .subscribe_all_filtered(self.guard.key, &subs, self.filter.clone())
             .map_err(StreamError::from)?;
         self.record(fresh, position);
         Ok(())

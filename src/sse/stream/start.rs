@@ -76,8 +76,16 @@ impl Registration {
     /// The logged events of `(since, upto]` this stream wants, as the one per-event
     /// filter of the access policy judges them.
     async fn replay(&self, since: &Cursor, upto: u64) -> Result<Vec<Arc<Event>>, ReplayError> {
-        let interest = Interest::new(&self.state.rules, &self.principal, &self.guard.patterns);
-        let replay = self.state.log.replay(since, upto, |e| interest.wants(e));
+        let interest = Interest::new(
+            &self.state.rules,
+            &self.principal,
+            &self.guard.patterns,
+            self.filter.as_deref(),
+        );
+        let replay = self
+            .state
+            .log
+            .replay(since, upto, |e| interest.deliverable(e));
         tokio::select! {
             replayed = replay => replayed,
             () = self.state.shutdown.cancelled() => {

@@ -153,6 +153,118 @@ describe("realtime client in Chromium against the real server", suiteOptions(mis
     assert.deepEqual(log.errors, []);
   });
 
+  test("filtered subscriptions get enter and leave, live and across a cut", async () => {
+    const { server, proxy, page } = await setup();
+    await page.evaluate(() => {
+      window.sub("open", "todos:*", { filter: { done: false } });
+      window.sub("notes", "notes:*");
+    });
+    await until(page, () => window.log.subs.open.ready && window.log.subs.notes.ready);
+    const ann = token(SECRET, "ann");
+    const [todo] = await addTodos(server, "ann", ["t"]);
+    const patch = async (path, body) => {
+      const r = await api(server.url, ann, "PATCH", path, body);
+      assert.equal(r.status, 200, `PATCH ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+    };
+    await patch(`/api/todos/${todo.id}`, { done: true });
+    await patch(`/api/todos/${todo.id}`, { title: "unseen while done" });
+    await patch(`/api/todos/${todo.id}`, { done: false });
+    await until(page, () => window.log.subs.open.events.length >= 3);
+
+    // During a cut: the todo leaves, and ann's note is handed to bob.
+    proxy.cut();
+    await until(page, () => window.client.state === "reconnecting");
+    const note = await api(server.url, ann, "POST", "/api/notes", { body: "ANN-ONLY" });
+    assert.equal(note.status, 201);
+    await patch(`/api/todos/${todo.id}`, { done: true });
+    await patch(`/api/notes/${note.body.id}`, { owner_id: "bob" });
+    proxy.restore();
+    await until(page, () => window.log.subs.open.events.length >= 4 && window.log.subs.notes.events.length >= 2);
+
+    const log = await pageLog(page);
+    assert.deepEqual(
+      log.subs.open.events.map((e) => [e.action, e.key, e.title]),
+      [
+        ["create", todo.id, "t"],
+        ["leave", todo.id, null],
+        ["enter", todo.id, "unseen while done"],
+        ["leave", todo.id, null],
+      ],
+    );
+    assert.deepEqual(
+      log.subs.notes.events.map((e) => [e.action, e.key]),
+      [
+        ["create", note.body.id],
+        ["leave", note.body.id],
+      ],
+    );
+    assert.equal(log.subs.notes.events[1].record, null, "a leave carries the id only");
+    for (const name of ["open", "notes"]) {
+      assertStrictlyIncreasing(log.subs[name].events.map((e) => e.cursor));
+      assert.deepEqual(log.subs[name].resyncs, [], `${name}: unexpected resync`);
+    }
+    // The filter stays on the subscription, and bad filters are refused at once.
+    assert.deepEqual(await page.evaluate(() => window.subscriptions.open.filter), { done: false });
+    const refused = await page.evaluate(() =>
+      window.client.subscribe("notes:*", () => {}, { filter: { internal: "x" } }).ready.then(
+        () => "accepted",
+        (e) => e.code,
+      ),
+    );
+    assert.equal(refused, "bad_request");
+    const thrown = await page.evaluate(() => {
+      try {
+        window.client.subscribe("todos:*", () => {}, { filter: ["done"] });
+        return "no error";
+      } catch (e) {
+        return e.name;
+      }
+    });
+    assert.equal(thrown, "TypeError");
+  });
+
+  test("subscribing from a snapshot's X-Tidings-Cursor delivers exactly the changes after it", async () => {
+    const { server, page } = await setup();
+    await addTodos(server, "ann", ["in the snapshot"]);
+    const res = await fetch(`${server.url}/api/todos`, { headers: { authorization: `Bearer ${token(SECRET, "ann")}` } });
+    const cursor = res.headers.get("x-tidings-cursor");
+    assert.match(cursor, /^[^:]+:\d+$/);
+    assert.deepEqual((await res.json()).map((t) => t.title), ["in the snapshot"]);
+    await addTodos(server, "ann", ["after the snapshot"]);
+    await page.evaluate((since) => window.sub("from", "todos:*", { since }), cursor);
+    await until(page, () => window.log.subs.from.ready && window.log.subs.from.events.length >= 1);
+    await addTodos(server, "ann", ["live"]);
+    await until(page, () => window.log.subs.from.events.length >= 2);
+    const log = await pageLog(page);
+    assert.equal(log.subs.from.ready.recovered, true);
+    assert.deepEqual(log.subs.from.events.map((e) => [e.action, e.title]), [["create", "after the snapshot"], ["create", "live"]]);
+  });
+
+  test("mutation ids come back on the events of a REST write and of a publish", async () => {
+    const { server, page } = await setup();
+    await page.evaluate(() => window.sub("all", "todos:*"));
+    await until(page, () => window.log.subs.all.ready);
+    const res = await fetch(`${server.url}/api/todos`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token(SECRET, "ann")}`, "content-type": "application/json", "x-tidings-mutation": "rest-7" },
+      body: JSON.stringify({ title: "tagged" }),
+    });
+    assert.equal(res.status, 201);
+    const published = await page.evaluate(() => window.client.publish("todos", "typing", { x: 1 }, { mutation: "pub-8" }).then((f) => f.type));
+    assert.equal(published, "published");
+    await addTodos(server, "ann", ["untagged"]);
+    await until(page, () => window.log.subs.all.events.length >= 3);
+    const log = await pageLog(page);
+    assert.deepEqual(
+      log.subs.all.events.map((e) => [e.action, e.mutation]),
+      [
+        ["create", "rest-7"],
+        ["broadcast", "pub-8"],
+        ["create", null],
+      ],
+    );
+  });
+
   test("a cut longer than the replay cap: onResync once, then live delivery", async () => {
     const { server, proxy, page } = await setup({ TIDINGS_REPLAY_CAP: "3" });
     await page.evaluate(() => window.sub("all", "todos:*"));

@@ -50,8 +50,9 @@ export function launch() {
  * Opens a plain page of the server at `origin` (/healthz), imports
  * /realtime/client.js from that origin and creates `window.client` with the
  * given options. `getToken(reason)` runs in Node and supplies tokens.
- * The page keeps a log in `window.log`; `window.sub(name, pattern)` subscribes
- * and records into log.subs[name].
+ * The page keeps a log in `window.log`; `window.sub(name, pattern, options)`
+ * subscribes (options: those of `subscribe`, e.g. `filter`) and records into
+ * log.subs[name].
  */
 export async function clientPage(browser, origin, { wsUrl, options = {}, getToken = null, blankPath = "/healthz" } = {}) {
   const context = await browser.newContext();
@@ -82,12 +83,21 @@ export async function clientPage(browser, origin, { wsUrl, options = {}, getToke
       client.on("error", (e) => log.errors.push({ code: e.code, message: e.message }));
       client.on("retry", (r) => log.retries.push({ attempt: r.attempt, delay: r.delay, code: r.code, t: Date.now() }));
       client.on("refreshed", () => log.refreshed++);
-      window.sub = (name, pattern) => {
+      window.sub = (name, pattern, extra = {}) => {
         const rec = (log.subs[name] = { events: [], resyncs: [], ready: null, error: null });
         const s = client.subscribe(
           pattern,
-          (e) => rec.events.push({ cursor: e.cursor, action: e.action, title: e.record ? e.record.title : null, data: e.data ?? null }),
-          { onResync: (reason) => rec.resyncs.push(reason) },
+          (e) =>
+            rec.events.push({
+              cursor: e.cursor,
+              action: e.action,
+              key: e.key,
+              record: e.record === undefined ? undefined : e.record,
+              title: e.record ? e.record.title : null,
+              data: e.data ?? null,
+              mutation: e.mutation ?? null,
+            }),
+          { ...extra, onResync: (reason) => rec.resyncs.push(reason) },
         );
         window.subscriptions[name] = s;
         s.ready.then(

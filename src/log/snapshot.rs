@@ -1,0 +1,99 @@
+//! The log position a consistent read is at: inside the read's own transaction, with
+//! every relay held off, number the committed rows the relay has not numbered yet and
+//! read `last_seq`. The read then shows exactly the writes whose events are at or
+//! before that position, and every event after it is a write the read does not show:
+//! subscribing with `since` = that cursor yields exactly the changes after the read.
+//!
+//! Why sequencing here rather than waiting for the relay: a row committed before the
+//! read but not yet numbered will get a seq after the current `last_seq`, so
+//! `last_seq` alone would make the replay repeat it; and waiting for the relay to
+//! catch up never ends under a steady write load.
+//!
+//! - SQLite: the read runs in a `BEGIN IMMEDIATE` transaction, which holds the one
+//!   write lock: no write commits and no relay numbers rows until it ends.
+//! - Postgres: a `REPEATABLE READ` transaction takes `realtime_meta` in `EXCLUSIVE`
+//!   mode before its first query, so relays (which lock the meta row `FOR UPDATE`)
+//!   wait, and its snapshot is taken after the lock: rows committed before it are
+//!   numbered here, rows committed after it are invisible to it and get later seqs.
+//!
+//! Rows numbered here are not published on the broker: the caller asks this node to
+//! read the log at once ([`crate::hub::Hub::reach_position`]); other nodes find them by
+//! polling or at the relay's next doorbell, whose gap they fill from the log.
+
+use std::time::Duration;
+
+use sqlx::{PgConnection, SqliteConnection};
+
+use crate::event::Cursor;
+
+/// Numbers every committed, unnumbered row on SQLite (inside a `BEGIN IMMEDIATE`
+/// transaction) and returns the log position.
+pub(crate) async fn position_sqlite(conn: &mut SqliteConnection) -> sqlx::Result<Cursor> {
+    sqlx::query(
+        "WITH batch AS ( \
+           SELECT id, (SELECT last_seq FROM realtime_meta WHERE id = 1) \
+                      + row_number() OVER (ORDER BY id) AS next_seq \
+           FROM realtime_outbox WHERE seq IS NULL \
+         ) \
+         UPDATE realtime_outbox SET seq = batch.next_seq FROM batch \
+         WHERE realtime_outbox.id = batch.id",
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE realtime_meta \
+         SET last_seq = coalesce((SELECT max(seq) FROM realtime_outbox), last_seq) \
+         WHERE id = 1",
+    )
+    .execute(&mut *conn)
+    .await?;
+    read_position(
+        sqlx::query_as("SELECT epoch, last_seq FROM realtime_meta WHERE id = 1")
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+/// Statements that open a Postgres snapshot transaction: `REPEATABLE READ`, every wait
+/// bounded by `timeout` (like the relay's, so a stuck reader cannot hold the relays
+/// off for longer), and the meta lock taken before the snapshot exists.
+pub(crate) fn postgres_begin(timeout: Duration) -> String {
+    let ms = timeout.as_micros().div_ceil(1000).max(1);
+    format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ; \
+         SET LOCAL lock_timeout = {ms}; \
+         SET LOCAL statement_timeout = {ms}; \
+         SET LOCAL idle_in_transaction_session_timeout = {ms}; \
+         LOCK TABLE realtime_meta IN EXCLUSIVE MODE"
+    )
+}
+
+/// Numbers every row committed before this transaction's snapshot (opened with
+/// [`postgres_begin`]) and returns the log position.
+pub(crate) async fn position_postgres(conn: &mut PgConnection) -> sqlx::Result<Cursor> {
+    let row: (String, i64) = sqlx::query_as(
+        "WITH batch AS ( \
+           SELECT id, row_number() OVER (ORDER BY id) AS n FROM realtime_outbox \
+           WHERE seq IS NULL \
+         ), numbered AS ( \
+           UPDATE realtime_outbox o \
+           SET seq = (SELECT last_seq FROM realtime_meta WHERE id = 1) + batch.n \
+           FROM batch WHERE o.id = batch.id RETURNING o.seq \
+         ), meta AS ( \
+           UPDATE realtime_meta \
+           SET last_seq = greatest(last_seq, coalesce((SELECT max(seq) FROM numbered), 0)) \
+           WHERE id = 1 RETURNING epoch, last_seq \
+         ) \
+         SELECT epoch, last_seq FROM meta",
+    )
+    .fetch_one(conn)
+    .await?;
+    read_position(row)
+}
+
+fn read_position((epoch, last): (String, i64)) -> sqlx::Result<Cursor> {
+    Ok(Cursor {
+        epoch: epoch.into(),
+        seq: u64::try_from(last).unwrap_or(0),
+    })
+}

@@ -61,11 +61,16 @@
 //! - The repository's `docs/`: the wire protocol, the architecture, the browser client,
 //!   and `docs/brokers.md` for running many nodes.
 
+// Lets `#[derive(Model)]`'s `::tidings::...` paths resolve inside this crate too (the
+// demo models use the derive).
+extern crate self as tidings;
+
 mod access;
 mod app;
 mod auth;
 mod broadcast;
 pub mod broker;
+pub mod capture;
 mod close;
 pub mod config;
 mod db;
@@ -101,6 +106,7 @@ pub use event::{Action, Cursor, CursorError, LogEntry};
 pub use hooks::SubscriptionCallback;
 pub use http::{HttpError, PUBLISHER_ROLE};
 pub use metrics::Metrics;
+pub use model::Model;
 pub use presence::{Presence, PresenceUser};
 pub use protocol::{ErrorCode, ResyncReason};
 pub use rules::{Decision, Rule, RuleFn, RuleParseError, Rules};

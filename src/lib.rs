@@ -58,6 +58,8 @@
 //!   LISTEN/NOTIFY) and how a node watches it ([`Realtime::broker_status`]).
 //! - [`Realtime::presence`]: who is subscribed to a topic, across every node.
 //! - [`config`]: every setting and its default.
+//! - `testing` (cargo feature `testing`): a gateway on in-memory SQLite for the app's
+//!   own tests, the events its writes emitted and who would receive them.
 //! - The repository's `docs/`: the wire protocol, the architecture, the browser client,
 //!   and `docs/brokers.md` for running many nodes.
 
@@ -89,6 +91,8 @@ mod protocol;
 mod publisher;
 mod rules;
 pub mod sse;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod topic;
 mod ws;
 

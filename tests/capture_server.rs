@@ -181,3 +181,65 @@ backend_tests!(
         );
     }
 );
+
+/// Runs the binary with `args` only, nothing inherited.
+async fn run(args: &[&str]) -> std::process::Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(args)
+        .env_clear()
+        .output();
+    tokio::time::timeout(WAIT, output)
+        .await
+        .expect("in time")
+        .expect("ran")
+}
+
+/// `tidings capture` prints the SQL to commit as a migration, and refuses bad input in
+/// one line.
+#[tokio::test]
+async fn the_capture_subcommand_prints_the_sql_or_a_clear_error() {
+    for (model, backend, says) in [
+        (
+            "notes",
+            "postgres",
+            "CREATE TRIGGER tidings_capture AFTER INSERT OR UPDATE OR DELETE ON \"notes\"",
+        ),
+        (
+            "todos",
+            "sqlite",
+            "CREATE TRIGGER \"tidings_capture_todos_delete\" AFTER DELETE ON \"todos\"",
+        ),
+    ] {
+        let output = run(&["capture", "--model", model, "--backend", backend]).await;
+        let sql = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success() && sql.contains(says), "{sql}");
+        assert!(
+            !sql.contains("'internal'"),
+            "the hidden field stays out: {sql}"
+        );
+    }
+    for (args, says) in [
+        (
+            &["capture", "--model", "users", "--backend", "sqlite"][..],
+            "unknown model \"users\"",
+        ),
+        (
+            &["capture", "--model", "notes", "--backend", "mysql"][..],
+            "unknown backend \"mysql\"",
+        ),
+        (
+            &["capture", "--model", "notes"][..],
+            "usage: tidings capture",
+        ),
+        (&["capture", "--model"][..], "--model needs a value"),
+    ] {
+        let output = run(args).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("tidings: error: ") && stderr.contains(says),
+            "{stderr}"
+        );
+    }
+}

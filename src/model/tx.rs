@@ -157,7 +157,9 @@ impl Tx {
         Ok(())
     }
 
-    /// The transaction's connection when on SQLite, for the user's own SQL.
+    /// The transaction's connection when on SQLite, for the user's own SQL. Capture
+    /// triggers are muted in a store transaction: record that SQL's events with
+    /// [`Tx::record`].
     pub fn sqlite(&mut self) -> Option<&mut SqliteConnection> {
         match &mut self.inner {
             OpenTx::Sqlite(tx) => Some(tx),
@@ -165,7 +167,8 @@ impl Tx {
         }
     }
 
-    /// The transaction's connection when on Postgres, for the user's own SQL.
+    /// The transaction's connection when on Postgres, for the user's own SQL (not
+    /// captured either: see [`Tx::sqlite`]).
     pub fn postgres(&mut self) -> Option<&mut PgConnection> {
         match &mut self.inner {
             OpenTx::Postgres(tx) => Some(tx),

@@ -18,6 +18,8 @@ mod install;
 mod outbox;
 mod postgres;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
 pub use install::install;
 

@@ -202,6 +202,13 @@ async fn raw_write(db: &Db, sample: &Sample, update: bool) {
                 .expect("raw write");
         }
         Db::Postgres(pool) => {
+            // A client that lowers float precision (psql users, old drivers) must not
+            // change the event: the trigger pins it.
+            let mut tx = pool.begin().await.expect("begin");
+            sqlx::query("SET LOCAL extra_float_digits = 0")
+                .execute(&mut *tx)
+                .await
+                .expect("lower float precision");
             sqlx::query(sqlx::AssertSqlSafe(sql(&|i| format!("${i}"))))
                 .bind(s.id)
                 .bind(s.label)
@@ -218,9 +225,10 @@ async fn raw_write(db: &Db, sample: &Sample, update: bool) {
                 .bind(s.maybe_meta.map(sqlx::types::Json))
                 .bind(s.owner_id)
                 .bind(s.secret)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await
                 .expect("raw write");
+            tx.commit().await.expect("commit");
         }
     }
 }

@@ -17,9 +17,11 @@ pub(crate) const FUNCTION_PREFIX: &str = "tidings_capture_";
 ///   `numeric` and given its `.0`; `to_jsonb` would write `3`.
 ///
 /// plpgsql plans each statement when it first runs, for the argument's type, so the
-/// `timestamptz` branch is never planned for a text argument.
+/// `timestamptz` branch is never planned for a text argument. `extra_float_digits` is
+/// pinned because a session may lower it, and with 0 or less Postgres writes floats
+/// with 15 digits, losing precision.
 const JSON_FUNCTION: &str = r#"CREATE OR REPLACE FUNCTION tidings_capture_json(value anyelement) RETURNS jsonb
-LANGUAGE plpgsql STABLE AS $tidings$
+LANGUAGE plpgsql STABLE SET extra_float_digits = 1 AS $tidings$
 DECLARE
     micros bigint;
     number numeric;

@@ -22,6 +22,9 @@ use serde_json::Value;
 
 /// A record type stored in a table, one serde field per column.
 ///
+/// Usually derived: `#[derive(Model)]` with `#[tidings(collection = "...")]` (see
+/// `docs/models.md`). Implemented by hand it looks like this:
+///
 /// ```
 /// use serde::{Deserialize, Serialize};
 /// use tidings::model::Model;

@@ -13,15 +13,11 @@
 //! # Example
 //!
 //! ```no_run
-//! use tidings::{Config, Db, Realtime, Rule, Rules, model::Model};
+//! use tidings::{Config, Db, Model, Realtime, Rule, Rules};
 //!
-//! #[derive(serde::Serialize, serde::Deserialize)]
+//! #[derive(serde::Serialize, serde::Deserialize, Model)]
+//! #[tidings(collection = "todos")]
 //! struct Todo { id: String, title: String, owner_id: String }
-//!
-//! impl Model for Todo {
-//!     const COLLECTION: &'static str = "todos";
-//!     fn id(&self) -> String { self.id.clone() }
-//! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut config = Config::default();

@@ -194,17 +194,31 @@ impl<'a> Interest<'a> {
         let EventContent::Logged(entry) = &event.data else {
             return None;
         };
-        if !self
-            .patterns
-            .iter()
-            .any(|p| p.matches(&entry.collection, entry.key.as_deref()))
-        {
+        if !self.matches(entry) {
             return None;
         }
         let view = self
             .rules
             .view(self.principal, self.filter, entry, event.before());
         event.seen_as(view)
+    }
+
+    /// Whether `entry` reaches this subscriber in any form (as logged, `enter` or
+    /// `leave`): [`deliverable`](Self::deliverable) for an entry not yet sequenced.
+    #[cfg(feature = "testing")]
+    pub(crate) fn receives(&self, entry: &LogEntry) -> bool {
+        let before = entry.before();
+        self.matches(entry)
+            && self
+                .rules
+                .view(self.principal, self.filter, entry, before.as_ref())
+                != View::Skip
+    }
+
+    fn matches(&self, entry: &LogEntry) -> bool {
+        self.patterns
+            .iter()
+            .any(|p| p.matches(&entry.collection, entry.key.as_deref()))
     }
 }
 

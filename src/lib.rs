@@ -13,15 +13,11 @@
 //! # Example
 //!
 //! ```no_run
-//! use tidings::{Config, Db, Realtime, Rule, Rules, model::Model};
+//! use tidings::{Config, Db, Model, Realtime, Rule, Rules};
 //!
-//! #[derive(serde::Serialize, serde::Deserialize)]
+//! #[derive(serde::Serialize, serde::Deserialize, Model)]
+//! #[tidings(collection = "todos")]
 //! struct Todo { id: String, title: String, owner_id: String }
-//!
-//! impl Model for Todo {
-//!     const COLLECTION: &'static str = "todos";
-//!     fn id(&self) -> String { self.id.clone() }
-//! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut config = Config::default();
@@ -59,14 +55,21 @@
 //!   LISTEN/NOTIFY) and how a node watches it ([`Realtime::broker_status`]).
 //! - [`Realtime::presence`]: who is subscribed to a topic, across every node.
 //! - [`config`]: every setting and its default.
+//! - `testing` (cargo feature `testing`): a gateway on in-memory SQLite for the app's
+//!   own tests, the events its writes emitted and who would receive them.
 //! - The repository's `docs/`: the wire protocol, the architecture, the browser client,
 //!   and `docs/brokers.md` for running many nodes.
+
+// Lets `#[derive(Model)]`'s `::tidings::...` paths resolve inside this crate too (the
+// demo models use the derive).
+extern crate self as tidings;
 
 mod access;
 mod app;
 mod auth;
 mod broadcast;
 pub mod broker;
+pub mod capture;
 mod close;
 pub mod config;
 mod db;
@@ -89,6 +92,8 @@ mod publisher;
 mod rules;
 mod serve;
 pub mod sse;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod topic;
 mod write_deadline;
 mod ws;
@@ -108,6 +113,7 @@ pub use hooks::SubscriptionCallback;
 pub use http::{HttpError, PUBLISHER_ROLE};
 pub use hub::{GlobLimits, SubscribeError};
 pub use metrics::Metrics;
+pub use model::Model;
 pub use mutation::{MAX_MUTATION_LEN, MutationError, MutationId};
 pub use presence::{Presence, PresenceUser};
 pub use protocol::{ErrorCode, ResyncReason};

@@ -53,8 +53,9 @@ impl Default for Settings {
     }
 }
 
-const USAGE: &str = "usage: tidings [--config FILE]\n\
-    Starts the reference server. Settings come from FILE (TOML) and TIDINGS_* \
+const USAGE: &str = "usage: tidings [--config FILE] | tidings capture --model M --backend B\n\
+    Starts the reference server, or prints the SQL that captures plain-SQL writes to a \
+    demo table (see docs/models.md). Settings come from FILE (TOML) and TIDINGS_* \
     environment variables (which win); see docs/configuration.md.";
 
 fn parse_args() -> anyhow::Result<Option<PathBuf>> {
@@ -374,6 +375,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("capture") {
+        print!("{}", capture_command(&args[1..])?);
+        return Ok(());
+    }
     let mut settings = load_settings(parse_args()?)?;
     // Checked here too (the build checks again) so that a bad setting, a broker
     // prefix say, is reported as a setting before the broker or database is opened.
@@ -474,6 +480,38 @@ async fn run() -> anyhow::Result<()> {
         tracing::warn!("shutdown deadline passed; exiting anyway");
     }
     Ok(())
+}
+
+const CAPTURE_USAGE: &str = "usage: tidings capture --model todos|notes --backend postgres|sqlite";
+
+/// `tidings capture --model M --backend B`: the SQL that installs capture on a demo
+/// table, to commit as a migration (see docs/models.md).
+fn capture_command(args: &[String]) -> anyhow::Result<String> {
+    let (mut model, mut backend) = (None, None);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let slot = match arg.as_str() {
+            "--model" => &mut model,
+            "--backend" => &mut backend,
+            other => bail!("unknown argument {other:?}; {CAPTURE_USAGE}"),
+        };
+        *slot = Some(
+            args.next()
+                .with_context(|| format!("{arg} needs a value; {CAPTURE_USAGE}"))?,
+        );
+    }
+    let (Some(model), Some(backend)) = (model, backend) else {
+        bail!("{CAPTURE_USAGE}");
+    };
+    let backend: tidings::capture::Backend = backend.parse()?;
+    demo::capture_sql(model, backend)
+        .with_context(|| {
+            format!(
+                "unknown model {model:?}: expected one of {}",
+                demo::MODELS.join(", ")
+            )
+        })?
+        .map_err(Into::into)
 }
 
 /// Opens the pool, after one direct connection attempt for Postgres: the pool retries a

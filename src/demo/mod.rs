@@ -3,6 +3,7 @@
 //! Datastar one with its renderer and snapshot), health and metrics endpoints.
 
 mod api;
+mod capture;
 pub mod datastar_page;
 mod models;
 mod pages;
@@ -19,6 +20,7 @@ use axum::{
 };
 use sqlx::migrate::Migrator;
 
+pub use capture::{MODELS, capture_sql};
 pub use models::{Note, Todo};
 
 use crate::{
@@ -34,12 +36,28 @@ pub const DEFAULT_DATASTAR_URL: &str =
 static SQLITE_DEMO: Migrator = sqlx::migrate!("./migrations/demo/sqlite");
 static POSTGRES_DEMO: Migrator = sqlx::migrate!("./migrations/demo/postgres");
 
-/// Creates the demo tables.
-pub async fn migrate(db: &Db) -> Result<(), DbError> {
+/// Why the demo's tables could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Migrating failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Installing capture failed.
+    #[error(transparent)]
+    Capture(#[from] crate::capture::CaptureError),
+}
+
+/// Creates the demo tables and installs capture on them, so that rows written with
+/// plain SQL (psql, the sqlite3 shell) reach subscribers like REST writes.
+pub async fn migrate(db: &Db) -> Result<(), SetupError> {
     match db {
-        Db::Sqlite(pool) => tolerate_other_migrations(&SQLITE_DEMO).run(pool).await?,
-        Db::Postgres(pool) => tolerate_other_migrations(&POSTGRES_DEMO).run(pool).await?,
+        Db::Sqlite(pool) => tolerate_other_migrations(&SQLITE_DEMO).run(pool).await,
+        Db::Postgres(pool) => tolerate_other_migrations(&POSTGRES_DEMO).run(pool).await,
     }
+    .map_err(DbError::from)?;
+    // The triggers write to the log and read its capture table: those come first.
+    db.migrate().await?;
+    capture::install(db).await?;
     Ok(())
 }
 

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::Model;
 
 /// A todo: any authenticated user reads and creates; only the owner changes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Model)]
+#[tidings(collection = "todos")]
 pub struct Todo {
     /// Record id.
     pub id: String,
@@ -14,43 +15,24 @@ pub struct Todo {
     /// Whether it is done.
     pub done: bool,
     /// The creator's `sub`.
+    #[tidings(rule)]
     pub owner_id: String,
     /// RFC 3339 creation time.
     pub created_at: String,
 }
 
-impl Model for Todo {
-    const COLLECTION: &'static str = "todos";
-    fn id(&self) -> String {
-        self.id.clone()
-    }
-    fn rule_fields() -> &'static [&'static str] {
-        &["owner_id"]
-    }
-}
-
 /// A private note: only the owner reads or changes it; `internal` is hidden.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Model)]
+#[tidings(collection = "notes")]
 pub struct Note {
     /// Record id.
     pub id: String,
     /// Content.
     pub body: String,
     /// The creator's `sub`.
+    #[tidings(rule)]
     pub owner_id: String,
     /// Stored, never sent: absent from every response and event.
+    #[tidings(hidden)]
     pub internal: Option<String>,
-}
-
-impl Model for Note {
-    const COLLECTION: &'static str = "notes";
-    fn id(&self) -> String {
-        self.id.clone()
-    }
-    fn hidden_fields() -> &'static [&'static str] {
-        &["internal"]
-    }
-    fn rule_fields() -> &'static [&'static str] {
-        &["owner_id"]
-    }
 }

@@ -5,19 +5,27 @@
 
 mod error;
 mod event;
+mod field;
 mod snapshot;
 mod sql;
 mod store;
 mod tx;
 
 pub use error::StoreError;
+pub use field::{Field, FieldKind};
 pub use snapshot::Snapshot;
 pub use store::Store;
+/// `#[derive(Model)]`: implements [`Model`] from `#[tidings(...)]` attributes (see
+/// `docs/models.md`).
+pub use tidings_macros::Model;
 pub use tx::Tx;
 
 use serde_json::Value;
 
 /// A record type stored in a table, one serde field per column.
+///
+/// Usually derived: `#[derive(Model)]` with `#[tidings(collection = "...")]` (see
+/// `docs/models.md`). Implemented by hand it looks like this:
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};
@@ -65,6 +73,13 @@ pub trait Model:
     /// Fields read rules need (e.g. "owner_id"); their values are copied into the
     /// event's `acl` map even if hidden.
     fn rule_fields() -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Every column of the model, in field order. `#[derive(Model)]` lists them; a
+    /// hand-written impl may leave the default (empty), which only capture triggers
+    /// ([`crate::capture`]) need, and refuse without.
+    fn fields() -> &'static [Field] {
         &[]
     }
 }

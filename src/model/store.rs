@@ -9,6 +9,10 @@ use super::{
 };
 use crate::{db::Db, event::LogEntry, log::RelaySignal};
 
+/// Begins a Postgres store transaction with capture triggers muted for it alone
+/// (`SET LOCAL` ends with the transaction).
+const POSTGRES_BEGIN: &str = "BEGIN; SET LOCAL tidings.capture = 'off'";
+
 /// Reads models and begins transactions that write them. Cheap to clone.
 ///
 /// Every write in a transaction adds its event to the log in that same transaction:
@@ -72,13 +76,19 @@ impl Store {
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         let inner = match &self.db {
             Db::Sqlite(pool) => pool.begin_with("BEGIN IMMEDIATE").await.map(OpenTx::Sqlite),
-            Db::Postgres(pool) => pool.begin().await.map(OpenTx::Postgres),
+            // Capture triggers skip this transaction's writes: it records its own events.
+            Db::Postgres(pool) => pool
+                .begin_with(sqlx::AssertSqlSafe(POSTGRES_BEGIN))
+                .await
+                .map(OpenTx::Postgres),
         }
         .map_err(|source| StoreError::Transaction {
             op: "begin",
             source,
         })?;
-        Ok(Tx::new(inner, self.signal.clone()))
+        let mut tx = Tx::new(inner, self.signal.clone());
+        tx.mute_capture().await?;
+        Ok(tx)
     }
 
     /// The record with this id, or `None`.
@@ -133,6 +143,13 @@ impl Store {
                 event::from_row(row, &id)
             })
             .collect()
+    }
+
+    /// Installs capture on `M`'s table: from now on a write to it with plain SQL, from
+    /// any connection, emits the event a store write would. For quick starts and tests;
+    /// in production commit [`crate::capture::sql`]'s output as a migration instead.
+    pub async fn install_capture<M: Model>(&self) -> Result<(), crate::capture::CaptureError> {
+        crate::capture::install::<M>(&self.db).await
     }
 
     /// Writes an event directly (own autocommit), then wakes the relay.

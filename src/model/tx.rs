@@ -12,6 +12,11 @@ use crate::{
     mutation::MutationId,
 };
 
+/// Mutes capture triggers for this connection's transaction (see `capture`).
+const SQLITE_MUTE: &str = "INSERT OR REPLACE INTO realtime_capture_off (id) VALUES (1)";
+/// Unmutes them before the commit, so the row is never committed.
+const SQLITE_UNMUTE: &str = "DELETE FROM realtime_capture_off";
+
 /// An open transaction from [`Store::begin`](super::Store::begin).
 ///
 /// Each [`insert`](Tx::insert), [`update`](Tx::update) and [`delete`](Tx::delete) writes
@@ -75,6 +80,22 @@ impl Tx {
     /// events that are not logged (user and connection broadcasts).
     pub fn after_commit(&mut self, f: impl FnOnce() + Send + 'static) {
         self.after_commit.push(Box::new(f));
+    }
+
+    /// Keeps capture triggers from recording this transaction's writes, which it records
+    /// itself. Postgres did so in `BEGIN`; SQLite needs a row in `realtime_capture_off`
+    /// that [`Tx::commit`] deletes again and a rollback takes away.
+    pub(super) async fn mute_capture(&mut self) -> Result<(), StoreError> {
+        if let OpenTx::Sqlite(tx) = &mut self.inner {
+            sqlx::query(SQLITE_MUTE)
+                .execute(&mut **tx)
+                .await
+                .map_err(|source| StoreError::Transaction {
+                    op: "begin",
+                    source,
+                })?;
+        }
+        Ok(())
     }
 
     fn conn(&mut self) -> Conn<'_> {
@@ -162,7 +183,9 @@ impl Tx {
         Ok(())
     }
 
-    /// The transaction's connection when on SQLite, for the user's own SQL.
+    /// The transaction's connection when on SQLite, for the user's own SQL. Capture
+    /// triggers are muted in a store transaction: record that SQL's events with
+    /// [`Tx::record`].
     pub fn sqlite(&mut self) -> Option<&mut SqliteConnection> {
         match &mut self.inner {
             OpenTx::Sqlite(tx) => Some(tx),
@@ -170,7 +193,8 @@ impl Tx {
         }
     }
 
-    /// The transaction's connection when on Postgres, for the user's own SQL.
+    /// The transaction's connection when on Postgres, for the user's own SQL (not
+    /// captured either: see [`Tx::sqlite`]).
     pub fn postgres(&mut self) -> Option<&mut PgConnection> {
         match &mut self.inner {
             OpenTx::Postgres(tx) => Some(tx),
@@ -181,7 +205,10 @@ impl Tx {
     /// Commits, then wakes the relay if the transaction wrote any outbox row.
     pub async fn commit(self) -> Result<(), StoreError> {
         let result = match self.inner {
-            OpenTx::Sqlite(tx) => tx.commit().await,
+            OpenTx::Sqlite(mut tx) => match sqlx::query(SQLITE_UNMUTE).execute(&mut *tx).await {
+                Ok(_) => tx.commit().await,
+                Err(e) => Err(e),
+            },
             OpenTx::Postgres(tx) => tx.commit().await,
         };
         result.map_err(|source| StoreError::Transaction {

@@ -1,0 +1,7 @@
+#[derive(serde::Serialize, serde::Deserialize, tidings::Model)]
+#[tidings(collection = "notes")]
+struct Note {
+    id: Vec<u8>,
+}
+
+fn main() {}

@@ -9,62 +9,22 @@ use std::process::Stdio;
 
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, SqliteConnection};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-};
+use tokio::process::Command;
 
 use common::{
     backend_tests,
+    binary::{Binary, TempDir},
     db::{Backend, fresh_database_url},
     server::{Client, SECRET, WAIT, token},
 };
 
-/// The running binary; killed on drop.
-struct Server {
-    _child: Child,
-    ws_url: String,
-    _dir: TempDir,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Starts the binary on `database_url` and waits for its URL line.
-async fn start(database_url: &str, dir: TempDir) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .current_dir(&dir.0)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TIDINGS_BIND", "127.0.0.1:0")
-        .env("TIDINGS_DATABASE_URL", database_url)
-        .env("TIDINGS_JWT_SECRET", SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn tidings");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.split("listening on ").nth(1) {
-                return url.trim().to_owned();
-            }
-        }
-        panic!("the server exited before listening")
-    })
-    .await
-    .expect("the server did not print its URL");
-    Server {
-        _child: child,
-        ws_url: format!("{}/realtime/subscribe", base.replace("http://", "ws://")),
-        _dir: dir,
-    }
+/// Starts the binary on `database_url` in `dir`.
+async fn start(database_url: &str, dir: TempDir) -> Binary {
+    let env = [
+        ("TIDINGS_DATABASE_URL", database_url),
+        ("TIDINGS_JWT_SECRET", SECRET),
+    ];
+    Binary::start(dir, &env, Stdio::null()).await
 }
 
 /// A connection of its own to the server's database, as psql or the sqlite3 shell.
@@ -103,24 +63,17 @@ impl Sql {
     }
 }
 
-fn temp_dir() -> TempDir {
-    let dir =
-        std::env::temp_dir().join(format!("tidings-capture-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
-}
-
 backend_tests!(
     /// Inserted, updated and deleted with plain SQL, notes and todos arrive as events,
     /// each once, with the changed fields and without the hidden field.
     async fn plain_sql_writes_reach_subscribers_of_the_binary(backend: Backend) {
-        let dir = temp_dir();
+        let dir = TempDir::new();
         let url = match backend {
             Backend::Sqlite => format!("sqlite:{}", dir.0.join("tidings.db").display()),
             Backend::Postgres => fresh_database_url(backend).await,
         };
         let server = start(&url, dir).await;
-        let mut ann = Client::authenticated(&server.ws_url, &token("ann")).await;
+        let mut ann = Client::authenticated(&server.ws_url(), &token("ann")).await;
         ann.subscribe("n", "notes:*").await;
         ann.subscribe("t", "todos:*").await;
         let mut sql = Sql::connect(&url).await;

@@ -5,62 +5,16 @@ mod common;
 
 use std::{process::Stdio, time::Duration};
 
-use common::server::{Client, Ended, SECRET, WAIT, token};
-use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
+use common::{
+    binary::{Binary, TempDir},
+    server::{Client, Ended, SECRET, WAIT, token},
 };
-
-struct Server {
-    child: Child,
-    base: String,
-    dir: TempDir,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir() -> TempDir {
-    let dir = std::env::temp_dir().join(format!("tidings-bin-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
-}
+use serde_json::{Value, json};
+use tokio::process::Command;
 
 /// Starts the binary in a fresh directory with `env`; waits for its URL line.
-async fn start(env: &[(&str, &str)]) -> Server {
-    let dir = temp_dir();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tidings"));
-    command
-        .current_dir(&dir.0)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TIDINGS_BIND", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let mut child = command.spawn().expect("spawn tidings");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.split("listening on ").nth(1) {
-                return url.trim().to_owned();
-            }
-        }
-        panic!("the server exited before listening")
-    })
-    .await
-    .expect("the server did not print its URL");
-    Server { child, base, dir }
+async fn start(env: &[(&str, &str)]) -> Binary {
+    Binary::start(TempDir::new(), env, Stdio::null()).await
 }
 
 #[tokio::test]
@@ -175,7 +129,7 @@ async fn with_a_key_configured_demo_minting_is_off() {
 /// `RUST_BACKTRACE=1` set) and expects it to refuse to start, within a bounded time,
 /// with exactly one line on stderr that says each of `says` and leaks nothing.
 async fn assert_refused(args: &[&str], env: &[(&str, &str)], says: &[&str]) {
-    let dir = temp_dir();
+    let dir = TempDir::new();
     let mut command = Command::new(env!("CARGO_BIN_EXE_tidings"));
     command
         .current_dir(&dir.0)
@@ -266,7 +220,7 @@ async fn bad_settings_are_refused_in_one_line() {
 
 #[tokio::test]
 async fn an_unparsable_config_file_is_refused_in_one_line() {
-    let dir = temp_dir();
+    let dir = TempDir::new();
     let file = dir.0.join("tidings.toml");
     std::fs::write(&file, "bind = \"127.0.0.1:0\"\n[realtime\n").unwrap();
     let file = file.to_str().unwrap();

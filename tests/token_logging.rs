@@ -4,15 +4,14 @@
 
 mod common;
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
-use common::server::{Client, SECRET, WAIT, sign};
+use common::{
+    binary::{Binary, TempDir},
+    server::{Client, SECRET, WAIT, sign},
+};
 use futures::StreamExt;
 use serde_json::json;
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::Command,
-};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// A token no other test uses, so finding its signature in the log means it leaked.
@@ -25,35 +24,17 @@ fn distinctive_token(sub: &str) -> String {
 #[cfg(unix)]
 #[tokio::test]
 async fn no_token_reaches_the_log_with_rust_log_trace() {
-    let dir = std::env::temp_dir().join(format!("tidings-log-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let log_path = dir.join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .current_dir(&dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TIDINGS_BIND", "127.0.0.1:0")
-        .env("TIDINGS_JWT_SECRET", SECRET)
-        .env("TIDINGS_ALLOW_QUERY_TOKEN", "true")
-        .env("TIDINGS_SHUTDOWN_TIMEOUT", "3s")
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn tidings");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.split("listening on ").nth(1) {
-                return url.trim().to_owned();
-            }
-        }
-        panic!("the server exited before listening")
-    })
-    .await
-    .expect("the server did not print its URL");
-    let ws = format!("{}/realtime/subscribe", base.replace("http://", "ws://"));
+    let dir = TempDir::new();
+    let log_path = dir.0.join("stderr.log");
+    let stderr = std::fs::File::create(&log_path).unwrap();
+    let env = [
+        ("TIDINGS_JWT_SECRET", SECRET),
+        ("TIDINGS_ALLOW_QUERY_TOKEN", "true"),
+        ("TIDINGS_SHUTDOWN_TIMEOUT", "3s"),
+        ("RUST_LOG", "trace"),
+    ];
+    let mut server = Binary::start(dir, &env, stderr.into()).await;
+    let (base, ws) = (server.base.clone(), server.ws_url());
 
     let tokens: Vec<String> = (0..5)
         .map(|n| distinctive_token(&format!("user{n}")))
@@ -121,19 +102,18 @@ async fn no_token_reaches_the_log_with_rust_log_trace() {
         .await;
     framed.recv_type("refreshed").await;
 
-    let pid = child.id().unwrap();
+    let pid = server.child.id().unwrap();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    tokio::time::timeout(Duration::from_secs(10), child.wait())
+    tokio::time::timeout(Duration::from_secs(10), server.child.wait())
         .await
         .expect("exited")
         .unwrap();
 
     let log = std::fs::read_to_string(&log_path).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     // Trace logging was really on (the test would prove nothing otherwise): the
     // gateway logs each accepted socket at trace level.
     assert!(

@@ -6,6 +6,7 @@
 //! resume registers, so that "the cursor is ahead of the log" means the log's, never
 //! just this node's.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use crate::{
@@ -81,57 +82,25 @@ impl Log {
         limit: usize,
         deliverable: impl Fn(&Arc<Event>) -> Option<Arc<Event>>,
     ) -> Result<(Vec<Arc<Event>>, u64), ReplayError> {
-        let epoch = self.epoch();
-        if *since.epoch != *epoch {
-            return Err(ReplayError::Resync(ResyncReason::EpochChanged));
-        }
-        if since.seq > upto {
-            return Err(ReplayError::Resync(ResyncReason::UnknownPosition));
-        }
+        self.check_start(since, upto)?;
         // A page reads at most the rows a resume may: past the scan budget it ends
         // early, and its cursor tells the client where the next page starts.
         let upto = upto.min(since.seq.saturating_add(self.config.resume_scan_budget));
         let limit = limit.max(1);
         let mut out = Vec::new();
-        if let Some(events) = self.ring.range(since.seq, upto) {
-            for event in events {
-                if let Some(seen) = deliverable(&event) {
-                    out.push(seen);
-                    if out.len() == limit {
-                        return Ok((out, event.seq.unwrap_or(upto)));
-                    }
+        let mut next = upto;
+        self.scan(since, upto, |event| {
+            if let Some(seen) = deliverable(event) {
+                out.push(seen);
+                if out.len() == limit {
+                    next = event.seq.unwrap_or(upto);
+                    return Ok(ControlFlow::Break(()));
                 }
             }
-            return Ok((out, upto));
-        }
-        match reader::oldest_seq(&self.db).await? {
-            Some(oldest) if oldest <= since.seq + 1 => {}
-            _ => return Err(ReplayError::Resync(ResyncReason::TooOld)),
-        }
-        let mut after = since.seq;
-        while after < upto {
-            let rows = reader::read_range(&self.db, after, upto, PAGE).await?;
-            let Some((last, _)) = rows.last() else {
-                return Err(ReplayError::Resync(ResyncReason::TooOld));
-            };
-            if rows.first().is_some_and(|(seq, _)| *seq != after + 1) {
-                return Err(ReplayError::Resync(ResyncReason::TooOld));
-            }
-            after = *last;
-            for (seq, event) in rows {
-                let cursor = Cursor {
-                    epoch: epoch.clone(),
-                    seq,
-                };
-                if let Some(seen) = deliverable(&Event::logged(&cursor, event)) {
-                    out.push(seen);
-                    if out.len() == limit {
-                        return Ok((out, seq));
-                    }
-                }
-            }
-        }
-        Ok((out, upto))
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+        Ok((out, next))
     }
 
     /// Every event with `since.seq < seq <= upto` as `deliverable` shows it (itself,
@@ -145,32 +114,61 @@ impl Log {
         upto: u64,
         deliverable: impl Fn(&Arc<Event>) -> Option<Arc<Event>>,
     ) -> Result<Vec<Arc<Event>>, ReplayError> {
-        let epoch = self.epoch();
-        if *since.epoch != *epoch {
-            return Err(ReplayError::Resync(ResyncReason::EpochChanged));
-        }
-        if since.seq > upto {
-            return Err(ReplayError::Resync(ResyncReason::UnknownPosition));
-        }
+        self.check_start(since, upto)?;
         // The rows to read, matching or not, are what a resume costs: past the budget
         // it is refused before anything is read, whatever its patterns match.
         if upto - since.seq > self.config.resume_scan_budget {
             return Err(ReplayError::Resync(ResyncReason::TooMany));
         }
         let cap = self.config.replay_cap;
-        if let Some(events) = self.ring.range(since.seq, upto) {
-            let events: Vec<_> = events.iter().filter_map(&deliverable).collect();
-            if events.len() > cap {
-                return Err(ReplayError::Resync(ResyncReason::TooMany));
+        let mut out = Vec::new();
+        self.scan(since, upto, |event| {
+            if let Some(seen) = deliverable(event) {
+                if out.len() == cap {
+                    return Err(ReplayError::Resync(ResyncReason::TooMany));
+                }
+                out.push(seen);
             }
-            return Ok(events);
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Refuses a start this log cannot continue from: another epoch, or a position
+    /// beyond `upto`.
+    fn check_start(&self, since: &Cursor, upto: u64) -> Result<(), ReplayError> {
+        if *since.epoch != *self.epoch() {
+            return Err(ReplayError::Resync(ResyncReason::EpochChanged));
         }
-        // Older than the ring: the table, if it still holds the whole range.
+        if since.seq > upto {
+            return Err(ReplayError::Resync(ResyncReason::UnknownPosition));
+        }
+        Ok(())
+    }
+
+    /// Shows `visit` every event with `since.seq < seq <= upto`, in order, until it
+    /// breaks: from the ring when it holds the whole range, else from the table if it
+    /// still holds all of it (`too_old` otherwise).
+    async fn scan(
+        &self,
+        since: &Cursor,
+        upto: u64,
+        mut visit: impl FnMut(&Arc<Event>) -> Result<ControlFlow<()>, ReplayError>,
+    ) -> Result<(), ReplayError> {
+        if let Some(events) = self.ring.range(since.seq, upto) {
+            for event in &events {
+                if visit(event)?.is_break() {
+                    break;
+                }
+            }
+            return Ok(());
+        }
         match reader::oldest_seq(&self.db).await? {
             Some(oldest) if oldest <= since.seq + 1 => {}
             _ => return Err(ReplayError::Resync(ResyncReason::TooOld)),
         }
-        let mut out = Vec::new();
+        let epoch = self.epoch();
         let mut after = since.seq;
         while after < upto {
             let rows = reader::read_range(&self.db, after, upto, PAGE).await?;
@@ -187,14 +185,11 @@ impl Log {
                     epoch: epoch.clone(),
                     seq,
                 };
-                if let Some(event) = deliverable(&Event::logged(&cursor, event)) {
-                    if out.len() == cap {
-                        return Err(ReplayError::Resync(ResyncReason::TooMany));
-                    }
-                    out.push(event);
+                if visit(&Event::logged(&cursor, event))?.is_break() {
+                    return Ok(());
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 }

@@ -73,11 +73,14 @@ pub(super) fn changed_fields<M: Model>(record: &M, old: &Row, new: &Row) -> Vec<
 /// The values before an update (`old`) of the public fields it changed and of the rule
 /// fields whose value changed (even hidden ones: like `acl`, this never reaches a
 /// client). With them the record as it was can be judged by the read rules and by
-/// subscription filters, which is what `enter` and `leave` need.
+/// subscription filters, which is what `enter` and `leave` need. Each value is taken
+/// from `was` (the old record as the model serializes it, the payload's form) when the
+/// model has the field, else from the stored row.
 pub(super) fn previous_values<M: Model>(
     changes: &[String],
     old: &Row,
     new: &Row,
+    was: &Row,
 ) -> serde_json::Map<String, Value> {
     let rule_fields = M::rule_fields()
         .iter()
@@ -88,7 +91,11 @@ pub(super) fn previous_values<M: Model>(
         .cloned()
         .chain(rule_fields)
         .map(|name| {
-            let value = old.get(&name).cloned().unwrap_or(Value::Null);
+            let value = was
+                .get(&name)
+                .or_else(|| old.get(&name))
+                .cloned()
+                .unwrap_or(Value::Null);
             (name, value)
         })
         .collect()

@@ -136,7 +136,10 @@ impl Tx {
             .ok_or_else(|| not_found::<M>(&id))?;
         let stored: M = event::from_row(new.clone(), &id)?;
         let changes = event::changed_fields(&stored, &old, &new);
-        let previous = event::previous_values::<M>(&changes, &old, &new);
+        // The record as it was, in the same form as the payload (serde's, not the
+        // driver's: timestamps with `Z`, floats with `.0`), so filters judge both alike.
+        let was = event::to_row(&event::from_row::<M>(old.clone(), &id)?)?;
+        let previous = event::previous_values::<M>(&changes, &old, &new, &was);
         let event = event::for_write(Action::Update, &stored, &new, Some(changes.clone()))?
             .with_previous(Some(previous));
         self.record(&event).await?;

@@ -5,6 +5,7 @@
 #![allow(unreachable_pub)]
 
 pub mod backend_tests;
+pub mod binary;
 pub mod brokers;
 pub mod cluster;
 pub mod db;

@@ -1,22 +1,16 @@
 //! The README's embedding example, compiled by `cargo test` so it cannot rot.
 //! Run it with `JWT_SECRET=<32+ bytes> cargo run --example embedding`.
 
-use tidings::model::Model;
-use tidings::{Broadcast, Config, Db, Realtime, Rule, Rules, Target};
+use tidings::{Broadcast, Config, Db, Model, Realtime, Rule, Rules, Target};
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, Model)]
+#[tidings(collection = "todos")]
 struct Todo {
     id: String,
     title: String,
     done: bool,
+    #[tidings(rule)]
     owner_id: String,
-}
-
-impl Model for Todo {
-    const COLLECTION: &'static str = "todos";
-    fn id(&self) -> String {
-        self.id.clone()
-    }
 }
 
 async fn run(my_routes: axum::Router) -> anyhow::Result<()> {
@@ -54,7 +48,8 @@ async fn run(my_routes: axum::Router) -> anyhow::Result<()> {
     let app = my_routes.merge(realtime.router()); // /realtime/subscribe, /realtime/client.js, ...
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://127.0.0.1:3000");
-    // Like axum::serve, plus header-read and idle timeouts and per-address limits.
+    // Like axum::serve, plus header-read and idle timeouts, per-address limits and a
+    // deadline on every write (docs/security.md).
     realtime.serve(listener, app).await?;
     Ok(())
 }

@@ -79,6 +79,8 @@ pub mod demo;
 mod event;
 pub mod filter;
 mod hooks;
+#[cfg(test)]
+mod hostile_input;
 mod http;
 mod hub;
 mod limits;

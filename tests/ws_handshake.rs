@@ -78,6 +78,9 @@ async fn every_bad_token_closes_4001() {
             json!(with("exp", json!(exp.to_string()))),
         ),
         ("missing exp", json!(without("exp"))),
+        // Valid only from an hour from now, past the 5 s leeway.
+        ("nbf ahead", json!(with("nbf", json!(now() + 3600)))),
+        ("nbf as a string", json!(with("nbf", json!("tomorrow")))),
         ("missing sub", json!(without("sub"))),
         ("wrong aud", json!(with("aud", json!("other")))),
         ("wrong iss", json!(with("iss", json!("other")))),

@@ -252,7 +252,7 @@ backend_tests!(
         assert_eq!(page.status(), 200);
         let html = page.text().await.unwrap();
         assert!(html.contains("<script type=\"module\" src=\"/assets/datastar.js\">"));
-        assert!(html.contains("data-init=\"@get('/realtime/sse?topics=todos:*'"));
+        assert!(html.contains("data-init=\"@get('/realtime/sse?topics=todos:*,notes:*&amp;since="));
         assert!(html.contains(&format!("<li id=\"todo-{}\"", todo["id"].as_str().unwrap())));
         assert!(html.contains("&lt;milk&gt;") && !html.contains("<milk>"));
 

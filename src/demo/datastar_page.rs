@@ -1,5 +1,6 @@
 //! `GET /datastar`: the live todo list rendered on the server and kept current through
-//! the Datastar bridge, with the renderer and snapshot that make it work, and
+//! the Datastar bridge, with the renderer and snapshot that make it work, the signed-in
+//! user's notes kept current by the default signal mapping, and
 //! `POST /demo/datastar/celebrate`, which patches every open page at once with
 //! `datastar_broadcast`.
 //!
@@ -26,10 +27,10 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{DemoState, Todo, token};
+use super::{DemoState, Note, Todo, token};
 use crate::{
     auth::Caller,
-    event::{Action, LogEntry},
+    event::{Action, Cursor, LogEntry},
     http::HttpError,
     model::public_projection,
     sse::{ElementPatchMode, EventCollector, PatchOptions, Renderer, SnapshotRequest},
@@ -146,6 +147,61 @@ pub async fn todos_snapshot(request: SnapshotRequest) -> Option<EventCollector> 
     }
 }
 
+/// The notes part of the page. Notes have no renderer: they arrive through the default
+/// mapping as `tidings.notes.<id>` signals (`null` on a delete, and on a `leave` when
+/// the note is handed to someone else; the whole record on an `enter`), and
+/// `renderNotes` rebuilds `<ul id="notes">` from those signals whenever they change.
+/// `notes` holds the public projections the page starts with (the user's own notes).
+fn notes_section(notes: &serde_json::Map<String, Value>) -> String {
+    let signals = json!({"tidings": {"notes": notes}}).to_string();
+    format!(
+        "<h2>Your notes</h2>\n\
+         <p>Only you see them: a note handed to you appears here, one you hand to someone \
+         else disappears.</p>\n\
+         <ul id=\"notes\" data-signals=\"{signals}\" \
+         data-effect=\"renderNotes(el, $tidings.notes)\"></ul>",
+        signals = escape(&signals),
+    )
+}
+
+/// Builds the notes list from the `tidings.notes` signals, with text nodes only (no
+/// HTML from the data). Enumerating the signals is what makes the effect re-run when a
+/// note is added or removed (see docs/datastar.md).
+const RENDER_NOTES: &str = "<script>\n\
+function renderNotes(list, notes) {\n\
+  const items = [];\n\
+  for (const id of Object.keys(notes).sort()) {\n\
+    const note = notes[id];\n\
+    if (!note) continue;\n\
+    const item = document.createElement('li');\n\
+    item.id = 'note-' + id;\n\
+    const body = document.createElement('span');\n\
+    body.className = 'body';\n\
+    body.textContent = note.body ?? '';\n\
+    item.append(body);\n\
+    items.push(item);\n\
+  }\n\
+  list.replaceChildren(...items);\n\
+}\n\
+</script>";
+
+/// The `since` of the page's stream: the older of the positions its todos and notes
+/// were read at, so that the stream replays every change after either read. Events
+/// between the two reads are applied again to the newer one, which the todos renderer
+/// (remove, then append; morph; remove) and signal patches take without harm. `None`
+/// (the stream then starts with the snapshot) when the reads straddle an epoch change
+/// or the cursor has characters the URL would need to escape.
+fn page_since(todos: &Cursor, notes: &Cursor) -> Option<String> {
+    if todos.epoch != notes.epoch {
+        return None;
+    }
+    let since = if todos.seq <= notes.seq { todos } else { notes }.to_string();
+    let plain = since
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'-' | b'_' | b'.'));
+    plain.then_some(since)
+}
+
 #[derive(Deserialize)]
 pub(crate) struct PageQuery {
     sub: Option<String>,
@@ -212,28 +268,58 @@ pub(crate) async fn show(
             return Ok(sign_in_page(&state, &why));
         }
     };
-    let todos = match state.realtime.store().list::<Todo>(LIST_LIMIT).await {
-        Ok(todos) => todos,
-        Err(e) => {
-            tracing::error!(error = %e, "demo: listing todos failed");
+    let store = state.realtime.store();
+    let (todos, notes) = match (
+        store.snapshot_list::<Todo>(LIST_LIMIT).await,
+        store.snapshot_list::<Note>(LIST_LIMIT).await,
+    ) {
+        (Ok(todos), Ok(notes)) => (todos, notes),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "demo: listing todos or notes failed");
             return Err(HttpError::internal("storage failed"));
         }
     };
     let user = principal.user_id.as_deref().unwrap_or_default();
+    // Notes are owner-only: the page starts with the user's own, as their streams'
+    // read rule would deliver them.
+    let own_notes: serde_json::Map<String, Value> = notes
+        .data
+        .iter()
+        .filter(|n| n.owner_id == user)
+        .map(|n| (n.id.clone(), public_projection(n)))
+        .collect();
+    let since = page_since(&todos.cursor, &notes.cursor);
+    let mut stream = String::from("/realtime/sse?topics=todos:*,notes:*");
+    if let Some(since) = &since {
+        // This node delivered up to it: the stream starts at once.
+        state
+            .realtime
+            .settle(&Cursor {
+                epoch: todos.cursor.epoch.clone(),
+                seq: todos.cursor.seq.min(notes.cursor.seq),
+            })
+            .await;
+        let _ = write!(stream, "&since={since}");
+    }
     let mut body = String::new();
     // `retry: 'always'` reconnects after clean ends too (deploys, restarts), resuming
-    // from the last id; the page has no signals of its own to send along.
+    // from the last id; the page sends none of its signals along (the notes are in
+    // them).
     let _ = write!(
         body,
-        "<main data-init=\"@get('/realtime/sse?topics=todos:*', \
+        "{script}\n\
+         <main data-init=\"@get('{stream}', \
          {{retry: 'always', retryMaxCount: Infinity, filterSignals: {{exclude: /.*/}}}})\">\n\
          <h1>Live todos with Datastar</h1>\n\
          <p>Signed in as <b id=\"user\">{user}</b>. Todos created, changed or deleted \
          anywhere appear here without a reload.</p>\n\
          <div id=\"celebration\"></div>\n\
-         {list}\n</main>",
+         {list}\n{notes}\n</main>",
+        script = RENDER_NOTES,
+        stream = escape(&stream),
         user = escape(user),
-        list = todo_list(todos),
+        list = todo_list(todos.data),
+        notes = notes_section(&own_notes),
     );
     Ok(page(
         "tidings · Datastar todos",
@@ -305,6 +391,43 @@ mod tests {
         );
         assert_eq!(todo_item(&json!({"id": "a\"1", "title": "x"})), None);
         assert_eq!(todo_item(&json!({"id": "#a b", "title": "x"})), None);
+    }
+
+    /// The page's stream starts at the older of its two reads, and only with a cursor
+    /// that needs no escaping in the URL.
+    #[test]
+    fn the_page_stream_starts_at_the_older_read() {
+        let at = |epoch: &str, seq| Cursor {
+            epoch: epoch.into(),
+            seq,
+        };
+        assert_eq!(
+            page_since(&at("3f9c", 7), &at("3f9c", 5)).as_deref(),
+            Some("3f9c:5")
+        );
+        assert_eq!(
+            page_since(&at("3f9c", 4), &at("3f9c", 5)).as_deref(),
+            Some("3f9c:4")
+        );
+        assert_eq!(page_since(&at("3f9c", 4), &at("a1", 5)), None);
+        assert_eq!(page_since(&at("a&b", 4), &at("a&b", 5)), None);
+    }
+
+    /// The notes' signals are escaped for the attribute they sit in.
+    #[test]
+    fn the_notes_section_escapes_its_signals() {
+        let mut notes = serde_json::Map::new();
+        notes.insert(
+            "n1".into(),
+            json!({"id": "n1", "body": "<b>\"x\"</b>", "owner_id": "ann"}),
+        );
+        let html = notes_section(&notes);
+        assert!(
+            html.contains(
+                "data-signals=\"{&quot;tidings&quot;:{&quot;notes&quot;:{&quot;n1&quot;:"
+            )
+        );
+        assert!(!html.contains("<b>"), "{html}");
     }
 
     /// A todo entering a filtered stream's view is appended like a new one; one

@@ -198,8 +198,8 @@ after(async () => {
 });
 
 /** Waits until the page's SSE stream answered 200, i.e. it is subscribed. */
-function streamOpened() {
-  return page.waitForResponse(
+function streamOpened(on = page) {
+  return on.waitForResponse(
     (response) => response.url().includes('/realtime/sse') && response.status() === 200,
     { timeout: RECONNECTS },
   );
@@ -253,6 +253,61 @@ test('a datastar_broadcast patches the page', { skip }, async () => {
   const banner = page.locator('#celebration');
   await banner.filter({ hasText: 'Celebration #' }).waitFor({ timeout: SHOWS_UP });
   assert.match(await banner.textContent(), /Celebration #\d+ by carol/);
+});
+
+/** Opens the Datastar page signed in as `sub`, in a context of its own, once its stream is open. */
+async function openPageAs(sub) {
+  const context = await browser.newContext();
+  await context.addCookies([{ name: COOKIE, value: token(sub), url: server.base }]);
+  const opened = await context.newPage();
+  opened.on('console', (message) => {
+    if (message.type() === 'error') console.error(`[page ${sub}] ${message.text()}`);
+  });
+  const subscribed = streamOpened(opened);
+  await opened.goto(`${server.base}/datastar`, { timeout: SHOWS_UP });
+  await subscribed;
+  assert.equal(await opened.locator('#user').textContent(), sub);
+  // A reload would clear this.
+  await opened.evaluate(() => {
+    window.__sameDocument = true;
+  });
+  return { page: opened, context };
+}
+
+// Notes are owner-only (src/demo: rule owner:owner_id), so handing one over is a
+// `leave` for the old owner's stream and an `enter` for the new owner's.
+test('a note handed to another user leaves its page and enters theirs', { skip }, async () => {
+  const note = await server.api('POST', '/api/notes', 'ann', { body: 'for <bob>', internal: 'not for pages' });
+  const ann = await openPageAs('ann');
+  const bob = await openPageAs('bob');
+  try {
+    const onAnn = ann.page.locator(`#notes > #note-${note.id}`);
+    const onBob = bob.page.locator(`#notes > #note-${note.id}`);
+    // Rendered on the server for its owner only.
+    assert.equal(await onAnn.locator('.body').textContent(), 'for <bob>');
+    assert.equal(await onBob.count(), 0);
+
+    await server.api('PATCH', `/api/notes/${note.id}`, 'ann', { owner_id: 'bob' });
+    await onAnn.waitFor({ state: 'detached', timeout: SHOWS_UP }); // leave
+    await onBob.waitFor({ timeout: SHOWS_UP }); // enter, with the whole record
+    assert.equal(await onBob.locator('.body').textContent(), 'for <bob>');
+    assert.equal(await bob.page.locator('#notes > li').count(), 1);
+    assert.ok(!(await bob.page.content()).includes('not for pages'), 'hidden field on the page');
+
+    // And back: a leave on bob's page, an enter on ann's.
+    await server.api('PATCH', `/api/notes/${note.id}`, 'bob', { owner_id: 'ann', body: 'back to ann' });
+    await onBob.waitFor({ state: 'detached', timeout: SHOWS_UP });
+    await onAnn.waitFor({ timeout: SHOWS_UP });
+    assert.equal(await onAnn.locator('.body').textContent(), 'back to ann');
+    assert.equal(await ann.page.locator('#notes > li').count(), 1);
+
+    for (const { page: opened } of [ann, bob]) {
+      assert.equal(await opened.evaluate(() => window.__sameDocument), true, 'no reload');
+    }
+  } finally {
+    await ann.context.close();
+    await bob.context.close();
+  }
 });
 
 test('after a restart the page reconnects and catches up on what it missed', { skip }, async () => {

@@ -138,15 +138,7 @@ async fn a_stalled_request_body_is_closed_at_the_idle_timeout_but_streams_are_no
     tokio::time::sleep(Duration::from_millis(1200)).await;
     ws.send(json!({"type": "ping", "ref": 1})).await;
     assert_eq!(ws.recv().await["type"], "pong");
-    server
-        .realtime
-        .broadcast(tidings::Broadcast::new(
-            tidings::Target::Collection("todos".into()),
-            "after",
-            json!(1),
-        ))
-        .await
-        .unwrap();
+    server.broadcast_to("todos", "after", json!(1)).await;
     // The stream opens with the demo's snapshot; the broadcast follows it.
     while !sse.next_event().await.text().contains("after") {}
 }

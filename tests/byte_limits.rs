@@ -99,14 +99,8 @@ backend_tests!(
         let mut cursors = Vec::new();
         for n in 0..40 {
             server
-                .realtime
-                .broadcast(tidings::Broadcast::new(
-                    tidings::Target::Collection("todos".into()),
-                    "n",
-                    json!({"n": n, "pad": incompressible(60_000)}),
-                ))
-                .await
-                .unwrap();
+                .broadcast_to("todos", "n", json!({"n": n, "pad": incompressible(60_000)}))
+                .await;
             cursors.push(
                 ann.recv_event().await["cursor"]
                     .as_str()

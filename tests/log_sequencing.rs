@@ -12,7 +12,7 @@ use common::{
     server::{TestServer, seq_of},
 };
 use serde_json::json;
-use tidings::{Broadcast, LogEntry, Target, demo::Todo};
+use tidings::{LogEntry, demo::Todo};
 
 fn todo(id: &str, title: &str) -> Todo {
     Todo {
@@ -52,15 +52,7 @@ backend_tests!(
         );
         assert!(store.get::<Todo>("rolled-back").await.unwrap().is_none());
         // And its seq directly follows the subscription's start: no hole was left.
-        server
-            .realtime
-            .broadcast(Broadcast::new(
-                Target::Collection("todos".into()),
-                "marker",
-                json!(1),
-            ))
-            .await
-            .unwrap();
+        server.broadcast_to("todos", "marker", json!(1)).await;
         let marker = ann.recv_event().await;
         assert_eq!(seq_of(&marker), seq_of(&event) + 1);
     }

@@ -234,14 +234,8 @@ backend_tests!(
             .create("bob", "todos", json!({"title": "private-ish"}))
             .await;
         server
-            .realtime
-            .broadcast(tidings::Broadcast::new(
-                tidings::Target::Collection("news".into()),
-                "headline",
-                json!({"text": "extra"}),
-            ))
-            .await
-            .unwrap();
+            .broadcast_to("news", "headline", json!({"text": "extra"}))
+            .await;
         let first = anon.next_group().await;
         assert_eq!(
             first.events[0].signals()["tidingsEvent"]["event"],

@@ -12,7 +12,6 @@ use common::{
     server::{Client, TestServer, WAIT, token},
 };
 use serde_json::json;
-use tidings::{Broadcast, Target};
 use tokio::io::AsyncWriteExt;
 
 /// The deadline the tests configure.
@@ -48,14 +47,8 @@ async fn flood(server: &TestServer, canary: &mut Client, count: usize) {
     let payload = "x".repeat(256 * 1024);
     for n in 0..count {
         server
-            .realtime
-            .broadcast(Broadcast::new(
-                Target::Collection("todos".into()),
-                "big",
-                json!({"n": n, "p": payload}),
-            ))
-            .await
-            .unwrap();
+            .broadcast_to("todos", "big", json!({"n": n, "p": payload}))
+            .await;
         assert_eq!(canary.recv_event().await["data"]["n"], n);
     }
 }
@@ -83,15 +76,7 @@ async fn canary(server: &TestServer) -> Client {
 }
 
 async fn still_receives(server: &TestServer, canary: &mut Client) {
-    server
-        .realtime
-        .broadcast(Broadcast::new(
-            Target::Collection("todos".into()),
-            "after",
-            json!(null),
-        ))
-        .await
-        .unwrap();
+    server.broadcast_to("todos", "after", json!(null)).await;
     assert_eq!(canary.recv_event().await["event"], "after");
 }
 

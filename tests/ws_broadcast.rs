@@ -107,15 +107,7 @@ backend_tests!(
         assert_eq!(bob.recv_event().await["event"], "final");
         // ann (the excluded connection) got neither `poke` nor `final`: its next
         // frame is this marker.
-        server
-            .realtime
-            .broadcast(Broadcast::new(
-                Target::Collection("todos".into()),
-                "marker",
-                json!(0),
-            ))
-            .await
-            .unwrap();
+        server.broadcast_to("todos", "marker", json!(0)).await;
         assert_eq!(ann.recv_event().await["event"], "marker");
     }
 );

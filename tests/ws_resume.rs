@@ -220,15 +220,7 @@ backend_tests!(
             .to_owned();
         let mut cursors = Vec::new();
         for n in 0..12 {
-            server
-                .realtime
-                .broadcast(tidings::Broadcast::new(
-                    tidings::Target::Collection("todos".into()),
-                    "n",
-                    json!(n),
-                ))
-                .await
-                .unwrap();
+            server.broadcast_to("todos", "n", json!(n)).await;
             // One event per relay batch: each batch prunes what the previous left.
             cursors.push(
                 ann.recv_event().await["cursor"]

@@ -99,14 +99,8 @@ async fn a_slow_consumer_is_closed_4008_and_others_keep_receiving() {
             break;
         }
         server
-            .realtime
-            .broadcast(Broadcast::new(
-                Target::Collection("todos".into()),
-                "big",
-                json!({"n": n, "p": payload}),
-            ))
-            .await
-            .unwrap();
+            .broadcast_to("todos", "big", json!({"n": n, "p": payload}))
+            .await;
         let event = fast.recv_event().await;
         assert_eq!(event["data"]["n"], n);
     }
@@ -117,15 +111,7 @@ async fn a_slow_consumer_is_closed_4008_and_others_keep_receiving() {
     // The slow client now reads: the events that were in flight, then the 4008 close.
     assert_eq!(slow.ended().await, Ended::Code(4008));
     // The fast client is still connected and receiving.
-    server
-        .realtime
-        .broadcast(Broadcast::new(
-            Target::Collection("todos".into()),
-            "after",
-            json!(null),
-        ))
-        .await
-        .unwrap();
+    server.broadcast_to("todos", "after", json!(null)).await;
     assert_eq!(fast.recv_event().await["event"], "after");
 }
 

@@ -184,6 +184,19 @@ impl TestServer {
         format!("ws://{}/realtime/subscribe", self.addr)
     }
 
+    /// Broadcasts `event` with `data` to every subscriber of `collection` (a logged
+    /// event), as the app's own code would.
+    pub async fn broadcast_to(&self, collection: &str, event: &str, data: Value) {
+        self.realtime
+            .broadcast(tidings::Broadcast::new(
+                tidings::Target::Collection(collection.into()),
+                event,
+                data,
+            ))
+            .await
+            .expect("broadcast");
+    }
+
     /// `http://addr{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)

@@ -48,36 +48,9 @@ async fn no_token_reaches_the_log_with_rust_log_trace() {
         "authorization",
         format!("Bearer {}", tokens[1]).parse().unwrap(),
     );
-    let (mut header, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
-        .await
-        .unwrap()
-        .unwrap();
-    let welcome = tokio::time::timeout(WAIT, header.next()).await.unwrap();
-    assert!(
-        welcome
-            .unwrap()
-            .unwrap()
-            .to_text()
-            .unwrap()
-            .contains("welcome")
-    );
+    let _header = welcomed(request).await;
     // 3. A query-string token (allowed by configuration here).
-    let (mut query, _) = tokio::time::timeout(
-        WAIT,
-        tokio_tungstenite::connect_async(format!("{ws}?token={}", tokens[2])),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let welcome = tokio::time::timeout(WAIT, query.next()).await.unwrap();
-    assert!(
-        welcome
-            .unwrap()
-            .unwrap()
-            .to_text()
-            .unwrap()
-            .contains("welcome")
-    );
+    let _query = welcomed(format!("{ws}?token={}", tokens[2])).await;
     // 4. REST and 5. SSE with a bearer header.
     let http = reqwest::Client::new();
     let list = http
@@ -129,4 +102,25 @@ async fn no_token_reaches_the_log_with_rust_log_trace() {
             "a token reached the log"
         );
     }
+}
+
+/// Opens a WebSocket authenticated by the upgrade request itself and waits for its
+/// `welcome`.
+async fn welcomed(
+    request: impl IntoClientRequest + Unpin,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let (mut socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .unwrap()
+        .unwrap();
+    let welcome = tokio::time::timeout(WAIT, socket.next()).await.unwrap();
+    assert!(
+        welcome
+            .unwrap()
+            .unwrap()
+            .to_text()
+            .unwrap()
+            .contains("welcome")
+    );
+    socket
 }

@@ -29,6 +29,21 @@ pub(super) fn from_row<M: Model>(row: Row, id: &str) -> Result<M, StoreError> {
     })
 }
 
+/// Stored rows as models, each read by its own id column (named by the model). A row
+/// without one still gets a useful error from serde, so an empty id in the message is
+/// fine.
+pub(super) fn from_rows<M: Model>(rows: Vec<Row>, id_field: &str) -> Result<Vec<M>, StoreError> {
+    rows.into_iter()
+        .map(|row| {
+            let id = row
+                .get(id_field)
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .unwrap_or_default();
+            from_row(row, &id)
+        })
+        .collect()
+}
+
 /// The event for a write of `record`, whose table row is `row`.
 ///
 /// The payload is built from the model, not from the row, so columns the model does not

@@ -34,16 +34,7 @@ impl Store {
     ) -> Result<Snapshot<Vec<M>>, StoreError> {
         let target = Target::of::<M>()?;
         let (rows, cursor) = self.read_at_position(&target, Read::List(limit)).await?;
-        let data = rows
-            .into_iter()
-            .map(|row| {
-                let id = row
-                    .get(target.id_field)
-                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                    .unwrap_or_default();
-                event::from_row(row, &id)
-            })
-            .collect::<Result<_, _>>()?;
+        let data = event::from_rows(rows, target.id_field)?;
         Ok(Snapshot { data, cursor })
     }
 

@@ -132,17 +132,7 @@ impl Store {
                 Conn::Postgres(&mut conn).list(&target, limit).await?
             }
         };
-        rows.into_iter()
-            .map(|row| {
-                // The id column is named by the model; a row without it still gets a
-                // useful error from serde, so an empty id in the message is fine.
-                let id = row
-                    .get(target.id_field)
-                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                    .unwrap_or_default();
-                event::from_row(row, &id)
-            })
-            .collect()
+        event::from_rows(rows, target.id_field)
     }
 
     /// Installs capture on `M`'s table: from now on a write to it with plain SQL, from

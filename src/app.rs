@@ -28,7 +28,10 @@ use crate::{
     presence::{Presence, PresenceNode},
     publisher::Publisher,
     rules::Rules,
-    sse::{EventCollector, Renderer, SnapshotRequest, SseState, hooks::DatastarHooks},
+    sse::{
+        EventCollector, Renderer, SnapshotRequest, SseState, ViewKeyFn, ViewRenderer,
+        hooks::{DatastarHooks, PerView},
+    },
     ws::{Origins, WsState},
 };
 
@@ -131,7 +134,53 @@ impl RealtimeBuilder {
     /// patches, instead of the default signal mapping. Registering a collection again
     /// replaces its renderer. See [`Renderer`] and `docs/datastar.md`.
     pub fn datastar_renderer(mut self, collection: impl Into<String>, renderer: Renderer) -> Self {
-        self.datastar.renderers.insert(collection.into(), renderer);
+        let collection = collection.into();
+        self.datastar.per_view.remove(&collection);
+        self.datastar.renderers.insert(collection, renderer);
+        self
+    }
+
+    /// Like [`datastar_renderer`](Self::datastar_renderer), with HTML per viewer:
+    /// `key` names each stream's view of an event (a function of its principal and the
+    /// event), and `renderer` runs once per distinct key per event, its bytes shared
+    /// by every stream with that key. Never once per stream: keep keys to a few roles.
+    /// See `docs/datastar.md`, "Per-viewer HTML".
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tidings::{RealtimeBuilder, sse::EventCollector};
+    ///
+    /// fn todos(builder: RealtimeBuilder) -> RealtimeBuilder {
+    /// builder.datastar_renderer_per_view(
+    ///     "todos",
+    ///     Arc::new(|principal, event| {
+    ///         let owner = event.payload.get("owner_id").and_then(|o| o.as_str());
+    ///         let mine = owner.is_some() && owner == principal.user_id.as_deref();
+    ///         Arc::from(if mine { "owner" } else { "other" })
+    ///     }),
+    ///     Arc::new(|event, view| {
+    ///         let mut sse = EventCollector::new();
+    ///         let button = if view == "owner" { "<button>Delete</button>" } else { "" };
+    ///         let key = event.key.as_deref()?;
+    ///         sse.patch_elements(&format!("<li id=\"todo-{key}\">{button}</li>"));
+    ///         Some(sse)
+    ///     }),
+    /// )
+    /// }
+    /// ```
+    pub fn datastar_renderer_per_view(
+        mut self,
+        collection: impl Into<String>,
+        key: ViewKeyFn,
+        renderer: ViewRenderer,
+    ) -> Self {
+        let collection = collection.into();
+        self.datastar.renderers.remove(&collection);
+        let per_view = PerView {
+            key,
+            render: renderer,
+        };
+        self.datastar.per_view.insert(collection, per_view);
         self
     }
 

@@ -314,6 +314,10 @@ pub struct Event {
     epoch: Option<Arc<str>>,
     /// The Datastar SSE bytes, encoded once and shared by every stream.
     sse: OnceLock<Bytes>,
+    /// Per-view Datastar SSE bytes (`datastar_renderer_per_view`): one entry per
+    /// distinct view key among the streams that got this event, at most
+    /// [`MAX_CACHED_VIEWS`](crate::sse::MAX_CACHED_VIEWS).
+    sse_views: Mutex<Vec<(Arc<str>, Bytes)>>,
     /// The record before the update ([`LogEntry::before`]), built once for every
     /// subscriber that judges it.
     before: OnceLock<Option<LogEntry>>,
@@ -403,6 +407,7 @@ impl Event {
             body,
             epoch: Some(cursor.epoch.clone()),
             sse: OnceLock::new(),
+            sse_views: Mutex::new(Vec::new()),
             before: OnceLock::new(),
             enter: OnceLock::new(),
             leave: OnceLock::new(),
@@ -436,6 +441,7 @@ impl Event {
             body,
             epoch: None,
             sse: OnceLock::from(sse),
+            sse_views: Mutex::new(Vec::new()),
             before: OnceLock::new(),
             enter: OnceLock::new(),
             leave: OnceLock::new(),
@@ -462,6 +468,7 @@ impl Event {
             body,
             epoch: None,
             sse: OnceLock::new(),
+            sse_views: Mutex::new(Vec::new()),
             before: OnceLock::new(),
             enter: OnceLock::new(),
             leave: OnceLock::new(),
@@ -520,6 +527,30 @@ impl Event {
     /// asks, every later stream gets the same bytes.
     pub fn sse_bytes(&self, encode: impl FnOnce(&Self) -> Bytes) -> Bytes {
         self.sse.get_or_init(|| encode(self)).clone()
+    }
+
+    /// The Datastar SSE bytes of this event for view `key`: `encode` runs for the first
+    /// stream with that key, every later one gets the same bytes. Past
+    /// [`MAX_CACHED_VIEWS`](crate::sse::MAX_CACHED_VIEWS) keys, `encode` runs per call.
+    pub(crate) fn sse_view_bytes(
+        &self,
+        key: &Arc<str>,
+        encode: impl FnOnce(&Self) -> Bytes,
+    ) -> Bytes {
+        // Encoding under the lock is what makes it once per key: a second stream with
+        // the same key waits for the first rendering instead of making its own. The
+        // renderer cannot reach this event, so it cannot deadlock on the lock.
+        let mut views = self.sse_views.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, bytes)) = views.iter().find(|(k, _)| k == key) {
+            return bytes.clone();
+        }
+        if views.len() >= crate::sse::MAX_CACHED_VIEWS {
+            drop(views);
+            return encode(self);
+        }
+        let bytes = encode(self);
+        views.push((key.clone(), bytes.clone()));
+        bytes
     }
 
     /// The connection this event must skip, if any.

@@ -29,11 +29,13 @@ use serde_json::{Value, json};
 
 use super::{DemoState, Note, Todo, token};
 use crate::{
-    auth::Caller,
+    auth::{Caller, Principal},
     event::{Action, Cursor, LogEntry},
     http::HttpError,
     model::public_projection,
-    sse::{ElementPatchMode, EventCollector, PatchOptions, Renderer, SnapshotRequest},
+    sse::{
+        ElementPatchMode, EventCollector, PatchOptions, SnapshotRequest, ViewKeyFn, ViewRenderer,
+    },
 };
 
 /// Todos shown on the page at most.
@@ -68,27 +70,43 @@ fn safe_id(id: &str) -> Option<&str> {
     ok.then_some(id)
 }
 
-/// One todo as `<li id="todo-<id>">`; `record` is its public projection.
-fn todo_item(record: &Value) -> Option<String> {
+/// The view key of the todos renderer: what marks a todo as the viewer's own.
+const OWNER: &str = "owner";
+
+/// One todo as `<li id="todo-<id>">`; `record` is its public projection. `mine` adds
+/// the owner-only "yours" badge.
+fn todo_item(record: &Value, mine: bool) -> Option<String> {
     let id = safe_id(record.get("id")?.as_str()?)?;
     let title = record.get("title").and_then(Value::as_str).unwrap_or("");
     let done = record.get("done").and_then(Value::as_bool).unwrap_or(false);
     let owner = record.get("owner_id").and_then(Value::as_str).unwrap_or("");
     Some(format!(
         "<li id=\"todo-{id}\" class=\"{class}\"><span class=\"title\">{title}</span> \
-         <small class=\"owner\">{owner}</small></li>",
+         <small class=\"owner\">{owner}</small>{badge}</li>",
         class = if done { "done" } else { "open" },
+        badge = if mine {
+            " <b class=\"yours\">yours</b>"
+        } else {
+            ""
+        },
         title = escape(title),
         owner = escape(owner),
     ))
 }
 
-/// The whole list as `<ul id="todos">`, oldest first.
-fn todo_list(mut todos: Vec<Todo>) -> String {
+/// Whether `viewer` owns the todo `record` (a public projection).
+fn owned_by(record: &Value, viewer: Option<&str>) -> bool {
+    let owner = record.get("owner_id").and_then(Value::as_str);
+    owner.is_some() && owner == viewer
+}
+
+/// The whole list as `<ul id="todos">`, oldest first, as `viewer` sees it.
+fn todo_list(mut todos: Vec<Todo>, viewer: Option<&str>) -> String {
     todos.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
     let mut html = String::from("<ul id=\"todos\">");
     for todo in &todos {
-        if let Some(item) = todo_item(&public_projection(todo)) {
+        let record = public_projection(todo);
+        if let Some(item) = todo_item(&record, owned_by(&record, viewer)) {
             html.push_str(&item);
         }
     }
@@ -96,11 +114,22 @@ fn todo_list(mut todos: Vec<Todo>) -> String {
     html
 }
 
+/// The view key of the demo's todos renderer: `"owner"` for the todo's owner, `"other"`
+/// for everyone else. Two renderings per event at most, whatever the number of streams.
+pub fn todos_view_key() -> ViewKeyFn {
+    Arc::new(|principal: &Principal, event: &LogEntry| {
+        let mine = owned_by(&event.payload, principal.user_id.as_deref());
+        Arc::from(if mine { OWNER } else { "other" })
+    })
+}
+
 /// The demo's renderer for `todos`: a create (or a todo entering the stream's view)
 /// appends the item to `#todos`, an update morphs it, a delete (or a todo leaving the
-/// view) removes it. Broadcasts keep the default mapping.
-pub fn todos_renderer() -> Renderer {
-    Arc::new(|event: &LogEntry| {
+/// view) removes it. The owner's view has the "yours" badge. Broadcasts keep the
+/// default mapping.
+pub fn todos_renderer() -> ViewRenderer {
+    Arc::new(|event: &LogEntry, view: &str| {
+        let mine = view == OWNER;
         let key = safe_id(event.key.as_deref()?)?;
         let mut sse = EventCollector::new();
         match event.action {
@@ -113,11 +142,11 @@ pub fn todos_renderer() -> Renderer {
                     mode: ElementPatchMode::Append,
                     ..PatchOptions::default()
                 };
-                sse.patch_elements_with(&todo_item(&event.payload)?, options)
+                sse.patch_elements_with(&todo_item(&event.payload, mine)?, options)
                     .ok()?;
             }
             Action::Update => {
-                sse.patch_elements(&todo_item(&event.payload)?);
+                sse.patch_elements(&todo_item(&event.payload, mine)?);
             }
             Action::Delete | Action::Leave => {
                 sse.remove_elements(&format!("#todo-{key}")).ok()?;
@@ -136,7 +165,8 @@ pub async fn todos_snapshot(request: SnapshotRequest) -> Option<EventCollector> 
     match request.store.list::<Todo>(LIST_LIMIT).await {
         Ok(todos) => {
             let mut sse = EventCollector::new();
-            sse.patch_elements(&todo_list(todos));
+            let viewer = request.principal.user_id.as_deref();
+            sse.patch_elements(&todo_list(todos, viewer));
             Some(sse)
         }
         Err(e) => {
@@ -318,7 +348,7 @@ pub(crate) async fn show(
         script = RENDER_NOTES,
         stream = escape(&stream),
         user = escape(user),
-        list = todo_list(todos.data),
+        list = todo_list(todos.data, principal.user_id.as_deref()),
         notes = notes_section(&own_notes),
     );
     Ok(page(
@@ -381,6 +411,7 @@ mod tests {
     fn items_escape_titles_and_refuse_odd_ids() {
         let item = todo_item(
             &json!({"id": "a1", "title": "<b>\"x\"</b>", "done": true, "owner_id": "ann"}),
+            false,
         );
         assert_eq!(
             item.as_deref(),
@@ -389,8 +420,8 @@ mod tests {
                  <small class=\"owner\">ann</small></li>"
             )
         );
-        assert_eq!(todo_item(&json!({"id": "a\"1", "title": "x"})), None);
-        assert_eq!(todo_item(&json!({"id": "#a b", "title": "x"})), None);
+        assert_eq!(todo_item(&json!({"id": "a\"1", "title": "x"}), true), None);
+        assert_eq!(todo_item(&json!({"id": "#a b", "title": "x"}), true), None);
     }
 
     /// The page's stream starts at the older of its two reads, and only with a cursor
@@ -438,7 +469,7 @@ mod tests {
         let record = json!({"id": "a1", "title": "x", "done": false, "owner_id": "ann"});
         let render = |action, payload: &Value| {
             let event = LogEntry::record("todos", "a1", action, payload.clone());
-            let collector = renderer(&event).expect("rendered");
+            let collector = renderer(&event, "other").expect("rendered");
             String::from_utf8(collector.render(None).to_vec()).unwrap()
         };
         assert_eq!(
@@ -450,5 +481,22 @@ mod tests {
             render(Action::Delete, &record)
         );
         assert!(render(Action::Leave, &Value::Null).contains("#todo-a1"));
+    }
+
+    /// Only the owner's view of a todo has the badge, and only the owner gets that view.
+    #[test]
+    fn only_the_owner_sees_yours() {
+        let record = json!({"id": "a1", "title": "x", "done": false, "owner_id": "ann"});
+        let event = LogEntry::record("todos", "a1", Action::Update, record);
+        let key = todos_view_key();
+        assert_eq!(&*key(&Principal::user("ann", &[]), &event), OWNER);
+        assert_eq!(&*key(&Principal::user("bob", &[]), &event), "other");
+        assert_eq!(&*key(&Principal::anonymous(), &event), "other");
+        let render = |view| {
+            let collector = todos_renderer()(&event, view).expect("rendered");
+            String::from_utf8(collector.render(None).to_vec()).unwrap()
+        };
+        assert!(render(OWNER).contains("class=\"yours\""));
+        assert!(!render("other").contains("yours"));
     }
 }

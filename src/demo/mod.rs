@@ -77,7 +77,11 @@ pub fn rules() -> Rules {
 pub fn configure(builder: RealtimeBuilder) -> RealtimeBuilder {
     builder
         .rules(rules())
-        .datastar_renderer("todos", datastar_page::todos_renderer())
+        .datastar_renderer_per_view(
+            "todos",
+            datastar_page::todos_view_key(),
+            datastar_page::todos_renderer(),
+        )
         .datastar_snapshot(datastar_page::todos_snapshot)
 }
 

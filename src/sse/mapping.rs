@@ -26,7 +26,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{collector::EventCollector, sanitize};
-use crate::event::{Action, DirectEvent, LogEntry};
+use crate::{
+    auth::Principal,
+    event::{Action, DirectEvent, LogEntry},
+};
 
 /// An app's own rendering of the events of one collection, typically HTML patches.
 ///
@@ -34,6 +37,23 @@ use crate::event::{Action, DirectEvent, LogEntry};
 /// collector sends nothing but the event's cursor, so the page still resumes after it.
 /// A renderer that panics is treated as returning `None`.
 pub type Renderer = Arc<dyn Fn(&LogEntry) -> Option<EventCollector> + Send + Sync>;
+
+/// Which rendering of an event a stream gets, e.g. `"owner"` or `"other"`: streams
+/// with equal keys share one rendering. Keep the set of keys small (see
+/// [`MAX_CACHED_VIEWS`]).
+pub type ViewKey = Arc<str>;
+
+/// The view key of a stream's principal for an event (`datastar_renderer_per_view`).
+/// A key function that panics gives the empty key.
+pub type ViewKeyFn = Arc<dyn Fn(&Principal, &LogEntry) -> ViewKey + Send + Sync>;
+
+/// A renderer that also gets the view key it renders for; otherwise as [`Renderer`].
+pub type ViewRenderer = Arc<dyn Fn(&LogEntry, &str) -> Option<EventCollector> + Send + Sync>;
+
+/// Distinct view keys whose renderings one event caches; a further key is rendered for
+/// each stream that has it, uncached. Keys are meant to be a handful of roles, so this
+/// is never reached by a sane key function; it only bounds one that keys per user.
+pub const MAX_CACHED_VIEWS: usize = 16;
 
 /// Encodes one log event as SSE bytes: its Datastar events, then an SSE event holding
 /// only `id: <cursor>`, which closes the group (see [`EventCollector::render`] for why
@@ -43,6 +63,17 @@ pub type Renderer = Arc<dyn Fn(&LogEntry) -> Option<EventCollector> + Send + Syn
 /// otherwise. The result is meant to be computed once per log event and shared by every
 /// stream that receives it.
 pub fn encode_event(event: &LogEntry, cursor: &str, renderer: Option<&Renderer>) -> Bytes {
+    encode_rendered(event, cursor, renderer.map(|r| &**r as RenderFn<'_>))
+}
+
+type RenderFn<'a> = &'a (dyn Fn(&LogEntry) -> Option<EventCollector> + Send + Sync);
+
+/// [`encode_event`] for any render function (a [`ViewRenderer`] bound to its key).
+pub(crate) fn encode_rendered(
+    event: &LogEntry,
+    cursor: &str,
+    renderer: Option<RenderFn<'_>>,
+) -> Bytes {
     let rendered = renderer.and_then(|render| {
         // One event's renderer bug must not take down delivery for every stream.
         catch_unwind(AssertUnwindSafe(|| render(event))).unwrap_or_else(|_| {

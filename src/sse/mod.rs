@@ -51,7 +51,7 @@ pub use datastar::consts::ElementPatchMode;
 pub(crate) use endpoint::{handler, parse_topics};
 pub use error::{Field, SseError};
 pub use hooks::{Snapshot, SnapshotReason, SnapshotRequest};
-pub use mapping::{Renderer, default_mapping};
+pub use mapping::{MAX_CACHED_VIEWS, Renderer, ViewKey, ViewKeyFn, ViewRenderer, default_mapping};
 pub(crate) use mapping::{encode_cursor, encode_event, keep_alive};
 pub(crate) use state::SseState;
 pub use stream::StreamError;

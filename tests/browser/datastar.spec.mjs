@@ -310,6 +310,29 @@ test('a note handed to another user leaves its page and enters theirs', { skip }
   }
 });
 
+// The todos renderer keys its HTML by viewer: one event, rendered once for the owner
+// and once for everyone else, so only the owner's page shows the "yours" badge.
+test('a todo shows its owner-only badge on its owner\'s page only', { skip }, async () => {
+  const ann = await openPageAs('ann');
+  const bob = await openPageAs('bob');
+  try {
+    const todo = await server.api('POST', '/api/todos', 'ann', { title: 'ann\'s own' });
+    const onAnn = ann.page.locator(`#todo-${todo.id}`);
+    const onBob = bob.page.locator(`#todo-${todo.id}`);
+    await onAnn.waitFor({ timeout: SHOWS_UP });
+    await onBob.waitFor({ timeout: SHOWS_UP });
+    assert.equal(await onAnn.locator('.yours').count(), 1);
+    assert.equal(await onBob.locator('.yours').count(), 0);
+    assert.equal(await onBob.locator('.title').textContent(), 'ann\'s own');
+    for (const { page: opened } of [ann, bob]) {
+      assert.equal(await opened.evaluate(() => window.__sameDocument), true, 'no reload');
+    }
+  } finally {
+    await ann.context.close();
+    await bob.context.close();
+  }
+});
+
 test('after a restart the page reconnects and catches up on what it missed', { skip }, async () => {
   const port = new URL(server.base).port;
   await server.stop();

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::registration::{Guard, Registration};
 use crate::{
-    auth::unix_now,
+    auth::{Principal, unix_now},
     close::Closer,
     event::Event,
     hub::Delivery,
@@ -42,6 +42,9 @@ pub(super) struct Live {
     shutdown: CancellationToken,
     expires: Option<Instant>,
     datastar: Arc<DatastarHooks>,
+    /// Whose stream this is: picks the view of a per-view renderer (the renderings
+    /// themselves are cached on the event, not here).
+    principal: Arc<Principal>,
     initial: VecDeque<Chunk>,
     /// Logged events up to this seq were written at the start; queued copies are
     /// skipped.
@@ -80,6 +83,7 @@ impl Live {
             shutdown: state.shutdown,
             expires,
             datastar: state.datastar,
+            principal,
             initial,
             skip_upto,
             deliveries,
@@ -100,7 +104,7 @@ impl Live {
     }
 
     fn encode(&self, event: &Event) -> Bytes {
-        self.datastar.sse_bytes(event)
+        self.datastar.sse_bytes(event, &self.principal)
     }
 
     fn push(&self, delivery: &Delivery, out: &mut BytesMut) {

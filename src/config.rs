@@ -286,11 +286,15 @@ pub struct ConnectionConfig {
     pub max_connections: usize,
     /// Open WebSocket connections and SSE streams (together) per user (`sub`); more
     /// are refused with HTTP 429 when the user is known before the upgrade (bearer
-    /// header, SSE), else closed 4029 at the `auth` frame. Default: 64.
+    /// header, SSE), else closed 4029 at the `auth` frame. Default: 10000, the node's
+    /// capacity (see `docs/security.md`, "Defaults sized for a proxy"); lower it when
+    /// users should not hold many tabs or devices at once.
     pub max_connections_per_user: usize,
     /// Open WebSocket connections and SSE streams (together) per client IP address;
     /// more are refused with HTTP 429. Needs the peer address, which
-    /// [`Realtime::serve`](crate::Realtime::serve) provides. Default: 512.
+    /// [`Realtime::serve`](crate::Realtime::serve) provides. Default: 10000, so one
+    /// reverse proxy (one address for every client) can fill the node; lower it when
+    /// clients connect directly.
     pub max_connections_per_ip: usize,
     /// WebSocket read buffer in bytes (kept small: it stays resident). Default: 4096.
     pub read_buffer_size: usize,
@@ -350,8 +354,8 @@ impl Default for ConnectionConfig {
             write_timeout: Duration::from_secs(10),
             max_connection_age: None,
             max_connections: 10_000,
-            max_connections_per_user: 64,
-            max_connections_per_ip: 512,
+            max_connections_per_user: 10_000,
+            max_connections_per_ip: 10_000,
             read_buffer_size: 4096,
             write_buffer_size: 4096,
             max_glob_subscriptions: 20,
@@ -593,10 +597,12 @@ pub struct TransportConfig {
     /// 431. Default: 16384.
     pub max_header_bytes: usize,
     /// Open sockets per client IP address; more are answered 429 with `Retry-After`
-    /// and closed. Default: 1024.
+    /// and closed. Default: 16384 (a node's connections plus room for plain requests,
+    /// all through one reverse proxy); lower it when clients connect directly.
     pub max_sockets_per_ip: usize,
     /// New sockets per second per client IP address (bursts of twice that); more are
-    /// answered 429 with `Retry-After` and closed. Default: 20.
+    /// answered 429 with `Retry-After` and closed. Default: 5000 (a proxy reconnecting
+    /// a node's clients after a restart); lower it when clients connect directly.
     pub connects_per_second_per_ip: u32,
     /// Keys (IP addresses, users) a rate limiter remembers before it prunes the ones
     /// whose budget is full again without waiting for `prune_interval`. Default: 100000.
@@ -612,8 +618,8 @@ impl Default for TransportConfig {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_header_bytes: 16 * 1024,
-            max_sockets_per_ip: 1024,
-            connects_per_second_per_ip: 20,
+            max_sockets_per_ip: 16_384,
+            connects_per_second_per_ip: 5_000,
             max_tracked_keys: 100_000,
             prune_interval: Duration::from_secs(30),
         }

@@ -53,6 +53,18 @@ async fn flood(server: &TestServer, canary: &mut Client, count: usize) {
     }
 }
 
+/// A WebSocket subscribed to `todos` over a small receive buffer, for a client that
+/// will read nothing after `subscribed`.
+async fn stalled_ws_client(server: &TestServer) -> RawWs {
+    let mut stalled =
+        RawWs::authenticated(server.addr, &token("stalled"), Some(SMALL_RCVBUF)).await;
+    stalled
+        .send_json(json!({"type": "subscribe", "id": "s", "pattern": "todos"}))
+        .await;
+    assert_eq!(stalled.recv_json().await["type"], "subscribed");
+    stalled
+}
+
 /// A Datastar stream on `todos` over a small receive buffer, for a client that will
 /// not read past the response head.
 async fn stalled_sse_client(server: &TestServer) -> tokio::net::TcpStream {
@@ -91,12 +103,7 @@ fn configure(config: &mut tidings::Config) {
 async fn a_websocket_client_that_stops_reading_is_closed_within_the_deadline() {
     let server = TestServer::start(Backend::Sqlite, configure).await;
     let mut canary = canary(&server).await;
-    let mut stalled =
-        RawWs::authenticated(server.addr, &token("stalled"), Some(SMALL_RCVBUF)).await;
-    stalled
-        .send_json(json!({"type": "subscribe", "id": "s", "pattern": "todos"}))
-        .await;
-    assert_eq!(stalled.recv_json().await["type"], "subscribed");
+    let mut stalled = stalled_ws_client(&server).await;
     // From here on the stalled client reads nothing.
     flood(&server, &mut canary, 40).await;
     let flooded = Instant::now();
@@ -176,12 +183,7 @@ async fn shutdown_does_not_wait_for_a_client_that_stops_reading() {
     })
     .await;
     let mut canary = canary(&server).await;
-    let mut stalled =
-        RawWs::authenticated(server.addr, &token("stalled"), Some(SMALL_RCVBUF)).await;
-    stalled
-        .send_json(json!({"type": "subscribe", "id": "s", "pattern": "todos"}))
-        .await;
-    assert_eq!(stalled.recv_json().await["type"], "subscribed");
+    let _stalled = stalled_ws_client(&server).await;
     let stalled_sse = stalled_sse_client(&server).await;
     flood(&server, &mut canary, 40).await;
     let started = Instant::now();

@@ -31,7 +31,7 @@ use std::{
 
 use globset::{Candidate, Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use tidings::{
-    __private::{Closer, Delivery, Hub, Receiver},
+    __private::{Closer, Delivery, Hub, Inbox, Receiver},
     Metrics, Pattern, Principal, demo,
 };
 use tokio::sync::mpsc;
@@ -127,7 +127,7 @@ fn load_hub(texts: &[String]) -> Loaded {
                 expires_at: None,
                 claims: serde_json::Value::Null,
             }),
-            queue,
+            inbox: Inbox::Queue(queue),
             closer: Closer::default(),
         });
         let pattern = Pattern::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));

@@ -32,7 +32,7 @@ use crate::{
         EventCollector, Renderer, SnapshotRequest, SseState, ViewKeyFn, ViewRenderer,
         hooks::{DatastarHooks, PerView},
     },
-    ws::{Origins, WsState},
+    ws::{Origins, Writers, WsState},
 };
 
 /// Why `RealtimeBuilder::build` failed.
@@ -329,6 +329,7 @@ impl RealtimeBuilder {
                 broker_health,
                 shutdown,
                 tasks,
+                writers: Arc::default(),
                 origins,
                 limits,
                 presence,
@@ -386,6 +387,8 @@ struct Inner {
     broker_health: Arc<HealthBoard>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// Write events to the WebSockets (`ws::writers`).
+    writers: Arc<Writers>,
     origins: Arc<Origins>,
     limits: Arc<NodeLimits>,
     presence: Arc<PresenceNode>,
@@ -600,6 +603,7 @@ impl Realtime {
             presence: inner.presence.clone(),
             shutdown: inner.shutdown.clone(),
             tasks: inner.tasks.clone(),
+            writers: inner.writers.clone(),
         }
     }
 

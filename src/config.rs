@@ -250,6 +250,9 @@ pub struct ConnectionConfig {
     pub max_message_size: usize,
     /// Outbound frames queued per connection before it is closed 4008. Default: 1024.
     pub send_queue_capacity: usize,
+    /// Outbound bytes queued per WebSocket connection (events not yet taken by its
+    /// socket) before it is closed 4008. Default: 1 MiB.
+    pub send_queue_bytes: usize,
     /// Subscriptions per connection. Default: 100.
     pub max_subscriptions: usize,
     /// Server ping interval. Default: 25 s.
@@ -345,6 +348,7 @@ impl Default for ConnectionConfig {
         Self {
             max_message_size: 64 * 1024,
             send_queue_capacity: 1024,
+            send_queue_bytes: 1024 * 1024,
             max_subscriptions: 100,
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(10),
@@ -713,6 +717,7 @@ impl Config {
             ("connection.max_glob_wildcards", c.max_glob_wildcards),
             ("connection.max_glob_length", c.max_glob_length),
             ("connection.send_queue_capacity", c.send_queue_capacity),
+            ("connection.send_queue_bytes", c.send_queue_bytes),
             ("connection.max_subscriptions", c.max_subscriptions),
             ("connection.max_connections", c.max_connections),
             ("log.ring_capacity", self.log.ring_capacity),

@@ -10,6 +10,10 @@ use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tokio_tungstenite::tungstenite::protocol::frame::{
+    FrameHeader,
+    coding::{Data, OpCode},
+};
 
 use crate::access::View;
 
@@ -328,8 +332,12 @@ pub struct Event {
     /// The last WebSocket frame built and the `subs` it was built for. Receivers of
     /// one event mostly carry the same subscription ids (every tab subscribes `s1` to
     /// `todos:*`), so they share one buffer instead of each building a copy.
-    last_frame: Mutex<Option<(Vec<Arc<str>>, Bytes)>>,
+    last_frame: Mutex<Option<EncodedFrame>>,
 }
+
+/// A complete WebSocket frame for the subscription ids it names, and the length of its
+/// header (the JSON text follows it).
+type EncodedFrame = (Vec<Arc<str>>, Bytes, usize);
 
 /// Either a logged event or a direct one.
 #[derive(Debug)]
@@ -563,24 +571,47 @@ impl Event {
 
     /// Writes the full frame for a connection whose matching subscriptions are `subs`.
     pub fn frame(&self, subs: &[Arc<str>]) -> Bytes {
+        let (wire, header) = self.encoded(subs);
+        wire.slice(header..)
+    }
+
+    /// [`Event::frame`] as a complete WebSocket text frame (the server's frames are
+    /// not masked, so every receiver gets the same bytes): what the fan-out appends to
+    /// a WebSocket's outbound queue.
+    pub fn wire_frame(&self, subs: &[Arc<str>]) -> Bytes {
+        self.encoded(subs).0
+    }
+
+    /// The WebSocket frame for `subs` and the length of its header, built once per
+    /// distinct `subs` in a row.
+    fn encoded(&self, subs: &[Arc<str>]) -> (Bytes, usize) {
         let mut last = self.last_frame.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((cached_subs, frame)) = &*last
+        if let Some((cached_subs, frame, header)) = &*last
             && cached_subs.as_slice() == subs
         {
-            return frame.clone();
+            return (frame.clone(), *header);
         }
-        let mut out = Vec::with_capacity(self.body.len() + 32 + subs.len() * 8);
-        out.extend_from_slice(br#"{"type":"event","subs":"#);
+        let mut text = Vec::with_capacity(self.body.len() + 32 + subs.len() * 8);
+        text.extend_from_slice(br#"{"type":"event","subs":"#);
         // Subscription ids are arbitrary client strings: escape them properly.
-        if serde_json::to_writer(&mut out, subs).is_err() {
-            out.extend_from_slice(b"[]");
+        if serde_json::to_writer(&mut text, subs).is_err() {
+            text.extend_from_slice(b"[]");
         }
-        out.push(b',');
+        text.push(b',');
         // `body` is a serialized JSON object without its opening brace.
-        out.extend_from_slice(&self.body);
-        let frame = Bytes::from(out);
-        *last = Some((subs.to_vec(), frame.clone()));
-        frame
+        text.extend_from_slice(&self.body);
+        let mut wire = Vec::with_capacity(text.len() + 10);
+        // Writing into a Vec cannot fail.
+        let header = FrameHeader {
+            opcode: OpCode::Data(Data::Text),
+            ..FrameHeader::default()
+        };
+        let _ = header.format(text.len() as u64, &mut wire);
+        let header = wire.len();
+        wire.extend_from_slice(&text);
+        let frame = Bytes::from(wire);
+        *last = Some((subs.to_vec(), frame.clone(), header));
+        (frame, header)
     }
 }
 

@@ -135,11 +135,12 @@ pub mod __private {
     };
     pub use crate::close::Closer;
     pub use crate::event::{DirectEvent, Event, Recipients};
-    pub use crate::hub::{Delivery, Hub, Receiver};
+    pub use crate::hub::{Delivery, Hub, Inbox, Receiver};
     pub use crate::log::RelaySignal;
     pub use crate::presence::wire::{PresenceEntry, PresenceUpdate};
     pub use crate::sse::mapping::{
         direct_mapping, encode_cursor, encode_event, keep_alive, reset_signals,
     };
     pub use crate::ws::echo::echo_router;
+    pub use crate::ws::outbound::Outbound;
 }

@@ -215,6 +215,10 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
         "TIDINGS_SEND_QUEUE_CAPACITY",
         &mut c.connection.send_queue_capacity,
     )?;
+    env_parse(
+        "TIDINGS_SEND_QUEUE_BYTES",
+        &mut c.connection.send_queue_bytes,
+    )?;
     env_parse("TIDINGS_MAX_CONNECTIONS", &mut c.connection.max_connections)?;
     env_duration("TIDINGS_WRITE_TIMEOUT", &mut c.connection.write_timeout)?;
     if env("TIDINGS_MAX_CONNECTION_AGE").is_some() {

@@ -96,6 +96,7 @@ fn configure(config: &mut tidings::Config) {
     config.connection.write_timeout = DEADLINE;
     // Large queues: a queue overflow (4008 too) must not be what ends the client.
     config.connection.send_queue_capacity = 100_000;
+    config.connection.send_queue_bytes = 1 << 30;
     config.sse.queue_capacity = 100_000;
 }
 

@@ -39,7 +39,7 @@ use tokio::sync::mpsc;
 pub(crate) use self::registry::{ReceiverKey, ReceiverKind};
 pub use self::{
     budget::{GlobLimits, SubscribeError},
-    registry::Receiver,
+    registry::{Inbox, Receiver},
 };
 use self::{
     index::SubscriptionIndex,
@@ -498,23 +498,25 @@ impl Hub {
 
     /// Queues without waiting; false (and the receiver is told) when its queue is full.
     fn offer(&self, receiver: &Receiver, event: &Arc<Event>, subs: Vec<Arc<str>>) -> bool {
-        let delivery = Delivery {
-            event: event.clone(),
-            subs,
+        let offered = match &receiver.inbox {
+            Inbox::Socket(outbound) => outbound.push(event.wire_frame(&subs)).is_ok(),
+            Inbox::Queue(queue) => match queue.try_send(Delivery {
+                event: event.clone(),
+                subs,
+            }) {
+                // A closed queue: the receiver's task is ending; its disconnect will
+                // clean up.
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => false,
+            },
         };
-        match receiver.queue.try_send(delivery) {
-            Ok(()) => {
-                Metrics::inc(&self.metrics.events_delivered);
-                true
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                Metrics::inc(&self.metrics.queue_overflows);
-                receiver.closer.close(CloseReason::SlowConsumer);
-                false
-            }
-            // The receiver's task is ending; its disconnect will clean up.
-            Err(mpsc::error::TrySendError::Closed(_)) => true,
+        if offered {
+            Metrics::inc(&self.metrics.events_delivered);
+        } else {
+            Metrics::inc(&self.metrics.queue_overflows);
+            receiver.closer.close(CloseReason::SlowConsumer);
         }
+        offered
     }
 
     /// Continuity is lost (the log was reset or has a hole): every receiver is told to

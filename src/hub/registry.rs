@@ -9,7 +9,9 @@ use std::{
 use tokio::sync::mpsc;
 
 use super::{Delivery, budget::SubscribeError, index::is_glob};
-use crate::{auth::Principal, close::Closer, filter::Filter, topic::Pattern};
+use crate::{
+    auth::Principal, close::Closer, filter::Filter, topic::Pattern, ws::outbound::Outbound,
+};
 
 /// The hub's handle to a receiver (a WebSocket connection or an SSE stream).
 #[derive(Debug)]
@@ -18,10 +20,21 @@ pub struct Receiver {
     pub id: Arc<str>,
     /// Who it is; replaced on token refresh.
     pub principal: Arc<Principal>,
-    /// Its bounded queue.
-    pub queue: mpsc::Sender<Delivery>,
+    /// Where its events go.
+    pub inbox: Inbox,
     /// Told to close by the hub when its queue overflows or continuity is lost.
     pub closer: Closer,
+}
+
+/// Where the hub puts a receiver's events. Both are bounded: a full one ends the
+/// receiver (4008), never the fan-out.
+#[derive(Debug)]
+pub enum Inbox {
+    /// A queue the receiver's task drains (SSE streams).
+    Queue(mpsc::Sender<Delivery>),
+    /// A WebSocket's outbound queue: the event's encoded frame is appended and the
+    /// node's socket writers write it, without waking the connection's task.
+    Socket(Arc<Outbound>),
 }
 
 /// A receiver's handle inside the hub.

@@ -53,7 +53,7 @@ fn connect(hub: &Hub, id: &str, user: Option<&str>, kind: ReceiverKind, capacity
         Receiver {
             id: Arc::from(id),
             principal: principal(user),
-            queue,
+            inbox: Inbox::Queue(queue),
             closer: closer.clone(),
         },
         kind,

@@ -1,26 +1,29 @@
 //! One task per WebSocket connection: handshake, then a loop over the socket, the
-//! outbound queue, the deadlines and the close signals.
+//! deadlines and the close signals.
 //!
-//! Outbound frames are batched: everything queued is fed to the socket, then flushed
-//! once, so a burst costs one write instead of one per frame.
+//! Events do not pass through this task: the hub queues them on the connection's
+//! `Outbound` and the node's writers write them. The task steps in only when its
+//! socket does not take them at once (a slow peer), to write the rest under the write
+//! deadline.
 
 use std::{sync::Arc, time::Duration};
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
-use futures::SinkExt;
-use tokio::{sync::mpsc, time::Instant};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::{
     WsState,
     execute::Attached,
+    outbound::{DrainFailed, Outbound},
     session::{Effect, Session, SessionSettings},
-    socket::{Socket, WriteFailed, read_failure},
+    socket::{self, Socket, WriteFailed, read_failure},
     timers::{Due, Timers},
+    upgrade::Upgraded101,
 };
 use crate::{
     auth::{Principal, unix_now},
     close::{CloseReason, Closer},
-    hub::{Delivery, Receiver},
+    hub::{Inbox, Receiver},
     limits::{
         Slot,
         gauge::{self, Counted},
@@ -29,19 +32,16 @@ use crate::{
     protocol::{ClientFrame, ErrorCode, ServerFrame, parse_client_frame},
 };
 
-/// Deliveries written per flush at most, so one busy connection still reads its
-/// socket regularly.
-const MAX_BATCH: usize = 256;
-
 /// Runs a connection to its end. `token` came from the upgrade request (header or
 /// allowed query parameter), if any.
 pub(crate) async fn run(
     state: WsState,
-    socket: WebSocket,
+    stream: Upgraded101,
     token: Option<String>,
     slot: Result<Slot, CloseReason>,
 ) {
-    let mut socket = Socket::new(socket, state.config.connection.write_timeout);
+    let (mut socket, outbound) =
+        socket::open(stream, state.writers.assign(), &state.config.connection).await;
     let mut slot = match slot {
         Ok(slot) => slot,
         Err(reason) => return socket.close(reason).await,
@@ -66,7 +66,9 @@ pub(crate) async fn run(
         None => Ok((principal, reference)),
     });
     match handshake {
-        Ok((principal, reference)) => Box::pin(serve(state, socket, principal, reference)).await,
+        Ok((principal, reference)) => {
+            Box::pin(serve(state, socket, outbound, principal, reference)).await;
+        }
         Err(reason) => {
             count(&state.metrics, reason);
             socket.close(reason).await;
@@ -123,7 +125,7 @@ async fn handshake(
                             return Err(CloseReason::RateLimited);
                         }
                     }
-                    Some(Ok(Message::Binary(_))) => {
+                    Some(Ok(Message::Binary(_) | Message::Frame(_))) => {
                         send_error(socket, None, "the first frame must be auth").await;
                         return Err(CloseReason::Unauthorized);
                     }
@@ -163,20 +165,21 @@ async fn send_error(socket: &mut Socket, reference: Option<serde_json::Value>, m
 async fn serve(
     state: WsState,
     mut socket: Socket,
+    outbound: Arc<Outbound>,
     principal: Principal,
     reference: Option<serde_json::Value>,
 ) {
     let config = state.config.clone();
     let connection_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
     let principal = Arc::new(principal);
-    let (queue, mut deliveries) = mpsc::channel::<Delivery>(config.connection.send_queue_capacity);
     let closer = Closer::default();
     let key = state.hub.connect(Receiver {
         id: connection_id.clone(),
         principal: principal.clone(),
-        queue,
+        inbox: Inbox::Socket(outbound.clone()),
         closer: closer.clone(),
     });
+    let write_timeout = config.connection.write_timeout;
     let mut timers = Timers::new(
         config.connection.ping_interval,
         config.connection.ping_timeout,
@@ -220,27 +223,21 @@ async fn serve(
             let step = tokio::select! {
                 reason = closer.closed() => Err(reason),
                 () = shutdown.cancelled() => Err(CloseReason::GoingAway),
-                first = deliveries.recv() => match first {
-                    // The hub tells a receiver why before it drops its queue: that
-                    // reason wins.
-                    None => Err(closer.reason().unwrap_or(CloseReason::Normal)),
-                    Some(first) => {
-                        let batch = Box::pin(write_batch(&mut socket, first, &mut deliveries));
-                        // A close signal need not wait for a slow write to finish.
-                        tokio::select! {
-                            written = batch => written.map_err(WriteFailed::reason),
-                            reason = closer.closed() => Err(reason),
-                            () = shutdown.cancelled() => Err(CloseReason::GoingAway),
-                        }
-                    }
-                },
+                // Events the socket did not take at once: written from here, under
+                // the write deadline (which `drain` keeps from when they were
+                // parked, however often this loop turns meanwhile).
+                drained = outbound.drain(write_timeout) => drained.map_err(|failed| match failed {
+                    DrainFailed::Gone => CloseReason::Normal,
+                    DrainFailed::TimedOut => CloseReason::WriteTimeout,
+                }),
                 frames = attached.presence_frames() => match frames {
                     Ok(frames) => socket.send_all(frames).await.map_err(WriteFailed::reason),
                     Err(reason) => Err(reason),
                 },
                 message = socket.recv() => {
                     timers.heard_from_peer();
-                    Box::pin(on_message(message, &mut socket, &mut attached, &mut timers)).await
+                    let answered = on_message(message, &mut socket, &outbound, &mut attached, &mut timers);
+                    Box::pin(answered).await
                 }
                 () = tokio::time::sleep_until(timers.next()) => {
                     Box::pin(on_deadline(timers.due(Instant::now()), &mut socket, &attached)).await
@@ -258,15 +255,16 @@ async fn serve(
 
 /// Handles what the peer sent; `Err` ends the connection with that reason.
 async fn on_message(
-    message: Option<Result<Message, axum::Error>>,
+    message: Option<Result<Message, WsError>>,
     socket: &mut Socket,
+    outbound: &Outbound,
     attached: &mut Attached,
     timers: &mut Timers,
 ) -> Result<(), CloseReason> {
     let effects = match message {
         Some(Ok(Message::Text(text))) => attached.session.handle_text(&text),
         // Every frame counts against the rate; binary ones are also misuse.
-        Some(Ok(Message::Binary(_))) => attached.session.handle_binary(),
+        Some(Ok(Message::Binary(_) | Message::Frame(_))) => attached.session.handle_binary(),
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => attached.session.handle_control(),
         Some(Ok(Message::Close(_))) => {
             socket.answer_close().await;
@@ -281,11 +279,13 @@ async fn on_message(
     if let [Effect::Close(reason)] = effects.as_slice() {
         return Err(*reason);
     }
+    // Events that arrive meanwhile wait behind the answer: a `subscribed` and its
+    // replay come before the live events after them.
+    outbound.hold();
     let outcome = Box::pin(attached.execute(effects, timers)).await;
-    socket
-        .send_all(outcome.frames)
-        .await
-        .map_err(WriteFailed::reason)?;
+    let sent = socket.send_all(outcome.frames).await;
+    outbound.release();
+    sent.map_err(WriteFailed::reason)?;
     outcome.close.map_or(Ok(()), Err)
 }
 
@@ -317,30 +317,4 @@ fn jittered(age: Duration) -> Duration {
     let random = uuid::Uuid::new_v4().as_u128() as u32;
     let tenth = age / 10;
     age.saturating_sub(tenth.mul_f64(f64::from(random) / f64::from(u32::MAX)))
-}
-
-/// Feeds `first` and everything else already queued, then flushes once.
-async fn write_batch(
-    socket: &mut Socket,
-    first: Delivery,
-    deliveries: &mut mpsc::Receiver<Delivery>,
-) -> Result<(), WriteFailed> {
-    socket
-        .write(async |ws: &mut WebSocket| {
-            ws.feed(event_message(&first)).await?;
-            for _ in 1..MAX_BATCH {
-                match deliveries.try_recv() {
-                    Ok(next) => ws.feed(event_message(&next)).await?,
-                    Err(_) => break,
-                }
-            }
-            ws.flush().await
-        })
-        .await
-}
-
-fn event_message(delivery: &Delivery) -> Message {
-    // Frames are built from `serde_json` output, so they are always UTF-8.
-    let frame = delivery.event.frame(&delivery.subs);
-    Message::Text(Utf8Bytes::try_from(frame).unwrap_or_default())
 }

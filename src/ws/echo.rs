@@ -9,15 +9,15 @@
 
 use std::sync::Arc;
 
-use axum::{
-    Router,
-    extract::{State, WebSocketUpgrade, ws::Message},
-    response::Response,
-    routing::get,
-};
+use axum::{Router, extract::State, response::Response, routing::get};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::socket::{self, Socket, WriteFailed, read_failure};
+use super::{
+    Writers,
+    socket::{self, Socket, WriteFailed, read_failure},
+    upgrade::Upgrade,
+};
 use crate::{close::CloseReason, config::ConnectionConfig};
 
 #[derive(Debug, Clone)]
@@ -25,6 +25,7 @@ struct EchoState {
     config: Arc<ConnectionConfig>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    writers: Arc<Writers>,
 }
 
 /// A router with the echo endpoint at `path`, using `config`'s WebSocket settings.
@@ -34,15 +35,18 @@ pub fn echo_router(path: &str, config: ConnectionConfig, shutdown: CancellationT
         config: Arc::new(config),
         shutdown,
         tasks: TaskTracker::new(),
+        writers: Arc::default(),
     };
     Router::new().route(path, get(upgrade)).with_state(state)
 }
 
-async fn upgrade(State(state): State<EchoState>, upgrade: WebSocketUpgrade) -> Response {
+async fn upgrade(State(state): State<EchoState>, upgrade: Upgrade) -> Response {
     let tasks = state.tasks.clone();
-    socket::configure(upgrade, &state.config).on_upgrade(move |ws| {
-        let socket = Socket::new(ws, state.config.write_timeout);
-        tasks.track_future(echo(socket, state.shutdown))
+    upgrade.on_upgrade(move |stream| {
+        tasks.track_future(async move {
+            let (socket, _) = socket::open(stream, state.writers.assign(), &state.config).await;
+            echo(socket, state.shutdown).await;
+        })
     })
 }
 
@@ -56,7 +60,8 @@ async fn echo(mut socket: Socket, shutdown: CancellationToken) {
             Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
                 socket.send(message).await
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+            // Raw frames are never what a read returns.
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(()),
             Some(Ok(Message::Close(_))) => {
                 socket.answer_close().await;
                 break CloseReason::Normal;

@@ -1,20 +1,25 @@
-//! The WebSocket endpoint: the upgrade (origin check) here, the socket settings,
-//! write deadlines and close handshake in `socket`, the per-connection task in
-//! `connection`, frame decisions in `session` and their execution in `execute`.
+//! The WebSocket endpoint: the upgrade (origin check, caps) here and the handshake in
+//! `upgrade`, the socket settings, write deadlines and close handshake in `socket`,
+//! the outbound queue the fan-out writes to in `outbound` and the tasks that write it
+//! in `writers`, the per-connection task in `connection`, frame decisions in
+//! `session` and their execution in `execute`.
 //! `echo` is the conformance-test endpoint (never mounted by `Realtime::router`).
 
 mod connection;
 pub(crate) mod echo;
 mod execute;
 mod origin;
+pub(crate) mod outbound;
 mod session;
 mod socket;
 mod timers;
+mod upgrade;
+mod writers;
 
 use std::{collections::HashMap, sync::Arc};
 
 use axum::{
-    extract::{Query, State, WebSocketUpgrade},
+    extract::{Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -38,6 +43,7 @@ use crate::{
 };
 
 pub(crate) use origin::Origins;
+pub(crate) use writers::Writers;
 
 /// The parts of the gateway the WebSocket transport works with.
 #[derive(Debug, Clone)]
@@ -56,6 +62,8 @@ pub(crate) struct WsState {
     pub(crate) presence: Arc<PresenceNode>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// The tasks that write events to the sockets.
+    pub(crate) writers: Arc<Writers>,
 }
 
 /// `GET /realtime/subscribe`.
@@ -64,7 +72,7 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
     PeerIp(ip): PeerIp,
-    upgrade: WebSocketUpgrade,
+    upgrade: upgrade::Upgrade,
 ) -> Response {
     if !state.origins.allow(&headers) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
@@ -107,6 +115,6 @@ pub(crate) async fn upgrade(
         }
     };
     let tasks = state.tasks.clone();
-    socket::configure(upgrade, &state.config.connection)
-        .on_upgrade(move |socket| tasks.track_future(connection::run(state, socket, token, slot)))
+    upgrade
+        .on_upgrade(move |stream| tasks.track_future(connection::run(state, stream, token, slot)))
 }

@@ -3,27 +3,59 @@
 //! deadline on every write, read errors mapped to the close code RFC 6455 asks for,
 //! and both directions of the close handshake.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use axum::extract::{
-    WebSocketUpgrade,
-    ws::{CloseFrame, Message, Utf8Bytes, WebSocket},
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{
+        Error as WsError, Message, Utf8Bytes,
+        error::ProtocolError,
+        protocol::{CloseFrame, Role, WebSocketConfig},
+    },
 };
-use futures::SinkExt;
 
+use super::{
+    outbound::{Outbound, OutboundIo, QueueLimits},
+    upgrade::Upgraded101,
+    writers::Writer,
+};
 use crate::{close::CloseReason, config::ConnectionConfig};
+
+/// The WebSocket protocol over a connection's outbound queue.
+pub(crate) type WebSocket = WebSocketStream<OutboundIo>;
 
 /// How long a closed connection waits for the peer's close before dropping the socket.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
-/// Applies the gateway's WebSocket settings (buffer sizes, message and frame limits)
-/// to an upgrade. Every WebSocket route goes through here, so they cannot differ.
-pub(crate) fn configure(upgrade: WebSocketUpgrade, config: &ConnectionConfig) -> WebSocketUpgrade {
-    upgrade
+/// Starts the WebSocket protocol on an upgraded stream with the gateway's settings
+/// (buffer sizes, message and frame limits), its outbound side written by `writer`.
+/// Every WebSocket route goes through here, so they cannot differ.
+pub(crate) async fn open(
+    stream: Upgraded101,
+    writer: Arc<Writer>,
+    config: &ConnectionConfig,
+) -> (Socket, Arc<Outbound>) {
+    let outbound = Arc::new(Outbound::new(
+        Box::new(stream),
+        writer,
+        QueueLimits {
+            frames: config.send_queue_capacity,
+            bytes: config.send_queue_bytes,
+        },
+    ));
+    let settings = WebSocketConfig::default()
         .read_buffer_size(config.read_buffer_size)
         .write_buffer_size(config.write_buffer_size)
-        .max_message_size(config.max_message_size)
-        .max_frame_size(config.max_message_size)
+        .max_message_size(Some(config.max_message_size))
+        .max_frame_size(Some(config.max_message_size));
+    let ws = WebSocketStream::from_raw_socket(
+        OutboundIo(outbound.clone()),
+        Role::Server,
+        Some(settings),
+    )
+    .await;
+    (Socket::new(ws, config.write_timeout), outbound)
 }
 
 /// Why a write did not complete.
@@ -63,14 +95,14 @@ impl Socket {
     }
 
     /// The next message from the peer (pings are answered by tungstenite itself).
-    pub(crate) async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
-        self.inner.recv().await
+    pub(crate) async fn recv(&mut self) -> Option<Result<Message, WsError>> {
+        self.inner.next().await
     }
 
     /// Runs one write (feeds and a flush) under the deadline.
     pub(crate) async fn write<F>(&mut self, write: F) -> Result<(), WriteFailed>
     where
-        F: AsyncFnOnce(&mut WebSocket) -> Result<(), axum::Error>,
+        F: AsyncFnOnce(&mut WebSocket) -> Result<(), WsError>,
     {
         match tokio::time::timeout(self.write_timeout, write(&mut self.inner)).await {
             Ok(Ok(())) => Ok(()),
@@ -123,7 +155,7 @@ impl Socket {
             return;
         }
         let frame = CloseFrame {
-            code: reason.code(),
+            code: reason.code().into(),
             reason: Utf8Bytes::from_static(reason.text()),
         };
         let patience = match reason {
@@ -139,7 +171,7 @@ impl Socket {
         }
         let _ = tokio::time::timeout(CLOSE_LINGER, async {
             loop {
-                match self.inner.recv().await {
+                match self.inner.next().await {
                     Some(Ok(Message::Close(_))) | None => return,
                     Some(Ok(_)) => {}
                     // The stream may refuse to read after a protocol error: give the
@@ -154,18 +186,15 @@ impl Socket {
 
 /// How a failed read ends the connection (RFC 6455 section 7.4.1): a frame or message
 /// over the limit 1009, invalid UTF-8 1007, any other protocol violation 1002; an I/O
-/// error means the peer is gone. axum wraps tungstenite's error; the same tungstenite
-/// version is a direct dependency, so it is matched by type rather than by message.
-pub(crate) fn read_failure(error: &axum::Error) -> CloseReason {
-    use std::error::Error as _;
-    use tokio_tungstenite::tungstenite::{Error as WsError, error::ProtocolError};
+/// error means the peer is gone.
+pub(crate) fn read_failure(error: &WsError) -> CloseReason {
     tracing::debug!(%error, "WebSocket read failed");
-    match error.source().and_then(|e| e.downcast_ref::<WsError>()) {
+    match error {
         // The TCP connection ended without a close frame: nobody left to tell.
-        Some(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => CloseReason::Normal,
-        Some(WsError::Capacity(_)) => CloseReason::MessageTooBig,
-        Some(WsError::Utf8(_)) => CloseReason::InvalidPayload,
-        Some(WsError::Protocol(_) | WsError::AttackAttempt) => CloseReason::ProtocolError,
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => CloseReason::Normal,
+        WsError::Capacity(_) => CloseReason::MessageTooBig,
+        WsError::Utf8(_) => CloseReason::InvalidPayload,
+        WsError::Protocol(_) | WsError::AttackAttempt => CloseReason::ProtocolError,
         _ => CloseReason::Normal,
     }
 }

@@ -12,7 +12,7 @@ use crate::{
     close::Closer,
     filter::Filter,
     hooks::SubscriptionHooks,
-    hub::{Delivery, Hub, Receiver, ReceiverKey, ReceiverKind},
+    hub::{Delivery, Hub, Inbox, Receiver, ReceiverKey, ReceiverKind},
     limits::{
         Slot,
         gauge::{self, Counted},
@@ -93,7 +93,7 @@ impl Registration {
             Receiver {
                 id: id.clone(),
                 principal: principal.clone(),
-                queue,
+                inbox: Inbox::Queue(queue),
                 closer: closer.clone(),
             },
             ReceiverKind::Sse,

@@ -1,6 +1,6 @@
 //! Per-viewer HTML over the real Datastar SSE endpoint: the demo's todos renderer keys
-//! its rendering by ownership, so two users get different HTML for the same event,
-//! live and in a replay. The database plays no part in it, so SQLite only.
+//! its rendering by ownership (the owner's has the badge and the controls), so two
+//! users get different HTML for the same event, live and in a replay. The database plays no part in it, so SQLite only.
 
 mod common;
 
@@ -24,18 +24,25 @@ async fn the_owner_and_another_user_get_different_html_for_one_event() {
     let for_ann = ann.next_group().await;
     let for_bob = bob.next_group().await;
     assert_eq!(for_ann.id, for_bob.id, "one event, one cursor");
-    let item = format!(
-        "<li id=\"todo-{id}\" class=\"open\"><span class=\"title\">milk</span> \
-         <small class=\"owner\">bob</small>"
-    );
+    let shown = "<span class=\"title\">milk</span> <small class=\"owner\">bob</small>";
     assert!(
-        for_ann.text().contains(&format!("{item}</li>")),
+        for_ann
+            .text()
+            .contains(&format!("<li id=\"todo-{id}\" class=\"open\">{shown}</li>")),
         "{for_ann:?}"
     );
+    // The owner's view: the badge and the controls that call the page's actions.
     assert!(
-        for_bob.text().contains(&format!("{item} {BADGE}</li>")),
+        for_bob.text().contains(&format!("{shown} {BADGE}")),
         "{for_bob:?}"
     );
+    assert!(
+        for_bob
+            .text()
+            .contains(&format!("@delete('/demo/datastar/todos/{id}'")),
+        "{for_bob:?}"
+    );
+    assert!(!for_ann.text().contains("@delete"), "{for_ann:?}");
 
     // A replay renders by the same keys.
     let mut ann_again = server.sse_resume("ann", "todos:*", &opening.id).await;

@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// Longest accepted title or note body, in characters.
-const MAX_TEXT: usize = 10_000;
+pub(super) const MAX_TEXT: usize = 10_000;
 /// Records returned by a list at most.
 const LIST_LIMIT: u32 = 1000;
 
@@ -35,7 +35,7 @@ fn sub(principal: &Principal) -> String {
     principal.user_id.as_deref().unwrap_or_default().to_owned()
 }
 
-fn store_error(e: StoreError) -> HttpError {
+pub(super) fn store_error(e: StoreError) -> HttpError {
     match e {
         StoreError::NotFound { .. } => not_found(),
         other => {
@@ -45,11 +45,11 @@ fn store_error(e: StoreError) -> HttpError {
     }
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, HttpError> {
+pub(super) fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, HttpError> {
     serde_json::from_slice(body).map_err(|e| HttpError::bad_request(e.to_string()))
 }
 
-fn check_text(field: &str, text: &str) -> Result<(), HttpError> {
+pub(super) fn check_text(field: &str, text: &str) -> Result<(), HttpError> {
     let len = text.chars().count();
     if len == 0 || len > MAX_TEXT {
         return Err(HttpError::bad_request(format!(
@@ -59,15 +59,15 @@ fn check_text(field: &str, text: &str) -> Result<(), HttpError> {
     Ok(())
 }
 
-fn new_id() -> String {
+pub(super) fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-fn not_found() -> HttpError {
+pub(super) fn not_found() -> HttpError {
     HttpError::not_found("no such record")
 }
 
-fn forbidden() -> HttpError {
+pub(super) fn forbidden() -> HttpError {
     HttpError::forbidden("only the owner may change this record")
 }
 

@@ -1,6 +1,6 @@
 //! `GET /datastar`: the live todo list rendered on the server and kept current through
-//! the Datastar bridge, with the renderer and snapshot that make it work, the signed-in
-//! user's notes kept current by the default signal mapping, and
+//! the Datastar bridge (its HTML, renderer and snapshot are `datastar_todos.rs`), the
+//! signed-in user's notes kept current by the default signal mapping, and
 //! `POST /demo/datastar/celebrate`, which patches every open page at once with
 //! `datastar_broadcast`.
 //!
@@ -12,10 +12,7 @@
 
 use std::{
     fmt::Write as _,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 use axum::{
@@ -27,155 +24,15 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{DemoState, Note, Todo, token};
-use crate::{
-    auth::{Caller, Principal},
-    event::{Action, Cursor, LogEntry},
-    http::HttpError,
-    model::public_projection,
-    sse::{
-        ElementPatchMode, EventCollector, PatchOptions, SnapshotRequest, ViewKeyFn, ViewRenderer,
-    },
+use super::{
+    DemoState, Note, Todo,
+    datastar_todos::{LIST_LIMIT, escape, todo_form, todo_list},
+    token,
 };
+use crate::{auth::Caller, event::Cursor, http::HttpError, model::public_projection};
 
-/// Todos shown on the page at most.
-const LIST_LIMIT: u32 = 1000;
 /// Lifetime of the cookie token minted by `?sub=`.
 const COOKIE_TTL: u64 = 3600;
-
-/// Escapes text for HTML element content and double-quoted attributes.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Ids go into `id` attributes and `#todo-<id>` selectors unescaped, so only ids that
-/// are safe in both are rendered (the demo's ids are hex).
-fn safe_id(id: &str) -> Option<&str> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    ok.then_some(id)
-}
-
-/// The view key of the todos renderer: what marks a todo as the viewer's own.
-const OWNER: &str = "owner";
-
-/// One todo as `<li id="todo-<id>">`; `record` is its public projection. `mine` adds
-/// the owner-only "yours" badge.
-fn todo_item(record: &Value, mine: bool) -> Option<String> {
-    let id = safe_id(record.get("id")?.as_str()?)?;
-    let title = record.get("title").and_then(Value::as_str).unwrap_or("");
-    let done = record.get("done").and_then(Value::as_bool).unwrap_or(false);
-    let owner = record.get("owner_id").and_then(Value::as_str).unwrap_or("");
-    Some(format!(
-        "<li id=\"todo-{id}\" class=\"{class}\"><span class=\"title\">{title}</span> \
-         <small class=\"owner\">{owner}</small>{badge}</li>",
-        class = if done { "done" } else { "open" },
-        badge = if mine {
-            " <b class=\"yours\">yours</b>"
-        } else {
-            ""
-        },
-        title = escape(title),
-        owner = escape(owner),
-    ))
-}
-
-/// Whether `viewer` owns the todo `record` (a public projection).
-fn owned_by(record: &Value, viewer: Option<&str>) -> bool {
-    let owner = record.get("owner_id").and_then(Value::as_str);
-    owner.is_some() && owner == viewer
-}
-
-/// The whole list as `<ul id="todos">`, oldest first, as `viewer` sees it.
-fn todo_list(mut todos: Vec<Todo>, viewer: Option<&str>) -> String {
-    todos.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
-    let mut html = String::from("<ul id=\"todos\">");
-    for todo in &todos {
-        let record = public_projection(todo);
-        if let Some(item) = todo_item(&record, owned_by(&record, viewer)) {
-            html.push_str(&item);
-        }
-    }
-    html.push_str("</ul>");
-    html
-}
-
-/// The view key of the demo's todos renderer: `"owner"` for the todo's owner, `"other"`
-/// for everyone else. Two renderings per event at most, whatever the number of streams.
-pub fn todos_view_key() -> ViewKeyFn {
-    Arc::new(|principal: &Principal, event: &LogEntry| {
-        let mine = owned_by(&event.payload, principal.user_id.as_deref());
-        Arc::from(if mine { OWNER } else { "other" })
-    })
-}
-
-/// The demo's renderer for `todos`: a create (or a todo entering the stream's view)
-/// appends the item to `#todos`, an update morphs it, a delete (or a todo leaving the
-/// view) removes it. The owner's view has the "yours" badge. Broadcasts keep the
-/// default mapping.
-pub fn todos_renderer() -> ViewRenderer {
-    Arc::new(|event: &LogEntry, view: &str| {
-        let mine = view == OWNER;
-        let key = safe_id(event.key.as_deref()?)?;
-        let mut sse = EventCollector::new();
-        match event.action {
-            Action::Create | Action::Enter => {
-                // The stream's snapshot is read after it subscribed, so it may already
-                // hold this todo: remove first, and the append never duplicates it.
-                sse.remove_elements(&format!("#todo-{key}")).ok()?;
-                let options = PatchOptions {
-                    selector: Some("#todos".into()),
-                    mode: ElementPatchMode::Append,
-                    ..PatchOptions::default()
-                };
-                sse.patch_elements_with(&todo_item(&event.payload, mine)?, options)
-                    .ok()?;
-            }
-            Action::Update => {
-                sse.patch_elements(&todo_item(&event.payload, mine)?);
-            }
-            Action::Delete | Action::Leave => {
-                sse.remove_elements(&format!("#todo-{key}")).ok()?;
-            }
-            Action::Broadcast => return None,
-        }
-        Some(sse)
-    })
-}
-
-/// The demo's snapshot: the current list, for streams that show `todos`.
-pub async fn todos_snapshot(request: SnapshotRequest) -> Option<EventCollector> {
-    if !request.wants("todos") {
-        return None;
-    }
-    match request.store.list::<Todo>(LIST_LIMIT).await {
-        Ok(todos) => {
-            let mut sse = EventCollector::new();
-            let viewer = request.principal.user_id.as_deref();
-            sse.patch_elements(&todo_list(todos, viewer));
-            Some(sse)
-        }
-        Err(e) => {
-            // Without a snapshot a failed resume still gets the reset patch.
-            tracing::warn!(error = %e, "demo: listing todos for a snapshot failed");
-            None
-        }
-    }
-}
 
 /// The notes part of the page. Notes have no renderer: they arrive through the default
 /// mapping as `tidings.notes.<id>` signals (`null` on a delete, and on a `leave` when
@@ -248,6 +105,8 @@ fn page(title: &str, datastar_url: &str, body: &str) -> Html<String> {
          body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem; }}\n\
          li.done .title {{ text-decoration: line-through; color: #777; }}\n\
          .owner {{ color: #777; }}\n\
+         form.rename {{ display: inline; }}\n\
+         #action-error {{ color: #a00; }}\n\
          #celebration:empty {{ display: none; }}\n\
          #celebration {{ padding: .5rem 1rem; background: #fff3c4; border-radius: .5rem; }}\n\
          </style>\n</head>\n<body>\n{body}\n</body>\n</html>\n",
@@ -342,12 +201,13 @@ pub(crate) async fn show(
          {{retry: 'always', retryMaxCount: Infinity, filterSignals: {{exclude: /.*/}}}})\">\n\
          <h1>Live todos with Datastar</h1>\n\
          <p>Signed in as <b id=\"user\">{user}</b>. Todos created, changed or deleted \
-         anywhere appear here without a reload.</p>\n\
+         anywhere appear here without a reload; yours have controls.</p>\n\
          <div id=\"celebration\"></div>\n\
-         {list}\n{notes}\n</main>",
+         {form}\n{list}\n{notes}\n</main>",
         script = RENDER_NOTES,
         stream = escape(&stream),
         user = escape(user),
+        form = todo_form(),
         list = todo_list(todos.data, principal.user_id.as_deref()),
         notes = notes_section(&own_notes),
     );
@@ -407,23 +267,6 @@ pub(crate) async fn celebrate(
 mod tests {
     use super::*;
 
-    #[test]
-    fn items_escape_titles_and_refuse_odd_ids() {
-        let item = todo_item(
-            &json!({"id": "a1", "title": "<b>\"x\"</b>", "done": true, "owner_id": "ann"}),
-            false,
-        );
-        assert_eq!(
-            item.as_deref(),
-            Some(
-                "<li id=\"todo-a1\" class=\"done\"><span class=\"title\">&lt;b&gt;&quot;x&quot;&lt;/b&gt;</span> \
-                 <small class=\"owner\">ann</small></li>"
-            )
-        );
-        assert_eq!(todo_item(&json!({"id": "a\"1", "title": "x"}), true), None);
-        assert_eq!(todo_item(&json!({"id": "#a b", "title": "x"}), true), None);
-    }
-
     /// The page's stream starts at the older of its two reads, and only with a cursor
     /// that needs no escaping in the URL.
     #[test]
@@ -459,44 +302,5 @@ mod tests {
             )
         );
         assert!(!html.contains("<b>"), "{html}");
-    }
-
-    /// A todo entering a filtered stream's view is appended like a new one; one
-    /// leaving it is removed like a deleted one.
-    #[test]
-    fn the_renderer_treats_enter_as_create_and_leave_as_delete() {
-        let renderer = todos_renderer();
-        let record = json!({"id": "a1", "title": "x", "done": false, "owner_id": "ann"});
-        let render = |action, payload: &Value| {
-            let event = LogEntry::record("todos", "a1", action, payload.clone());
-            let collector = renderer(&event, "other").expect("rendered");
-            String::from_utf8(collector.render(None).to_vec()).unwrap()
-        };
-        assert_eq!(
-            render(Action::Enter, &record),
-            render(Action::Create, &record)
-        );
-        assert_eq!(
-            render(Action::Leave, &Value::Null),
-            render(Action::Delete, &record)
-        );
-        assert!(render(Action::Leave, &Value::Null).contains("#todo-a1"));
-    }
-
-    /// Only the owner's view of a todo has the badge, and only the owner gets that view.
-    #[test]
-    fn only_the_owner_sees_yours() {
-        let record = json!({"id": "a1", "title": "x", "done": false, "owner_id": "ann"});
-        let event = LogEntry::record("todos", "a1", Action::Update, record);
-        let key = todos_view_key();
-        assert_eq!(&*key(&Principal::user("ann", &[]), &event), OWNER);
-        assert_eq!(&*key(&Principal::user("bob", &[]), &event), "other");
-        assert_eq!(&*key(&Principal::anonymous(), &event), "other");
-        let render = |view| {
-            let collector = todos_renderer()(&event, view).expect("rendered");
-            String::from_utf8(collector.render(None).to_vec()).unwrap()
-        };
-        assert!(render(OWNER).contains("class=\"yours\""));
-        assert!(!render("other").contains("yours"));
     }
 }

@@ -1,10 +1,13 @@
 //! The reference server's demo app, built only on the public library API: `todos` and
 //! `notes` over REST (protocol.md section 9), demo token minting, the demo pages (the
-//! Datastar one with its renderer and snapshot), health and metrics endpoints.
+//! Datastar one with its renderer, snapshot and write actions), health and metrics
+//! endpoints.
 
 mod api;
 mod capture;
+mod datastar_actions;
 pub mod datastar_page;
+pub mod datastar_todos;
 mod models;
 mod pages;
 mod token;
@@ -16,7 +19,7 @@ use axum::{
     extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{get, patch, post},
 };
 use sqlx::migrate::Migrator;
 
@@ -79,10 +82,10 @@ pub fn configure(builder: RealtimeBuilder) -> RealtimeBuilder {
         .rules(rules())
         .datastar_renderer_per_view(
             "todos",
-            datastar_page::todos_view_key(),
-            datastar_page::todos_renderer(),
+            datastar_todos::todos_view_key(),
+            datastar_todos::todos_renderer(),
         )
-        .datastar_snapshot(datastar_page::todos_snapshot)
+        .datastar_snapshot(datastar_todos::todos_snapshot)
 }
 
 /// The SSE cookie the reference server uses in demo mode when none is configured.
@@ -128,8 +131,9 @@ pub(crate) struct DemoState {
     options: DemoOptions,
 }
 
-/// The demo routes: `/api/...`, `/demo/token`, `/`, `/datastar`,
-/// `/demo/datastar/celebrate`, `/healthz`, `/readyz`, `/metrics`.
+/// The demo routes: `/api/...`, `/demo/token`, `/`, `/datastar`, the Datastar page's
+/// actions (`/demo/datastar/todos[/{id}]`), `/demo/datastar/celebrate`, `/healthz`,
+/// `/readyz`, `/metrics`.
 pub fn router(realtime: &Realtime, options: DemoOptions) -> Router {
     let state = DemoState {
         realtime: realtime.clone(),
@@ -144,6 +148,11 @@ pub fn router(realtime: &Realtime, options: DemoOptions) -> Router {
         .route("/demo/token", post(token::mint))
         .route("/", get(pages::index))
         .route("/datastar", get(datastar_page::show))
+        .route(datastar_actions::TODOS_PATH, post(datastar_actions::add))
+        .route(
+            &format!("{}/{{id}}", datastar_actions::TODOS_PATH),
+            patch(datastar_actions::change).delete(datastar_actions::delete),
+        )
         .route("/demo/datastar/celebrate", post(datastar_page::celebrate))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))

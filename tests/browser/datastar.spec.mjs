@@ -333,6 +333,123 @@ test('a todo shows its owner-only badge on its owner\'s page only', { skip }, as
   }
 });
 
+/**
+ * A WebSocket client of `sub` subscribed to `todos:*`, in a same-origin page of
+ * `context` (the gateway refuses other origins); it keeps the events it receives.
+ */
+async function watchOverWebSocket(context, sub) {
+  const watcher = await context.newPage();
+  await watcher.goto(`${server.base}/healthz`, { timeout: SHOWS_UP });
+  await watcher.evaluate(
+    ({ url, jwt, bound }) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no subscription in time')), bound);
+        const ws = new WebSocket(url);
+        window.__events = [];
+        ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', token: jwt }));
+        ws.onerror = () => reject(new Error('WebSocket failed'));
+        ws.onmessage = (message) => {
+          const frame = JSON.parse(message.data);
+          if (frame.type === 'welcome') {
+            ws.send(JSON.stringify({ type: 'subscribe', id: 's1', pattern: 'todos:*' }));
+          } else if (frame.type === 'subscribed') {
+            clearTimeout(timer);
+            resolve();
+          } else if (frame.type === 'event') {
+            window.__events.push(frame);
+          } else if (frame.type === 'error') {
+            reject(new Error(message.data));
+          }
+        };
+      }),
+    { url: `${server.base.replace(/^http/, 'ws')}/realtime/subscribe`, jwt: token(sub), bound: SHOWS_UP },
+  );
+  return {
+    /** Waits for the `action` event of todo `key`; returns its frame. */
+    async saw(key, action) {
+      const found = await watcher.waitForFunction(
+        ([k, a]) => window.__events.find((e) => e.key === k && e.action === a),
+        [key, action],
+        { timeout: SHOWS_UP },
+      );
+      return found.jsonValue();
+    },
+  };
+}
+
+/** Waits until `locator`'s text is exactly `text`. */
+async function hasText(locator, text) {
+  await locator.filter({ hasText: new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }).waitFor({
+    timeout: SHOWS_UP,
+  });
+}
+
+// The page writes too: the owner's controls call the demo's Datastar actions
+// (@post, @patch, @delete); the answers carry no HTML, so both pages, and a WebSocket
+// client, learn of each change from their own streams.
+test('the owner adds, ticks, renames and deletes on the page; the other page and a WebSocket client follow', { skip }, async () => {
+  const ann = await openPageAs('ann');
+  const bob = await openPageAs('bob');
+  const ws = await watchOverWebSocket(bob.context, 'carl');
+  try {
+    // Add: the new todo shows up on both pages, and the input is emptied.
+    await ann.page.locator('#add input').fill("ann's <tea>");
+    await ann.page.locator('#add button').click();
+    const mine = ann.page.locator('#todos > li', { hasText: "ann's <tea>" });
+    await mine.waitFor({ timeout: SHOWS_UP });
+    const id = (await mine.getAttribute('id')).replace(/^todo-/, '');
+    await ann.page.waitForFunction(() => document.querySelector('#add input').value === '', null, {
+      timeout: SHOWS_UP,
+    });
+    const onAnn = ann.page.locator(`#todo-${id}`);
+    const onBob = bob.page.locator(`#todo-${id}`);
+    await onBob.waitFor({ timeout: SHOWS_UP });
+    assert.equal(await onBob.locator('.title').textContent(), "ann's <tea>");
+    const created = await ws.saw(id, 'create');
+    assert.equal(created.record.owner_id, 'ann');
+
+    // Only the owner has the controls.
+    for (const control of ['.tick', 'form.rename', '.delete', '.yours']) {
+      assert.equal(await onAnn.locator(control).count(), 1, `ann's ${control}`);
+    }
+    assert.equal(await onBob.locator('input, button, form, .yours').count(), 0);
+
+    // Tick.
+    await onAnn.locator('.tick').click();
+    await bob.page.locator(`#todo-${id}.done`).waitFor({ timeout: SHOWS_UP });
+    await ann.page.locator(`#todo-${id}.done`).waitFor({ timeout: SHOWS_UP });
+    assert.equal((await ws.saw(id, 'update')).record.done, true);
+
+    // Rename.
+    await onAnn.locator('form.rename input[name="title"]').fill('green tea');
+    await onAnn.locator('form.rename button').click();
+    await hasText(onBob.locator('.title'), 'green tea');
+    await hasText(onAnn.locator('.title'), 'green tea');
+
+    // An empty title is refused: the page says why, and nothing changes (Chromium
+    // logs the 400 to the console, which shows up in the output as "[page ann]").
+    await onAnn.locator('form.rename input[name="title"]').fill('');
+    await onAnn.locator('form.rename button').click();
+    await hasText(ann.page.locator('#action-error'), 'A title needs 1 to 10000 characters.');
+    assert.equal(await onBob.locator('.title').textContent(), 'green tea');
+
+    // Delete: gone from both pages and announced over the WebSocket; the next action
+    // cleared the refusal.
+    await onAnn.locator('.delete').click();
+    await onBob.waitFor({ state: 'detached', timeout: SHOWS_UP });
+    await onAnn.waitFor({ state: 'detached', timeout: SHOWS_UP });
+    await ws.saw(id, 'delete');
+    assert.equal(await ann.page.locator('#action-error').textContent(), '');
+
+    for (const { page: opened } of [ann, bob]) {
+      assert.equal(await opened.evaluate(() => window.__sameDocument), true, 'no reload');
+    }
+  } finally {
+    await ann.context.close();
+    await bob.context.close();
+  }
+});
+
 test('after a restart the page reconnects and catches up on what it missed', { skip }, async () => {
   const port = new URL(server.base).port;
   await server.stop();

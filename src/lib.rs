@@ -93,6 +93,7 @@ mod protocol;
 mod publisher;
 mod rules;
 mod serve;
+mod source;
 pub mod sse;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -120,6 +121,7 @@ pub use mutation::{MAX_MUTATION_LEN, MutationError, MutationId};
 pub use presence::{Presence, PresenceUser};
 pub use protocol::{ErrorCode, ResyncReason};
 pub use rules::{Decision, Rule, RuleFn, RuleParseError, Rules};
+pub use source::Source;
 pub use topic::{Pattern, Topic, TopicError};
 pub use write_deadline::{DeadlineIo, WriteDeadline};
 

@@ -24,12 +24,14 @@ use crate::{
     auth::{JwtVerifier, bearer_token},
     close::CloseReason,
     config::Config,
+    handlers::registry::Handlers,
     hooks::SubscriptionHooks,
     http::HttpError,
     hub::Hub,
     limits::{NodeLimits, SlotRefusal, Transport},
     log::Log,
     metrics::Metrics,
+    model::Store,
     presence::PresenceNode,
     protocol::ErrorCode,
     publisher::Publisher,
@@ -56,6 +58,9 @@ pub(crate) struct WsState {
     pub(crate) presence: Arc<PresenceNode>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// The app's handlers for client events, and the store they write through.
+    pub(crate) handlers: Arc<Handlers>,
+    pub(crate) store: Store,
 }
 
 /// `GET /realtime/subscribe`.

@@ -323,6 +323,12 @@ async fn a_timeout_or_a_panic_answers_internal_to_that_client_only() {
             ),
         );
     }
+    let failures = &server.realtime.metrics().handler_failures;
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        3,
+        "a timeout and two panics"
+    );
     // The connection keeps working, handlers included; bob saw none of it.
     ann.send(request("echo", "e", json!("still here"), "after"))
         .await;

@@ -9,7 +9,7 @@
 //! call is bounded by `handlers.timeout`; a call that passes it, or panics, answers
 //! `internal` to its client only. A connection that ends aborts its calls.
 
-use std::{collections::VecDeque, panic::AssertUnwindSafe, time::Duration};
+use std::{collections::VecDeque, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use futures::FutureExt;
 use serde_json::Value;
@@ -18,6 +18,7 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use super::{Call, CallKind, Next, Outcome};
 use crate::{
     broadcast::Prepared,
+    metrics::Metrics,
     protocol::{ErrorCode, ServerFrame},
     publisher::Publisher,
 };
@@ -37,6 +38,8 @@ pub(crate) struct RunSettings {
     pub(crate) max_pending: usize,
     pub(crate) publisher: Publisher,
     pub(crate) tasks: TaskTracker,
+    /// Counts timeouts and panics (`tidings_handler_failures_total`).
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// One connection's handler calls: the running one and those waiting behind it.
@@ -91,14 +94,20 @@ impl Calls {
 
     fn start(&mut self, job: Job) {
         let settings = &self.settings;
-        let task = answer(job, settings.timeout, settings.publisher.clone());
+        let task = answer(job, settings.clone());
         self.running = Some(AbortOnDropHandle::new(settings.tasks.spawn(task)));
     }
 }
 
 /// Runs one call through its chain and turns what it returns into the frame its
 /// client gets. Never panics: a handler's panic becomes `internal`.
-async fn answer(job: Job, timeout: Duration, publisher: Publisher) -> ServerFrame {
+async fn answer(job: Job, settings: RunSettings) -> ServerFrame {
+    let RunSettings {
+        timeout,
+        publisher,
+        metrics,
+        ..
+    } = settings;
     let Job {
         chain,
         call,
@@ -116,6 +125,7 @@ async fn answer(job: Job, timeout: Duration, publisher: Publisher) -> ServerFram
     let ran = tokio::time::timeout(timeout, AssertUnwindSafe(run).catch_unwind()).await;
     let outcome = match ran {
         Err(_) => {
+            Metrics::inc(&metrics.handler_failures);
             tracing::warn!(%topic, ?timeout, "handler timed out");
             return ServerFrame::error(
                 reference,
@@ -125,6 +135,7 @@ async fn answer(job: Job, timeout: Duration, publisher: Publisher) -> ServerFram
             );
         }
         Ok(Err(_panic)) => {
+            Metrics::inc(&metrics.handler_failures);
             tracing::error!(%topic, "handler panicked");
             return ServerFrame::error(reference, None, ErrorCode::Internal, "the handler failed");
         }

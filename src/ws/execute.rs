@@ -94,6 +94,7 @@ impl Attached {
                 max_pending: state.config.handlers.max_pending,
                 publisher: state.publisher.clone(),
                 tasks: state.tasks.clone(),
+                metrics: state.metrics.clone(),
             }),
             services: Services {
                 store: state.store.clone(),

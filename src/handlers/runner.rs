@@ -110,14 +110,16 @@ async fn answer(job: Job, settings: RunSettings) -> ServerFrame {
     } = settings;
     let Job {
         chain,
-        call,
+        mut call,
         reference,
     } = job;
     let kind = call.kind();
     // What a `Publish` outcome publishes, with its data: the client's topic and event
-    // name, mutation id and source. The data goes to the handler, not copied twice.
+    // name, mutation id and source. The data is set aside while the rest is copied,
+    // so only the handler holds it.
+    let data = call.take_data();
     let mut template = call.event_entry().clone();
-    template.payload = Value::Null;
+    *call.data_mut() = data;
     let topic = call.topic().to_string();
     // Inside the future, so a handler that panics before its first await (while the
     // chain builds its future) is caught too.

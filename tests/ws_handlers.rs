@@ -134,6 +134,41 @@ async fn a_transform_changes_what_subscribers_get_and_keeps_the_rest() {
     assert!(event["cursor"].is_string(), "a logged event: {event}");
 }
 
+#[tokio::test]
+async fn a_clients_handled_events_keep_their_order() {
+    // A handler that answers at a varying pace: calls of one connection still run one
+    // after the other, so what subscribers get is in the order it was sent.
+    let server = server(|builder| {
+        builder.on_publish("chat:*", |call: Call| async move {
+            let n = call.data()["n"].as_u64().unwrap_or(0);
+            for _ in 0..(n % 4) * 10 {
+                tokio::task::yield_now().await;
+            }
+            Ok(Outcome::Publish(call.data().clone()))
+        })
+    })
+    .await;
+    let mut ann = server.connect("ann").await;
+    let mut bob = server.connect("bob").await;
+    bob.subscribe("c", "chat:*").await;
+    let sent: Vec<u64> = (0..12).collect();
+    for &n in &sent {
+        ann.send(publish("chat:lobby", json!({"n": n}), 100 + n as u32))
+            .await;
+    }
+    for &n in &sent {
+        assert_eq!(
+            ann.recv().await,
+            json!({"type": "published", "ref": 100 + n})
+        );
+    }
+    let mut received = Vec::new();
+    for _ in &sent {
+        received.push(bob.recv_event().await["data"]["n"].as_u64().unwrap_or(99));
+    }
+    assert_eq!(received, sent);
+}
+
 backend_tests!(
     /// A handler that writes through the model layer: the write's own event is what
     /// subscribers get (durable, resumable, attributed to the client), and nothing

@@ -13,6 +13,7 @@ use crate::{
     broker::{Broker, BrokerError, BrokerHealth, MemoryBroker},
     config::{Config, ConfigError},
     db::{Db, DbError},
+    handlers::{Call, CallKind, Next, Outcome, Reject, registry::Handlers},
     hooks::SubscriptionHooks,
     hub::{GlobLimits, Hub},
     limits::NodeLimits,
@@ -62,6 +63,14 @@ pub enum BuildError {
         /// The broker's [`kind`](crate::broker::Broker::kind).
         broker: &'static str,
     },
+    /// A handler was registered with a pattern that does not parse.
+    #[error("handler pattern {pattern:?}: {source}")]
+    HandlerPattern {
+        /// The pattern as given.
+        pattern: String,
+        /// What is wrong with it.
+        source: crate::TopicError,
+    },
 }
 
 /// The brokers of this crate that carry messages between processes, which an event
@@ -92,6 +101,7 @@ pub struct RealtimeBuilder {
     broker: Option<Arc<dyn Broker>>,
     subscription_hooks: SubscriptionHooks,
     datastar: DatastarHooks,
+    handlers: Handlers,
 }
 
 impl std::fmt::Debug for RealtimeBuilder {
@@ -101,6 +111,7 @@ impl std::fmt::Debug for RealtimeBuilder {
             .field("rules", &self.rules)
             .field("subscription_hooks", &self.subscription_hooks)
             .field("datastar", &self.datastar)
+            .field("handlers", &self.handlers)
             .finish_non_exhaustive()
     }
 }
@@ -115,6 +126,7 @@ impl RealtimeBuilder {
             broker: None,
             subscription_hooks: SubscriptionHooks::default(),
             datastar: DatastarHooks::default(),
+            handlers: Handlers::default(),
         }
     }
 
@@ -221,6 +233,87 @@ impl RealtimeBuilder {
         self
     }
 
+    /// Handles clients' `publish` frames on topics matching `pattern` (`chat:*`):
+    /// instead of going straight to subscribers, the event goes through the
+    /// [`middleware`](Self::middleware) to `handler`, which may refuse it
+    /// ([`Reject`](crate::handlers::Reject): the client gets that `error`), change
+    /// its data ([`Outcome::Publish`](crate::handlers::Outcome::Publish)), or write it
+    /// through the model layer and answer [`Outcome::Done`](crate::handlers::Outcome::Done).
+    /// The collection's publish rule and the publish quota are checked first.
+    ///
+    /// The first registered pattern that matches a topic wins. A bad pattern fails
+    /// [`build`](Self::build). Calls run off the connection's read loop, one at a time
+    /// per connection, each bounded by `handlers.timeout`; see `docs/handlers.md`.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use tidings::{RealtimeBuilder, handlers::{Outcome, Reject}};
+    ///
+    /// fn chat(builder: RealtimeBuilder) -> RealtimeBuilder {
+    ///     builder.on_publish("chat:*", |mut call| async move {
+    ///         let text = call.take_data();
+    ///         let Some(text) = text.get("text").and_then(|t| t.as_str()) else {
+    ///             return Err(Reject::bad_request("a chat message needs a text"));
+    ///         };
+    ///         Ok(Outcome::Publish(json!({"text": text.trim()})))
+    ///     })
+    /// }
+    /// ```
+    pub fn on_publish<F, Fut>(mut self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(Call) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Outcome, Reject>> + Send + 'static,
+    {
+        let handler = Arc::new(move |call| handler(call).boxed());
+        self.handlers.add(CallKind::Publish, pattern, handler);
+        self
+    }
+
+    /// Answers clients' `request` frames on topics matching `pattern`: an RPC over the
+    /// socket. The handler's [`Outcome::Reply`](crate::handlers::Outcome::Reply) value
+    /// comes back as a `reply` frame with the request's `ref`; a
+    /// [`Reject`](crate::handlers::Reject) as an `error` with it. A request on a topic
+    /// without a handler is refused with `not_found`. No publish rule applies: the
+    /// handler (or a middleware) decides who may ask. Otherwise as
+    /// [`on_publish`](Self::on_publish).
+    pub fn on_request<F, Fut>(mut self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(Call) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Outcome, Reject>> + Send + 'static,
+    {
+        let handler = Arc::new(move |call| handler(call).boxed());
+        self.handlers.add(CallKind::Request, pattern, handler);
+        self
+    }
+
+    /// Adds a middleware to the chain every handled client event runs through, after
+    /// the ones added before it: logging, extra authorization, per-user quotas. It
+    /// gets the [`Call`] and the rest of the chain ([`Next`]); `next.run(call)` goes
+    /// on, returning without calling it stops the chain (a refusal, or an answer of
+    /// its own). Frames without a handler do not run it.
+    ///
+    /// ```
+    /// use tidings::{RealtimeBuilder, handlers::{Call, Next, Reject}};
+    ///
+    /// fn only_members(builder: RealtimeBuilder) -> RealtimeBuilder {
+    ///     builder.middleware(|call: Call, next: Next| async move {
+    ///         if !call.principal().has_role("member") {
+    ///             return Err(Reject::forbidden("members only"));
+    ///         }
+    ///         next.run(call).await
+    ///     })
+    /// }
+    /// ```
+    pub fn middleware<F, Fut>(mut self, middleware: F) -> Self
+    where
+        F: Fn(Call, Next) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Outcome, Reject>> + Send + 'static,
+    {
+        let middleware = Arc::new(move |call, next| middleware(call, next).boxed());
+        self.handlers.add_middleware(middleware);
+        self
+    }
+
     /// Validates the configuration, migrates the log tables and starts the relay, the
     /// ingest, the heartbeat and the presence sync. Must be called inside a Tokio
     /// runtime.
@@ -231,6 +324,12 @@ impl RealtimeBuilder {
     /// the first subscription.
     pub async fn build(self) -> Result<Realtime, BuildError> {
         self.config.validate()?;
+        if let Some((pattern, source)) = self.handlers.first_invalid() {
+            return Err(BuildError::HandlerPattern {
+                pattern: pattern.clone(),
+                source: source.clone(),
+            });
+        }
         let verifier = JwtVerifier::new(&self.config.jwt)?;
         let broker = self.broker.unwrap_or_else(|| {
             Arc::new(
@@ -335,6 +434,7 @@ impl RealtimeBuilder {
                 presence,
                 subscription_hooks: Arc::new(self.subscription_hooks),
                 datastar: Arc::new(self.datastar),
+                handlers: Arc::new(self.handlers.freeze()),
             }),
         })
     }
@@ -394,6 +494,8 @@ struct Inner {
     presence: Arc<PresenceNode>,
     subscription_hooks: Arc<SubscriptionHooks>,
     datastar: Arc<DatastarHooks>,
+    /// The app's handlers for client events.
+    handlers: Arc<Handlers>,
     /// Permits for HTTP catch-up long polls (`log.catch_up_max_waiting`).
     catch_up_waiting: Arc<tokio::sync::Semaphore>,
 }
@@ -604,6 +706,8 @@ impl Realtime {
             shutdown: inner.shutdown.clone(),
             tasks: inner.tasks.clone(),
             writers: inner.writers.clone(),
+            handlers: inner.handlers.clone(),
+            store: self.store(),
         }
     }
 

@@ -128,7 +128,8 @@ pub enum Prepared {
     Direct(DirectEvent),
 }
 
-fn validate_event_name(name: &str) -> Result<(), BroadcastError> {
+/// Event names: 1-128 characters, no control characters.
+pub(crate) fn validate_event_name(name: &str) -> Result<(), BroadcastError> {
     let len = name.chars().count();
     if (1..=MAX_EVENT_NAME_LEN).contains(&len) && !name.chars().any(char::is_control) {
         Ok(())

@@ -47,6 +47,9 @@ pub struct Config {
     pub transport: TransportConfig,
     /// What clients may publish: payload size and a quota per user.
     pub publish: PublishConfig,
+    /// The app's handlers for client events: how long a call may take, how many may
+    /// wait per connection.
+    pub handlers: HandlersConfig,
     /// How long graceful shutdown may take. Default: 10 s.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -65,6 +68,7 @@ impl Default for Config {
             presence: PresenceConfig::default(),
             transport: TransportConfig::default(),
             publish: PublishConfig::default(),
+            handlers: HandlersConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -659,6 +663,36 @@ impl Default for PublishConfig {
     }
 }
 
+/// The app's handlers for client events (`RealtimeBuilder::on_publish`,
+/// `on_request`, `middleware`; see `docs/handlers.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HandlersConfig {
+    /// How long one call (the middleware chain and the handler) may take; past it
+    /// the client gets `error` `internal` and the call is dropped. At most 5 min.
+    /// Default: 10 s.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Handled frames of one connection that may wait behind the one running (calls
+    /// of a connection run one at a time, in order); more are refused with
+    /// `rate_limited`. 1 to 1024. Default: 16.
+    pub max_pending: usize,
+}
+
+impl Default for HandlersConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            max_pending: 16,
+        }
+    }
+}
+
+/// Longest `handlers.timeout` accepted.
+const MAX_HANDLER_TIMEOUT: Duration = Duration::from_secs(300);
+/// Most `handlers.max_pending` accepted.
+const MAX_HANDLER_PENDING: usize = 1024;
+
 /// A setting outside its allowed range. Names the setting and the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {setting} = {value}: {why}")]
@@ -724,6 +758,7 @@ impl Config {
             ("log.catch_up_max_events", self.log.catch_up_max_events),
             ("sse.queue_capacity", self.sse.queue_capacity),
             ("presence.queue_capacity", self.presence.queue_capacity),
+            ("handlers.max_pending", self.handlers.max_pending),
         ];
         for &(setting, value) in positive {
             if value == 0 {
@@ -778,11 +813,26 @@ impl Config {
             ("broker.reconnect_backoff", b.reconnect_backoff),
             ("broker.reconnect_backoff_max", b.reconnect_backoff_max),
             ("presence.sync_interval", self.presence.sync_interval),
+            ("handlers.timeout", self.handlers.timeout),
         ];
         for &(setting, value) in durations {
             if value.is_zero() {
                 return fail(setting, "0s".into(), "must be positive");
             }
+        }
+        if self.handlers.timeout > MAX_HANDLER_TIMEOUT {
+            return fail(
+                "handlers.timeout",
+                format!("{:?}", self.handlers.timeout),
+                "at most 5 min",
+            );
+        }
+        if self.handlers.max_pending > MAX_HANDLER_PENDING {
+            return fail(
+                "handlers.max_pending",
+                self.handlers.max_pending.to_string(),
+                "at most 1024",
+            );
         }
         if self.sse.keep_alive > Duration::from_secs(15) {
             return fail(
@@ -923,7 +973,13 @@ mod tests {
     #[test]
     fn hardening_limits_are_checked() {
         type Edit = fn(&mut Config);
-        let cases: [(Edit, &str); 7] = [
+        let cases: [(Edit, &str); 10] = [
+            (|c| c.handlers.timeout = Duration::ZERO, "handlers.timeout"),
+            (
+                |c| c.handlers.timeout = Duration::from_secs(301),
+                "handlers.timeout",
+            ),
+            (|c| c.handlers.max_pending = 1025, "handlers.max_pending"),
             (
                 |c| c.transport.header_read_timeout = Duration::ZERO,
                 "transport.header_read_timeout",
@@ -954,10 +1010,13 @@ mod tests {
         }
         let parsed: Config = toml::from_str(
             "[transport]\nidle_timeout = \"5s\"\n[publish]\nwindow = \"10s\"\n\
+             [handlers]\ntimeout = \"2s\"\nmax_pending = 4\n\
              [[jwt.jwks]]\nissuer = \"https://idp\"\nfile = \"/k.json\"\nalgorithms = [\"EdDSA\"]",
         )
         .unwrap();
         assert_eq!(parsed.transport.idle_timeout, Duration::from_secs(5));
+        assert_eq!(parsed.handlers.timeout, Duration::from_secs(2));
+        assert_eq!(parsed.handlers.max_pending, 4);
         assert_eq!(parsed.jwt.jwks[0].algorithms, [JwtAlgorithm::EdDSA]);
         parsed.validate().unwrap();
     }

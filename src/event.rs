@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::{
     coding::{Data, OpCode},
 };
 
-use crate::access::View;
+use crate::{access::View, source::Source};
 
 /// What happened to a record, or `Broadcast` for a custom event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -136,6 +136,10 @@ pub struct LogEntry {
     /// as `"mutation"` (see [`crate::MutationId`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mutation: Option<String>,
+    /// Who caused the event (column `source`), sent to subscribers as `"source"`
+    /// (**addition**).
+    #[serde(default)]
+    pub source: Source,
     /// A connection that must not receive the event (the sender).
     pub except: Option<String>,
     /// When the event was recorded.
@@ -162,6 +166,7 @@ impl LogEntry {
             acl: Map::new(),
             previous: None,
             mutation: None,
+            source: Source::Server,
             except: None,
             ts: Utc::now(),
         }
@@ -185,6 +190,7 @@ impl LogEntry {
             acl: Map::new(),
             previous: None,
             mutation: None,
+            source: Source::Server,
             except: None,
             ts: Utc::now(),
         }
@@ -241,6 +247,13 @@ impl LogEntry {
     #[must_use]
     pub fn with_mutation(mut self, mutation: Option<crate::MutationId>) -> Self {
         self.mutation = mutation.map(crate::MutationId::into_string);
+        self
+    }
+
+    /// Says who caused the event.
+    #[must_use]
+    pub fn with_source(mut self, source: Source) -> Self {
+        self.source = source;
         self
     }
 
@@ -371,6 +384,7 @@ struct LoggedBody<'a> {
     data: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     mutation: Option<&'a str>,
+    source: &'a Source,
     ts: String,
 }
 
@@ -383,6 +397,8 @@ struct DirectBody<'a> {
     action: Action,
     event: &'a str,
     data: &'a Value,
+    /// Always the server: only the app sends to users and connections.
+    source: &'a Source,
     ts: String,
 }
 
@@ -406,6 +422,7 @@ impl Event {
             event: event.event.as_deref(),
             data: (!is_record).then_some(&event.payload),
             mutation: event.mutation.as_deref(),
+            source: &event.source,
             ts: format_ts(&event.ts),
         };
         let body = encode_body(&body);
@@ -440,6 +457,7 @@ impl Event {
             event: event.event.as_deref(),
             data: Some(&event.payload),
             mutation: event.mutation.as_deref(),
+            source: &event.source,
             ts: format_ts(&event.ts),
         };
         let body = encode_body(&body);
@@ -467,6 +485,7 @@ impl Event {
             action: Action::Broadcast,
             event: &event.event,
             data: &event.data,
+            source: &Source::Server,
             ts: format_ts(&event.ts),
         };
         let body = encode_body(&body);
@@ -655,7 +674,7 @@ mod tests {
             json!({"type": "event", "subs": ["s1"], "cursor": "e1:7", "topic": "todos:42",
                    "collection": "todos", "key": "42", "action": "update",
                    "record": {"id": "42", "done": true}, "changes": ["done"],
-                   "ts": "1970-01-01T00:00:00.000Z"})
+                   "source": {"kind": "server"}, "ts": "1970-01-01T00:00:00.000Z"})
         );
         // Same subs: the very same buffer, not a copy.
         assert_eq!(event.frame(&s1).as_ptr(), first.as_ptr());

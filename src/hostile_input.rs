@@ -49,13 +49,14 @@ fn any_json() -> impl Strategy<Value = Value> {
 
 /// A frame of one of the protocol's types, its fields any JSON.
 fn frame_like() -> impl Strategy<Value = String> {
-    const KNOWN: [&str; 6] = [
+    const KNOWN: [&str; 7] = [
         "auth",
         "subscribe",
         "unsubscribe",
         "publish",
         "presence",
         "ping",
+        "request",
     ];
     let kind = prop_oneof![
         prop::sample::select(&KNOWN[..]).prop_map(str::to_owned),

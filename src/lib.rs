@@ -50,6 +50,8 @@
 //! - [`Rules`] and [`Rule`]: who reads and who publishes each collection; [`Rules::admit`]
 //!   is the one access decision every transport asks.
 //! - [`model`]: [`Model`](model::Model), the [`Store`](model::Store) and transactions.
+//! - [`handlers`]: the app's own code for client events (`publish`, and `request`
+//!   RPCs), behind a middleware chain ([`RealtimeBuilder::on_publish`]).
 //! - [`sse`]: the Datastar bridge (rendered HTML patches over SSE).
 //! - [`broker`]: what carries doorbells between nodes (memory, Redis, NATS, Postgres
 //!   LISTEN/NOTIFY) and how a node watches it ([`Realtime::broker_status`]).
@@ -78,6 +80,7 @@ mod db;
 pub mod demo;
 mod event;
 pub mod filter;
+pub mod handlers;
 mod hooks;
 #[cfg(test)]
 mod hostile_input;
@@ -93,6 +96,7 @@ mod protocol;
 mod publisher;
 mod rules;
 mod serve;
+mod source;
 pub mod sse;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -120,6 +124,7 @@ pub use mutation::{MAX_MUTATION_LEN, MutationError, MutationId};
 pub use presence::{Presence, PresenceUser};
 pub use protocol::{ErrorCode, ResyncReason};
 pub use rules::{Decision, Rule, RuleFn, RuleParseError, Rules};
+pub use source::Source;
 pub use topic::{Pattern, Topic, TopicError};
 pub use write_deadline::{DeadlineIo, WriteDeadline};
 

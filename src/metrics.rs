@@ -48,6 +48,9 @@ pub struct Metrics {
     pub glob_refusals: AtomicU64,
     /// Resumes refused by the per-user resume rate limit.
     pub resumes_rate_limited: AtomicU64,
+    /// Handler calls for client events that timed out (`handlers.timeout`) or
+    /// panicked, each answered `internal`.
+    pub handler_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -182,6 +185,12 @@ impl Metrics {
                 "counter",
                 "Resumes refused by the per-user resume rate limit.",
                 &self.resumes_rate_limited,
+            ),
+            (
+                "tidings_handler_failures_total",
+                "counter",
+                "Handler calls for client events that timed out or panicked.",
+                &self.handler_failures,
             ),
         ];
         let mut out = String::new();

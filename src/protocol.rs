@@ -78,6 +78,20 @@ pub(crate) enum ClientFrame {
         #[serde(rename = "ref", default)]
         reference: Option<Value>,
     },
+    /// Ask the app's handler for `topic` for an answer **(addition)**: an RPC over
+    /// the socket, answered `reply` (or `error`) with the same `ref`.
+    Request {
+        /// `collection` or `collection:key`: picks the handler.
+        topic: String,
+        /// What is asked (a method name); same rules as a publish's event name.
+        event: String,
+        /// Any JSON.
+        #[serde(default)]
+        data: Value,
+        /// Echoed in the reply.
+        #[serde(rename = "ref", default)]
+        reference: Option<Value>,
+    },
 }
 
 /// Error codes of protocol.md section 3.3.
@@ -186,6 +200,14 @@ pub(crate) enum ServerFrame {
     },
     /// Reply to `publish`.
     Published {
+        /// Echo.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+    },
+    /// The answer to a `request` **(addition)**.
+    Reply {
+        /// What the handler answered.
+        data: Value,
         /// Echo.
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,
@@ -416,6 +438,23 @@ mod tests {
             j.to_text(),
             r#"{"type":"join","id":"p","topic":"chat:lobby","user_id":"ann"}"#
         );
+        let reply = ServerFrame::Reply {
+            data: json!({"n": 1}),
+            reference: Some(json!("r1")),
+        };
+        assert_eq!(
+            reply.to_text(),
+            r#"{"type":"reply","data":{"n":1},"ref":"r1"}"#
+        );
+        assert!(matches!(
+            parse_client_frame(r#"{"type":"request","topic":"todos","event":"count","ref":2}"#)
+                .unwrap(),
+            ClientFrame::Request {
+                data: Value::Null,
+                reference: Some(_),
+                ..
+            }
+        ));
         let r = ServerFrame::RefreshRequired { expires_in: 5 };
         assert_eq!(r.to_text(), r#"{"type":"refresh_required","expires_in":5}"#);
     }

@@ -140,6 +140,8 @@ pub struct Rules {
     collections: HashMap<String, CollectionRules>,
     /// Fields each collection hides, which filters may never name.
     hidden: HashMap<String, Vec<String>>,
+    /// Collections whose events from clients show the publisher's user id.
+    show_publisher: std::collections::HashSet<String>,
 }
 
 impl Rules {
@@ -173,6 +175,29 @@ impl Rules {
             fields.iter().map(|&f| f.to_owned()).collect(),
         );
         self
+    }
+
+    /// Shows the publisher's user id in the `source` of `collection`'s events that a
+    /// client caused (a `publish`, or a handler's write for one): `{"kind":"client",
+    /// "user_id":"ann"}`. By default a client event says only `{"kind":"client"}`, so
+    /// a collection where who said what is private (votes, say) reveals nothing.
+    ///
+    /// ```
+    /// use tidings::{Rule, Rules};
+    ///
+    /// let rules = Rules::new()
+    ///     .collection("chat", Rule::Authenticated, Rule::Authenticated)
+    ///     .show_publisher("chat");
+    /// # let _ = rules;
+    /// ```
+    pub fn show_publisher(mut self, collection: &str) -> Self {
+        self.show_publisher.insert(collection.to_owned());
+        self
+    }
+
+    /// Whether client events of `collection` show the publisher's user id.
+    pub fn shows_publisher(&self, collection: &str) -> bool {
+        self.show_publisher.contains(collection)
     }
 
     /// The collections with hidden fields, and those fields.

@@ -88,6 +88,8 @@ export interface RealtimeClientOptions {
   queueLimit?: number;
   /** Smallest wait (ms) after close code 4029. Default 30000. */
   rateLimitDelay?: number;
+  /** How long `request()` waits for its `reply` by default (ms). Default 15000. */
+  requestTimeout?: number;
   /** WebSocket constructor to use (tests, non-browser runtimes). Default globalThis.WebSocket. */
   WebSocket?: new (url: string) => WebSocketLike;
   /** Timer functions to use (tests). Default the global ones and Date.now. */
@@ -169,9 +171,17 @@ export interface RealtimeEvent<R = Record<string, unknown>, D = unknown> {
    * Rust, `publish(..., { mutation })` here. Absent when none was given.
    */
   mutation?: string;
+  /**
+   * Who caused the event (addition): the server, or a client (with its user id where
+   * the collection shows publishers).
+   */
+  source?: RealtimeEventSource;
   ts: string;
   [field: string]: unknown;
 }
+
+/** Who caused an event: `{kind: "server"}` or `{kind: "client", user_id?}`. */
+export type RealtimeEventSource = { kind: "server" } | { kind: "client"; user_id?: string };
 
 export interface WelcomeFrame {
   type: "welcome";
@@ -362,6 +372,12 @@ export declare class RealtimeClient {
   publish(topic: string, event: string, data?: unknown, options?: { mutation?: string }): Promise<PublishedFrame>;
   /** Who is on a topic, without subscribing; rejects with a RealtimeError (e.g. `forbidden`, `disconnected`). */
   presence(topic: string): Promise<PresenceFrame>;
+  /**
+   * Asks the app's handler for `topic` (addition): settles with the `reply` frame's
+   * `data`, or rejects with a RealtimeError (the server's code, `timeout`,
+   * `disconnected`, `closed`). `options.timeout` (ms) defaults to `requestTimeout`.
+   */
+  request<T = unknown>(topic: string, event: string, data?: unknown, options?: { timeout?: number }): Promise<T>;
   /** Reconnect now if an attempt is waiting (not before a 4029 wait is over). */
   reconnect(): void;
   /** Closes for good. */

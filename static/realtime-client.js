@@ -28,6 +28,7 @@ const DEFAULTS = {
   connectTimeout: 10000,
   queueLimit: 100,
   rateLimitDelay: 30000,
+  requestTimeout: 15000,
 };
 
 /**
@@ -286,6 +287,42 @@ export class RealtimeClient {
     });
   }
 
+  /**
+   * Asks the app's handler for `topic` (an RPC over the socket): sends a `request`
+   * frame and settles with the `data` of the server's `reply`, or rejects with a
+   * RealtimeError: the server's error code (`not_found` when no handler answers
+   * requests on the topic, `internal` when the handler failed or timed out, or the
+   * handler's own), `disconnected` (not connected, or the connection was lost before
+   * the answer: the request may or may not have run), `timeout` (no answer within
+   * `options.timeout`, default the client's `requestTimeout`, 15 s), `closed`.
+   */
+  request(topic, event, data = null, options = {}) {
+    if (this._closed) return Promise.reject(new RealtimeError("closed", "RealtimeClient is closed"));
+    if (!this._connected) return Promise.reject(new RealtimeError("disconnected", "not connected; ask again once connected"));
+    const timeout = options && options.timeout !== undefined ? options.timeout : this._opts.requestTimeout;
+    if (!(timeout > 0)) return Promise.reject(new RangeError("RealtimeClient.request: timeout must be > 0"));
+    return new Promise((resolve, reject) => {
+      const frame = { type: "request", topic, event, data: data === undefined ? null : data };
+      let timer = null;
+      const settle = (fn) => (value) => {
+        if (timer !== null) this._clearTimeout(timer);
+        timer = null;
+        fn(value);
+      };
+      const pending = { kind: "request", resolve: settle(resolve), reject: settle(reject) };
+      const ref = this._request(frame, pending);
+      if (!this._pending.has(String(ref))) {
+        return reject(new RealtimeError("disconnected", "the connection closed before the request was sent"));
+      }
+      timer = this._setTimeout(() => {
+        timer = null;
+        // A late answer finds nothing pending and is dropped.
+        this._pending.delete(String(ref));
+        reject(new RealtimeError("timeout", `no reply within ${timeout} ms`, { ref }));
+      }, timeout);
+    });
+  }
+
   /** Closes the connection for good; pending calls reject with code "closed". */
   close() {
     if (this._closed) return;
@@ -513,6 +550,11 @@ export class RealtimeClient {
         if (p && p.resolve) p.resolve(msg);
         return;
       }
+      case "reply": {
+        const p = this._takePending(msg.ref);
+        if (p && p.kind === "request") p.resolve(msg.data === undefined ? null : msg.data);
+        return;
+      }
       case "presence":
         return this._onPresenceFrame(msg);
       case "join":
@@ -635,6 +677,7 @@ export class RealtimeClient {
     switch (p.kind) {
       case "publish":
       case "presence":
+      case "request":
         return p.reject(err);
       case "unsubscribe":
         return p.resolve(msg);
@@ -746,6 +789,7 @@ export class RealtimeClient {
       if (p.kind === "publish") p.reject(new RealtimeError("disconnected", "connection lost before the server answered; the publish may or may not have happened"));
       else if (p.kind === "unsubscribe") p.resolve(null);
       else if (p.kind === "presence") p.reject(new RealtimeError("disconnected", "connection lost before the server answered; ask again"));
+      else if (p.kind === "request") p.reject(new RealtimeError("disconnected", "connection lost before the server answered; the request may or may not have run"));
     }
     this._pending.clear();
     for (const sub of this._subs.values()) sub._sentOn = 0;
@@ -803,7 +847,7 @@ export class RealtimeClient {
   _finish(code, reason, err) {
     this._closed = true;
     const closedErr = new RealtimeError("closed", `RealtimeClient closed: ${reason}`, { closeCode: code, reason });
-    for (const p of this._pending.values()) if (p.kind === "publish") p.reject(closedErr);
+    for (const p of this._pending.values()) if (p.kind === "publish" || p.kind === "request") p.reject(closedErr);
     this._pending.clear();
     this._detach();
     this._clear("retry");

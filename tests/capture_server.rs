@@ -117,19 +117,21 @@ backend_tests!(
         })
         .collect();
         let note = |body: &str| json!({"id": "n1", "body": body, "owner_id": "ann"});
+        // Writes captured from plain SQL are the app's, not a client's.
+        let server = json!({"kind": "server"});
         assert_eq!(
             events,
             [
                 json!({"topic": "notes:n1", "collection": "notes", "key": "n1", "action": "create",
-                       "record": note("from psql"), "changes": null}),
+                       "record": note("from psql"), "changes": null, "source": server}),
                 json!({"topic": "notes:n1", "collection": "notes", "key": "n1", "action": "update",
-                       "record": note("edited"), "changes": ["body"]}),
+                       "record": note("edited"), "changes": ["body"], "source": server}),
                 json!({"topic": "notes:n1", "collection": "notes", "key": "n1", "action": "delete",
-                       "record": note("edited"), "changes": null}),
+                       "record": note("edited"), "changes": null, "source": server}),
                 json!({"topic": "todos:t1", "collection": "todos", "key": "t1", "action": "create",
                        "record": {"id": "t1", "title": "milk", "done": false, "owner_id": "bob",
                                   "created_at": "2026-11-30T05:00:00Z"},
-                       "changes": null}),
+                       "changes": null, "source": server}),
             ]
         );
     }

@@ -521,6 +521,7 @@ fn own_sql_event(id: &str) -> LogEntry {
         acl: Map::new(),
         previous: None,
         mutation: None,
+        source: Default::default(),
         except: None,
         ts: Utc::now(),
     }

@@ -35,6 +35,7 @@ fn event(action: Action, key: Option<&str>, name: Option<&str>, payload: Value) 
         acl: Map::new(),
         previous: None,
         mutation: None,
+        source: Default::default(),
         except: None,
         ts: DateTime::UNIX_EPOCH,
     }

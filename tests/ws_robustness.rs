@@ -78,7 +78,21 @@ async fn frames_beyond_the_rate_are_refused() {
 
 #[tokio::test]
 async fn a_slow_consumer_is_closed_4008_and_others_keep_receiving() {
-    let server = TestServer::start(Backend::Sqlite, |c| c.connection.send_queue_capacity = 4).await;
+    slow_consumer_is_closed_4008(|c| c.connection.send_queue_capacity = 4).await;
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_closed_4008_by_the_bytes_it_has_queued() {
+    // Room for 1,000 frames but only 600 KiB: two of the 256 KiB events fit.
+    slow_consumer_is_closed_4008(|c| {
+        c.connection.send_queue_capacity = 1000;
+        c.connection.send_queue_bytes = 600 * 1024;
+    })
+    .await;
+}
+
+async fn slow_consumer_is_closed_4008(configure: fn(&mut tidings::Config)) {
+    let server = TestServer::start(Backend::Sqlite, configure).await;
     let mut fast = server.connect("fast").await;
     fast.subscribe("s", "todos").await;
     let mut slow = server.connect("slow").await;
@@ -104,10 +118,7 @@ async fn a_slow_consumer_is_closed_4008_and_others_keep_receiving() {
         let event = fast.recv_event().await;
         assert_eq!(event["data"]["n"], n);
     }
-    assert!(
-        overflowed(),
-        "200 large events never overflowed a queue of 4"
-    );
+    assert!(overflowed(), "200 large events never overflowed the queue");
     // The slow client now reads: the events that were in flight, then the 4008 close.
     assert_eq!(slow.ended().await, Ended::Code(4008));
     // The fast client is still connected and receiving.

@@ -65,13 +65,15 @@ pub async fn migrate(db: &Db) -> Result<(), SetupError> {
 }
 
 /// The demo's rules: todos for every authenticated user, notes for their owner only,
-/// and a `chat` collection any authenticated user may publish to.
+/// and a `chat` collection any authenticated user may publish to, whose events say
+/// who sent them (`source.user_id`).
 pub fn rules() -> Rules {
     Rules::new()
         .collection("todos", Rule::Authenticated, Rule::Authenticated)
         .collection("notes", Rule::Owner("owner_id".into()), Rule::Deny)
         .hidden("notes", <Note as crate::model::Model>::hidden_fields())
         .collection("chat", Rule::Authenticated, Rule::Authenticated)
+        .show_publisher("chat")
 }
 
 /// Everything the demo registers on the gateway: its rules, the `todos` renderer and

@@ -90,6 +90,7 @@ fn record(collection: &str, key: Option<&str>) -> LogEntry {
         acl: Map::new(),
         previous: None,
         mutation: None,
+        source: Default::default(),
         except: None,
         ts: chrono::DateTime::UNIX_EPOCH,
     }

@@ -7,11 +7,11 @@ use sqlx::{Database, Encode, PgConnection, SqliteConnection, Type, query::Query,
 use crate::event::LogEntry;
 
 const SQLITE_INSERT: &str = "INSERT INTO realtime_outbox \
-     (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at, previous, mutation) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at, previous, mutation, source) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const POSTGRES_INSERT: &str = "INSERT INTO realtime_outbox \
-     (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at, previous, mutation) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+     (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at, previous, mutation, source) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
 /// Inserts `event` as an unsequenced outbox row on SQLite.
 pub(crate) async fn insert_sqlite(
@@ -32,7 +32,7 @@ pub(crate) async fn insert_postgres(conn: &mut PgConnection, event: &LogEntry) -
     Ok(())
 }
 
-/// Binds the eleven insert parameters in column order, on either backend.
+/// Binds the twelve insert parameters in column order, on either backend.
 fn bind_event<'q, DB>(
     query: Query<'q, DB, DB::Arguments>,
     event: &LogEntry,
@@ -41,6 +41,7 @@ where
     DB: Database,
     for<'t> &'t str: Encode<'t, DB> + Type<DB>,
     for<'t> Option<&'t str>: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
     for<'t> Json<&'t Value>: Encode<'t, DB> + Type<DB>,
     for<'t> Option<Json<&'t Vec<String>>>: Encode<'t, DB> + Type<DB>,
     for<'t> Json<&'t Map<String, Value>>: Encode<'t, DB> + Type<DB>,
@@ -59,4 +60,5 @@ where
         .bind(event.ts)
         .bind(event.previous.as_ref().map(Json))
         .bind(event.mutation.as_deref())
+        .bind(event.source.to_column())
 }

@@ -4,11 +4,11 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::{ColumnIndex, Decode, Row, Type, types::Json};
 
-use crate::{db::Db, event::LogEntry};
+use crate::{db::Db, event::LogEntry, source::Source};
 
 /// The columns every log read selects, in the order `decode_row` expects.
 pub(crate) const EVENT_COLUMNS: &str = "seq, collection, record_key, action, event_name, payload, \
-     changes, acl, except_connection, created_at, previous, mutation";
+     changes, acl, except_connection, created_at, previous, mutation, source";
 
 /// The log's epoch and last assigned seq.
 pub(crate) async fn load_meta(db: &Db) -> sqlx::Result<(String, u64)> {
@@ -106,6 +106,7 @@ where
         acl: acl.0,
         previous: previous.map(|p| p.0),
         mutation: row.try_get(11)?,
+        source: Source::from_column(row.try_get::<Option<String>, _>(12)?.as_deref()),
         except: row.try_get(8)?,
         ts: row.try_get(9)?,
     };

@@ -10,6 +10,7 @@ use crate::{
     event::{Action, LogEntry},
     log::RelaySignal,
     mutation::MutationId,
+    source::{Attribution, Source},
 };
 
 /// Mutes capture triggers for this connection's transaction (see `capture`).
@@ -32,6 +33,9 @@ pub struct Tx {
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
     /// The client mutation id every event of this transaction carries.
     mutation: Option<MutationId>,
+    /// The client every event of this transaction is attributed to, if any (a
+    /// handler's transaction, `Call::begin`).
+    attribution: Option<Attribution>,
 }
 
 /// The database transaction a [`Tx`] wraps, on whichever backend the store uses.
@@ -61,6 +65,7 @@ impl Tx {
             wrote: false,
             after_commit: Vec::new(),
             mutation: None,
+            attribution: None,
         }
     }
 
@@ -74,6 +79,12 @@ impl Tx {
     /// The mutation id set with [`Tx::set_mutation`].
     pub fn mutation(&self) -> Option<&MutationId> {
         self.mutation.as_ref()
+    }
+
+    /// Attributes every event this transaction writes from now on to a client: its
+    /// `source` becomes `client` (see [`crate::Source`]).
+    pub(crate) fn attribute(&mut self, attribution: Attribution) {
+        self.attribution = Some(attribution);
     }
 
     /// Runs `f` after a successful commit, never after a rollback or a drop. Used for
@@ -173,13 +184,21 @@ impl Tx {
     /// Records an event for a write the user made with their own SQL in this
     /// transaction. It is emitted only if the transaction commits.
     pub async fn record(&mut self, event: &LogEntry) -> Result<(), StoreError> {
+        let untagged_mutation = self.mutation.is_some() && event.mutation.is_none();
+        let unattributed = self.attribution.is_some() && event.source == Source::Server;
         let tagged;
-        let event = match &self.mutation {
-            Some(mutation) if event.mutation.is_none() => {
-                tagged = event.clone().with_mutation(Some(mutation.clone()));
-                &tagged
+        let event = if untagged_mutation || unattributed {
+            let mut copy = event.clone();
+            if untagged_mutation {
+                copy = copy.with_mutation(self.mutation.clone());
             }
-            _ => event,
+            if let Some(attribution) = self.attribution.as_ref().filter(|_| unattributed) {
+                copy.source = attribution.source_for(&copy.collection);
+            }
+            tagged = copy;
+            &tagged
+        } else {
+            event
         };
         self.conn().record(event).await?;
         self.wrote = true;

@@ -205,6 +205,7 @@ async fn serve(
         state.verifier.clone(),
         &config.connection,
         state.limits.publish.clone(),
+        state.handlers.clone(),
     );
     let session = Session::new(settings, principal);
     // From here on, however the connection ends (a panic included), the hub forgets
@@ -230,7 +231,9 @@ async fn serve(
                     DrainFailed::Gone => CloseReason::Normal,
                     DrainFailed::TimedOut => CloseReason::WriteTimeout,
                 }),
-                frames = attached.presence_frames() => match frames {
+                // Presence changes, and the answers of handler calls (tasks of their
+                // own), for this connection.
+                frames = attached.side_frames() => match frames {
                     Ok(frames) => socket.send_all(frames).await.map_err(WriteFailed::reason),
                     Err(reason) => Err(reason),
                 },

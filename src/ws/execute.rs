@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{
     WsState,
-    session::{Effect, Session, Since, SubscribeRequest},
+    session::{Effect, HandleRequest, Session, Since, SubscribeRequest},
     timers::Timers,
 };
 use crate::{
@@ -14,6 +14,11 @@ use crate::{
     close::CloseReason,
     config::AuthConfig,
     event::Cursor,
+    handlers::{
+        Call,
+        call::Services,
+        runner::{Calls, Job, RunSettings},
+    },
     hooks::SubscriptionHooks,
     hub::{Hub, ReceiverKey},
     log::{Log, replay::ReplayError},
@@ -56,6 +61,10 @@ pub(crate) struct Attached {
     /// This connection's presence frame queue, made with its first presence
     /// subscription and kept until the connection ends.
     presence_queue: Option<(Outlet, PresenceFrames)>,
+    /// This connection's handler calls (the app's handlers for client events).
+    calls: Calls,
+    /// What those calls get to work with.
+    services: Services,
 }
 
 impl Attached {
@@ -80,15 +89,35 @@ impl Attached {
             shutdown: state.shutdown.clone(),
             presence: state.presence.clone(),
             presence_queue: None,
+            calls: Calls::new(RunSettings {
+                timeout: state.config.handlers.timeout,
+                max_pending: state.config.handlers.max_pending,
+                publisher: state.publisher.clone(),
+                tasks: state.tasks.clone(),
+                metrics: state.metrics.clone(),
+            }),
+            services: Services {
+                store: state.store.clone(),
+                publisher: state.publisher.clone(),
+                rules: state.rules.clone(),
+            },
         }
     }
 
-    /// The next `join`/`leave` frames for this connection, or the close a full queue
-    /// asks for; never ready for a connection without a presence subscription.
-    pub(super) async fn presence_frames(&mut self) -> Result<Vec<String>, CloseReason> {
-        match &mut self.presence_queue {
-            Some((_, frames)) => frames.next(PRESENCE_BATCH).await,
-            None => std::future::pending().await,
+    /// What this connection has to send besides events and replies: the next
+    /// `join`/`leave` frames (or the close a full presence queue asks for), or the
+    /// answer of its running handler call. Never ready while it has neither.
+    /// Cancel-safe, as both sources are.
+    pub(super) async fn side_frames(&mut self) -> Result<Vec<String>, CloseReason> {
+        let presence = async {
+            match &mut self.presence_queue {
+                Some((_, frames)) => frames.next(PRESENCE_BATCH).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            frames = presence => frames,
+            answer = self.calls.next() => Ok(vec![answer.to_text()]),
         }
     }
 
@@ -122,6 +151,7 @@ impl Attached {
                     prepared,
                     reference,
                 } => pending.extend(self.publish(prepared, reference).await),
+                Effect::Handle(request) => pending.extend(self.handle(request)),
                 Effect::Close(reason) => {
                     outcome.close = Some(reason);
                     break;
@@ -129,6 +159,40 @@ impl Attached {
             }
         }
         outcome
+    }
+
+    /// Queues a client event for the app's handlers; refuses it when too many wait.
+    fn handle(&mut self, request: HandleRequest) -> Vec<Effect> {
+        let HandleRequest {
+            kind,
+            event,
+            topic,
+            chain,
+            reference,
+        } = request;
+        let call = Call::new(
+            kind,
+            event,
+            topic,
+            self.session.principal().clone(),
+            self.connection_id.clone(),
+            self.services.clone(),
+        );
+        let job = Job {
+            chain,
+            call,
+            reference,
+        };
+        match self.calls.push(job) {
+            Ok(()) => Vec::new(),
+            Err(job) => self.session.refuse(
+                job.reference,
+                None,
+                ErrorCode::RateLimited,
+                "too many handled frames waiting for their answer (handlers.max_pending); \
+                 wait for the answers",
+            ),
+        }
     }
 
     fn unsubscribe(&self, id: &str, pattern: &Pattern) {

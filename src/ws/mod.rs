@@ -29,12 +29,14 @@ use crate::{
     auth::{JwtVerifier, bearer_token},
     close::CloseReason,
     config::Config,
+    handlers::registry::Handlers,
     hooks::SubscriptionHooks,
     http::HttpError,
     hub::Hub,
     limits::{NodeLimits, SlotRefusal, Transport},
     log::Log,
     metrics::Metrics,
+    model::Store,
     presence::PresenceNode,
     protocol::ErrorCode,
     publisher::Publisher,
@@ -64,6 +66,9 @@ pub(crate) struct WsState {
     pub(crate) tasks: TaskTracker,
     /// The tasks that write events to the sockets.
     pub(crate) writers: Arc<Writers>,
+    /// The app's handlers for client events, and the store they write through.
+    pub(crate) handlers: Arc<Handlers>,
+    pub(crate) store: Store,
 }
 
 /// `GET /realtime/subscribe`.

@@ -11,14 +11,16 @@ use serde_json::Value;
 use crate::{
     access::Admission,
     auth::{JwtVerifier, Principal, unix_now},
-    broadcast::{Broadcast, Prepared, Target},
+    broadcast::{Broadcast, Prepared, Target, validate_event_name},
     close::CloseReason,
     config::ConnectionConfig,
-    event::Cursor,
+    event::{Cursor, LogEntry},
     filter::{Filter, FilterError, FilterLimits},
+    handlers::{CallKind, Next, registry::Handlers},
     limits::PublishLimits,
     protocol::{ClientFrame, ErrorCode, ServerFrame, parse_client_frame},
     rules::Rules,
+    source::Attribution,
     topic::{Pattern, Topic},
 };
 
@@ -71,8 +73,26 @@ pub(crate) enum Effect {
         /// Echoed in the reply.
         reference: Option<Value>,
     },
+    /// Hand a client event to the app's handler chain; its answer comes later (see
+    /// `handlers::runner`).
+    Handle(HandleRequest),
     /// Close the connection with this reason after the effects before it.
     Close(CloseReason),
+}
+
+/// A client event for the app's handlers, checked by the session.
+#[derive(Debug)]
+pub(crate) struct HandleRequest {
+    /// A `publish` or a `request`.
+    pub kind: CallKind,
+    /// The event as it would be published (source and mutation id set).
+    pub event: LogEntry,
+    /// Its topic.
+    pub topic: Topic,
+    /// The middleware and the handler registered for the topic.
+    pub chain: Next,
+    /// Echoed in the answer.
+    pub reference: Option<Value>,
 }
 
 /// A subscription the session admitted, for the connection to register.
@@ -126,6 +146,8 @@ pub(crate) struct SessionSettings {
     pub messages_per_second: u32,
     /// Publish payload size and per-user quota, shared by the node's sessions.
     pub publish_limits: Arc<PublishLimits>,
+    /// The app's handlers for client events.
+    pub handlers: Arc<Handlers>,
 }
 
 impl SessionSettings {
@@ -135,11 +157,13 @@ impl SessionSettings {
         verifier: Arc<JwtVerifier>,
         connection: &ConnectionConfig,
         publish_limits: Arc<PublishLimits>,
+        handlers: Arc<Handlers>,
     ) -> Self {
         Self {
             rules,
             verifier,
             publish_limits,
+            handlers,
             max_subscriptions: connection.max_subscriptions,
             misuse_limit: connection.misuse_limit,
             rate_limit_tolerance: connection.rate_limit_tolerance,
@@ -339,6 +363,12 @@ impl Session {
                 };
                 self.publish(&topic, size, broadcast, reference)
             }
+            ClientFrame::Request {
+                topic,
+                event,
+                data,
+                reference,
+            } => self.request(&topic, event, data, reference),
         }
     }
 
@@ -552,12 +582,15 @@ impl Session {
         broadcast: impl FnOnce(Target) -> Broadcast,
         reference: Option<Value>,
     ) -> Vec<Effect> {
-        let target = match Topic::parse(topic) {
-            Ok(t) if t.key().is_some() => Target::Topic(topic.to_owned()),
-            Ok(_) => Target::Collection(topic.to_owned()),
+        let parsed = match Topic::parse(topic) {
+            Ok(t) => t,
             Err(e) => return self.refuse(reference, None, ErrorCode::BadRequest, e.to_string()),
         };
-        let prepared = match broadcast(target).prepare() {
+        let target = match parsed.key() {
+            Some(_) => Target::Topic(topic.to_owned()),
+            None => Target::Collection(topic.to_owned()),
+        };
+        let mut prepared = match broadcast(target).prepare() {
             Ok(p) => p,
             Err(e) => return self.refuse(reference, None, ErrorCode::BadRequest, e.to_string()),
         };
@@ -576,10 +609,75 @@ impl Session {
         if let Err(e) = self.settings.publish_limits.take(user, size) {
             return self.refuse(reference, None, ErrorCode::RateLimited, e.to_string());
         }
-        vec![Effect::Publish {
+        if let Prepared::Logged(event) = &mut prepared {
+            event.source = self.attribution().source_for(&event.collection);
+        }
+        match (
             prepared,
+            self.settings.handlers.chain(CallKind::Publish, &parsed),
+        ) {
+            (Prepared::Logged(event), Some(chain)) => vec![Effect::Handle(HandleRequest {
+                kind: CallKind::Publish,
+                event,
+                topic: parsed,
+                chain,
+                reference,
+            })],
+            (prepared, _) => vec![Effect::Publish {
+                prepared,
+                reference,
+            }],
+        }
+    }
+
+    /// Whom this connection's events are attributed to.
+    fn attribution(&self) -> Attribution {
+        Attribution::new(self.principal.user_id.clone(), self.settings.rules.clone())
+    }
+
+    /// A `request` frame: checked like a publish's shape and size, then handed to the
+    /// handler registered for its topic. No publish rule or quota applies: the
+    /// handler and the app's middleware decide who may ask what.
+    fn request(
+        &mut self,
+        topic: &str,
+        event: String,
+        data: Value,
+        reference: Option<Value>,
+    ) -> Vec<Effect> {
+        if let Err(e) = self.settings.publish_limits.check_size(&data) {
+            return self.refuse(reference, None, ErrorCode::LimitExceeded, e.to_string());
+        }
+        let parsed = match Topic::parse(topic) {
+            Ok(t) => t,
+            Err(e) => return self.refuse(reference, None, ErrorCode::BadRequest, e.to_string()),
+        };
+        if let Err(e) = validate_event_name(&event) {
+            return self.refuse(reference, None, ErrorCode::BadRequest, e.to_string());
+        }
+        let Some(chain) = self.settings.handlers.chain(CallKind::Request, &parsed) else {
+            return self.refuse(
+                reference,
+                None,
+                ErrorCode::NotFound,
+                format!("no handler answers requests on {topic}"),
+            );
+        };
+        let source = self.attribution().source_for(parsed.collection_name());
+        let event = LogEntry::broadcast(
+            parsed.collection_name(),
+            parsed.key().map(str::to_owned),
+            event,
+            data,
+        )
+        .with_source(source);
+        vec![Effect::Handle(HandleRequest {
+            kind: CallKind::Request,
+            event,
+            topic: parsed,
+            chain,
             reference,
-        }]
+        })]
     }
 }
 
@@ -636,6 +734,7 @@ mod tests {
                 },
                 1000,
             )),
+            handlers: Arc::new(Handlers::default()),
         };
         Session::new(settings, Arc::new(principal))
     }
@@ -924,6 +1023,75 @@ mod tests {
             error_code(&frame(&mut s, small.clone())).as_deref(),
             Some("rate_limited")
         );
+    }
+
+    #[test]
+    fn handled_frames_go_to_their_handler_with_the_client_as_source() {
+        use futures::FutureExt;
+        let mut s = session(user("ann", &[]), 10);
+        let mut handlers = Handlers::default();
+        let done: crate::handlers::chain::HandlerFn =
+            Arc::new(|_call| async { Ok(crate::handlers::Outcome::Done) }.boxed());
+        handlers.add(CallKind::Publish, "todos:1", done.clone());
+        handlers.add(CallKind::Request, "todos", done);
+        s.settings.handlers = Arc::new(handlers.freeze());
+
+        let effects = frame(
+            &mut s,
+            json!({"type":"publish","topic":"todos:1","event":"e","data":{},"ref":1}),
+        );
+        let [Effect::Handle(handled)] = effects.as_slice() else {
+            panic!("{effects:?}")
+        };
+        assert_eq!(handled.kind, CallKind::Publish);
+        assert_eq!(
+            handled.event.source,
+            crate::Source::Client { user_id: None },
+            "todos does not show publishers"
+        );
+        // Another topic has no handler: published as before.
+        let effects = frame(
+            &mut s,
+            json!({"type":"publish","topic":"todos:2","event":"e","data":{}}),
+        );
+        assert!(matches!(effects.as_slice(), [Effect::Publish { .. }]));
+
+        let effects = frame(
+            &mut s,
+            json!({"type":"request","topic":"todos","event":"count","ref":"r"}),
+        );
+        assert!(matches!(
+            effects.as_slice(),
+            [Effect::Handle(HandleRequest {
+                kind: CallKind::Request,
+                ..
+            })]
+        ));
+        let cases = [
+            (
+                json!({"type":"request","topic":"notes","event":"x"}),
+                "not_found",
+            ),
+            (
+                json!({"type":"request","topic":"a:b:c","event":"x"}),
+                "bad_request",
+            ),
+            (
+                json!({"type":"request","topic":"todos","event":""}),
+                "bad_request",
+            ),
+            (
+                json!({"type":"request","topic":"todos","event":"x","data":"x".repeat(200)}),
+                "limit_exceeded",
+            ),
+        ];
+        for (input, code) in cases {
+            assert_eq!(
+                error_code(&frame(&mut s, input.clone())).as_deref(),
+                Some(code),
+                "{input}"
+            );
+        }
     }
 
     #[test]

@@ -303,7 +303,10 @@ pub struct ConnectionConfig {
     /// reverse proxy (one address for every client) can fill the node; lower it when
     /// clients connect directly.
     pub max_connections_per_ip: usize,
-    /// WebSocket read buffer in bytes (kept small: it stays resident). Default: 4096.
+    /// WebSocket read buffer in bytes: allocated for every connection for its whole
+    /// life, and what one read takes at most. Client frames are small (an `auth` with
+    /// its token, a `subscribe`), so 1 KiB holds them; a larger frame grows the buffer
+    /// for as long as it takes to read it. Default: 1024.
     pub read_buffer_size: usize,
     /// WebSocket write buffer in bytes. Default: 4096.
     pub write_buffer_size: usize,
@@ -364,7 +367,7 @@ impl Default for ConnectionConfig {
             max_connections: 10_000,
             max_connections_per_user: 10_000,
             max_connections_per_ip: 10_000,
-            read_buffer_size: 4096,
+            read_buffer_size: 1024,
             write_buffer_size: 4096,
             max_glob_subscriptions: 20,
             max_glob_subscriptions_per_user: 100,

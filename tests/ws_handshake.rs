@@ -299,3 +299,39 @@ async fn a_peer_that_stops_answering_is_closed() {
     alive.send(json!({"type": "ping"})).await;
     assert_eq!(alive.recv().await["type"], "pong");
 }
+
+#[tokio::test]
+async fn requests_that_are_not_websocket_upgrades_are_told_what_to_send() {
+    let server = server(|_| {}).await;
+    let url = format!("http://{}/realtime/subscribe", server.addr);
+    let http = reqwest::Client::new();
+    let upgrade_headers = [
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+
+    let plain = http.get(&url).send().await.unwrap();
+    assert_eq!(plain.status(), 426);
+    assert_eq!(plain.headers()["upgrade"], "websocket");
+    assert!(plain.text().await.unwrap().contains("WebSocket"));
+
+    let mut old_version = http.get(&url).header("sec-websocket-version", "8");
+    for (name, value) in upgrade_headers {
+        old_version = old_version.header(name, value);
+    }
+    let old_version = old_version.send().await.unwrap();
+    assert_eq!(old_version.status(), 426);
+    assert_eq!(old_version.headers()["sec-websocket-version"], "13");
+
+    let mut no_key = http.get(&url).header("sec-websocket-version", "13");
+    for (name, value) in &upgrade_headers[..2] {
+        no_key = no_key.header(*name, *value);
+    }
+    assert_eq!(no_key.send().await.unwrap().status(), 400);
+
+    // The endpoint still serves WebSocket clients.
+    let mut ann = server.connect("ann").await;
+    ann.send(json!({"type": "ping"})).await;
+    assert_eq!(ann.recv().await["type"], "pong");
+}

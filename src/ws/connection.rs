@@ -34,22 +34,57 @@ use crate::{
 
 /// Runs a connection to its end. `token` came from the upgrade request (header or
 /// allowed query parameter), if any.
+///
+/// The two phases are separate boxed futures so an idle connection holds only the
+/// second: the opening (handshake, authentication) needs several kB of future state
+/// that would otherwise stay allocated for the connection's whole life.
 pub(crate) async fn run(
     state: WsState,
     stream: Upgraded101,
     token: Option<String>,
     slot: Result<Slot, CloseReason>,
 ) {
-    let (mut socket, outbound) =
-        socket::open(stream, state.writers.assign(), &state.config.connection).await;
+    // Each future is boxed in a statement of its own: a value moved into a box in
+    // the statement that awaits it would still take room in this future.
+    let opening = Box::pin(open(state, stream, token, slot));
+    let serving = match opening.await {
+        Some(opened) => Box::pin(serve(Box::new(attach(opened)))),
+        None => return,
+    };
+    serving.await;
+}
+
+/// An authenticated connection, ready to serve.
+struct Opened {
+    state: WsState,
+    socket: Socket,
+    outbound: Arc<Outbound>,
+    principal: Principal,
+    reference: Option<serde_json::Value>,
+    /// Held until the connection ends (the connection caps).
+    _slot: Slot,
+    /// Held until the connection ends or unwinds: a panic cannot leave it counted.
+    _open: Counted,
+}
+
+/// Starts the WebSocket protocol and authenticates the peer; `None` if the
+/// connection ended there (it was refused or closed, and told why).
+async fn open(
+    state: WsState,
+    stream: Upgraded101,
+    token: Option<String>,
+    slot: Result<Slot, CloseReason>,
+) -> Option<Opened> {
+    let opened = socket::open(stream, state.writers.assign(), &state.config.connection);
+    let (mut socket, outbound) = Box::pin(opened).await;
     let mut slot = match slot {
         Ok(slot) => slot,
-        Err(reason) => return socket.close(reason).await,
+        Err(reason) => {
+            Box::pin(socket.close(reason)).await;
+            return None;
+        }
     };
-    // Held until this function returns or unwinds: a panic cannot leave it counted.
-    let _open = Counted::new(&state.metrics, gauge::websockets);
-    // Boxed futures keep the long-lived connection future small: their state is
-    // only allocated while they run (memory per idle connection).
+    let open = Counted::new(&state.metrics, gauge::websockets);
     let handshake = Box::pin(handshake(&state, &mut socket, token)).await;
     // A user who authenticated with the first frame is counted now; over the cap,
     // 4029 (the upgrade was already answered).
@@ -66,12 +101,19 @@ pub(crate) async fn run(
         None => Ok((principal, reference)),
     });
     match handshake {
-        Ok((principal, reference)) => {
-            Box::pin(serve(state, socket, outbound, principal, reference)).await;
-        }
+        Ok((principal, reference)) => Some(Opened {
+            state,
+            socket,
+            outbound,
+            principal,
+            reference,
+            _slot: slot,
+            _open: open,
+        }),
         Err(reason) => {
             count(&state.metrics, reason);
-            socket.close(reason).await;
+            Box::pin(socket.close(reason)).await;
+            None
         }
     }
 }
@@ -161,15 +203,37 @@ async fn send_error(socket: &mut Socket, reference: Option<serde_json::Value>, m
     let _ = socket.send_all(vec![frame.to_text()]).await;
 }
 
-/// The authenticated part of a connection.
-async fn serve(
-    state: WsState,
-    mut socket: Socket,
+/// An authenticated connection registered with the hub: everything its loop works
+/// with. [`serve`] gets it boxed and borrows its fields rather than taking it apart:
+/// an async fn keeps a by-value argument twice (as passed, and as its local), so this
+/// way the fields are stored once (memory per idle connection).
+struct Connection {
+    metrics: Arc<Metrics>,
+    socket: Socket,
     outbound: Arc<Outbound>,
-    principal: Principal,
-    reference: Option<serde_json::Value>,
-) {
-    let config = state.config.clone();
+    closer: Closer,
+    timers: Timers,
+    /// Taken out (detaching from the hub) before the close frame is written.
+    attached: Option<Attached>,
+    shutdown: tokio_util::sync::CancellationToken,
+    write_timeout: std::time::Duration,
+    welcome: String,
+    _slot: Slot,
+    _open: Counted,
+}
+
+/// Registers an authenticated connection with the hub and sets its deadlines.
+fn attach(opened: Opened) -> Connection {
+    let Opened {
+        state,
+        socket,
+        outbound,
+        principal,
+        reference,
+        _slot,
+        _open,
+    } = opened;
+    let config = &state.config;
     let connection_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
     let principal = Arc::new(principal);
     let closer = Closer::default();
@@ -179,7 +243,6 @@ async fn serve(
         inbox: Inbox::Socket(outbound.clone()),
         closer: closer.clone(),
     });
-    let write_timeout = config.connection.write_timeout;
     let mut timers = Timers::new(
         config.connection.ping_interval,
         config.connection.ping_timeout,
@@ -208,12 +271,42 @@ async fn serve(
         state.handlers.clone(),
     );
     let session = Session::new(settings, principal);
-    // From here on, however the connection ends (a panic included), the hub forgets
-    // it and the subscription hooks hear of every subscription's end.
-    let mut attached = Attached::new(&state, connection_id, key, session);
-    let shutdown = state.shutdown.clone();
+    Connection {
+        metrics: state.metrics.clone(),
+        socket,
+        outbound,
+        closer,
+        timers,
+        // From here on, however the connection ends (a panic included), the hub
+        // forgets it and the subscription hooks hear of every subscription's end.
+        attached: Some(Attached::new(&state, connection_id, key, session)),
+        shutdown: state.shutdown.clone(),
+        write_timeout: config.connection.write_timeout,
+        welcome: welcome.to_text(),
+        _slot,
+        _open,
+    }
+}
 
-    let reason = match socket.send_all(vec![welcome.to_text()]).await {
+/// The authenticated part of a connection.
+async fn serve(mut connection: Box<Connection>) {
+    let Connection {
+        metrics,
+        socket,
+        outbound,
+        closer,
+        timers,
+        attached,
+        shutdown,
+        write_timeout,
+        welcome,
+        ..
+    } = &mut *connection;
+    let Some(live) = attached else {
+        return;
+    };
+    let welcomed = Box::pin(socket.send_all(vec![std::mem::take(welcome)]));
+    let reason = match welcomed.await {
         Err(failed) => failed.reason(),
         Ok(()) => loop {
             // Unbiased on purpose: under a steady stream of deliveries a biased select
@@ -227,23 +320,27 @@ async fn serve(
                 // Events the socket did not take at once: written from here, under
                 // the write deadline (which `drain` keeps from when they were
                 // parked, however often this loop turns meanwhile).
-                drained = outbound.drain(write_timeout) => drained.map_err(|failed| match failed {
+                drained = outbound.drain(*write_timeout) => drained.map_err(|failed| match failed {
                     DrainFailed::Gone => CloseReason::Normal,
                     DrainFailed::TimedOut => CloseReason::WriteTimeout,
                 }),
                 // Presence changes, and the answers of handler calls (tasks of their
                 // own), for this connection.
-                frames = attached.side_frames() => match frames {
-                    Ok(frames) => socket.send_all(frames).await.map_err(WriteFailed::reason),
+                frames = live.side_frames() => match frames {
+                    Ok(frames) => {
+                        let sent = Box::pin(socket.send_all(frames));
+                        sent.await.map_err(WriteFailed::reason)
+                    }
                     Err(reason) => Err(reason),
                 },
                 message = socket.recv() => {
                     timers.heard_from_peer();
-                    let answered = on_message(message, &mut socket, &outbound, &mut attached, &mut timers);
-                    Box::pin(answered).await
+                    let answered = Box::pin(on_message(message, socket, outbound, live, timers));
+                    answered.await
                 }
                 () = tokio::time::sleep_until(timers.next()) => {
-                    Box::pin(on_deadline(timers.due(Instant::now()), &mut socket, &attached)).await
+                    let done = Box::pin(on_deadline(timers.due(Instant::now()), socket, live));
+                    done.await
                 }
             };
             if let Err(reason) = step {
@@ -251,9 +348,10 @@ async fn serve(
             }
         },
     };
-    drop(attached);
-    count(&state.metrics, reason);
-    socket.close(reason).await;
+    *attached = None;
+    count(metrics, reason);
+    let closing = Box::pin(socket.close(reason));
+    closing.await;
 }
 
 /// Handles what the peer sent; `Err` ends the connection with that reason.

@@ -282,8 +282,11 @@ impl Outbound {
             }
         })
         .await?;
+        // Boxed: an idle connection waits in the first stage, and only that stage
+        // should take room in its future.
         let written = std::future::poll_fn(|cx| self.poll_flush_queue(cx));
-        match tokio::time::timeout_at(parked_at + write_timeout, written).await {
+        let written = Box::pin(tokio::time::timeout_at(parked_at + write_timeout, written));
+        match written.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(DrainFailed::Gone),
             Err(_) => Err(DrainFailed::TimedOut),

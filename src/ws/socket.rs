@@ -149,8 +149,8 @@ impl Socket {
     /// not wait (`WriteTimeout`: it is closed because writes do not get through), or
     /// at most the write deadline otherwise. Lingering matters when unread bytes
     /// remain: dropping at once could reset the TCP connection and lose the close
-    /// frame in flight.
-    pub(crate) async fn close(mut self, reason: CloseReason) {
+    /// frame in flight. The socket is done afterwards.
+    pub(crate) async fn close(&mut self, reason: CloseReason) {
         if reason == CloseReason::Normal {
             return;
         }

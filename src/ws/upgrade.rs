@@ -124,7 +124,9 @@ impl Upgrade {
         let Self { key, on_upgrade } = self;
         tokio::spawn(async move {
             match on_upgrade.await {
-                Ok(upgraded) => connection(TokioIo::new(upgraded)).await,
+                // Boxed: this task lives as long as the connection, and only the
+                // connection's own state should stay allocated that long.
+                Ok(upgraded) => Box::pin(connection(TokioIo::new(upgraded))).await,
                 Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
             }
         });

@@ -20,6 +20,11 @@ const SQLITE_INSERT: &str =
 const POSTGRES_INSERT: &str =
     "INSERT INTO todos (id, title, done, owner_id, created_at) VALUES ($1, $2, $3, $4, $5)";
 
+// What `Store::begin` and `Tx::commit` run to mute capture (src/model/store.rs, tx.rs).
+const SQLITE_MUTE: &str = "INSERT OR REPLACE INTO realtime_capture_off (id) VALUES (1)";
+const SQLITE_UNMUTE: &str = "DELETE FROM realtime_capture_off";
+const POSTGRES_MUTED_BEGIN: &str = "BEGIN; SET LOCAL tidings.capture = 'off'";
+
 /// How a phase writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
@@ -28,13 +33,21 @@ pub enum Variant {
     /// The same insert with sqlx in a transaction begun the way the store begins its
     /// own (`BEGIN IMMEDIATE` on SQLite), no event row.
     Plain,
+    /// `Plain` plus the statements with which a store transaction mutes capture
+    /// triggers (SQLite: a row written at the start and deleted before the commit;
+    /// Postgres: a `SET LOCAL` sent with `BEGIN`): the part of the store's cost that
+    /// is not the event row.
+    PlainMuted,
 }
 
 impl Variant {
+    pub const ALL: [Self; 3] = [Self::Outbox, Self::Plain, Self::PlainMuted];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Outbox => "outbox",
             Self::Plain => "plain",
+            Self::PlainMuted => "plain+mute",
         }
     }
 }
@@ -75,7 +88,8 @@ pub async fn phase(
                 let todo = todo();
                 let ok = match variant {
                     Variant::Outbox => outbox_write(&realtime.store(), &todo).await,
-                    Variant::Plain => plain_write(realtime.db(), &todo).await,
+                    Variant::Plain => plain_write(realtime.db(), &todo, false).await,
+                    Variant::PlainMuted => plain_write(realtime.db(), &todo, true).await,
                 };
                 if ok {
                     writes += 1;
@@ -125,11 +139,14 @@ async fn outbox_write(store: &tidings::model::Store, todo: &Todo) -> bool {
     report_error(result)
 }
 
-async fn plain_write(db: &Db, todo: &Todo) -> bool {
+async fn plain_write(db: &Db, todo: &Todo, muted: bool) -> bool {
     let result = match db {
         Db::Sqlite(pool) => {
             async {
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                if muted {
+                    sqlx::query(SQLITE_MUTE).execute(&mut *tx).await?;
+                }
                 sqlx::query(SQLITE_INSERT)
                     .bind(&todo.id)
                     .bind(&todo.title)
@@ -138,13 +155,20 @@ async fn plain_write(db: &Db, todo: &Todo) -> bool {
                     .bind(&todo.created_at)
                     .execute(&mut *tx)
                     .await?;
+                if muted {
+                    sqlx::query(SQLITE_UNMUTE).execute(&mut *tx).await?;
+                }
                 tx.commit().await
             }
             .await
         }
         Db::Postgres(pool) => {
             async {
-                let mut tx = pool.begin().await?;
+                let mut tx = if muted {
+                    pool.begin_with(POSTGRES_MUTED_BEGIN).await?
+                } else {
+                    pool.begin().await?
+                };
                 sqlx::query(POSTGRES_INSERT)
                     .bind(&todo.id)
                     .bind(&todo.title)

@@ -57,9 +57,14 @@ impl CostFigure {
 
     /// 1 - outbox / plain, of the medians.
     fn cost(&self) -> Option<f64> {
-        let (outbox, _, _) = spread(self.rates(Variant::Outbox))?;
+        self.cost_of(Variant::Outbox)
+    }
+
+    /// 1 - variant / plain, of the medians.
+    fn cost_of(&self, variant: Variant) -> Option<f64> {
+        let (with, _, _) = spread(self.rates(variant))?;
         let (plain, _, _) = spread(self.rates(Variant::Plain))?;
-        (plain > 0.0).then(|| 1.0 - outbox / plain)
+        (plain > 0.0).then(|| 1.0 - with / plain)
     }
 
     /// The same ratio per round (the two phases of a round ran back to back).
@@ -178,8 +183,15 @@ pub fn summary(
         "outbox cost on write throughput (closed loop; writes/s median [min-max] over rounds)"
     );
     println!(
-        "{:<10} {:>7} {:>22} {:>22} {:>12} {:>20}",
-        "database", "writers", "plain sqlx", "model store", "COST", "per round"
+        "{:<10} {:>7} {:>20} {:>20} {:>20} {:>8} {:>16} {:>11}",
+        "database",
+        "writers",
+        "plain sqlx",
+        "plain+mute",
+        "model store",
+        "COST",
+        "per round",
+        "mute alone"
     );
     for f in costs {
         let rounds: Vec<f64> = f.round_costs();
@@ -187,21 +199,27 @@ pub fn summary(
             || "none".to_owned(),
             |(_, min, max)| format!("{:.1}%..{:.1}%", 100.0 * min, 100.0 * max),
         );
+        let percent =
+            |c: Option<f64>| c.map_or_else(|| "none".to_owned(), |c| format!("{:.1}%", 100.0 * c));
         println!(
-            "{:<10} {:>7} {:>22} {:>22} {:>12} {:>20}",
+            "{:<10} {:>7} {:>20} {:>20} {:>20} {:>8} {:>16} {:>11}",
             f.database.name(),
             f.writers,
             fmt_spread(f.rates(Variant::Plain)),
+            fmt_spread(f.rates(Variant::PlainMuted)),
             fmt_spread(f.rates(Variant::Outbox)),
-            f.cost()
-                .map_or_else(|| "none".to_owned(), |c| format!("{:.1}%", 100.0 * c)),
+            percent(f.cost()),
             per_round,
+            percent(f.cost_of(Variant::PlainMuted)),
         );
         if f.errors() > 0 {
             println!("  {} failed writes (see stderr)", f.errors());
         }
     }
-    println!("COST = 1 - model store / plain sqlx, of the medians; the goal is <= 15%");
+    println!(
+        "COST = 1 - model store / plain sqlx, of the medians (goal: <= 15%); per round: the \
+         same ratio within each round; mute alone = 1 - plain+mute / plain sqlx"
+    );
     if !latency.iter().all(LatencyFigure::complete) {
         println!("INCOMPLETE: some writes failed or their events never arrived; see the table");
     }
@@ -249,8 +267,10 @@ pub fn json_lines(settings: &Settings, latency: &[LatencyFigure], costs: &[CostF
             "rounds": settings.rounds,
             "secs": settings.cost_secs,
             "plain_per_sec": median(Variant::Plain),
+            "plain_muted_per_sec": median(Variant::PlainMuted),
             "outbox_per_sec": median(Variant::Outbox),
             "cost": f.cost(),
+            "mute_cost": f.cost_of(Variant::PlainMuted),
             "round_costs": f.round_costs(),
             "errors": f.errors(),
             "phases": f.phases.iter().map(|p| json!({

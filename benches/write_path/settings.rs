@@ -45,7 +45,7 @@ pub struct Settings {
     pub writers: Vec<usize>,
     /// Measured time of one outbox-cost phase.
     pub cost_secs: f64,
-    /// Outbox-cost rounds; each runs both variants, in alternating order.
+    /// Outbox-cost rounds; each runs every variant, in reversed order every other round.
     pub rounds: usize,
     /// True under `cargo bench`; false for the smoke run, which measures nothing.
     pub measuring: bool,
@@ -90,10 +90,10 @@ impl Settings {
             drain: Duration::from_secs_f64(env_f64("WRITE_PATH_DRAIN_SECS", 10.0)),
             writers: env_numbers("WRITE_PATH_WRITERS", "1,4"),
             cost_secs: env_f64("WRITE_PATH_COST_SECS", 2.0),
-            rounds: env_numbers("WRITE_PATH_ROUNDS", "5")
+            rounds: env_numbers("WRITE_PATH_ROUNDS", "3")
                 .first()
                 .copied()
-                .unwrap_or(5)
+                .unwrap_or(3)
                 .max(1),
             measuring,
         };

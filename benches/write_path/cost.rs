@@ -1,0 +1,201 @@
+//! The outbox's cost on write throughput: closed-loop writers inserting into the same
+//! table with the same transaction shape (begin, one insert, commit), through the model
+//! store (which adds the event row in the transaction) or as plain sqlx without it.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+use tidings::{Db, demo::Todo};
+use tokio::task::JoinSet;
+
+use super::node::Node;
+
+/// Makes every row's id unique across phases and rounds.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+const SQLITE_INSERT: &str =
+    "INSERT INTO todos (id, title, done, owner_id, created_at) VALUES (?, ?, ?, ?, ?)";
+const POSTGRES_INSERT: &str =
+    "INSERT INTO todos (id, title, done, owner_id, created_at) VALUES ($1, $2, $3, $4, $5)";
+
+// What `Store::begin` and `Tx::commit` run to mute capture (src/model/store.rs, tx.rs).
+const SQLITE_MUTE: &str = "INSERT OR REPLACE INTO realtime_capture_off (id) VALUES (1)";
+const SQLITE_UNMUTE: &str = "DELETE FROM realtime_capture_off";
+const POSTGRES_MUTED_BEGIN: &str = "BEGIN; SET LOCAL tidings.capture = 'off'";
+
+/// How a phase writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// `Store::begin`, `Tx::insert`, `Tx::commit`: the row and its event row.
+    Outbox,
+    /// The same insert with sqlx in a transaction begun the way the store begins its
+    /// own (`BEGIN IMMEDIATE` on SQLite), no event row.
+    Plain,
+    /// `Plain` plus the statements with which a store transaction mutes capture
+    /// triggers (SQLite: a row written at the start and deleted before the commit;
+    /// Postgres: a `SET LOCAL` sent with `BEGIN`): the part of the store's cost that
+    /// is not the event row.
+    PlainMuted,
+}
+
+impl Variant {
+    pub const ALL: [Self; 3] = [Self::Outbox, Self::Plain, Self::PlainMuted];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Outbox => "outbox",
+            Self::Plain => "plain",
+            Self::PlainMuted => "plain+mute",
+        }
+    }
+}
+
+/// What one phase measured.
+#[derive(Debug, Clone)]
+pub struct Phase {
+    pub variant: Variant,
+    pub writers: usize,
+    pub round: usize,
+    pub writes: u64,
+    pub errors: u64,
+    pub secs: f64,
+}
+
+impl Phase {
+    pub fn per_sec(&self) -> f64 {
+        self.writes as f64 / self.secs
+    }
+}
+
+/// `writers` tasks write back to back for `secs`; the committed writes are counted.
+pub async fn phase(
+    node: &Node,
+    variant: Variant,
+    writers: usize,
+    round: usize,
+    secs: f64,
+) -> Phase {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(secs);
+    let mut tasks = JoinSet::new();
+    for _ in 0..writers {
+        let realtime = node.realtime.clone();
+        tasks.spawn(async move {
+            let (mut writes, mut errors) = (0u64, 0u64);
+            while Instant::now() < deadline {
+                let todo = todo();
+                let ok = match variant {
+                    Variant::Outbox => outbox_write(&realtime.store(), &todo).await,
+                    Variant::Plain => plain_write(realtime.db(), &todo, false).await,
+                    Variant::PlainMuted => plain_write(realtime.db(), &todo, true).await,
+                };
+                if ok {
+                    writes += 1;
+                } else {
+                    errors += 1;
+                }
+            }
+            (writes, errors)
+        });
+    }
+    let (mut writes, mut errors) = (0, 0);
+    while let Some(done) = tasks.join_next().await {
+        let (w, e) = done.expect("writer task");
+        writes += w;
+        errors += e;
+    }
+    // The last writes may end a little after the deadline: divide by the real time.
+    let secs = started.elapsed().as_secs_f64();
+    Phase {
+        variant,
+        writers,
+        round,
+        writes,
+        errors,
+        secs,
+    }
+}
+
+fn todo() -> Todo {
+    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    Todo {
+        id: format!("cost-{n}"),
+        title: format!("cost row {n}"),
+        done: false,
+        owner_id: "write-path-writer".to_owned(),
+        created_at: "2026-11-30T00:00:00Z".to_owned(),
+    }
+}
+
+async fn outbox_write(store: &tidings::model::Store, todo: &Todo) -> bool {
+    let result = async {
+        let mut tx = store.begin().await?;
+        tx.insert(todo).await?;
+        tx.commit().await
+    }
+    .await;
+    report_error(result)
+}
+
+async fn plain_write(db: &Db, todo: &Todo, muted: bool) -> bool {
+    let result = match db {
+        Db::Sqlite(pool) => {
+            async {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                if muted {
+                    sqlx::query(SQLITE_MUTE).execute(&mut *tx).await?;
+                }
+                sqlx::query(SQLITE_INSERT)
+                    .bind(&todo.id)
+                    .bind(&todo.title)
+                    .bind(todo.done)
+                    .bind(&todo.owner_id)
+                    .bind(&todo.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                if muted {
+                    sqlx::query(SQLITE_UNMUTE).execute(&mut *tx).await?;
+                }
+                tx.commit().await
+            }
+            .await
+        }
+        Db::Postgres(pool) => {
+            async {
+                let mut tx = if muted {
+                    pool.begin_with(POSTGRES_MUTED_BEGIN).await?
+                } else {
+                    pool.begin().await?
+                };
+                sqlx::query(POSTGRES_INSERT)
+                    .bind(&todo.id)
+                    .bind(&todo.title)
+                    .bind(todo.done)
+                    .bind(&todo.owner_id)
+                    .bind(&todo.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
+            }
+            .await
+        }
+    };
+    report_error(result)
+}
+
+/// Whether the write committed; the first few failures are printed, since a phase
+/// that mostly fails measures nothing.
+fn report_error<E: std::fmt::Display>(result: Result<(), E>) -> bool {
+    static PRINTED: AtomicU64 = AtomicU64::new(0);
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            if PRINTED.fetch_add(1, Ordering::Relaxed) < 5 {
+                eprintln!("write_path: write failed: {e}");
+            }
+            false
+        }
+    }
+}

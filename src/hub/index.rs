@@ -22,6 +22,10 @@ use crate::topic::{GlobPart, MatchText, Pattern};
 /// One subscription: its receiver and the id the client gave it.
 pub(crate) type SubKey = (ReceiverKey, Arc<str>);
 
+/// The ids of one receiver's subscriptions that an event matched: mostly one, kept
+/// inline so the fan-out allocates nothing per receiver for them.
+pub(crate) type SubIds = smallvec::SmallVec<[Arc<str>; 1]>;
+
 /// The subscriptions of one exact collection (or of every collection, for patterns
 /// whose collection side is `*`), by the shape of their key side.
 #[derive(Debug, Default)]
@@ -204,7 +208,7 @@ impl SubscriptionIndex {
         &self,
         collection: &str,
         key: Option<&str>,
-    ) -> Vec<(ReceiverKey, Vec<Arc<str>>)> {
+    ) -> Vec<(ReceiverKey, SubIds)> {
         let mut found: Vec<&SubKey> = Vec::new();
         if let Some(index) = self.collections.get(collection) {
             index.collect(key, &mut found);
@@ -220,11 +224,11 @@ impl SubscriptionIndex {
             );
         }
         found.sort_unstable_by_key(|(receiver, _)| *receiver);
-        let mut grouped: Vec<(ReceiverKey, Vec<Arc<str>>)> = Vec::new();
+        let mut grouped: Vec<(ReceiverKey, SubIds)> = Vec::with_capacity(found.len());
         for (receiver, id) in found {
             match grouped.last_mut() {
                 Some((last, ids)) if last == receiver => ids.push(id.clone()),
-                _ => grouped.push((*receiver, vec![id.clone()])),
+                _ => grouped.push((*receiver, SubIds::from_elem(id.clone(), 1))),
             }
         }
         grouped
@@ -401,9 +405,9 @@ mod tests {
         for (_, ids) in &mut grouped {
             ids.sort_unstable();
         }
-        let expected: Vec<(ReceiverKey, Vec<Arc<str>>)> = vec![
-            (3, vec![Arc::from("x")]),
-            (7, vec![Arc::from("a"), Arc::from("b")]),
+        let expected: Vec<(ReceiverKey, SubIds)> = vec![
+            (3, SubIds::from_vec(vec![Arc::from("x")])),
+            (7, SubIds::from_vec(vec![Arc::from("a"), Arc::from("b")])),
         ];
         assert_eq!(grouped, expected);
     }
@@ -440,7 +444,7 @@ mod tests {
         assert!(!index.remove(&sub(1, "s1"), &glob), "already removed");
         assert_eq!(
             index.matching("todos", Some("10")),
-            vec![(2, vec![Arc::from("s1")])]
+            vec![(2, SubIds::from_vec(vec![Arc::from("s1")]))]
         );
         assert!(
             !index.remove(&sub(2, "s1"), &pattern("notes:1")),

@@ -42,7 +42,7 @@ pub use self::{
     registry::{Inbox, Receiver},
 };
 use self::{
-    index::SubscriptionIndex,
+    index::{SubIds, SubscriptionIndex},
     position::PositionWatch,
     registry::{Registered, Registry},
 };
@@ -74,6 +74,10 @@ struct State {
     index: SubscriptionIndex,
     registry: Registry,
     position: u64,
+    /// One shared copy of each subscription id in use. Most clients name their
+    /// subscriptions alike (`s1`, `b`), so the fan-out compares ids by pointer and
+    /// touches one copy, not one per receiver.
+    ids: HashSet<Arc<str>>,
 }
 
 impl State {
@@ -83,10 +87,32 @@ impl State {
             return;
         };
         for (sub_id, pattern) in subscriptions {
-            self.index.remove(&(key, sub_id), &pattern);
+            let sub = (key, sub_id);
+            self.index.remove(&sub, &pattern);
+            self.release(sub.1);
             Metrics::dec(&metrics.subscriptions);
         }
         self.report_globs(metrics);
+    }
+
+    /// The shared copy of `id` (made if it is the first).
+    fn intern(&mut self, id: &str) -> Arc<str> {
+        if let Some(shared) = self.ids.get(id) {
+            return shared.clone();
+        }
+        // A copy of its own: the caller's may live on in the session.
+        let shared: Arc<str> = Arc::from(id);
+        self.ids.insert(shared.clone());
+        shared
+    }
+
+    /// Gives back a shared id taken out of the index and the registry, forgetting it
+    /// once nothing else holds it.
+    fn release(&mut self, id: Arc<str>) {
+        // The set's copy and this one are all that is left.
+        if Arc::strong_count(&id) <= 2 {
+            self.ids.remove(&id);
+        }
     }
 
     fn report_globs(&self, metrics: &Metrics) {
@@ -116,9 +142,9 @@ enum Route {
     /// Not at all.
     Skip,
     /// As it is, for these subscriptions.
-    All(Vec<Arc<str>>),
+    All(SubIds),
     /// Each view for its subscriptions (`update`, `enter`, `leave`).
-    Views(Vec<(View, Vec<Arc<str>>)>),
+    Views(Vec<(View, SubIds)>),
 }
 
 /// What `Hub::publish` did.
@@ -266,11 +292,21 @@ impl Hub {
         }
         let mut state = self.lock();
         self.admit_globs(&state, key, subs)?;
-        state
+        let subs: Vec<(Arc<str>, Arc<Pattern>)> = subs
+            .iter()
+            .map(|(id, pattern)| (state.intern(id), pattern.clone()))
+            .collect();
+        let added = state
             .registry
-            .add_subscriptions(key, subs, filter.as_ref())?;
+            .add_subscriptions(key, &subs, filter.as_ref());
+        if let Err(refused) = added {
+            for (id, _) in subs {
+                state.release(id);
+            }
+            return Err(refused);
+        }
         for (id, pattern) in subs {
-            state.index.insert((key, id.clone()), pattern.clone());
+            state.index.insert((key, id), pattern);
             Metrics::inc(&self.metrics.subscriptions);
         }
         state.report_globs(&self.metrics);
@@ -329,7 +365,9 @@ impl Hub {
         let Some((id, pattern)) = state.registry.remove_subscription(key, id) else {
             return false;
         };
-        state.index.remove(&(key, id), &pattern);
+        let sub = (key, id);
+        state.index.remove(&sub, &pattern);
+        state.release(sub.1);
         Metrics::dec(&self.metrics.subscriptions);
         state.report_globs(&self.metrics);
         true
@@ -405,7 +443,7 @@ impl Hub {
             }
             // Each subscription sees the event its own way (its filter; the record
             // before and after an update): one frame per way, each naming its subs.
-            let mut views: Vec<(View, Vec<Arc<str>>)> = Vec::new();
+            let mut views: Vec<(View, SubIds)> = Vec::new();
             for sub in subs {
                 let filter = registered.filter(&sub);
                 let view = self.rules.view(principal, filter, content, before);
@@ -414,7 +452,7 @@ impl Hub {
                 }
                 match views.iter_mut().find(|(v, _)| *v == view) {
                     Some((_, ids)) => ids.push(sub),
-                    None => views.push((view, vec![sub])),
+                    None => views.push((view, SubIds::from_elem(sub, 1))),
                 }
             }
             Route::Views(views)
@@ -427,8 +465,8 @@ impl Hub {
         &self,
         state: &mut State,
         event: &Arc<Event>,
-        targets: impl IntoIterator<Item = (ReceiverKey, Vec<Arc<str>>)>,
-        route: impl Fn(&Registered, Vec<Arc<str>>) -> Route,
+        targets: impl IntoIterator<Item = (ReceiverKey, SubIds)>,
+        route: impl Fn(&Registered, SubIds) -> Route,
     ) -> FanOut {
         let except = event.except();
         let mut result = FanOut::default();
@@ -492,17 +530,17 @@ impl Hub {
                 }
             }
         }
-        let targets = keys.into_iter().map(|key| (key, Vec::new()));
+        let targets = keys.into_iter().map(|key| (key, SubIds::new()));
         self.deliver(&mut state, event, targets, |_, subs| Route::All(subs))
     }
 
     /// Queues without waiting; false (and the receiver is told) when its queue is full.
-    fn offer(&self, receiver: &Receiver, event: &Arc<Event>, subs: Vec<Arc<str>>) -> bool {
+    fn offer(&self, receiver: &Receiver, event: &Arc<Event>, subs: SubIds) -> bool {
         let offered = match &receiver.inbox {
             Inbox::Socket(outbound) => outbound.push(event.wire_frame(&subs)).is_ok(),
             Inbox::Queue(queue) => match queue.try_send(Delivery {
                 event: event.clone(),
-                subs,
+                subs: subs.into_vec(),
             }) {
                 // A closed queue: the receiver's task is ending; its disconnect will
                 // clean up.

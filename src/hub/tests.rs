@@ -502,3 +502,32 @@ fn one_delivery_per_view_of_an_update() {
     );
     assert_eq!(plain.received(), [vec!["all".to_owned()]]);
 }
+
+#[test]
+fn receivers_share_one_copy_of_each_subscription_id_until_none_holds_it() {
+    let hub = hub();
+    let mut first = client(&hub, "c1", &[("s", "todos:*")]);
+    let mut second = client(&hub, "c2", &[("s", "todos:*")]);
+    hub.publish(&logged(1, record("todos", Some("1"))));
+    let (one, two) = (
+        first.queue.try_recv().unwrap(),
+        second.queue.try_recv().unwrap(),
+    );
+    assert!(Arc::ptr_eq(&one.subs[0], &two.subs[0]));
+    drop((one, two));
+
+    // A refused subscription (its id is in use) leaves nothing behind.
+    assert!(subscribe(&hub, &first, "s", "notes:*").is_none());
+    assert!(subscribe(&hub, &first, "fresh", "notes:*").is_some());
+    assert!(hub.unsubscribe(first.key, "fresh"));
+    assert_eq!(hub.lock().ids.len(), 1);
+
+    hub.unsubscribe(first.key, "s");
+    assert_eq!(
+        hub.lock().ids.len(),
+        1,
+        "the second receiver still holds it"
+    );
+    hub.disconnect(second.key);
+    assert!(hub.lock().ids.is_empty());
+}

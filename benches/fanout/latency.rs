@@ -50,3 +50,18 @@ impl Sorted {
             .collect()
     }
 }
+
+/// Median, min and max of `values` (a figure over rounds); `None` when there are none.
+pub fn spread(values: &mut [f64]) -> Option<(f64, f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let median = if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    };
+    Some((median, values[0], values[n - 1]))
+}

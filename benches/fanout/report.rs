@@ -67,28 +67,13 @@ fn figures(mode: Mode) -> Vec<Figure> {
     }
 }
 
-/// Median, min and max of the figure over the phases that have it.
-fn spread(values: &mut [f64]) -> Option<(f64, f64, f64)> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    let median = if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    };
-    Some((median, values[0], values[n - 1]))
-}
-
 fn spread_of(phases: &[Phase], kind: Kind, mode: Mode, figure: &Figure) -> Option<(f64, f64, f64)> {
     let mut values: Vec<f64> = phases
         .iter()
         .filter(|p| p.kind == kind && p.mode == mode)
         .filter_map(|p| (figure.read)(p))
         .collect();
-    spread(&mut values)
+    super::latency::spread(&mut values)
 }
 
 pub fn summary(settings: &Settings, phases: &[Phase], total: Duration, load_before: &str) {

@@ -88,19 +88,9 @@ impl CostFigure {
     }
 }
 
-/// Median, min and max.
+/// Median, min and max (the fan-out bench's, shared).
 fn spread(mut values: Vec<f64>) -> Option<(f64, f64, f64)> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    let median = if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    };
-    Some((median, values[0], values[n - 1]))
+    crate::fanout_latency::spread(&mut values)
 }
 
 fn fmt_spread(values: Vec<f64>) -> String {

@@ -434,7 +434,7 @@ impl RealtimeBuilder {
                 presence,
                 subscription_hooks: Arc::new(self.subscription_hooks),
                 datastar: Arc::new(self.datastar),
-                handlers: Arc::new(self.handlers.freeze()),
+                handlers: Arc::new(self.handlers),
             }),
         })
     }

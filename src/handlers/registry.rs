@@ -19,9 +19,8 @@ use crate::topic::{Pattern, Topic, TopicError};
 pub(crate) struct Handlers {
     publish: Vec<(Pattern, HandlerFn)>,
     request: Vec<(Pattern, HandlerFn)>,
-    middleware: Vec<MiddlewareFn>,
-    /// The chain's middleware as one shared slice (see [`Handlers::freeze`]).
-    frozen: Option<Arc<[MiddlewareFn]>>,
+    /// One slice every call's chain shares (rebuilt only while registering).
+    middleware: Arc<[MiddlewareFn]>,
     /// Patterns that did not parse, reported by the build.
     invalid: Vec<(String, TopicError)>,
 }
@@ -56,19 +55,17 @@ impl Handlers {
 
     /// Appends a middleware to the chain.
     pub(crate) fn add_middleware(&mut self, middleware: MiddlewareFn) {
-        self.middleware.push(middleware);
+        self.middleware = self
+            .middleware
+            .iter()
+            .cloned()
+            .chain(std::iter::once(middleware))
+            .collect();
     }
 
     /// The first pattern that did not parse, for the build to refuse.
     pub(crate) fn first_invalid(&self) -> Option<&(String, TopicError)> {
         self.invalid.first()
-    }
-
-    /// Done registering: the middleware become one slice every call shares.
-    #[must_use]
-    pub(crate) fn freeze(mut self) -> Self {
-        self.frozen = Some(self.middleware.clone().into());
-        self
     }
 
     /// The chain for a frame of `kind` on `topic`, if a handler is registered for it.
@@ -80,10 +77,6 @@ impl Handlers {
         let (_, handler) = list
             .iter()
             .find(|(pattern, _)| pattern.matches(topic.collection_name(), topic.key()))?;
-        let middleware = self
-            .frozen
-            .clone()
-            .unwrap_or_else(|| self.middleware.clone().into());
-        Some(Next::start(middleware, handler.clone()))
+        Some(Next::start(self.middleware.clone(), handler.clone()))
     }
 }

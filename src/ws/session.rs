@@ -1045,7 +1045,7 @@ mod tests {
             Arc::new(|_call| async { Ok(crate::handlers::Outcome::Done) }.boxed());
         handlers.add(CallKind::Publish, "todos:1", done.clone());
         handlers.add(CallKind::Request, "todos", done);
-        s.settings.handlers = Arc::new(handlers.freeze());
+        s.settings.handlers = Arc::new(handlers);
 
         let effects = frame(
             &mut s,

@@ -397,6 +397,7 @@ impl RealtimeBuilder {
             signal.clone(),
             self.config.log.clone(),
             metrics.clone(),
+            last_seq,
         );
         tasks.spawn(relay.run(shutdown.clone()));
 

@@ -12,7 +12,7 @@ use common::{
     server::{TestServer, seq_of},
 };
 use serde_json::json;
-use tidings::{LogEntry, demo::Todo};
+use tidings::{Db, LogEntry, demo::Todo};
 
 fn todo(id: &str, title: &str) -> Todo {
     Todo {
@@ -169,3 +169,65 @@ backend_tests!(
         assert_eq!(event["key"], "orphan");
     }
 );
+
+/// SQLite numbers each outbox row in the statement that inserts it, so the relay never
+/// writes: the row has its seq inside the writing transaction, a rollback takes the
+/// number back (no gap), and rows an older version left for its relay to number get
+/// their seqs, in id order, when the database is migrated.
+#[tokio::test]
+async fn sqlite_numbers_rows_as_they_are_inserted_and_migrates_unnumbered_ones() {
+    let url = fresh_database_url(Backend::Sqlite).await;
+    let Db::Sqlite(pool) = Db::connect(&url).await.expect("connect") else {
+        unreachable!("a sqlite: URL opens SQLite")
+    };
+    let migrator = sqlx::migrate!("./migrations/sqlite");
+    // The schema as the version before numbering at insert left it.
+    migrator
+        .run_to(20_261_130_000_010, &pool)
+        .await
+        .expect("older migrations");
+    let insert = "INSERT INTO realtime_outbox (seq, collection, action, payload, created_at) \
+                  VALUES (?, 'todos', 'create', '{}', '2026-11-30T00:00:00Z')";
+    for seq in [Some(1), Some(2), None, None, None] {
+        sqlx::query(insert).bind(seq).execute(&pool).await.unwrap();
+    }
+    sqlx::query("UPDATE realtime_meta SET last_seq = 2")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    migrator.run(&pool).await.expect("migrate");
+    let seqs: Vec<Option<i64>> = sqlx::query_scalar("SELECT seq FROM realtime_outbox ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(seqs, [Some(1), Some(2), Some(3), Some(4), Some(5)]);
+    let last = |pool: &sqlx::SqlitePool| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT last_seq FROM realtime_meta WHERE id = 1")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(last(&pool).await, 5);
+
+    // Numbered inside the transaction, before any commit or relay.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query(insert).bind(None::<i64>).execute(&mut *tx).await.unwrap();
+    let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM realtime_outbox ORDER BY id DESC")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(seq, Some(6));
+    tx.rollback().await.unwrap();
+    assert_eq!(last(&pool).await, 5, "a rollback takes its number back");
+
+    sqlx::query(insert).bind(None::<i64>).execute(&pool).await.unwrap();
+    let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM realtime_outbox ORDER BY id DESC")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!((seq, last(&pool).await), (Some(6), 6), "no gap");
+}

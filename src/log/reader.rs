@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use sqlx::{ColumnIndex, Decode, Row, Type, types::Json};
+use sqlx::{ColumnIndex, Decode, Row, SqliteConnection, Type, types::Json};
 
 use crate::{db::Db, event::LogEntry, source::Source};
 
@@ -37,20 +37,10 @@ pub(crate) async fn read_range(
     upto: u64,
     limit: u32,
 ) -> sqlx::Result<Vec<(u64, LogEntry)>> {
-    let (after, upto) = (to_i64(after), to_i64(upto));
     match db {
         Db::Sqlite(pool) => {
-            let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM realtime_outbox \
-                 WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
-            );
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(after)
-                .bind(upto)
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await?;
-            rows.iter().map(decode_row).collect()
+            let mut conn = pool.acquire().await?;
+            read_range_sqlite(&mut conn, after, upto, limit).await
         }
         Db::Postgres(pool) => {
             let sql = format!(
@@ -58,14 +48,34 @@ pub(crate) async fn read_range(
                  WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
             );
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(after)
-                .bind(upto)
+                .bind(to_i64(after))
+                .bind(to_i64(upto))
                 .bind(i64::from(limit))
                 .fetch_all(pool)
                 .await?;
             rows.iter().map(decode_row).collect()
         }
     }
+}
+
+/// [`read_range`] on a SQLite connection the caller holds.
+pub(crate) async fn read_range_sqlite(
+    conn: &mut SqliteConnection,
+    after: u64,
+    upto: u64,
+    limit: u32,
+) -> sqlx::Result<Vec<(u64, LogEntry)>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM realtime_outbox \
+         WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(to_i64(after))
+        .bind(to_i64(upto))
+        .bind(i64::from(limit))
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(decode_row).collect()
 }
 
 pub(crate) fn to_i64(n: u64) -> i64 {

@@ -1,16 +1,23 @@
-//! The relay: gives committed outbox rows a gapless `seq`, in the order they became
-//! visible, then rings the broker's doorbell.
+//! The relay: sees that committed outbox rows have a gapless `seq`, in the order they
+//! became visible, then rings the broker's doorbell.
 //!
-//! It selects *unsequenced* rows, never `id > last`: on Postgres ids are assigned at
-//! insert, not at commit, so a row with a smaller id can become visible later. The meta
-//! row is locked for the whole sequencing transaction, so several nodes running a relay
-//! on one database take turns and never hand out a seq twice; a node that dies, hangs or
-//! is cut off while holding it holds the others up for at most `log.sequencer_timeout`
-//! (see `sequence_postgres`). On SQLite writes are serialized, so rowid order is already
-//! commit order.
+//! On Postgres it numbers them itself. It selects *unsequenced* rows, never `id >
+//! last`: ids are assigned at insert, not at commit, so a row with a smaller id can
+//! become visible later. The meta row is locked for the whole sequencing transaction,
+//! so several nodes running a relay on one database take turns and never hand out a
+//! seq twice; a node that dies, hangs or is cut off while holding it holds the others
+//! up for at most `log.sequencer_timeout` (see `sequence_postgres`).
+//!
+//! On SQLite writes are serialized, so the insert itself numbers each row (the
+//! `realtime_outbox_sequence` trigger) and the relay only reads the rows after the last
+//! one it published: no second write per event, and no turn at the write lock.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 
+use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -20,7 +27,7 @@ use crate::{
     event::LogEntry,
     log::{
         RelaySignal,
-        reader::{self, EVENT_COLUMNS, decode_row, to_i64},
+        reader::{self, to_i64},
     },
     metrics::Metrics,
 };
@@ -32,16 +39,21 @@ pub(crate) struct Relay {
     signal: RelaySignal,
     config: LogConfig,
     metrics: Arc<Metrics>,
+    /// SQLite: the last seq this relay published. Rows up to the log's position when
+    /// the node started are the hub's already (it starts there), or a resume's.
+    published: AtomicU64,
 }
 
 impl Relay {
-    /// A relay over `db` publishing to `broker`.
+    /// A relay over `db` publishing to `broker`; `position` is the log's last seq when
+    /// the node started.
     pub(crate) fn new(
         db: Db,
         broker: Arc<dyn Broker>,
         signal: RelaySignal,
         config: LogConfig,
         metrics: Arc<Metrics>,
+        position: u64,
     ) -> Self {
         Self {
             db,
@@ -49,6 +61,7 @@ impl Relay {
             signal,
             config,
             metrics,
+            published: AtomicU64::new(position),
         }
     }
 
@@ -142,58 +155,15 @@ impl Relay {
     /// Sequences up to `relay_batch` visible rows; returns the epoch and the rows in
     /// seq order (no rows and an empty epoch when nothing was waiting).
     pub(crate) async fn sequence_batch(&self) -> sqlx::Result<(String, Vec<(u64, LogEntry)>)> {
-        // Most polls find nothing: check without taking the write lock (SQLite) or
-        // the meta row lock (Postgres), through the partial index on unsequenced rows.
-        if !self.has_unsequenced().await? {
-            return Ok((String::new(), Vec::new()));
-        }
-        let limit = i64::from(self.config.relay_batch);
         match &self.db {
-            Db::Sqlite(pool) => {
-                // The epoch changes only when the log is reset: no lock needed.
-                let epoch: String =
-                    sqlx::query_scalar("SELECT epoch FROM realtime_meta WHERE id = 1")
-                        .fetch_one(pool)
-                        .await?;
-                // The whole sequencing transaction goes to SQLite as one script, so the
-                // write lock, which every writer waits for, is held only while SQLite
-                // runs it, never across a wait for this task's turn on a busy runtime.
-                // IMMEDIATE takes the write lock up front: no lock upgrade, no deadlock.
-                let script = format!(
-                    "BEGIN IMMEDIATE; \
-                     WITH batch AS ( \
-                       SELECT id, (SELECT last_seq FROM realtime_meta WHERE id = 1) \
-                                  + row_number() OVER (ORDER BY id) AS next_seq \
-                       FROM realtime_outbox WHERE seq IS NULL ORDER BY id LIMIT {limit} \
-                     ) \
-                     UPDATE realtime_outbox SET seq = batch.next_seq FROM batch \
-                     WHERE realtime_outbox.id = batch.id RETURNING {EVENT_COLUMNS}; \
-                     UPDATE realtime_meta \
-                     SET last_seq = coalesce((SELECT max(seq) FROM realtime_outbox), last_seq) \
-                     WHERE id = 1; \
-                     COMMIT;"
-                );
-                let mut conn = pool.acquire().await?;
-                let rows = match sqlx::raw_sql(sqlx::AssertSqlSafe(script))
-                    .fetch_all(&mut *conn)
-                    .await
-                {
-                    Ok(rows) => rows,
-                    Err(e) => {
-                        // Never hand a connection back with the transaction open.
-                        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-                        return Err(e);
-                    }
-                };
-                let mut batch = rows
-                    .iter()
-                    .map(decode_row)
-                    .collect::<sqlx::Result<Vec<_>>>()?;
-                // RETURNING gives no order.
-                batch.sort_by_key(|(seq, _)| *seq);
-                Ok((epoch, batch))
-            }
+            Db::Sqlite(pool) => self.read_numbered_sqlite(pool).await,
             Db::Postgres(pool) => {
+                // Most polls find nothing: check without taking the meta row lock,
+                // through the partial index on unsequenced rows.
+                if !self.has_unsequenced(pool).await? {
+                    return Ok((String::new(), Vec::new()));
+                }
+                let limit = i64::from(self.config.relay_batch);
                 // Every wait is bounded (see `sequence_postgres`); the client-side bound
                 // only frees this task if the database stops answering altogether.
                 let bound = self.config.sequencer_timeout * 4;
@@ -235,36 +205,46 @@ impl Relay {
             .as_micros()
             .div_ceil(1000)
             .max(1);
-        let begin = format!(
+        // One round trip for the whole transaction: the lock is held while Postgres
+        // runs the script, never across this task's wait for its turn on a busy
+        // runtime. The lock is taken by a statement of its own, so the numbering
+        // statement's snapshot (taken when it starts, in READ COMMITTED) comes after
+        // it is granted and sees the rows the previous holder numbered as numbered.
+        let script = format!(
             "BEGIN; \
              SET LOCAL idle_in_transaction_session_timeout = {ms}; \
              SET LOCAL statement_timeout = {ms}; \
-             SET LOCAL lock_timeout = {ms}"
-        );
-        let mut tx = pool.begin_with(sqlx::AssertSqlSafe(begin)).await?;
-        // The row lock serializes relays of every node on this database. The next
-        // statement takes its snapshot after the lock is granted, so it sees the rows
-        // the previous holder numbered as numbered.
-        let (epoch, last): (String, i64) =
-            sqlx::query_as("SELECT epoch, last_seq FROM realtime_meta WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *tx)
-                .await?;
-        let new_last: Option<i64> = sqlx::query_scalar(
-            "WITH batch AS ( \
+             SET LOCAL lock_timeout = {ms}; \
+             SELECT epoch, last_seq FROM realtime_meta WHERE id = 1 FOR UPDATE; \
+             WITH batch AS ( \
                SELECT id, row_number() OVER (ORDER BY id) AS n FROM realtime_outbox \
-               WHERE seq IS NULL ORDER BY id LIMIT $2 \
+               WHERE seq IS NULL ORDER BY id LIMIT {limit} \
              ), numbered AS ( \
-               UPDATE realtime_outbox o SET seq = $1 + batch.n FROM batch \
-               WHERE o.id = batch.id RETURNING o.seq \
+               UPDATE realtime_outbox o \
+               SET seq = (SELECT last_seq FROM realtime_meta WHERE id = 1) + batch.n \
+               FROM batch WHERE o.id = batch.id RETURNING o.seq \
              ) \
              UPDATE realtime_meta SET last_seq = (SELECT max(seq) FROM numbered) \
-             WHERE id = 1 AND EXISTS (SELECT 1 FROM numbered) RETURNING last_seq",
-        )
-        .bind(last)
-        .bind(limit)
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
+             WHERE id = 1 AND EXISTS (SELECT 1 FROM numbered) RETURNING last_seq AS new_last; \
+             COMMIT;"
+        );
+        let mut conn = pool.acquire().await?;
+        let rows = match sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+            .fetch_all(&mut *conn)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                // Never hand a connection back with the (aborted) transaction open.
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                return Err(e);
+            }
+        };
+        drop(conn);
+        // The meta row as locked, then the new last seq if this relay numbered any.
+        let meta = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+        let (epoch, last): (String, i64) = (meta.try_get("epoch")?, meta.try_get("last_seq")?);
+        let new_last: Option<i64> = rows.get(1).map(|row| row.try_get("new_last")).transpose()?;
         let Some(new_last) = new_last else {
             return Ok((epoch, Vec::new())); // another node numbered them first
         };
@@ -284,12 +264,37 @@ impl Relay {
         }
     }
 
-    async fn has_unsequenced(&self) -> sqlx::Result<bool> {
-        const SQL: &str = "SELECT EXISTS (SELECT 1 FROM realtime_outbox WHERE seq IS NULL)";
-        match &self.db {
-            Db::Sqlite(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await,
-            Db::Postgres(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await,
+    async fn has_unsequenced(&self, pool: &sqlx::PgPool) -> sqlx::Result<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM realtime_outbox WHERE seq IS NULL)")
+            .fetch_one(pool)
+            .await
+    }
+
+    /// The rows SQLite numbered since the last batch this relay published, up to
+    /// `limit` of them. Reads only: a WAL reader never waits for the writers.
+    async fn read_numbered_sqlite(
+        &self,
+        pool: &sqlx::SqlitePool,
+    ) -> sqlx::Result<(String, Vec<(u64, LogEntry)>)> {
+        let mut conn = pool.acquire().await?;
+        let (epoch, last): (String, i64) =
+            sqlx::query_as("SELECT epoch, last_seq FROM realtime_meta WHERE id = 1")
+                .fetch_one(&mut *conn)
+                .await?;
+        let (last, published) = (to_u64(last), self.published.load(Ordering::Acquire));
+        if last <= published {
+            // Below it only when the log was reset: start again from its new position
+            // (the nodes see the new epoch at their next poll).
+            self.published.store(last, Ordering::Release);
+            return Ok((String::new(), Vec::new()));
         }
+        let limit = self.config.relay_batch;
+        let upto = last.min(published.saturating_add(u64::from(limit)));
+        let batch = reader::read_range_sqlite(&mut conn, published, upto, limit).await?;
+        if let Some((seq, _)) = batch.last() {
+            self.published.store(*seq, Ordering::Release);
+        }
+        Ok((epoch, batch))
     }
 
     /// Deletes sequenced rows older than the retention window, in events and in bytes.

@@ -10,7 +10,8 @@
 //! catch up never ends under a steady write load.
 //!
 //! - SQLite: the read runs in a `BEGIN IMMEDIATE` transaction, which holds the one
-//!   write lock: no write commits and no relay numbers rows until it ends.
+//!   write lock: no write commits until it ends. SQLite numbers each row as it is
+//!   inserted, so there is nothing to number here: `last_seq` is the position.
 //! - Postgres: a `REPEATABLE READ` transaction takes `realtime_meta` in `EXCLUSIVE`
 //!   mode before its first query, so relays (which lock the meta row `FOR UPDATE`)
 //!   wait, and its snapshot is taken after the lock: rows committed before it are
@@ -26,27 +27,10 @@ use sqlx::{PgConnection, SqliteConnection};
 
 use crate::event::Cursor;
 
-/// Numbers every committed, unnumbered row on SQLite (inside a `BEGIN IMMEDIATE`
-/// transaction) and returns the log position.
+/// The log position on SQLite, read inside the caller's `BEGIN IMMEDIATE` transaction.
+/// Nothing is left to number: each row got its seq from the statement that inserted
+/// it (`realtime_outbox_sequence`).
 pub(crate) async fn position_sqlite(conn: &mut SqliteConnection) -> sqlx::Result<Cursor> {
-    sqlx::query(
-        "WITH batch AS ( \
-           SELECT id, (SELECT last_seq FROM realtime_meta WHERE id = 1) \
-                      + row_number() OVER (ORDER BY id) AS next_seq \
-           FROM realtime_outbox WHERE seq IS NULL \
-         ) \
-         UPDATE realtime_outbox SET seq = batch.next_seq FROM batch \
-         WHERE realtime_outbox.id = batch.id",
-    )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "UPDATE realtime_meta \
-         SET last_seq = coalesce((SELECT max(seq) FROM realtime_outbox), last_seq) \
-         WHERE id = 1",
-    )
-    .execute(&mut *conn)
-    .await?;
     read_position(
         sqlx::query_as("SELECT epoch, last_seq FROM realtime_meta WHERE id = 1")
             .fetch_one(conn)

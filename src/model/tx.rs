@@ -13,8 +13,14 @@ use crate::{
     source::{Attribution, Source},
 };
 
-/// Mutes capture triggers for this connection's transaction (see `capture`).
-const SQLITE_MUTE: &str = "INSERT OR REPLACE INTO realtime_capture_off (id) VALUES (1)";
+/// Mutes capture triggers for this connection's transaction (see `capture`), if the
+/// database has any trigger that heeds the mute. Most have none, and then nothing is
+/// written: the mute row would cost every store transaction a page in the WAL. Read
+/// under the write lock (`BEGIN IMMEDIATE`), so no trigger can appear before the
+/// commit.
+const SQLITE_MUTE: &str = "INSERT OR REPLACE INTO realtime_capture_off (id) \
+     SELECT 1 WHERE EXISTS (SELECT 1 FROM sqlite_master \
+       WHERE type = 'trigger' AND sql LIKE '%realtime_capture_off%')";
 /// Unmutes them before the commit, so the row is never committed.
 const SQLITE_UNMUTE: &str = "DELETE FROM realtime_capture_off";
 
@@ -29,6 +35,8 @@ pub struct Tx {
     signal: RelaySignal,
     /// Whether an outbox row was written, so commit knows to wake the relay.
     wrote: bool,
+    /// SQLite: whether the capture mute row was written, so commit must delete it.
+    muted: bool,
     /// Work that may happen only once the transaction committed (non-logged events).
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
     /// The client mutation id every event of this transaction carries.
@@ -63,6 +71,7 @@ impl Tx {
             inner,
             signal,
             wrote: false,
+            muted: false,
             after_commit: Vec::new(),
             mutation: None,
             attribution: None,
@@ -95,16 +104,18 @@ impl Tx {
 
     /// Keeps capture triggers from recording this transaction's writes, which it records
     /// itself. Postgres did so in `BEGIN`; SQLite needs a row in `realtime_capture_off`
-    /// that [`Tx::commit`] deletes again and a rollback takes away.
+    /// (when any trigger heeds it) that [`Tx::commit`] deletes again and a rollback
+    /// takes away.
     pub(super) async fn mute_capture(&mut self) -> Result<(), StoreError> {
         if let OpenTx::Sqlite(tx) = &mut self.inner {
-            sqlx::query(SQLITE_MUTE)
+            let done = sqlx::query(SQLITE_MUTE)
                 .execute(&mut **tx)
                 .await
                 .map_err(|source| StoreError::Transaction {
                     op: "begin",
                     source,
                 })?;
+            self.muted = done.rows_affected() > 0;
         }
         Ok(())
     }
@@ -227,10 +238,13 @@ impl Tx {
     /// Commits, then wakes the relay if the transaction wrote any outbox row.
     pub async fn commit(self) -> Result<(), StoreError> {
         let result = match self.inner {
-            OpenTx::Sqlite(mut tx) => match sqlx::query(SQLITE_UNMUTE).execute(&mut *tx).await {
-                Ok(_) => tx.commit().await,
-                Err(e) => Err(e),
-            },
+            OpenTx::Sqlite(mut tx) if self.muted => {
+                match sqlx::query(SQLITE_UNMUTE).execute(&mut *tx).await {
+                    Ok(_) => tx.commit().await,
+                    Err(e) => Err(e),
+                }
+            }
+            OpenTx::Sqlite(tx) => tx.commit().await,
             OpenTx::Postgres(tx) => tx.commit().await,
         };
         result.map_err(|source| StoreError::Transaction {

@@ -4,15 +4,18 @@
 //! Run with `cargo bench --bench fanout`. It follows the methodology of
 //! `../shared/tools/fanout-compare.sh` (server and load generator pinned to one CPU
 //! each, 100-byte payloads published with `POST`, a closed-loop and a fixed-rate mode,
-//! medians over rounds, ratio tidings/baseline), so the two should agree within noise.
+//! medians over rounds, ratio tidings/baseline) and, by default, its baseline design
+//! (`axum-raw`: a bounded queue per connection), so the two should agree within noise.
 //!
 //! The bench binary plays three roles, chosen by the internal `FANOUT_ROLE` variable:
 //!
 //! * the orchestrator (what `cargo bench` starts): per round and mode, starts a fresh
-//!   server (the `tidings` reference binary, or this executable as the baseline) and
+//!   server (the `tidings` reference binary, or this executable as a baseline) and
 //!   a fresh load generator, reads their RSS and CPU time from `/proc`, and prints
 //!   the summary;
-//! * the baseline server (`FANOUT_ROLE=server`, `fanout/baseline.rs`);
+//! * a baseline server (`FANOUT_ROLE=server`, `fanout/baseline.rs`): `axum-raw`, the
+//!   shared tool's design (`baseline/queue.rs`), or `ring`, one broadcast ring
+//!   (`baseline/ring.rs`), a stronger floor;
 //! * the load generator (`FANOUT_ROLE=client`): N tokio-tungstenite subscribers and
 //!   an HTTP publisher, on a one-worker runtime.
 //!
@@ -22,8 +25,9 @@
 //! per-connection figure.
 //!
 //! Settings (environment, all optional): `FANOUT_MODE` (max, fixed or both: the
-//! default), `FANOUT_CONNECTIONS` (10000), `FANOUT_ROUNDS` (3), `FANOUT_WINDOW` (4),
-//! `FANOUT_RATE` (20000 deliveries/s), `FANOUT_PAYLOAD` (100 bytes),
+//! default), `FANOUT_BASELINES` (comma-separated, run in that order: `axum-raw`, the
+//! default, and/or `ring`), `FANOUT_CONNECTIONS` (10000), `FANOUT_ROUNDS` (3),
+//! `FANOUT_WINDOW` (4), `FANOUT_RATE` (20000 deliveries/s), `FANOUT_PAYLOAD` (100 bytes),
 //! `FANOUT_MAX_SECS` (5), `FANOUT_FIXED_SECS` (10), `FANOUT_WARMUP_SECS` (1),
 //! `FANOUT_SETTLE_SECS` (2), `FANOUT_TIMEOUT_S` (60), `FANOUT_SERVER_CPU` (0),
 //! `FANOUT_CLIENT_CPU` (1), `FANOUT_PIN=0` (no pinning), `FANOUT_JSON` (append one

@@ -84,7 +84,7 @@ async fn run(kind: Kind, settings: Settings) {
 async fn connect_all(kind: Kind, addr: &str, settings: &Settings, tally: &Arc<Tally>) {
     let url = match kind {
         Kind::Tidings => format!("ws://{addr}/realtime/subscribe"),
-        Kind::Baseline => format!("ws://{addr}/ws"),
+        Kind::Baseline(_) => format!("ws://{addr}/ws"),
     };
     // One subscriber token for every connection, as `fanout-compare.sh` does.
     let token = subscriber_token();
@@ -243,7 +243,7 @@ async fn open(url: &str, kind: Kind, token: &str) -> Result<Socket, String> {
             .await?;
             reply(&mut socket, "subscribed").await?;
         }
-        Kind::Baseline => {
+        Kind::Baseline(_) => {
             send(&mut socket, json!({"type": "subscribe", "topic": "todos"})).await?;
             reply(&mut socket, "subscribed").await?;
         }

@@ -1,7 +1,7 @@
-//! The orchestrator: per round and per mode, one phase of tidings then one of the
-//! baseline, each with a fresh server process and a fresh load-generator process;
-//! then the summary (medians over rounds, ratios) and, with `FANOUT_JSON`, one JSON
-//! line per phase.
+//! The orchestrator: per round and per mode, one phase of tidings then one of each
+//! baseline design `FANOUT_BASELINES` names (`axum-raw` by default), each with a
+//! fresh server process and a fresh load-generator process; then the summary
+//! (medians over rounds, ratios) and, with `FANOUT_JSON`, one JSON line per phase.
 
 use std::time::{Duration, Instant};
 
@@ -74,7 +74,8 @@ pub fn main() {
     let mut frame_len = 0;
     for round in 1..=settings.rounds {
         for &mode in &settings.modes {
-            for kind in [Kind::Tidings, Kind::Baseline] {
+            let baselines = settings.baselines.iter().copied().map(Kind::Baseline);
+            for kind in std::iter::once(Kind::Tidings).chain(baselines) {
                 let phase = run_phase(kind, mode, round, &settings, frame_len);
                 if kind == Kind::Tidings && frame_len == 0 {
                     frame_len = phase.figure("frame_bytes").unwrap_or(0.0).round() as usize;

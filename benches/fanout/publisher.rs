@@ -65,7 +65,7 @@ impl Publisher {
                 format!("http://{addr}/realtime/broadcast"),
                 Some(format!("Bearer {}", publisher_token())),
             ),
-            Kind::Baseline => (format!("http://{addr}/publish"), None),
+            Kind::Baseline(_) => (format!("http://{addr}/publish"), None),
         };
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -175,7 +175,7 @@ impl Publisher {
             Kind::Tidings => {
                 format!(r#"{{"target":{{"collection":"todos"}},"event":"bench","data":{payload}}}"#)
             }
-            Kind::Baseline => payload,
+            Kind::Baseline(_) => payload,
         };
         let mut request = self
             .http

@@ -1,5 +1,6 @@
 //! What the orchestrator prints: the summary (per mode and figure, the median over
-//! rounds with min–max for each server and the ratio tidings/baseline) and, when
+//! rounds with min–max for each server, and the ratio tidings/baseline for each
+//! baseline design run, `axum-raw` by default) and, when
 //! `FANOUT_JSON` names a file, one JSON line per phase appended to it (the input of
 //! `scripts/bench-plots`).
 
@@ -11,7 +12,7 @@ use super::{
     orchestrator::Phase,
     procfs,
     settings::{Mode, Settings},
-    wire::Kind,
+    wire::{Baseline, Kind},
 };
 
 /// One figure of the summary: its label, and how to read it off a phase.
@@ -105,7 +106,7 @@ pub fn summary(settings: &Settings, phases: &[Phase], total: Duration, load_befo
         .collect();
     println!(
         "settings: {} subscribers of todos:*, {}-byte payloads published with POST (tidings: \
-         /realtime/broadcast with a publisher JWT; baseline: /publish), {} round(s); {}; {} s \
+         /realtime/broadcast with a publisher JWT; baselines: /publish), {} round(s); {}; {} s \
          warm-up before each",
         settings.connections,
         settings.payload,
@@ -120,7 +121,7 @@ pub fn summary(settings: &Settings, phases: &[Phase], total: Duration, load_befo
     );
     println!("{}", layout(settings));
     for &mode in &settings.modes {
-        print_mode(mode, phases);
+        print_mode(mode, &settings.baselines, phases);
     }
     for phase in phases {
         println!(
@@ -155,49 +156,70 @@ fn layout(settings: &Settings) -> String {
         Some(_) => "NOT pinned (taskset not found)".to_owned(),
         None => "NOT pinned (fewer than 2 CPUs, or FANOUT_PIN=0)".to_owned(),
     };
+    let baselines: Vec<&str> = settings
+        .baselines
+        .iter()
+        .map(|&design| match design {
+            Baseline::AxumRaw => {
+                "axum-raw = a bounded mpsc queue per connection, as the shared tool's axum-raw"
+            }
+            Baseline::Ring => "ring = one tokio broadcast ring every connection reads",
+        })
+        .collect();
     format!(
         "layout: loopback; {pinning}; fresh server and load-generator processes per phase; \
          tidings: the reference server binary (SQLite log in a temp dir, memory broker, JWT, \
-         demo rules); baseline: hand-written axum broadcast (4 KiB read buffer, feed-then-flush); \
-         load generator: one Tokio worker"
+         demo rules); baselines (hand-written axum, 4 KiB read buffer, feed-then-flush): {}; \
+         load generator: one Tokio worker",
+        baselines.join("; ")
     )
 }
 
-fn print_mode(mode: Mode, phases: &[Phase]) {
+/// The table of `mode`, one column per server, then one `RATIO tidings/<baseline>`
+/// line per baseline design run.
+fn print_mode(mode: Mode, baselines: &[Baseline], phases: &[Phase]) {
     let fmt = |s: Option<(f64, f64, f64)>, d: usize| {
         s.map_or_else(
             || "none".to_owned(),
             |(median, min, max)| format!("{median:.d$} [{min:.d$}-{max:.d$}]"),
         )
     };
+    let kinds: Vec<Kind> = std::iter::once(Kind::Tidings)
+        .chain(baselines.iter().copied().map(Kind::Baseline))
+        .collect();
     println!();
+    let header: String = kinds.iter().map(|k| format!(" {:>30}", k.name())).collect();
     println!(
-        "{:<40} {:>30} {:>30}",
-        format!("mode {} (median [min-max])", mode.name()),
-        "tidings",
-        "baseline"
+        "{:<40}{header}",
+        format!("mode {} (median [min-max])", mode.name())
     );
-    let mut ratios = Vec::new();
+    let mut ratios = vec![Vec::new(); baselines.len()];
     for figure in figures(mode) {
-        let t = spread_of(phases, Kind::Tidings, mode, &figure);
-        let b = spread_of(phases, Kind::Baseline, mode, &figure);
-        println!(
-            "{:<40} {:>30} {:>30}",
-            figure.label,
-            fmt(t, figure.decimals),
-            fmt(b, figure.decimals)
-        );
-        if let (Some((t, ..)), Some((b, ..))) = (t, b)
-            && b != 0.0
-        {
-            ratios.push(format!("{} {:.2}", figure.short, t / b));
+        let spreads: Vec<_> = kinds
+            .iter()
+            .map(|&kind| spread_of(phases, kind, mode, &figure))
+            .collect();
+        let row: String = spreads
+            .iter()
+            .map(|&s| format!(" {:>30}", fmt(s, figure.decimals)))
+            .collect();
+        println!("{:<40}{row}", figure.label);
+        for (ratios, baseline) in ratios.iter_mut().zip(&spreads[1..]) {
+            if let (Some((t, ..)), Some((b, ..))) = (spreads[0], baseline)
+                && *b != 0.0
+            {
+                ratios.push(format!("{} {:.2}", figure.short, t / b));
+            }
         }
     }
-    println!(
-        "RATIO tidings/baseline, {}: {}",
-        mode.name(),
-        ratios.join(", ")
-    );
+    for (baseline, ratios) in baselines.iter().zip(&ratios) {
+        println!(
+            "RATIO tidings/{}, {}: {}",
+            baseline.name(),
+            mode.name(),
+            ratios.join(", ")
+        );
+    }
 }
 
 /// Appends the phase as one JSON line to `FANOUT_JSON`, when set.

@@ -1,8 +1,8 @@
 //! Starting the server of a phase. Tidings is the reference server itself (the
 //! `tidings` binary cargo builds next to this bench, with every feature on: JWT auth,
 //! the demo rules, patterns, the SQLite log, the memory broker), configured the way
-//! `../shared/tools/fanout-compare.sh` configures it. The baseline is this
-//! executable's `server` role (`baseline.rs`).
+//! `../shared/tools/fanout-compare.sh` configures it. A baseline is this
+//! executable's `server` role (`baseline.rs`), told its design in `FANOUT_BASELINE`.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -68,13 +68,14 @@ pub fn start(kind: Kind, settings: &Settings, frame_len: usize) -> Server {
                 sqlite_dir: Some(dir),
             }
         }
-        Kind::Baseline => {
+        Kind::Baseline(design) => {
             let exe = std::env::current_exe().expect("current exe");
             let env = [
                 ("FANOUT_ROLE", "server".to_owned()),
+                ("FANOUT_BASELINE", design.name().to_owned()),
                 ("FANOUT_FRAME_LEN", frame_len.to_string()),
             ];
-            let mut child = Child::spawn("baseline", &exe.display().to_string(), cpu, &env);
+            let mut child = Child::spawn(design.name(), &exe.display().to_string(), cpu, &env);
             let addr = child.expect("listening", startup).trim().to_owned();
             Server {
                 child,

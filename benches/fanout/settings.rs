@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::wire;
+use super::wire::{self, Baseline};
 
 /// How events are published in a phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,9 @@ impl Mode {
 pub struct Settings {
     pub connections: usize,
     pub modes: Vec<Mode>,
+    /// The baseline designs run after tidings in each round and mode, in this order;
+    /// tidings' ratios are printed against each.
+    pub baselines: Vec<Baseline>,
     pub rounds: usize,
     /// Events not yet delivered to every subscriber, at most (closed loop).
     pub window: usize,
@@ -83,6 +86,7 @@ impl Settings {
         let base = Self {
             connections: wire::env_usize("FANOUT_CONNECTIONS", 10_000),
             modes: Mode::list_from_env(),
+            baselines: Baseline::list_from_env(),
             rounds: wire::env_usize("FANOUT_ROUNDS", 3).max(1),
             window: wire::env_usize("FANOUT_WINDOW", 4).max(1),
             rate: wire::env_usize("FANOUT_RATE", 20_000).max(1),
@@ -99,10 +103,11 @@ impl Settings {
             return base;
         }
         // Small enough to take seconds, large enough that every path runs: both modes,
-        // both servers, a window that fills, a rate that publishes several events.
+        // every server, a window that fills, a rate that publishes several events.
         Self {
             connections: 20,
             modes: vec![Mode::Max, Mode::Fixed],
+            baselines: Baseline::ALL.to_vec(),
             rounds: 1,
             rate: 2_000,
             max_secs: 0.5,

@@ -1,5 +1,6 @@
-//! What the roles share: environment helpers, the HS256 secret, the server kinds, and
-//! the line-based control protocol between the orchestrator and its children.
+//! What the roles share: environment helpers, the HS256 secret, the server kinds and
+//! baseline designs, and the line-based control protocol between the orchestrator and
+//! its children.
 
 /// The HS256 secret of the bench's tidings server; the load generator signs with it.
 pub const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
@@ -37,26 +38,80 @@ pub fn env_required(name: &str) -> String {
 pub enum Kind {
     /// The tidings gateway.
     Tidings,
-    /// The hand-written axum broadcast server (`baseline.rs`).
-    Baseline,
+    /// A hand-written axum server, this executable's `server` role (`baseline.rs`).
+    Baseline(Baseline),
 }
 
 impl Kind {
-    /// The name used in `FANOUT_SERVER` and in the summary.
+    /// The name used in `FANOUT_SERVER`, in the summary and in the JSON lines.
     pub fn name(self) -> &'static str {
         match self {
             Self::Tidings => "tidings",
-            Self::Baseline => "baseline",
+            Self::Baseline(design) => design.name(),
         }
     }
 
     /// Parses `FANOUT_SERVER`.
     pub fn from_env() -> Self {
-        match env_required("FANOUT_SERVER").as_str() {
-            "tidings" => Self::Tidings,
-            "baseline" => Self::Baseline,
-            other => panic!("unknown FANOUT_SERVER {other:?}"),
+        let name = env_required("FANOUT_SERVER");
+        if name == "tidings" {
+            return Self::Tidings;
         }
+        Baseline::parse(&name)
+            .map(Self::Baseline)
+            .unwrap_or_else(|| panic!("unknown FANOUT_SERVER {name:?}"))
+    }
+}
+
+/// How a baseline server hands a published frame to its connections. Both speak the
+/// same protocol, so the load generator treats them alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Baseline {
+    /// A bounded `mpsc` queue per connection behind a registry, as the shared tool's
+    /// `peers/axum-raw` does (`baseline/queue.rs`): the baseline the ratios of
+    /// `../shared/tools/fanout-compare.sh` are against, so the default here too.
+    AxumRaw,
+    /// One `tokio::sync::broadcast` ring every connection reads (`baseline/ring.rs`):
+    /// cheaper per delivery, a stronger floor than `AxumRaw`.
+    Ring,
+}
+
+impl Baseline {
+    /// Every design, in the order the orchestrator runs them when asked for all.
+    pub const ALL: [Self; 2] = [Self::AxumRaw, Self::Ring];
+
+    /// The name used in `FANOUT_BASELINES`, `FANOUT_SERVER` and the summary.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AxumRaw => "axum-raw",
+            Self::Ring => "ring",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|design| design.name() == name)
+    }
+
+    /// `FANOUT_BASELINES`: a comma-separated list of designs (`axum-raw`, `ring`),
+    /// run in that order; `axum-raw` alone when unset.
+    pub fn list_from_env() -> Vec<Self> {
+        let Ok(list) = std::env::var("FANOUT_BASELINES") else {
+            return vec![Self::AxumRaw];
+        };
+        let mut designs = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let design = Self::parse(name).unwrap_or_else(|| {
+                panic!("FANOUT_BASELINES: unknown baseline {name:?} (axum-raw or ring)")
+            });
+            if !designs.contains(&design) {
+                designs.push(design);
+            }
+        }
+        assert!(
+            !designs.is_empty(),
+            "FANOUT_BASELINES names no baseline (axum-raw, ring or both, comma-separated)"
+        );
+        designs
     }
 }
 

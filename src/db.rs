@@ -54,8 +54,12 @@ impl Db {
             } else {
                 8
             };
+            // No ping before each acquire: an embedded database has no other end that
+            // could have hung up, and the ping is a round trip to the connection's
+            // thread on every use of the pool (sqlx still pings once on release).
             let pool = SqlitePoolOptions::new()
                 .max_connections(max)
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await?;
             Ok(Self::Sqlite(pool))

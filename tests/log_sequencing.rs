@@ -215,7 +215,11 @@ async fn sqlite_numbers_rows_as_they_are_inserted_and_migrates_unnumbered_ones()
 
     // Numbered inside the transaction, before any commit or relay.
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query(insert).bind(None::<i64>).execute(&mut *tx).await.unwrap();
+    sqlx::query(insert)
+        .bind(None::<i64>)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM realtime_outbox ORDER BY id DESC")
         .fetch_one(&mut *tx)
         .await
@@ -224,7 +228,11 @@ async fn sqlite_numbers_rows_as_they_are_inserted_and_migrates_unnumbered_ones()
     tx.rollback().await.unwrap();
     assert_eq!(last(&pool).await, 5, "a rollback takes its number back");
 
-    sqlx::query(insert).bind(None::<i64>).execute(&pool).await.unwrap();
+    sqlx::query(insert)
+        .bind(None::<i64>)
+        .execute(&pool)
+        .await
+        .unwrap();
     let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM realtime_outbox ORDER BY id DESC")
         .fetch_one(&pool)
         .await

@@ -149,7 +149,11 @@ async fn plain_write(db: &Db, todo: &Todo, muted: bool) -> bool {
             async {
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 let wrote_mute = if muted {
-                    sqlx::query(SQLITE_MUTE).execute(&mut *tx).await?.rows_affected() > 0
+                    sqlx::query(SQLITE_MUTE)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                        > 0
                 } else {
                     false
                 };

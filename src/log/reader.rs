@@ -10,6 +10,9 @@ use crate::{db::Db, event::LogEntry, source::Source};
 pub(crate) const EVENT_COLUMNS: &str = "seq, collection, record_key, action, event_name, payload, \
      changes, acl, except_connection, created_at, previous, mutation, source";
 
+/// How many columns `EVENT_COLUMNS` names.
+const EVENT_COLUMN_COUNT: usize = 13;
+
 /// The log's epoch and last assigned seq.
 pub(crate) async fn load_meta(db: &Db) -> sqlx::Result<(String, u64)> {
     const SQL: &str = "SELECT epoch, last_seq FROM realtime_meta WHERE id = 1";
@@ -58,8 +61,7 @@ pub(crate) async fn read_range(
     }
 }
 
-/// [`read_range`] on a SQLite connection the caller holds.
-pub(crate) async fn read_range_sqlite(
+async fn read_range_sqlite(
     conn: &mut SqliteConnection,
     after: u64,
     upto: u64,
@@ -76,6 +78,31 @@ pub(crate) async fn read_range_sqlite(
         .fetch_all(conn)
         .await?;
     rows.iter().map(decode_row).collect()
+}
+
+/// On SQLite: the log's epoch and up to `limit` events with `seq > after`, in seq
+/// order, in one read (the epoch is an empty string when there are none).
+pub(crate) async fn read_after_sqlite(
+    conn: &mut SqliteConnection,
+    after: u64,
+    limit: u32,
+) -> sqlx::Result<(String, Vec<(u64, LogEntry)>)> {
+    // The epoch rides along as the last column, after the ones `decode_row` reads.
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS}, (SELECT epoch FROM realtime_meta WHERE id = 1) \
+         FROM realtime_outbox WHERE seq > ? ORDER BY seq LIMIT ?"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(to_i64(after))
+        .bind(i64::from(limit))
+        .fetch_all(conn)
+        .await?;
+    let epoch = match rows.first() {
+        Some(row) => row.try_get(EVENT_COLUMN_COUNT)?,
+        None => String::new(),
+    };
+    let events = rows.iter().map(decode_row).collect::<sqlx::Result<_>>()?;
+    Ok((epoch, events))
 }
 
 pub(crate) fn to_i64(n: u64) -> i64 {
@@ -121,4 +148,14 @@ where
         ts: row.try_get(9)?,
     };
     Ok((u64::try_from(seq).unwrap_or(0), event))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{EVENT_COLUMN_COUNT, EVENT_COLUMNS};
+
+    #[test]
+    fn the_column_count_matches_the_columns() {
+        assert_eq!(EVENT_COLUMNS.split(',').count(), EVENT_COLUMN_COUNT);
+    }
 }

@@ -271,30 +271,31 @@ impl Relay {
     }
 
     /// The rows SQLite numbered since the last batch this relay published, up to
-    /// `limit` of them. Reads only: a WAL reader never waits for the writers.
+    /// `relay_batch` of them, each with the log's epoch: one read, and a WAL reader
+    /// never waits for the writers. Only when there is nothing new does it read the
+    /// log's position, to notice a log that was reset under it.
     async fn read_numbered_sqlite(
         &self,
         pool: &sqlx::SqlitePool,
     ) -> sqlx::Result<(String, Vec<(u64, LogEntry)>)> {
         let mut conn = pool.acquire().await?;
-        let (epoch, last): (String, i64) =
+        let published = self.published.load(Ordering::Acquire);
+        let (epoch, batch) =
+            reader::read_after_sqlite(&mut conn, published, self.config.relay_batch).await?;
+        if let Some((seq, _)) = batch.last() {
+            self.published.store(*seq, Ordering::Release);
+            return Ok((epoch, batch));
+        }
+        let (_, last): (String, i64) =
             sqlx::query_as("SELECT epoch, last_seq FROM realtime_meta WHERE id = 1")
                 .fetch_one(&mut *conn)
                 .await?;
-        let (last, published) = (to_u64(last), self.published.load(Ordering::Acquire));
-        if last <= published {
-            // Below it only when the log was reset: start again from its new position
-            // (the nodes see the new epoch at their next poll).
-            self.published.store(last, Ordering::Release);
-            return Ok((String::new(), Vec::new()));
+        if to_u64(last) < published {
+            // The log was reset: start again from its new position (the nodes see
+            // the new epoch at their next poll).
+            self.published.store(to_u64(last), Ordering::Release);
         }
-        let limit = self.config.relay_batch;
-        let upto = last.min(published.saturating_add(u64::from(limit)));
-        let batch = reader::read_range_sqlite(&mut conn, published, upto, limit).await?;
-        if let Some((seq, _)) = batch.last() {
-            self.published.store(*seq, Ordering::Release);
-        }
-        Ok((epoch, batch))
+        Ok((String::new(), Vec::new()))
     }
 
     /// Deletes sequenced rows older than the retention window, in events and in bytes.

@@ -26,7 +26,7 @@ pub mod ring;
 
 use std::io::{BufRead, Write};
 
-use axum::{Router, extract::ws::Utf8Bytes};
+use axum::{Router, extract::ws::Utf8Bytes, serve::ListenerExt};
 
 use super::wire::{self, Baseline};
 
@@ -56,6 +56,11 @@ pub fn main() {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
+    // Small frames go out at once, as tidings sends them: with Nagle's algorithm on, a
+    // frame waits for the client's delayed ACK of the previous one (up to 40 ms).
+    let listener = listener.tap_io(|socket| {
+        let _ = socket.set_nodelay(true);
+    });
     runtime.spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

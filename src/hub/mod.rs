@@ -435,7 +435,7 @@ impl Hub {
             let principal = &registered.receiver.principal;
             if !rule_moved && !registered.has_filters() {
                 // The common case: one judgement for all the receiver's subscriptions.
-                return if rule.allows(principal, content) {
+                return if registered.allows(rule, content) {
                     Route::All(subs)
                 } else {
                     Route::Skip

@@ -152,8 +152,9 @@ impl Relay {
         bytes
     }
 
-    /// Sequences up to `relay_batch` visible rows; returns the epoch and the rows in
-    /// seq order (no rows and an empty epoch when nothing was waiting).
+    /// Up to `relay_batch` rows to publish: on Postgres the visible rows it numbers
+    /// now, on SQLite the rows numbered since its last batch. Returns the epoch and
+    /// the rows in seq order (no rows and an empty epoch when nothing was waiting).
     pub(crate) async fn sequence_batch(&self) -> sqlx::Result<(String, Vec<(u64, LogEntry)>)> {
         match &self.db {
             Db::Sqlite(pool) => self.read_numbered_sqlite(pool).await,

@@ -41,9 +41,15 @@ impl Activity {
         })
     }
 
-    fn touch(&self) {
+    /// Records that a byte moved now, unless the socket is a long-lived stream, which
+    /// the idle timeout no longer watches. Returns whether it is one.
+    fn touch(&self) -> bool {
+        if self.long_lived.load(Ordering::Relaxed) {
+            return true;
+        }
         let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_ms.store(ms, Ordering::Relaxed);
+        false
     }
 
     pub(super) fn mark_long_lived(&self) {
@@ -71,6 +77,9 @@ impl Activity {
 pub(super) struct Watched<S> {
     inner: S,
     activity: Arc<Activity>,
+    /// Seen long-lived: from then on nothing is recorded per read or write. Kept here
+    /// so a stream's every write does not read the clock and the shared record.
+    long_lived: bool,
     _socket_slot: CountGuard<IpAddr>,
 }
 
@@ -79,7 +88,14 @@ impl<S> Watched<S> {
         Self {
             inner,
             activity,
+            long_lived: false,
             _socket_slot: slot,
+        }
+    }
+
+    fn touch(&mut self) {
+        if !self.long_lived {
+            self.long_lived = self.activity.touch();
         }
     }
 }
@@ -93,7 +109,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.touch();
+            self.touch();
         }
         polled
     }
@@ -107,7 +123,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            self.touch();
         }
         polled
     }
@@ -119,7 +135,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            self.touch();
         }
         polled
     }

@@ -40,10 +40,20 @@ pub(crate) async fn read_range(
     upto: u64,
     limit: u32,
 ) -> sqlx::Result<Vec<(u64, LogEntry)>> {
+    let (after, upto) = (to_i64(after), to_i64(upto));
     match db {
         Db::Sqlite(pool) => {
-            let mut conn = pool.acquire().await?;
-            read_range_sqlite(&mut conn, after, upto, limit).await
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM realtime_outbox \
+                 WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(after)
+                .bind(upto)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(decode_row).collect()
         }
         Db::Postgres(pool) => {
             let sql = format!(
@@ -51,33 +61,14 @@ pub(crate) async fn read_range(
                  WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
             );
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(to_i64(after))
-                .bind(to_i64(upto))
+                .bind(after)
+                .bind(upto)
                 .bind(i64::from(limit))
                 .fetch_all(pool)
                 .await?;
             rows.iter().map(decode_row).collect()
         }
     }
-}
-
-async fn read_range_sqlite(
-    conn: &mut SqliteConnection,
-    after: u64,
-    upto: u64,
-    limit: u32,
-) -> sqlx::Result<Vec<(u64, LogEntry)>> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM realtime_outbox \
-         WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(to_i64(after))
-        .bind(to_i64(upto))
-        .bind(i64::from(limit))
-        .fetch_all(conn)
-        .await?;
-    rows.iter().map(decode_row).collect()
 }
 
 /// On SQLite: the log's epoch and up to `limit` events with `seq > after`, in seq

@@ -77,14 +77,8 @@ impl Registered {
     /// more than whether it is signed in are answered from here: following the
     /// principal's pointer is a cache miss per receiver per event in a large fan-out.
     pub(crate) fn allows(&self, rule: &Rule, content: &LogEntry) -> bool {
-        match rule {
-            Rule::Public => true,
-            Rule::Deny => false,
-            Rule::Authenticated => self.authenticated,
-            Rule::Role(_) | Rule::Owner(_) | Rule::Custom(_) => {
-                rule.allows(&self.receiver.principal, content)
-            }
-        }
+        rule.decide_by_sign_in(self.authenticated)
+            .unwrap_or_else(|| rule.allows(&self.receiver.principal, content))
     }
 
     /// The filter of subscription `id`, if it has one.

@@ -1,6 +1,7 @@
 //! The log position a consistent read is at: inside the read's own transaction, with
-//! every relay held off, number the committed rows the relay has not numbered yet and
-//! read `last_seq`. The read then shows exactly the writes whose events are at or
+//! every writer or relay held off, number the committed rows the relay has not
+//! numbered yet (Postgres; SQLite numbers each row as it is inserted) and read
+//! `last_seq`. The read then shows exactly the writes whose events are at or
 //! before that position, and every event after it is a write the read does not show:
 //! subscribing with `since` = that cursor yields exactly the changes after the read.
 //!

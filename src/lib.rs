@@ -142,6 +142,7 @@ pub mod __private {
     pub use crate::event::{DirectEvent, Event, Recipients};
     pub use crate::hub::{Delivery, Hub, Inbox, Receiver};
     pub use crate::log::RelaySignal;
+    pub use crate::model::capture_mute;
     pub use crate::presence::wire::{PresenceEntry, PresenceUpdate};
     pub use crate::sse::mapping::{
         direct_mapping, encode_cursor, encode_event, keep_alive, reset_signals,

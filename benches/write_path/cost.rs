@@ -7,6 +7,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+// What `Store::begin` and `Tx::commit` run to mute capture: the SQLite row is written
+// (and deleted before the commit) only if a trigger heeds it.
+use tidings::__private::capture_mute::{
+    POSTGRES_BEGIN as POSTGRES_MUTED_BEGIN, SQLITE_MUTE, SQLITE_UNMUTE,
+};
 use tidings::{Db, demo::Todo};
 use tokio::task::JoinSet;
 
@@ -19,14 +24,6 @@ const SQLITE_INSERT: &str =
     "INSERT INTO todos (id, title, done, owner_id, created_at) VALUES (?, ?, ?, ?, ?)";
 const POSTGRES_INSERT: &str =
     "INSERT INTO todos (id, title, done, owner_id, created_at) VALUES ($1, $2, $3, $4, $5)";
-
-// What `Store::begin` and `Tx::commit` run to mute capture (src/model/store.rs, tx.rs):
-// the row is written (and deleted before the commit) only if a trigger heeds it.
-const SQLITE_MUTE: &str = "INSERT OR REPLACE INTO realtime_capture_off (id) \
-     SELECT 1 WHERE EXISTS (SELECT 1 FROM sqlite_master \
-       WHERE type = 'trigger' AND sql LIKE '%realtime_capture_off%')";
-const SQLITE_UNMUTE: &str = "DELETE FROM realtime_capture_off";
-const POSTGRES_MUTED_BEGIN: &str = "BEGIN; SET LOCAL tidings.capture = 'off'";
 
 /// How a phase writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,6 +20,14 @@ pub use store::Store;
 pub use tidings_macros::Model;
 pub use tx::Tx;
 
+/// The statements with which a store transaction mutes capture triggers, for the
+/// write-path bench to measure them alone (re-exported in `__private`; not API).
+#[doc(hidden)]
+pub mod capture_mute {
+    pub use super::store::POSTGRES_BEGIN;
+    pub use super::tx::{SQLITE_MUTE, SQLITE_UNMUTE};
+}
+
 use serde_json::Value;
 
 /// A record type stored in a table, one serde field per column.

@@ -11,7 +11,7 @@ use crate::{db::Db, event::LogEntry, log::RelaySignal};
 
 /// Begins a Postgres store transaction with capture triggers muted for it alone
 /// (`SET LOCAL` ends with the transaction).
-const POSTGRES_BEGIN: &str = "BEGIN; SET LOCAL tidings.capture = 'off'";
+pub const POSTGRES_BEGIN: &str = "BEGIN; SET LOCAL tidings.capture = 'off'";
 
 /// Reads models and begins transactions that write them. Cheap to clone.
 ///

@@ -18,11 +18,11 @@ use crate::{
 /// written: the mute row would cost every store transaction a page in the WAL. Read
 /// under the write lock (`BEGIN IMMEDIATE`), so no trigger can appear before the
 /// commit.
-const SQLITE_MUTE: &str = "INSERT OR REPLACE INTO realtime_capture_off (id) \
+pub const SQLITE_MUTE: &str = "INSERT OR REPLACE INTO realtime_capture_off (id) \
      SELECT 1 WHERE EXISTS (SELECT 1 FROM sqlite_master \
        WHERE type = 'trigger' AND sql LIKE '%realtime_capture_off%')";
 /// Unmutes them before the commit, so the row is never committed.
-const SQLITE_UNMUTE: &str = "DELETE FROM realtime_capture_off";
+pub const SQLITE_UNMUTE: &str = "DELETE FROM realtime_capture_off";
 
 /// An open transaction from [`Store::begin`](super::Store::begin).
 ///

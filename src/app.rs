@@ -411,6 +411,8 @@ impl RealtimeBuilder {
                 .prune_every(self.config.transport.prune_interval, shutdown.clone()),
         );
 
+        let store = crate::model::Store::new(self.db.clone(), signal.clone())
+            .with_snapshot_timeout(self.config.log.sequencer_timeout);
         let origins = Arc::new(Origins::new(self.config.allowed_origins.clone()));
         let catch_up_waiting = Arc::new(tokio::sync::Semaphore::new(
             self.config.log.catch_up_max_waiting,
@@ -423,7 +425,7 @@ impl RealtimeBuilder {
                 rules,
                 hub,
                 log,
-                signal,
+                store,
                 publisher,
                 metrics,
                 broker_health,
@@ -482,7 +484,8 @@ struct Inner {
     rules: Arc<Rules>,
     hub: Arc<Hub>,
     log: Arc<Log>,
-    signal: RelaySignal,
+    /// Shared by every `store()`, so they share its cache of table columns.
+    store: crate::model::Store,
     publisher: Publisher,
     metrics: Arc<Metrics>,
     broker_health: Arc<HealthBoard>,
@@ -658,8 +661,7 @@ impl Realtime {
 
     /// The model store on the log's database: every committed write becomes an event.
     pub fn store(&self) -> crate::model::Store {
-        crate::model::Store::new(self.db().clone(), self.inner.signal.clone())
-            .with_snapshot_timeout(self.inner.config.log.sequencer_timeout)
+        self.inner.store.clone()
     }
 
     /// The log position this node has delivered up to, read before a snapshot: a

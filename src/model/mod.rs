@@ -25,7 +25,7 @@ pub use tx::Tx;
 #[doc(hidden)]
 pub mod capture_mute {
     pub use super::store::POSTGRES_BEGIN;
-    pub use super::tx::{SQLITE_MUTE, SQLITE_UNMUTE};
+    pub use super::tx::{SQLITE_UNMUTE, SqliteMute, mute_sqlite};
 }
 
 use serde_json::Value;

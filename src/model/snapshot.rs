@@ -77,8 +77,8 @@ impl Store {
                     .await
                     .map_err(target.db_error(op, id))?;
                 let data = match read {
-                    Read::List(limit) => Conn::Sqlite(&mut tx).list(target, limit).await?,
-                    Read::Get(id) => rows(Conn::Sqlite(&mut tx).get(target, id).await?),
+                    Read::List(limit) => Conn::Sqlite(&mut tx, None).list(target, limit).await?,
+                    Read::Get(id) => rows(Conn::Sqlite(&mut tx, None).get(target, id).await?),
                 };
                 tx.commit().await.map_err(target.db_error(op, id))?;
                 (data, cursor)

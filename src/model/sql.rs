@@ -3,6 +3,10 @@
 
 mod postgres;
 mod sqlite;
+mod sqlite_columns;
+
+pub(crate) use sqlite_columns::ColumnCache;
+pub(super) use sqlite_columns::KnownSchema;
 
 use serde_json::{Map, Value};
 use sqlx::{PgConnection, SqliteConnection};
@@ -85,7 +89,9 @@ impl Target {
 
 /// A connection (pooled or inside a transaction) on either backend.
 pub(super) enum Conn<'c> {
-    Sqlite(&'c mut SqliteConnection),
+    /// With the schema version when the connection holds the write lock, so the
+    /// table's column kinds can come from the cache.
+    Sqlite(&'c mut SqliteConnection, Option<KnownSchema<'c>>),
     Postgres(&'c mut PgConnection),
 }
 
@@ -93,7 +99,7 @@ impl Conn<'_> {
     /// The row with this id.
     pub(super) async fn get(&mut self, t: &Target, id: &str) -> Result<Option<Row>, StoreError> {
         match self {
-            Self::Sqlite(c) => sqlite::get(c, t, id).await,
+            Self::Sqlite(c, known) => sqlite::get(c, t, *known, id).await,
             Self::Postgres(c) => postgres::get(c, t, id).await,
         }
     }
@@ -101,7 +107,7 @@ impl Conn<'_> {
     /// Up to `limit` rows in id order.
     pub(super) async fn list(&mut self, t: &Target, limit: u32) -> Result<Vec<Row>, StoreError> {
         match self {
-            Self::Sqlite(c) => sqlite::list(c, t, limit).await,
+            Self::Sqlite(c, known) => sqlite::list(c, t, *known, limit).await,
             Self::Postgres(c) => postgres::list(c, t, limit).await,
         }
     }
@@ -121,7 +127,7 @@ impl Conn<'_> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         match self {
-            Self::Sqlite(c) => sqlite::insert(c, t, id, &present).await,
+            Self::Sqlite(c, known) => sqlite::insert(c, t, *known, id, &present).await,
             Self::Postgres(c) => postgres::insert(c, t, id, &present).await,
         }
     }
@@ -135,7 +141,7 @@ impl Conn<'_> {
         record: &Row,
     ) -> Result<Option<(Row, Row)>, StoreError> {
         match self {
-            Self::Sqlite(c) => sqlite::update(c, t, id, record).await,
+            Self::Sqlite(c, known) => sqlite::update(c, t, *known, id, record).await,
             Self::Postgres(c) => postgres::update(c, t, id, record).await,
         }
     }
@@ -143,7 +149,7 @@ impl Conn<'_> {
     /// Deletes the row and returns it as it was, or `None` if there is no such row.
     pub(super) async fn delete(&mut self, t: &Target, id: &str) -> Result<Option<Row>, StoreError> {
         match self {
-            Self::Sqlite(c) => sqlite::delete(c, t, id).await,
+            Self::Sqlite(c, known) => sqlite::delete(c, t, *known, id).await,
             Self::Postgres(c) => postgres::delete(c, t, id).await,
         }
     }
@@ -151,7 +157,7 @@ impl Conn<'_> {
     /// Writes an outbox row.
     pub(super) async fn record(&mut self, event: &LogEntry) -> Result<(), StoreError> {
         let result = match self {
-            Self::Sqlite(c) => outbox::insert_sqlite(c, event).await,
+            Self::Sqlite(c, _) => outbox::insert_sqlite(c, event).await,
             Self::Postgres(c) => outbox::insert_postgres(c, event).await,
         };
         result.map_err(|source| StoreError::Database {

@@ -1,10 +1,10 @@
 //! The entry point for model reads and for transactions that write models.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use super::{
     Model, StoreError, event,
-    sql::{Conn, Target},
+    sql::{ColumnCache, Conn, Target},
     tx::{OpenTx, Tx},
 };
 use crate::{db::Db, event::LogEntry, log::RelaySignal};
@@ -38,6 +38,8 @@ pub struct Store {
     signal: RelaySignal,
     /// How long a snapshot may wait for, or hold off, the relays (Postgres).
     snapshot_timeout: Duration,
+    /// SQLite: the column kinds of the model tables, shared by every clone.
+    columns: Arc<ColumnCache>,
 }
 
 impl Store {
@@ -50,6 +52,7 @@ impl Store {
             db,
             signal,
             snapshot_timeout: Duration::from_secs(5),
+            columns: Arc::default(),
         }
     }
 
@@ -86,7 +89,7 @@ impl Store {
             op: "begin",
             source,
         })?;
-        let mut tx = Tx::new(inner, self.signal.clone());
+        let mut tx = Tx::new(inner, self.signal.clone(), self.columns.clone());
         tx.mute_capture().await?;
         Ok(tx)
     }
@@ -100,7 +103,7 @@ impl Store {
                     .acquire()
                     .await
                     .map_err(target.db_error("get", Some(id)))?;
-                Conn::Sqlite(&mut conn).get(&target, id).await?
+                Conn::Sqlite(&mut conn, None).get(&target, id).await?
             }
             Db::Postgres(pool) => {
                 let mut conn = pool
@@ -122,7 +125,7 @@ impl Store {
                     .acquire()
                     .await
                     .map_err(target.db_error("list", None))?;
-                Conn::Sqlite(&mut conn).list(&target, limit).await?
+                Conn::Sqlite(&mut conn, None).list(&target, limit).await?
             }
             Db::Postgres(pool) => {
                 let mut conn = pool
@@ -153,7 +156,7 @@ impl Store {
         match &self.db {
             Db::Sqlite(pool) => {
                 let mut conn = pool.acquire().await.map_err(acquire_error)?;
-                Conn::Sqlite(&mut conn).record(event).await?;
+                Conn::Sqlite(&mut conn, None).record(event).await?;
             }
             Db::Postgres(pool) => {
                 let mut conn = pool.acquire().await.map_err(acquire_error)?;

@@ -1,10 +1,12 @@
 //! A transaction in which every model write also writes its event.
 
+use std::sync::Arc;
+
 use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
 
 use super::{
     Model, StoreError, event,
-    sql::{Conn, Target},
+    sql::{ColumnCache, Conn, KnownSchema, Target},
 };
 use crate::{
     event::{Action, LogEntry},
@@ -13,16 +15,44 @@ use crate::{
     source::{Attribution, Source},
 };
 
-/// Mutes capture triggers for this connection's transaction (see `capture`), if the
-/// database has any trigger that heeds the mute. Most have none, and then nothing is
-/// written: the mute row would cost every store transaction a page in the WAL. Read
-/// under the write lock (`BEGIN IMMEDIATE`), so no trigger can appear before the
-/// commit.
-pub const SQLITE_MUTE: &str = "INSERT OR REPLACE INTO realtime_capture_off (id) \
-     SELECT 1 WHERE EXISTS (SELECT 1 FROM sqlite_master \
-       WHERE type = 'trigger' AND sql LIKE '%realtime_capture_off%')";
+/// Reads, under the write lock (`BEGIN IMMEDIATE`), whether any trigger heeds the
+/// capture mute, and the schema version, which tells whether the cached column kinds
+/// of the model tables still hold. Both stay as read until the transaction ends: no
+/// other connection can change the schema meanwhile.
+const SQLITE_SCHEMA: &str = "SELECT schema_version, EXISTS (SELECT 1 FROM sqlite_master \
+       WHERE type = 'trigger' AND sql LIKE '%realtime_capture_off%') \
+     FROM pragma_schema_version";
+/// Mutes capture triggers for this connection's transaction (see `capture`). Written
+/// only when some trigger heeds it: most databases have none, and the row would cost
+/// every store transaction a statement and a page in the WAL.
+const SQLITE_MUTE: &str = "INSERT OR REPLACE INTO realtime_capture_off (id) VALUES (1)";
 /// Unmutes them before the commit, so the row is never committed.
 pub const SQLITE_UNMUTE: &str = "DELETE FROM realtime_capture_off";
+
+/// What [`mute_sqlite`] found and did.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteMute {
+    /// Whether the mute row was written (some trigger heeds it), so it must be deleted
+    /// with [`SQLITE_UNMUTE`] before the commit.
+    pub wrote: bool,
+    /// The database's `schema_version`, fixed until the transaction ends.
+    pub schema_version: i64,
+}
+
+/// Mutes capture triggers, if there are any, for the transaction that holds the write
+/// lock on `conn`, and reads the schema version: one round trip to the connection's
+/// thread when no trigger heeds the mute, two when one does.
+pub async fn mute_sqlite(conn: &mut SqliteConnection) -> sqlx::Result<SqliteMute> {
+    let (schema_version, heeded): (i64, bool) =
+        sqlx::query_as(SQLITE_SCHEMA).fetch_one(&mut *conn).await?;
+    if heeded {
+        sqlx::query(SQLITE_MUTE).execute(conn).await?;
+    }
+    Ok(SqliteMute {
+        wrote: heeded,
+        schema_version,
+    })
+}
 
 /// An open transaction from [`Store::begin`](super::Store::begin).
 ///
@@ -37,6 +67,12 @@ pub struct Tx {
     wrote: bool,
     /// SQLite: whether the capture mute row was written, so commit must delete it.
     muted: bool,
+    /// SQLite: the column kinds of model tables, shared by the store's transactions.
+    columns: Arc<ColumnCache>,
+    /// SQLite: the schema version read under this transaction's write lock, while the
+    /// cache may be trusted (forgotten once the app runs its own SQL, which may alter
+    /// a table).
+    schema_version: Option<i64>,
     /// Work that may happen only once the transaction committed (non-logged events).
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
     /// The client mutation id every event of this transaction carries.
@@ -66,12 +102,14 @@ impl std::fmt::Debug for Tx {
 }
 
 impl Tx {
-    pub(super) fn new(inner: OpenTx, signal: RelaySignal) -> Self {
+    pub(super) fn new(inner: OpenTx, signal: RelaySignal, columns: Arc<ColumnCache>) -> Self {
         Self {
             inner,
             signal,
             wrote: false,
             muted: false,
+            columns,
+            schema_version: None,
             after_commit: Vec::new(),
             mutation: None,
             attribution: None,
@@ -108,21 +146,25 @@ impl Tx {
     /// takes away.
     pub(super) async fn mute_capture(&mut self) -> Result<(), StoreError> {
         if let OpenTx::Sqlite(tx) = &mut self.inner {
-            let done = sqlx::query(SQLITE_MUTE)
-                .execute(&mut **tx)
+            let mute = mute_sqlite(tx)
                 .await
                 .map_err(|source| StoreError::Transaction {
                     op: "begin",
                     source,
                 })?;
-            self.muted = done.rows_affected() > 0;
+            self.muted = mute.wrote;
+            self.schema_version = Some(mute.schema_version);
         }
         Ok(())
     }
 
     fn conn(&mut self) -> Conn<'_> {
+        let known = self.schema_version.map(|version| KnownSchema {
+            cache: &self.columns,
+            version,
+        });
         match &mut self.inner {
-            OpenTx::Sqlite(tx) => Conn::Sqlite(tx),
+            OpenTx::Sqlite(tx) => Conn::Sqlite(tx, known),
             OpenTx::Postgres(tx) => Conn::Postgres(tx),
         }
     }
@@ -220,6 +262,7 @@ impl Tx {
     /// triggers are muted in a store transaction: record that SQL's events with
     /// [`Tx::record`].
     pub fn sqlite(&mut self) -> Option<&mut SqliteConnection> {
+        self.schema_version = None;
         match &mut self.inner {
             OpenTx::Sqlite(tx) => Some(tx),
             OpenTx::Postgres(_) => None,

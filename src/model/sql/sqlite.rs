@@ -1,9 +1,5 @@
-//! Model statements on SQLite.
-//!
-//! SQLite stores values, not column types, so a row read back carries only storage
-//! classes (integer, real, text, blob). The table's declared types, read from
-//! `pragma_table_info`, say how to turn them into JSON: a `BOOLEAN` column holds
-//! integers that mean `true`/`false`, a `JSON` column holds text to parse.
+//! Model statements on SQLite, moving values in and out by the kinds of the table's
+//! declared column types (`sqlite_columns`).
 
 use serde_json::{Number, Value};
 use sqlx::{
@@ -12,85 +8,20 @@ use sqlx::{
     sqlite::{SqliteArguments, SqliteRow},
 };
 
-use super::{Row, Target, fields};
+use super::{
+    Row, Target, fields,
+    sqlite_columns::{Columns, Kind, KnownSchema},
+};
 use crate::model::StoreError;
 
-/// How a declared column type maps to JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Bool,
-    Integer,
-    Real,
-    Text,
-    Json,
-    /// Anything else (`NUMERIC`, `DATE`, no type): the stored value decides.
-    Other,
-}
-
-impl Kind {
-    /// Follows SQLite's own affinity rules (first match wins), after two declared types
-    /// that SQLite lumps in with NUMERIC but that tell us how to read the value back.
-    fn of(declared: &str) -> Self {
-        let d = declared.to_ascii_uppercase();
-        if d.contains("BOOL") {
-            Self::Bool
-        } else if d.contains("JSON") {
-            Self::Json
-        } else if d.contains("INT") {
-            Self::Integer
-        } else if d.contains("CHAR") || d.contains("CLOB") || d.contains("TEXT") {
-            Self::Text
-        } else if d.contains("REAL") || d.contains("FLOA") || d.contains("DOUB") {
-            Self::Real
-        } else {
-            Self::Other
-        }
+/// Converts a row read with `SELECT *` or `RETURNING *`.
+fn read(columns: &Columns, row: &SqliteRow) -> Result<Row, sqlx::Error> {
+    let mut out = Row::new();
+    for (index, column) in row.columns().iter().enumerate() {
+        let kind = columns.kind(column.name()).unwrap_or(Kind::Other);
+        out.insert(column.name().to_owned(), read_value(row, index, kind)?);
     }
-}
-
-/// The table's columns and their kinds, in table order.
-struct Columns(Vec<(String, Kind)>);
-
-impl Columns {
-    async fn of(conn: &mut SqliteConnection, t: &Target) -> Result<Self, StoreError> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT name, type FROM pragma_table_info(?1)")
-                .bind(t.table)
-                .fetch_all(conn)
-                .await
-                .map_err(t.db_error("read the columns of the table", None))?;
-        if rows.is_empty() {
-            return Err(StoreError::UnknownTable {
-                collection: t.collection.to_owned(),
-                table: t.table.to_owned(),
-            });
-        }
-        let columns = Self(
-            rows.into_iter()
-                .map(|(name, declared)| (name, Kind::of(&declared)))
-                .collect(),
-        );
-        columns.require(t, t.id_field)?;
-        Ok(columns)
-    }
-
-    fn kind(&self, name: &str) -> Option<Kind> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, k)| *k)
-    }
-
-    fn require(&self, t: &Target, name: &str) -> Result<Kind, StoreError> {
-        self.kind(name).ok_or_else(|| t.unknown_column(name))
-    }
-
-    /// Converts a row read with `SELECT *` or `RETURNING *`.
-    fn read(&self, row: &SqliteRow) -> Result<Row, sqlx::Error> {
-        let mut out = Row::new();
-        for (index, column) in row.columns().iter().enumerate() {
-            let kind = self.kind(column.name()).unwrap_or(Kind::Other);
-            out.insert(column.name().to_owned(), read_value(row, index, kind)?);
-        }
-        Ok(out)
-    }
+    Ok(out)
 }
 
 fn read_value(row: &SqliteRow, index: usize, kind: Kind) -> Result<Value, sqlx::Error> {
@@ -174,9 +105,10 @@ fn as_stored(kind: Kind, value: &Value) -> Value {
 pub(super) async fn get(
     conn: &mut SqliteConnection,
     t: &Target,
+    known: Option<KnownSchema<'_>>,
     id: &str,
 ) -> Result<Option<Row>, StoreError> {
-    let columns = Columns::of(conn, t).await?;
+    let columns = Columns::resolve(conn, t, known).await?;
     select(conn, t, &columns, id).await
 }
 
@@ -192,7 +124,7 @@ async fn select(
         .fetch_optional(conn)
         .await
         .map_err(t.db_error("get", Some(id)))?;
-    row.map(|r| columns.read(&r))
+    row.map(|r| read(columns, &r))
         .transpose()
         .map_err(t.db_error("get", Some(id)))
 }
@@ -200,9 +132,10 @@ async fn select(
 pub(super) async fn list(
     conn: &mut SqliteConnection,
     t: &Target,
+    known: Option<KnownSchema<'_>>,
     limit: u32,
 ) -> Result<Vec<Row>, StoreError> {
-    let columns = Columns::of(conn, t).await?;
+    let columns = Columns::resolve(conn, t, known).await?;
     let sql = format!(
         "SELECT * FROM {} ORDER BY {} LIMIT ?",
         t.quoted_table, t.quoted_id
@@ -213,7 +146,7 @@ pub(super) async fn list(
         .await
         .map_err(t.db_error("list", None))?;
     rows.iter()
-        .map(|r| columns.read(r))
+        .map(|r| read(&columns, r))
         .collect::<Result<_, _>>()
         .map_err(t.db_error("list", None))
 }
@@ -221,11 +154,12 @@ pub(super) async fn list(
 pub(super) async fn insert(
     conn: &mut SqliteConnection,
     t: &Target,
+    known: Option<KnownSchema<'_>>,
     id: &str,
     record: &Row,
 ) -> Result<Row, StoreError> {
     let fields = fields(t, record)?;
-    let columns = Columns::of(conn, t).await?;
+    let columns = Columns::resolve(conn, t, known).await?;
     let sql = if fields.is_empty() {
         format!("INSERT INTO {} DEFAULT VALUES RETURNING *", t.quoted_table)
     } else {
@@ -245,17 +179,18 @@ pub(super) async fn insert(
         .fetch_one(conn)
         .await
         .map_err(t.db_error("insert", Some(id)))?;
-    columns.read(&row).map_err(t.db_error("insert", Some(id)))
+    read(&columns, &row).map_err(t.db_error("insert", Some(id)))
 }
 
 pub(super) async fn update(
     conn: &mut SqliteConnection,
     t: &Target,
+    known: Option<KnownSchema<'_>>,
     id: &str,
     record: &Row,
 ) -> Result<Option<(Row, Row)>, StoreError> {
     let fields = fields(t, record)?;
-    let columns = Columns::of(conn, t).await?;
+    let columns = Columns::resolve(conn, t, known).await?;
     let kinds = fields
         .iter()
         .map(|f| columns.require(t, f.name))
@@ -294,16 +229,17 @@ pub(super) async fn update(
     let Some(row) = row else {
         return Ok(None);
     };
-    let new = columns.read(&row).map_err(t.db_error("update", Some(id)))?;
+    let new = read(&columns, &row).map_err(t.db_error("update", Some(id)))?;
     Ok(Some((old, new)))
 }
 
 pub(super) async fn delete(
     conn: &mut SqliteConnection,
     t: &Target,
+    known: Option<KnownSchema<'_>>,
     id: &str,
 ) -> Result<Option<Row>, StoreError> {
-    let columns = Columns::of(conn, t).await?;
+    let columns = Columns::resolve(conn, t, known).await?;
     let sql = format!(
         "DELETE FROM {} WHERE {} = ? RETURNING *",
         t.quoted_table, t.quoted_id
@@ -313,7 +249,7 @@ pub(super) async fn delete(
         .fetch_optional(conn)
         .await
         .map_err(t.db_error("delete", Some(id)))?;
-    row.map(|r| columns.read(&r))
+    row.map(|r| read(&columns, &r))
         .transpose()
         .map_err(t.db_error("delete", Some(id)))
 }

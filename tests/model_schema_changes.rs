@@ -1,0 +1,128 @@
+//! On SQLite the store keeps the declared column types of model tables between
+//! transactions (reading them costs a round trip on every write). A table changed
+//! while the app runs, by another connection or by the app's own SQL inside a store
+//! transaction, must be seen at once: its events carry values read by the new types.
+
+mod common;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tidings::{
+    __private::RelaySignal,
+    Db,
+    model::{Model, Store},
+};
+
+use common::db::{Backend, fresh_db};
+
+/// `flag` holds whatever the table's column type makes of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Gadget {
+    id: String,
+    flag: Value,
+}
+
+impl Model for Gadget {
+    const COLLECTION: &'static str = "gadgets";
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+}
+
+/// Rebuilds `gadgets` with `flag` declared as `kind`, keeping its rows: the way SQLite
+/// changes a column's type, and the column keeps its name.
+fn rebuild(kind: &str) -> String {
+    format!(
+        "CREATE TABLE gadgets_new (id TEXT PRIMARY KEY, flag {kind});
+         INSERT INTO gadgets_new SELECT id, flag FROM gadgets;
+         DROP TABLE gadgets;
+         ALTER TABLE gadgets_new RENAME TO gadgets;"
+    )
+}
+
+async fn setup() -> (Store, sqlx::SqlitePool) {
+    let db = fresh_db(Backend::Sqlite).await;
+    let Db::Sqlite(pool) = db.clone() else {
+        unreachable!("a SQLite backend")
+    };
+    sqlx::raw_sql("CREATE TABLE gadgets (id TEXT PRIMARY KEY, flag TEXT)")
+        .execute(&pool)
+        .await
+        .expect("create the table");
+    (Store::new(db, RelaySignal::default()), pool)
+}
+
+/// Inserts a gadget whose flag is `true` and returns its event's `flag`.
+async fn insert_true(store: &Store, id: &str) -> Value {
+    let mut tx = store.begin().await.expect("begin");
+    let stored = tx
+        .insert(&Gadget {
+            id: id.to_owned(),
+            flag: json!(true),
+        })
+        .await
+        .expect("insert");
+    tx.commit().await.expect("commit");
+    stored.flag
+}
+
+async fn event_flag(pool: &sqlx::SqlitePool, id: &str) -> Value {
+    let payload: String =
+        sqlx::query_scalar("SELECT payload FROM realtime_outbox WHERE record_key = ?")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .expect("the event row");
+    serde_json::from_str::<Value>(&payload).expect("payload is JSON")["flag"].clone()
+}
+
+#[tokio::test]
+async fn a_table_rebuilt_by_another_connection_is_read_by_its_new_types() {
+    let (store, pool) = setup().await;
+    // A TEXT column turns the 1 SQLite makes of `true` into text.
+    assert_eq!(insert_true(&store, "g1").await, json!("1"));
+    assert_eq!(event_flag(&pool, "g1").await, json!("1"));
+
+    sqlx::raw_sql(sqlx::AssertSqlSafe(rebuild("BOOLEAN")))
+        .execute(&pool)
+        .await
+        .expect("rebuild the table");
+    assert_eq!(
+        insert_true(&store, "g2").await,
+        json!(true),
+        "the store must not keep the TEXT type it read before the rebuild"
+    );
+    assert_eq!(event_flag(&pool, "g2").await, json!(true));
+}
+
+#[tokio::test]
+async fn a_table_rebuilt_inside_the_transaction_is_read_by_its_new_types() {
+    let (store, pool) = setup().await;
+    assert_eq!(insert_true(&store, "g1").await, json!("1"));
+
+    let mut tx = store.begin().await.expect("begin");
+    // Written before the change: the type is still TEXT.
+    let before = tx
+        .insert(&Gadget {
+            id: "g2".to_owned(),
+            flag: json!(true),
+        })
+        .await
+        .expect("insert before the rebuild");
+    assert_eq!(before.flag, json!("1"));
+    let conn = tx.sqlite().expect("a SQLite transaction");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(rebuild("BOOLEAN")))
+        .execute(&mut *conn)
+        .await
+        .expect("rebuild the table in the transaction");
+    let after = tx
+        .insert(&Gadget {
+            id: "g3".to_owned(),
+            flag: json!(true),
+        })
+        .await
+        .expect("insert after the rebuild");
+    tx.commit().await.expect("commit");
+    assert_eq!(after.flag, json!(true));
+    assert_eq!(event_flag(&pool, "g3").await, json!(true));
+}

@@ -63,7 +63,11 @@ pub(super) fn for_write<M: Model>(
             Some((name.to_owned(), value.clone()))
         })
         .collect();
-    let public = Value::Object(strip_hidden::<M>(fields));
+    // A record's fields go out sorted by name, as capture triggers write them, so a
+    // plain-SQL write and a store write of the same change give the same frame.
+    let mut public = strip_hidden::<M>(fields);
+    public.sort_keys();
+    let public = Value::Object(public);
     Ok(LogEntry::record(M::COLLECTION, record.id(), action, public)
         .with_changes(changes)
         .with_acl(acl))

@@ -109,7 +109,9 @@ fn strip_hidden<M: Model>(
     mut fields: serde_json::Map<String, Value>,
 ) -> serde_json::Map<String, Value> {
     for hidden in M::hidden_fields() {
-        fields.remove(*hidden);
+        // Keeps the other fields in declaration order (`remove` would move the last
+        // one into the gap).
+        fields.shift_remove(*hidden);
     }
     fields
 }

@@ -129,9 +129,10 @@ pub struct LogEntry {
     /// For an update: the values before it of the public fields it changed and of the
     /// rule fields it changed (column `previous`). With them the record as it was can
     /// be judged too, which is what `enter` and `leave` need. `None` when unknown
-    /// (such an update is judged on the record after it only).
+    /// (such an update is judged on the record after it only). Boxed: only updates
+    /// carry it, and inline it would add the size of a map to every event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous: Option<Map<String, Value>>,
+    pub previous: Option<Box<Map<String, Value>>>,
     /// The client mutation id of the write (column `mutation`), sent to subscribers
     /// as `"mutation"` (see [`crate::MutationId`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -214,7 +215,7 @@ impl LogEntry {
     /// see [`LogEntry::previous`]).
     #[must_use]
     pub fn with_previous(mut self, previous: Option<Map<String, Value>>) -> Self {
-        self.previous = previous;
+        self.previous = previous.map(Box::new);
         self
     }
 
@@ -228,7 +229,7 @@ impl LogEntry {
         }
         let mut before = self.clone();
         before.previous = None;
-        for (field, value) in previous {
+        for (field, value) in previous.iter() {
             if let Some(slot) = before.acl.get_mut(field) {
                 *slot = value.clone();
             }

@@ -732,9 +732,10 @@ fn mapping_enter_is_a_create_and_leave_a_delete() {
         None,
         json!({"id": 42, "done": false}),
     );
+    // The record's keys in the order the event has them.
     assert_eq!(
         text(encode_event(&enter, "e1:9", None)),
-        "event: datastar-patch-signals\ndata: signals {\"tidings\":{\"todos\":{\"42\":{\"done\":false,\"id\":42}}}}\n\nid: e1:9\n\n"
+        "event: datastar-patch-signals\ndata: signals {\"tidings\":{\"todos\":{\"42\":{\"id\":42,\"done\":false}}}}\n\nid: e1:9\n\n"
     );
     let leave = event(Action::Leave, Some("42"), None, Value::Null);
     assert_eq!(

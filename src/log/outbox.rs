@@ -58,7 +58,7 @@ where
         .bind(Json(&event.acl))
         .bind(event.except.as_deref())
         .bind(event.ts)
-        .bind(event.previous.as_ref().map(Json))
+        .bind(event.previous.as_deref().map(Json))
         .bind(event.mutation.as_deref())
         .bind(event.source.to_column())
 }

@@ -132,7 +132,7 @@ where
         payload: payload.0,
         changes: changes.map(|c| c.0),
         acl: acl.0,
-        previous: previous.map(|p| p.0),
+        previous: previous.map(|p| Box::new(p.0)),
         mutation: row.try_get(11)?,
         source: Source::from_column(row.try_get::<Option<String>, _>(12)?.as_deref()),
         except: row.try_get(8)?,

@@ -52,16 +52,18 @@ async fn setup() -> (Store, sqlx::SqlitePool) {
     (Store::new(db, RelaySignal::default()), pool)
 }
 
-/// Inserts a gadget whose flag is `true` and returns its event's `flag`.
+/// A gadget whose flag is `true`.
+fn flagged(id: &str) -> Gadget {
+    Gadget {
+        id: id.to_owned(),
+        flag: json!(true),
+    }
+}
+
+/// Inserts a gadget whose flag is `true` and returns its `flag` as stored.
 async fn insert_true(store: &Store, id: &str) -> Value {
     let mut tx = store.begin().await.expect("begin");
-    let stored = tx
-        .insert(&Gadget {
-            id: id.to_owned(),
-            flag: json!(true),
-        })
-        .await
-        .expect("insert");
+    let stored = tx.insert(&flagged(id)).await.expect("insert");
     tx.commit().await.expect("commit");
     stored.flag
 }
@@ -103,10 +105,7 @@ async fn a_table_rebuilt_inside_the_transaction_is_read_by_its_new_types() {
     let mut tx = store.begin().await.expect("begin");
     // Written before the change: the type is still TEXT.
     let before = tx
-        .insert(&Gadget {
-            id: "g2".to_owned(),
-            flag: json!(true),
-        })
+        .insert(&flagged("g2"))
         .await
         .expect("insert before the rebuild");
     assert_eq!(before.flag, json!("1"));
@@ -116,10 +115,7 @@ async fn a_table_rebuilt_inside_the_transaction_is_read_by_its_new_types() {
         .await
         .expect("rebuild the table in the transaction");
     let after = tx
-        .insert(&Gadget {
-            id: "g3".to_owned(),
-            flag: json!(true),
-        })
+        .insert(&flagged("g3"))
         .await
         .expect("insert after the rebuild");
     tx.commit().await.expect("commit");

@@ -40,33 +40,23 @@ pub(crate) async fn read_range(
     upto: u64,
     limit: u32,
 ) -> sqlx::Result<Vec<(u64, LogEntry)>> {
-    let (after, upto) = (to_i64(after), to_i64(upto));
+    // `$n` placeholders: SQLite takes them as numbered parameters too, so one text
+    // serves both backends.
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM realtime_outbox \
+         WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
+    );
+    let (after, upto, limit) = (to_i64(after), to_i64(upto), i64::from(limit));
     match db {
         Db::Sqlite(pool) => {
-            let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM realtime_outbox \
-                 WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
-            );
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(after)
-                .bind(upto)
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await?;
-            rows.iter().map(decode_row).collect()
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after).bind(upto);
+            let rows = rows.bind(limit);
+            rows.fetch_all(pool).await?.iter().map(decode_row).collect()
         }
         Db::Postgres(pool) => {
-            let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM realtime_outbox \
-                 WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
-            );
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(after)
-                .bind(upto)
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await?;
-            rows.iter().map(decode_row).collect()
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after).bind(upto);
+            let rows = rows.bind(limit);
+            rows.fetch_all(pool).await?.iter().map(decode_row).collect()
         }
     }
 }

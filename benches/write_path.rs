@@ -90,9 +90,9 @@ async fn main() {
     }
 }
 
-/// Every variant at every writer count, round after round. A round runs the two
-/// back to back, in reversed order every other round, so a drift in the machine's load or in the
-/// table's size falls on both alike.
+/// Every variant at every writer count, round after round. A round runs the variants
+/// back to back, in reversed order every other round, so a drift in the machine's load
+/// or in the table's size falls on all of them alike.
 async fn outbox_cost(node: &Node, database: Database, settings: &Settings) -> Vec<CostFigure> {
     // Unmeasured: warms the pool, the statement caches and the table's first pages.
     for variant in Variant::ALL {

@@ -422,6 +422,15 @@ pub struct LogConfig {
     pub poll_interval: Duration,
     /// Rows the relay sequences per transaction. Default: 500.
     pub relay_batch: u32,
+    /// The shortest time between two of the relay's batches that find rows, while
+    /// commits keep waking it: a commit that comes sooner after the last such batch
+    /// waits for the rest of it, and the commits meanwhile go in one batch. On Postgres
+    /// each batch is a transaction of its own, with its own flush to disk, which would
+    /// otherwise compete with the writers' at every commit. A commit after a quiet
+    /// spell is relayed at once. `0s` relays every commit at once. At most 1 s.
+    /// Default: 2 ms.
+    #[serde(with = "humantime_serde")]
+    pub relay_linger: Duration,
     /// How long a resume may wait for this node to catch up with the log when its
     /// cursor is ahead of what the node has delivered (the client comes from another
     /// node whose events this one has not heard of yet). Past it, the resume answers
@@ -460,6 +469,7 @@ impl Default for LogConfig {
             retention_bytes: 256 * 1024 * 1024,
             poll_interval: Duration::from_millis(500),
             relay_batch: 500,
+            relay_linger: Duration::from_millis(2),
             catch_up_timeout: Duration::from_secs(2),
             sequencer_timeout: Duration::from_secs(5),
             catch_up_max_wait: Duration::from_secs(30),
@@ -691,6 +701,8 @@ impl Default for HandlersConfig {
     }
 }
 
+/// Longest `log.relay_linger` accepted: past it the linger would be a poll interval.
+const MAX_RELAY_LINGER: Duration = Duration::from_secs(1);
 /// Longest `handlers.timeout` accepted.
 const MAX_HANDLER_TIMEOUT: Duration = Duration::from_secs(300);
 /// Most `handlers.max_pending` accepted.
@@ -822,6 +834,13 @@ impl Config {
             if value.is_zero() {
                 return fail(setting, "0s".into(), "must be positive");
             }
+        }
+        if self.log.relay_linger > MAX_RELAY_LINGER {
+            return fail(
+                "log.relay_linger",
+                format!("{:?}", self.log.relay_linger),
+                "at most 1 s",
+            );
         }
         if self.handlers.timeout > MAX_HANDLER_TIMEOUT {
             return fail(
@@ -1059,6 +1078,16 @@ mod tests {
         assert_eq!(parsed.broker.silence_timeout, Duration::from_secs(10));
         assert_eq!(parsed.broker.channel_prefix, "app-1");
         parsed.validate().unwrap();
+    }
+
+    #[test]
+    fn relay_linger_parses_and_is_bounded() {
+        let parsed: Config = toml::from_str("[log]\nrelay_linger = \"0s\"").unwrap();
+        assert_eq!(parsed.log.relay_linger, Duration::ZERO);
+        parsed.validate().unwrap();
+        let mut config = Config::default();
+        config.log.relay_linger = Duration::from_millis(1001);
+        assert_eq!(config.validate().unwrap_err().setting, "log.relay_linger");
     }
 
     #[test]

@@ -142,6 +142,9 @@ pub mod __private {
     pub use crate::event::{DirectEvent, Event, Recipients};
     pub use crate::hub::{Delivery, Hub, Inbox, Receiver};
     pub use crate::log::RelaySignal;
+    pub use crate::log::outbox::{
+        insert_postgres as insert_event_row_postgres, insert_sqlite as insert_event_row_sqlite,
+    };
     pub use crate::model::capture_mute;
     pub use crate::presence::wire::{PresenceEntry, PresenceUpdate};
     pub use crate::sse::mapping::{

@@ -4,15 +4,22 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use common::{
     backend_tests,
     db::{Backend, fresh_database_url},
-    server::{TestServer, seq_of},
+    server::{Extras, TestServer, seq_of},
 };
+use futures::{StreamExt, stream::BoxStream};
 use serde_json::json;
-use tidings::{Db, LogEntry, demo::Todo};
+use tidings::{
+    __private::BrokerMessage,
+    Db, LogEntry,
+    broker::{Broker, MemoryBroker},
+    demo::Todo,
+};
 
 fn todo(id: &str, title: &str) -> Todo {
     Todo {
@@ -169,6 +176,68 @@ backend_tests!(
         assert_eq!(event["key"], "orphan");
     }
 );
+
+backend_tests!(
+    async fn commits_that_follow_closely_share_one_relay_batch(backend: Backend) {
+        // The node's own broker, also watched here, to see how the relay batches.
+        let broker = Arc::new(MemoryBroker::new(1024));
+        let mut messages = broker.subscribe().await.expect("subscribe");
+        let node_broker: Arc<dyn Broker> = broker.clone();
+        let extras = Extras {
+            builder: Some(Box::new(move |builder| builder.broker(node_broker))),
+            ..Extras::default()
+        };
+        let server = TestServer::start_with(
+            backend,
+            |config| {
+                // The longest linger accepted, so the five commits below surely fall
+                // in it; only commits wake the relay within the test's bounds.
+                config.log.relay_linger = Duration::from_secs(1);
+                config.log.poll_interval = Duration::from_secs(600);
+            },
+            extras,
+        )
+        .await;
+        let store = server.realtime.store();
+        let write = |id: String| {
+            let store = store.clone();
+            async move {
+                let mut tx = store.begin().await.unwrap();
+                tx.insert(&todo(&id, "x")).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+        };
+
+        // After a quiet spell a commit is relayed on its own, at once.
+        write("alone".into()).await;
+        assert_eq!(next_batch_keys(&mut messages).await, ["alone"]);
+        // Five commits right after it wait out the linger together.
+        let keys: Vec<String> = (0..5).map(|n| format!("close-{n}")).collect();
+        for key in &keys {
+            write(key.clone()).await;
+        }
+        assert_eq!(next_batch_keys(&mut messages).await, keys);
+    }
+);
+
+/// The record keys of the next message on the broker that carries events (skipping
+/// heartbeats and the like), in seq order.
+async fn next_batch_keys(messages: &mut BoxStream<'static, Bytes>) -> Vec<String> {
+    loop {
+        let bytes = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .expect("a relay batch within 10 s")
+            .expect("the broker stream stays open");
+        let events = match BrokerMessage::decode(&bytes) {
+            Some(BrokerMessage::Logged { event, .. }) => vec![event],
+            Some(BrokerMessage::Batch { events, .. }) => {
+                events.into_iter().map(|(_, event)| event).collect()
+            }
+            _ => continue,
+        };
+        return events.into_iter().filter_map(|event| event.key).collect();
+    }
+}
 
 /// SQLite numbers each outbox row in the statement that inserts it, so the relay never
 /// writes: the row has its seq inside the writing transaction, a rollback takes the

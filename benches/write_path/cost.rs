@@ -12,7 +12,8 @@ use std::{
 use tidings::__private::capture_mute::{
     POSTGRES_BEGIN as POSTGRES_MUTED_BEGIN, SQLITE_UNMUTE, mute_sqlite,
 };
-use tidings::{Db, demo::Todo};
+use tidings::__private::{insert_event_row_postgres, insert_event_row_sqlite};
+use tidings::{Action, Db, LogEntry, Model, demo::Todo};
 use tokio::task::JoinSet;
 
 use super::node::Node;
@@ -39,16 +40,27 @@ pub enum Variant {
     /// does, and reads the schema version; Postgres: a `SET LOCAL` sent with `BEGIN`):
     /// the part of the store's cost that is not the event row.
     PlainMuted,
+    /// `PlainMuted` plus the event row, inserted with the store's own statement: every
+    /// statement the store sends, without its work in between (reading the row back,
+    /// building the event) and without waking the relay, which finds these rows at its
+    /// next poll, many at a time.
+    PlainMutedRow,
 }
 
 impl Variant {
-    pub const ALL: [Self; 3] = [Self::Outbox, Self::Plain, Self::PlainMuted];
+    pub const ALL: [Self; 4] = [
+        Self::Outbox,
+        Self::Plain,
+        Self::PlainMuted,
+        Self::PlainMutedRow,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Outbox => "outbox",
             Self::Plain => "plain",
             Self::PlainMuted => "plain+mute",
+            Self::PlainMutedRow => "plain+mute+row",
         }
     }
 }
@@ -89,8 +101,9 @@ pub async fn phase(
                 let todo = todo();
                 let ok = match variant {
                     Variant::Outbox => outbox_write(&realtime.store(), &todo).await,
-                    Variant::Plain => plain_write(realtime.db(), &todo, false).await,
-                    Variant::PlainMuted => plain_write(realtime.db(), &todo, true).await,
+                    Variant::Plain | Variant::PlainMuted | Variant::PlainMutedRow => {
+                        plain_write(realtime.db(), &todo, variant).await
+                    }
                 };
                 if ok {
                     writes += 1;
@@ -140,7 +153,23 @@ async fn outbox_write(store: &tidings::model::Store, todo: &Todo) -> bool {
     report_error(result)
 }
 
-async fn plain_write(db: &Db, todo: &Todo, muted: bool) -> bool {
+/// The event row the store writes for inserting `todo`: the record and its rule fields.
+fn event_row(todo: &Todo) -> LogEntry {
+    let serde_json::Value::Object(mut fields) = serde_json::to_value(todo).expect("a todo") else {
+        unreachable!("a todo serializes to an object");
+    };
+    fields.sort_keys();
+    let acl = <Todo as Model>::rule_fields()
+        .iter()
+        .filter_map(|&name| Some((name.to_owned(), fields.get(name)?.clone())))
+        .collect();
+    let payload = serde_json::Value::Object(fields);
+    LogEntry::record("todos", todo.id.clone(), Action::Create, payload).with_acl(acl)
+}
+
+async fn plain_write(db: &Db, todo: &Todo, variant: Variant) -> bool {
+    let muted = variant != Variant::Plain;
+    let event = (variant == Variant::PlainMutedRow).then(|| event_row(todo));
     let result = match db {
         Db::Sqlite(pool) => {
             async {
@@ -154,6 +183,9 @@ async fn plain_write(db: &Db, todo: &Todo, muted: bool) -> bool {
                     .bind(&todo.created_at)
                     .execute(&mut *tx)
                     .await?;
+                if let Some(event) = &event {
+                    insert_event_row_sqlite(&mut tx, event).await?;
+                }
                 if wrote_mute {
                     sqlx::query(SQLITE_UNMUTE).execute(&mut *tx).await?;
                 }
@@ -176,6 +208,9 @@ async fn plain_write(db: &Db, todo: &Todo, muted: bool) -> bool {
                     .bind(&todo.created_at)
                     .execute(&mut *tx)
                     .await?;
+                if let Some(event) = &event {
+                    insert_event_row_postgres(&mut tx, event).await?;
+                }
                 tx.commit().await
             }
             .await

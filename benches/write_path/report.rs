@@ -173,15 +173,17 @@ pub fn summary(
         "outbox cost on write throughput (closed loop; writes/s median [min-max] over rounds)"
     );
     println!(
-        "{:<10} {:>7} {:>20} {:>20} {:>20} {:>8} {:>16} {:>11}",
+        "{:<10} {:>7} {:>20} {:>20} {:>20} {:>20} {:>8} {:>16} {:>11} {:>11}",
         "database",
         "writers",
         "plain sqlx",
         "plain+mute",
+        "plain+mute+row",
         "model store",
         "COST",
         "per round",
-        "mute alone"
+        "mute alone",
+        "statements"
     );
     for f in costs {
         let rounds: Vec<f64> = f.round_costs();
@@ -192,15 +194,17 @@ pub fn summary(
         let percent =
             |c: Option<f64>| c.map_or_else(|| "none".to_owned(), |c| format!("{:.1}%", 100.0 * c));
         println!(
-            "{:<10} {:>7} {:>20} {:>20} {:>20} {:>8} {:>16} {:>11}",
+            "{:<10} {:>7} {:>20} {:>20} {:>20} {:>20} {:>8} {:>16} {:>11} {:>11}",
             f.database.name(),
             f.writers,
             fmt_spread(f.rates(Variant::Plain)),
             fmt_spread(f.rates(Variant::PlainMuted)),
+            fmt_spread(f.rates(Variant::PlainMutedRow)),
             fmt_spread(f.rates(Variant::Outbox)),
             percent(f.cost()),
             per_round,
             percent(f.cost_of(Variant::PlainMuted)),
+            percent(f.cost_of(Variant::PlainMutedRow)),
         );
         if f.errors() > 0 {
             println!("  {} failed writes (see stderr)", f.errors());
@@ -208,7 +212,9 @@ pub fn summary(
     }
     println!(
         "COST = 1 - model store / plain sqlx, of the medians (goal: <= 15%); per round: the \
-         same ratio within each round; mute alone = 1 - plain+mute / plain sqlx"
+         same ratio within each round; mute alone = 1 - plain+mute / plain sqlx; \
+         statements = 1 - plain+mute+row / plain sqlx (the store's statements without its \
+         work in between or the relay)"
     );
     if !latency.iter().all(LatencyFigure::complete) {
         println!("INCOMPLETE: some writes failed or their events never arrived; see the table");
@@ -258,9 +264,11 @@ pub fn json_lines(settings: &Settings, latency: &[LatencyFigure], costs: &[CostF
             "secs": settings.cost_secs,
             "plain_per_sec": median(Variant::Plain),
             "plain_muted_per_sec": median(Variant::PlainMuted),
+            "plain_muted_row_per_sec": median(Variant::PlainMutedRow),
             "outbox_per_sec": median(Variant::Outbox),
             "cost": f.cost(),
             "mute_cost": f.cost_of(Variant::PlainMuted),
+            "statements_cost": f.cost_of(Variant::PlainMutedRow),
             "round_costs": f.round_costs(),
             "errors": f.errors(),
             "phases": f.phases.iter().map(|p| json!({

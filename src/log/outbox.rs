@@ -13,11 +13,8 @@ const POSTGRES_INSERT: &str = "INSERT INTO realtime_outbox \
      (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at, previous, mutation, source) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
-/// Inserts `event` as an unsequenced outbox row on SQLite.
-pub(crate) async fn insert_sqlite(
-    conn: &mut SqliteConnection,
-    event: &LogEntry,
-) -> sqlx::Result<()> {
+/// Inserts `event` as an outbox row on SQLite, where the insert numbers it.
+pub async fn insert_sqlite(conn: &mut SqliteConnection, event: &LogEntry) -> sqlx::Result<()> {
     bind_event(sqlx::query(SQLITE_INSERT), event)
         .execute(conn)
         .await?;
@@ -25,7 +22,7 @@ pub(crate) async fn insert_sqlite(
 }
 
 /// Inserts `event` as an unsequenced outbox row on Postgres.
-pub(crate) async fn insert_postgres(conn: &mut PgConnection, event: &LogEntry) -> sqlx::Result<()> {
+pub async fn insert_postgres(conn: &mut PgConnection, event: &LogEntry) -> sqlx::Result<()> {
     bind_event(sqlx::query(POSTGRES_INSERT), event)
         .execute(conn)
         .await?;

@@ -12,9 +12,12 @@
 //! `realtime_outbox_sequence` trigger) and the relay only reads the rows after the last
 //! one it published: no second write per event, and no turn at the write lock.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
 };
 
 use sqlx::Row;
@@ -76,9 +79,18 @@ impl Relay {
         let prune_every_bytes = (self.config.retention_bytes / 10).max(1);
         let mut sequenced_since_prune: u64 = 0;
         let mut bytes_since_prune: u64 = 0;
+        // At start and on a poll nothing says rows are waiting; after a commit's wake-up
+        // or a full batch they are.
+        let mut expecting = false;
+        // When the last batch that found rows began.
+        let mut last_rows: Option<Instant> = None;
         loop {
-            match self.sequence_batch().await {
+            let began = Instant::now();
+            match self.sequence_batch(expecting).await {
                 Ok((epoch, batch)) => {
+                    if !batch.is_empty() {
+                        last_rows = Some(began);
+                    }
                     let full = batch.len() >= self.config.relay_batch as usize;
                     sequenced_since_prune += batch.len() as u64;
                     let bytes = self.publish(&epoch, batch).await;
@@ -93,6 +105,7 @@ impl Relay {
                         }
                     }
                     if full {
+                        expecting = true;
                         continue; // more rows are waiting
                     }
                 }
@@ -101,13 +114,30 @@ impl Relay {
             tokio::select! {
                 () = shutdown.cancelled() => {
                     // Hand out what was committed up to now before stopping.
-                    if let Ok((epoch, batch)) = self.sequence_batch().await {
+                    if let Ok((epoch, batch)) = self.sequence_batch(false).await {
                         self.publish(&epoch, batch).await;
                     }
                     return;
                 }
-                () = self.signal.woken() => {}
-                () = tokio::time::sleep(self.config.poll_interval) => {}
+                () = self.signal.woken() => expecting = true,
+                () = tokio::time::sleep(self.config.poll_interval) => expecting = false,
+            }
+            if let Some(last_rows) = last_rows.filter(|_| expecting) {
+                self.linger(last_rows, &shutdown).await;
+            }
+        }
+    }
+
+    /// Waits out the rest of `log.relay_linger` since the last batch that found rows,
+    /// so that commits which follow each other closely share a batch: on Postgres one
+    /// sequencing transaction, with its flush to disk, instead of one per commit. Never
+    /// holds up shutdown.
+    async fn linger(&self, last_rows: Instant, shutdown: &CancellationToken) {
+        let until = last_rows + self.config.relay_linger;
+        if until > Instant::now() {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep_until(until.into()) => {}
             }
         }
     }
@@ -155,13 +185,20 @@ impl Relay {
     /// Up to `relay_batch` rows to publish: on Postgres the visible rows it numbers
     /// now, on SQLite the rows numbered since its last batch. Returns the epoch and
     /// the rows in seq order (no rows and an empty epoch when nothing was waiting).
-    pub(crate) async fn sequence_batch(&self) -> sqlx::Result<(String, Vec<(u64, LogEntry)>)> {
+    /// `expecting`: a commit or a full batch says rows are waiting.
+    pub(crate) async fn sequence_batch(
+        &self,
+        expecting: bool,
+    ) -> sqlx::Result<(String, Vec<(u64, LogEntry)>)> {
         match &self.db {
             Db::Sqlite(pool) => self.read_numbered_sqlite(pool).await,
             Db::Postgres(pool) => {
                 // Most polls find nothing: check without taking the meta row lock,
-                // through the partial index on unsequenced rows.
-                if !self.has_unsequenced(pool).await? {
+                // through the partial index on unsequenced rows. After a commit the
+                // check would be a round trip per batch that nearly always says yes
+                // (unless another node's relay numbered them first, and then the
+                // sequencing transaction finds nothing either).
+                if !expecting && !self.has_unsequenced(pool).await? {
                     return Ok((String::new(), Vec::new()));
                 }
                 let limit = i64::from(self.config.relay_batch);

@@ -422,13 +422,13 @@ pub struct LogConfig {
     pub poll_interval: Duration,
     /// Rows the relay sequences per transaction. Default: 500.
     pub relay_batch: u32,
-    /// The shortest time between two of the relay's batches that find rows, while
-    /// commits keep waking it: a commit that comes sooner after the last such batch
-    /// waits for the rest of it, and the commits meanwhile go in one batch. On Postgres
-    /// each batch is a transaction of its own, with its own flush to disk, which would
-    /// otherwise compete with the writers' at every commit. A commit after a quiet
-    /// spell is relayed at once. `0s` relays every commit at once. At most 1 s.
-    /// Default: 2 ms.
+    /// Postgres: the shortest time between two of the relay's batches that find rows,
+    /// while commits keep waking it. A commit that comes sooner after the last such
+    /// batch waits for the rest of it, and the commits meanwhile share one sequencing
+    /// transaction, with its flush to disk, which would otherwise compete with the
+    /// writers' at every commit. A commit after a quiet spell is relayed at once. `0s`
+    /// relays every commit at once. At most 1 s. SQLite's relay never lingers: it only
+    /// reads, and a linger would only add latency. Default: 2 ms.
     #[serde(with = "humantime_serde")]
     pub relay_linger: Duration,
     /// How long a resume may wait for this node to catch up with the log when its

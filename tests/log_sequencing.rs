@@ -177,48 +177,49 @@ backend_tests!(
     }
 );
 
-backend_tests!(
-    async fn commits_that_follow_closely_share_one_relay_batch(backend: Backend) {
-        // The node's own broker, also watched here, to see how the relay batches.
-        let broker = Arc::new(MemoryBroker::new(1024));
-        let mut messages = broker.subscribe().await.expect("subscribe");
-        let node_broker: Arc<dyn Broker> = broker.clone();
-        let extras = Extras {
-            builder: Some(Box::new(move |builder| builder.broker(node_broker))),
-            ..Extras::default()
-        };
-        let server = TestServer::start_with(
-            backend,
-            |config| {
-                // The longest linger accepted, so the five commits below surely fall
-                // in it; only commits wake the relay within the test's bounds.
-                config.log.relay_linger = Duration::from_secs(1);
-                config.log.poll_interval = Duration::from_secs(600);
-            },
-            extras,
-        )
-        .await;
-        let store = server.realtime.store();
-        let write = |id: String| {
-            let store = store.clone();
-            async move {
-                let mut tx = store.begin().await.unwrap();
-                tx.insert(&todo(&id, "x")).await.unwrap();
-                tx.commit().await.unwrap();
-            }
-        };
-
-        // After a quiet spell a commit is relayed on its own, at once.
-        write("alone".into()).await;
-        assert_eq!(next_batch_keys(&mut messages).await, ["alone"]);
-        // Five commits right after it wait out the linger together.
-        let keys: Vec<String> = (0..5).map(|n| format!("close-{n}")).collect();
-        for key in &keys {
-            write(key.clone()).await;
+/// Postgres: the relay lingers after a batch with rows (`log.relay_linger`), so commits
+/// that follow closely share one sequencing transaction. (SQLite's never lingers.)
+#[tokio::test]
+async fn postgres_commits_that_follow_closely_share_one_relay_batch() {
+    // The node's own broker, also watched here, to see how the relay batches.
+    let broker = Arc::new(MemoryBroker::new(1024));
+    let mut messages = broker.subscribe().await.expect("subscribe");
+    let node_broker: Arc<dyn Broker> = broker.clone();
+    let extras = Extras {
+        builder: Some(Box::new(move |builder| builder.broker(node_broker))),
+        ..Extras::default()
+    };
+    let server = TestServer::start_with(
+        Backend::Postgres,
+        |config| {
+            // The longest linger accepted, so the five commits below surely fall
+            // in it; only commits wake the relay within the test's bounds.
+            config.log.relay_linger = Duration::from_secs(1);
+            config.log.poll_interval = Duration::from_secs(600);
+        },
+        extras,
+    )
+    .await;
+    let store = server.realtime.store();
+    let write = |id: String| {
+        let store = store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            tx.insert(&todo(&id, "x")).await.unwrap();
+            tx.commit().await.unwrap();
         }
-        assert_eq!(next_batch_keys(&mut messages).await, keys);
+    };
+
+    // After a quiet spell a commit is relayed on its own, at once.
+    write("alone".into()).await;
+    assert_eq!(next_batch_keys(&mut messages).await, ["alone"]);
+    // Five commits right after it wait out the linger together.
+    let keys: Vec<String> = (0..5).map(|n| format!("close-{n}")).collect();
+    for key in &keys {
+        write(key.clone()).await;
     }
-);
+    assert_eq!(next_batch_keys(&mut messages).await, keys);
+}
 
 /// The record keys of the next message on the broker that carries events (skipping
 /// heartbeats and the like), in seq order.

@@ -11,6 +11,11 @@
 //! On SQLite writes are serialized, so the insert itself numbers each row (the
 //! `realtime_outbox_sequence` trigger) and the relay only reads the rows after the last
 //! one it published: no second write per event, and no turn at the write lock.
+//!
+//! On Postgres, commits that keep coming share batches: after a batch with rows the
+//! relay lingers for the rest of `log.relay_linger` before the next, so a busy writer
+//! does not pay a sequencing transaction, with its flush to disk, per commit. SQLite's
+//! relay only reads, which costs little enough that lingering would only add latency.
 
 use std::{
     sync::{
@@ -128,11 +133,13 @@ impl Relay {
         }
     }
 
-    /// Waits out the rest of `log.relay_linger` since the last batch that found rows,
-    /// so that commits which follow each other closely share a batch: on Postgres one
-    /// sequencing transaction, with its flush to disk, instead of one per commit. Never
-    /// holds up shutdown.
+    /// On Postgres, waits out the rest of `log.relay_linger` since the last batch that
+    /// found rows, so that commits which follow each other closely share one
+    /// sequencing transaction, with its flush to disk. Never holds up shutdown.
     async fn linger(&self, last_rows: Instant, shutdown: &CancellationToken) {
+        if !matches!(self.db, Db::Postgres(_)) {
+            return;
+        }
         let until = last_rows + self.config.relay_linger;
         if until > Instant::now() {
             tokio::select! {

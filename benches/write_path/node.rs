@@ -76,18 +76,27 @@ impl Node {
         }
     }
 
-    /// Waits (at most 10 s) until the relay has sequenced every committed event, so
-    /// one phase's backlog does not cost the next phase CPU.
+    /// Waits (at most 10 s) until the relay has numbered and published every committed
+    /// event, so one phase's backlog does not cost the next phase CPU.
     pub async fn quiesce(&self) {
+        // The database is fresh, so the relay is done once nothing waits to be
+        // numbered (Postgres; SQLite numbers at insert) and it has published as many
+        // events as the log has numbered.
+        const SQL: &str = "SELECT (SELECT last_seq FROM realtime_meta WHERE id = 1), \
+             (SELECT COUNT(*) FROM realtime_outbox WHERE seq IS NULL)";
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let sql = "SELECT COUNT(*) FROM realtime_outbox WHERE seq IS NULL";
         while std::time::Instant::now() < deadline {
-            let pending: i64 = match self.realtime.db() {
-                Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
-                Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            let (numbered, unnumbered): (i64, i64) = match self.realtime.db() {
+                Db::Sqlite(pool) => sqlx::query_as(SQL).fetch_one(pool).await,
+                Db::Postgres(pool) => sqlx::query_as(SQL).fetch_one(pool).await,
             }
-            .expect("count unsequenced");
-            if pending == 0 {
+            .expect("read the log's state");
+            let published = self
+                .realtime
+                .metrics()
+                .events_published
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if unnumbered == 0 && published >= u64::try_from(numbered).unwrap_or(0) {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -12,8 +12,8 @@ use std::{
 use tidings::__private::capture_mute::{
     POSTGRES_BEGIN as POSTGRES_MUTED_BEGIN, SQLITE_UNMUTE, mute_sqlite,
 };
-use tidings::__private::{insert_event_row_postgres, insert_event_row_sqlite};
-use tidings::{Action, Db, LogEntry, Model, demo::Todo};
+use tidings::__private::{insert_event_row_postgres, insert_event_row_sqlite, model_insert_event};
+use tidings::{Db, demo::Todo};
 use tokio::task::JoinSet;
 
 use super::node::Node;
@@ -153,23 +153,11 @@ async fn outbox_write(store: &tidings::model::Store, todo: &Todo) -> bool {
     report_error(result)
 }
 
-/// The event row the store writes for inserting `todo`: the record and its rule fields.
-fn event_row(todo: &Todo) -> LogEntry {
-    let serde_json::Value::Object(mut fields) = serde_json::to_value(todo).expect("a todo") else {
-        unreachable!("a todo serializes to an object");
-    };
-    fields.sort_keys();
-    let acl = <Todo as Model>::rule_fields()
-        .iter()
-        .filter_map(|&name| Some((name.to_owned(), fields.get(name)?.clone())))
-        .collect();
-    let payload = serde_json::Value::Object(fields);
-    LogEntry::record("todos", todo.id.clone(), Action::Create, payload).with_acl(acl)
-}
-
 async fn plain_write(db: &Db, todo: &Todo, variant: Variant) -> bool {
     let muted = variant != Variant::Plain;
-    let event = (variant == Variant::PlainMutedRow).then(|| event_row(todo));
+    // The event the store would write for this insert, built by the store's own code.
+    let event = (variant == Variant::PlainMutedRow)
+        .then(|| model_insert_event(todo).expect("a todo's event"));
     let result = match db {
         Db::Sqlite(pool) => {
             async {

@@ -48,16 +48,24 @@ pub(crate) async fn read_range(
     );
     let (after, upto, limit) = (to_i64(after), to_i64(upto), i64::from(limit));
     match db {
-        Db::Sqlite(pool) => {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after).bind(upto);
-            let rows = rows.bind(limit);
-            rows.fetch_all(pool).await?.iter().map(decode_row).collect()
-        }
-        Db::Postgres(pool) => {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after).bind(upto);
-            let rows = rows.bind(limit);
-            rows.fetch_all(pool).await?.iter().map(decode_row).collect()
-        }
+        Db::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after)
+            .bind(upto)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(decode_row)
+            .collect(),
+        Db::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after)
+            .bind(upto)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(decode_row)
+            .collect(),
     }
 }
 

@@ -28,6 +28,15 @@ pub mod capture_mute {
     pub use super::tx::{SQLITE_UNMUTE, SqliteMute, mute_sqlite};
 }
 
+/// The event a store insert of `record` writes, built by the store's own code when the
+/// row is stored as given (no column defaults apply): for the write-path bench to
+/// write the event row alone (re-exported in `__private`; not API).
+#[doc(hidden)]
+pub fn insert_event<M: Model>(record: &M) -> Result<crate::LogEntry, StoreError> {
+    let row = event::to_row(record)?;
+    event::for_write(crate::Action::Create, record, &row, None)
+}
+
 use serde_json::Value;
 
 /// A record type stored in a table, one serde field per column.

@@ -353,7 +353,7 @@ impl RealtimeBuilder {
                 .with_glob_limits(GlobLimits::from(&self.config.connection)),
         );
         let log = Arc::new(Log::new(self.db.clone(), &epoch, self.config.log.clone()));
-        let signal = RelaySignal::default();
+        let signal = RelaySignal::with_capacity(self.config.log.relay_batch as usize);
         let publisher = Publisher::new(self.db.clone(), signal.clone(), broker.clone());
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -397,7 +397,7 @@ impl RealtimeBuilder {
             signal.clone(),
             self.config.log.clone(),
             metrics.clone(),
-            last_seq,
+            (&epoch, last_seq),
         );
         tasks.spawn(relay.run(shutdown.clone()));
 

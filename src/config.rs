@@ -420,7 +420,8 @@ pub struct LogConfig {
     /// `broker.fallback_poll_interval` instead. Default: 500 ms.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
-    /// Rows the relay sequences per transaction. Default: 500.
+    /// Rows the relay sequences per transaction; on SQLite also the most committed
+    /// events waiting to be handed to it in memory. Default: 500.
     pub relay_batch: u32,
     /// Postgres: the shortest time between two of the relay's batches that find rows,
     /// while commits keep waking it. A commit that comes sooner after the last such

@@ -145,6 +145,7 @@ pub mod __private {
     pub use crate::log::outbox::{
         insert_postgres as insert_event_row_postgres, insert_sqlite as insert_event_row_sqlite,
     };
+    pub use crate::log::reader::read_range as read_log_range;
     pub use crate::model::{capture_mute, insert_event as model_insert_event};
     pub use crate::presence::wire::{PresenceEntry, PresenceUpdate};
     pub use crate::sse::mapping::{

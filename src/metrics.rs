@@ -13,6 +13,10 @@ pub struct Metrics {
     pub subscriptions: AtomicU64,
     /// Events sequenced by this node's relay.
     pub events_published: AtomicU64,
+    /// Of those, the events the relay read back from the log: on Postgres every one;
+    /// on SQLite only those its writer did not hand to it (rows written by the app's
+    /// own SQL or capture triggers, or read while a writer was on its way).
+    pub events_read_back: AtomicU64,
     /// Event frames handed to connections (one per event per connection).
     pub events_delivered: AtomicU64,
     /// Connections closed because their send queue overflowed.
@@ -107,6 +111,12 @@ impl Metrics {
                 "counter",
                 "Events sequenced by this node.",
                 &self.events_published,
+            ),
+            (
+                "tidings_events_read_back_total",
+                "counter",
+                "Events the relay read back from the log instead of taking them from their writer.",
+                &self.events_read_back,
             ),
             (
                 "tidings_events_delivered_total",

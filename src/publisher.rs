@@ -36,10 +36,7 @@ impl Publisher {
     /// Sends `prepared` now. A logged event is durable once this returns.
     pub(crate) async fn send(&self, prepared: Prepared) -> Result<(), BroadcastError> {
         match prepared {
-            Prepared::Logged(event) => {
-                append(&self.db, &event).await?;
-                self.signal.wake();
-            }
+            Prepared::Logged(event) => append(&self.db, &self.signal, event).await?,
             Prepared::Direct(event) => self.send_direct(event).await?,
         }
         Ok(())
@@ -84,11 +81,18 @@ impl Publisher {
     }
 }
 
-/// Writes `event` to the log in its own transaction.
-async fn append(db: &Db, event: &LogEntry) -> sqlx::Result<()> {
+/// Writes `event` to the log in its own transaction, then wakes the relay (on SQLite
+/// handing it the event with the seq its insert gave it).
+async fn append(db: &Db, signal: &RelaySignal, event: LogEntry) -> sqlx::Result<()> {
     match db {
-        Db::Sqlite(pool) => outbox::insert_sqlite(&mut *pool.acquire().await?, event).await?,
-        Db::Postgres(pool) => outbox::insert_postgres(&mut *pool.acquire().await?, event).await?,
+        Db::Sqlite(pool) => {
+            let seq = outbox::insert_sqlite(&mut *pool.acquire().await?, &event).await?;
+            signal.hand_off(vec![(seq, event)]);
+        }
+        Db::Postgres(pool) => {
+            outbox::insert_postgres(&mut *pool.acquire().await?, &event).await?;
+            signal.wake();
+        }
     }
     Ok(())
 }

@@ -70,7 +70,7 @@ pub enum TestingError {
 #[derive(Debug)]
 pub struct TestGateway {
     realtime: Realtime,
-    /// The outbox id up to which [`TestGateway::take_events`] has returned events.
+    /// The seq up to which [`TestGateway::take_events`] has returned events.
     taken: AtomicI64,
 }
 
@@ -112,7 +112,7 @@ impl TestGateway {
     }
 
     /// Every event committed so far, in commit order, whether or not the relay has
-    /// sequenced it yet: a rolled-back write is never here.
+    /// published it yet: a rolled-back write is never here.
     pub async fn events(&self) -> Result<Vec<LogEntry>, TestingError> {
         Ok(self
             .read_after(0)
@@ -151,14 +151,14 @@ impl TestGateway {
         })
     }
 
-    /// Outbox rows with an id above `after`, by id (commit order on SQLite), read with
-    /// the log's own decoder, the id standing in for the seq a row may not have yet.
+    /// Outbox rows with a seq above `after`, in seq order (commit order: SQLite numbers
+    /// each row as it is inserted), read with the log's own decoder.
     async fn read_after(&self, after: i64) -> Result<Vec<(i64, LogEntry)>, TestingError> {
         let Db::Sqlite(pool) = self.realtime.db() else {
             return Ok(Vec::new());
         };
-        let columns = reader::EVENT_COLUMNS.replacen("seq", "id", 1);
-        let sql = format!("SELECT {columns} FROM realtime_outbox WHERE id > ? ORDER BY id");
+        let columns = reader::EVENT_COLUMNS;
+        let sql = format!("SELECT {columns} FROM realtime_outbox WHERE seq > ? ORDER BY seq");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(after)
             .fetch_all(pool)

@@ -274,7 +274,7 @@ async fn outbox_json(db: &Db, column: &str) -> Vec<Value> {
         Db::Sqlite(pool) => {
             // `column` is one of this file's own literals.
             sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT {column} FROM realtime_outbox ORDER BY id"
+                "SELECT {column} FROM realtime_outbox ORDER BY seq"
             )))
             .fetch_all(pool)
             .await

@@ -4,7 +4,11 @@
 
 mod common;
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use common::{
@@ -15,8 +19,8 @@ use common::{
 use futures::{StreamExt, stream::BoxStream};
 use serde_json::json;
 use tidings::{
-    __private::BrokerMessage,
-    Db, LogEntry,
+    __private::{BrokerMessage, insert_event_row_sqlite, read_log_range},
+    Broadcast, Db, LogEntry, MutationId, Target,
     broker::{Broker, MemoryBroker},
     demo::Todo,
 };
@@ -221,6 +225,118 @@ async fn postgres_commits_that_follow_closely_share_one_relay_batch() {
     assert_eq!(next_batch_keys(&mut messages).await, keys);
 }
 
+/// SQLite: the store and broadcasts hand their committed events to the relay, which
+/// publishes them as they are, without reading them back, and exactly as the log holds
+/// them (a resume reads them from there). A row its writer did not hand off (a capture
+/// trigger's) makes the relay read the log, so every event still goes out once, in
+/// seq order.
+#[tokio::test]
+async fn sqlite_relay_publishes_what_writers_hand_it_as_the_log_holds_it() {
+    let broker = Arc::new(MemoryBroker::new(1024));
+    let mut messages = broker.subscribe().await.expect("subscribe");
+    let node_broker: Arc<dyn Broker> = broker.clone();
+    let extras = Extras {
+        builder: Some(Box::new(move |builder| builder.broker(node_broker))),
+        ..Extras::default()
+    };
+    // No poll within the test's bounds: only commits wake the relay.
+    let server = TestServer::start_with(
+        Backend::Sqlite,
+        |config| config.log.poll_interval = Duration::from_secs(600),
+        extras,
+    )
+    .await;
+    let realtime = &server.realtime;
+    let store = realtime.store();
+    store.install_capture::<Todo>().await.expect("capture");
+    let read_back = || realtime.metrics().events_read_back.load(Ordering::Relaxed);
+    // The relay's first read, at start, finds nothing.
+    let before = read_back();
+
+    // A model write with a mutation id, a recorded event whose floats and text must
+    // survive the trip exactly, and a broadcast.
+    let mut tx = store.begin().await.unwrap();
+    tx.set_mutation(MutationId::new("m-1").unwrap());
+    tx.insert(&todo("t1", "caf\u{e9} \u{2615}")).await.unwrap();
+    let data = json!({
+        "pi": std::f64::consts::PI,
+        "tiny": 5e-324_f64,
+        "sum": 0.1_f64 + 0.2,
+        "third": 1.0_f64 / 3.0,
+        "big": u64::MAX,
+    });
+    tx.record(&LogEntry::broadcast(
+        "todos",
+        Some("t1".into()),
+        "measured",
+        data,
+    ))
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    realtime
+        .broadcast(Broadcast::new(
+            Target::Collection("todos".into()),
+            "ping",
+            json!({"b": 1, "a": [0.1, 0.2]}),
+        ))
+        .await
+        .unwrap();
+    let mut published = next_events(&mut messages, 3).await;
+    assert_eq!(read_back(), before, "handed off, not read back");
+
+    // A plain SQL write, captured by a trigger, is not handed off: the next store
+    // write's event does not follow on from the last published, so the relay reads.
+    sqlx::query(
+        "INSERT INTO todos (id, title, done, owner_id, created_at) \
+         VALUES ('t2', 'sql', 0, 'bob', '2026-11-24T00:00:00.000Z')",
+    )
+    .execute(&sqlite_pool(realtime.db()))
+    .await
+    .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.insert(&todo("t3", "after")).await.unwrap();
+    tx.commit().await.unwrap();
+    published.extend(next_events(&mut messages, 2).await);
+    assert_eq!(read_back(), before + 2, "both read from the log");
+
+    let seqs: Vec<u64> = published.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    let logged = read_log_range(realtime.db(), 0, 5, 100)
+        .await
+        .expect("read the log");
+    assert_eq!(published, logged);
+    let keys: Vec<_> = logged.iter().map(|(_, e)| e.key.as_deref()).collect();
+    assert_eq!(keys, [Some("t1"), Some("t1"), None, Some("t2"), Some("t3")]);
+}
+
+fn sqlite_pool(db: &Db) -> sqlx::SqlitePool {
+    match db {
+        Db::Sqlite(pool) => pool.clone(),
+        Db::Postgres(_) => unreachable!("a SQLite test"),
+    }
+}
+
+/// The next `count` events on the broker, with their seqs, across messages.
+async fn next_events(
+    messages: &mut BoxStream<'static, Bytes>,
+    count: usize,
+) -> Vec<(u64, LogEntry)> {
+    let mut events = Vec::new();
+    while events.len() < count {
+        let bytes = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .expect("a relay batch within 10 s")
+            .expect("the broker stream stays open");
+        match BrokerMessage::decode(&bytes) {
+            Some(BrokerMessage::Logged { seq, event, .. }) => events.push((seq, event)),
+            Some(BrokerMessage::Batch { events: batch, .. }) => events.extend(batch),
+            _ => {}
+        }
+    }
+    events
+}
+
 /// The record keys of the next message on the broker that carries events (skipping
 /// heartbeats and the like), in seq order.
 async fn next_batch_keys(messages: &mut BoxStream<'static, Bytes>) -> Vec<String> {
@@ -243,7 +359,8 @@ async fn next_batch_keys(messages: &mut BoxStream<'static, Bytes>) -> Vec<String
 /// SQLite numbers each outbox row in the statement that inserts it, so the relay never
 /// writes: the row has its seq inside the writing transaction, a rollback takes the
 /// number back (no gap), and rows an older version left for its relay to number get
-/// their seqs, in id order, when the database is migrated.
+/// their seqs, in id order, when the database is migrated. The seq is the row id since
+/// a later migration, which keeps the rows and the capture triggers written before it.
 #[tokio::test]
 async fn sqlite_numbers_rows_as_they_are_inserted_and_migrates_unnumbered_ones() {
     let url = fresh_database_url(Backend::Sqlite).await;
@@ -251,7 +368,8 @@ async fn sqlite_numbers_rows_as_they_are_inserted_and_migrates_unnumbered_ones()
         unreachable!("a sqlite: URL opens SQLite")
     };
     let migrator = sqlx::migrate!("./migrations/sqlite");
-    // The schema as the version before numbering at insert left it.
+    // The schema as the version before numbering at insert left it, with a capture-style
+    // trigger that names the outbox table in its body.
     migrator
         .run_to(20_261_130_000_010, &pool)
         .await
@@ -261,27 +379,44 @@ async fn sqlite_numbers_rows_as_they_are_inserted_and_migrates_unnumbered_ones()
     for seq in [Some(1), Some(2), None, None, None] {
         sqlx::query(insert).bind(seq).execute(&pool).await.unwrap();
     }
-    sqlx::query("UPDATE realtime_meta SET last_seq = 2")
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::raw_sql(
+        "UPDATE realtime_meta SET last_seq = 2; \
+         CREATE TABLE notes (id TEXT PRIMARY KEY); \
+         CREATE TRIGGER notes_capture AFTER INSERT ON notes BEGIN \
+           INSERT INTO realtime_outbox (collection, record_key, action, payload, created_at) \
+           VALUES ('notes', NEW.id, 'create', '{}', '2026-11-30T00:00:00Z'); \
+         END;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
 
     migrator.run(&pool).await.expect("migrate");
-    let seqs: Vec<Option<i64>> = sqlx::query_scalar("SELECT seq FROM realtime_outbox ORDER BY id")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    assert_eq!(seqs, [Some(1), Some(2), Some(3), Some(4), Some(5)]);
-    let last = |pool: &sqlx::SqlitePool| {
+    let seqs = |pool: &sqlx::SqlitePool| {
         let pool = pool.clone();
         async move {
-            sqlx::query_scalar::<_, i64>("SELECT last_seq FROM realtime_meta WHERE id = 1")
-                .fetch_one(&pool)
+            sqlx::query_scalar::<_, i64>("SELECT seq FROM realtime_outbox ORDER BY seq")
+                .fetch_all(&pool)
                 .await
                 .unwrap()
         }
     };
-    assert_eq!(last(&pool).await, 5);
+    assert_eq!(seqs(&pool).await, [1, 2, 3, 4, 5]);
+    // The log's position as the node reads it: the newest seq, or the floor that
+    // deletions leave in `last_seq` when higher.
+    let position = |pool: &sqlx::SqlitePool| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT max(last_seq, coalesce((SELECT max(seq) FROM realtime_outbox), 0)) \
+                 FROM realtime_meta WHERE id = 1",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(position(&pool).await, 5);
 
     // Numbered inside the transaction, before any commit or relay.
     let mut tx = pool.begin().await.unwrap();
@@ -290,22 +425,54 @@ async fn sqlite_numbers_rows_as_they_are_inserted_and_migrates_unnumbered_ones()
         .execute(&mut *tx)
         .await
         .unwrap();
-    let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM realtime_outbox ORDER BY id DESC")
+    let seq: i64 = sqlx::query_scalar("SELECT max(seq) FROM realtime_outbox")
         .fetch_one(&mut *tx)
         .await
         .unwrap();
-    assert_eq!(seq, Some(6));
+    assert_eq!(seq, 6);
     tx.rollback().await.unwrap();
-    assert_eq!(last(&pool).await, 5, "a rollback takes its number back");
+    assert_eq!(position(&pool).await, 5, "a rollback takes its number back");
 
+    // The trigger written before the rebuild writes into the new table, next in line.
+    sqlx::query("INSERT INTO notes (id) VALUES ('n1')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&pool).await, [1, 2, 3, 4, 5, 6], "no gap");
+
+    // Deleting the newest rows, or all of them, never hands their seqs out again.
+    sqlx::query("DELETE FROM realtime_outbox WHERE seq >= 5")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(position(&pool).await, 6);
+    sqlx::query("INSERT INTO notes (id) VALUES ('n2')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&pool).await, [1, 2, 3, 4, 7]);
+    sqlx::query("DELETE FROM realtime_outbox")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO notes (id) VALUES ('n3')")
+        .execute(&pool)
+        .await
+        .unwrap();
     sqlx::query(insert)
         .bind(None::<i64>)
         .execute(&pool)
         .await
         .unwrap();
-    let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM realtime_outbox ORDER BY id DESC")
-        .fetch_one(&pool)
+    assert_eq!(seqs(&pool).await, [8, 9]);
+    // The store's own insert names its seq above both, and says which it took.
+    sqlx::query("DELETE FROM realtime_outbox")
+        .execute(&pool)
         .await
         .unwrap();
-    assert_eq!((seq, last(&pool).await), (Some(6), 6), "no gap");
+    let event = LogEntry::broadcast("todos", None, "ping", json!({}));
+    let mut conn = pool.acquire().await.unwrap();
+    let seq = insert_event_row_sqlite(&mut conn, &event).await.unwrap();
+    assert_eq!((seq, seqs(&pool).await), (10, vec![10]));
+    assert_eq!(position(&pool).await, 10);
 }

@@ -141,7 +141,7 @@ async fn outbox(store: &Store) -> Vec<OutboxRow> {
         match store.db() {
             Db::Sqlite(pool) => sqlx::query_as(
                 "SELECT collection, record_key, action, payload, changes, acl, except_connection, \
-                 previous FROM realtime_outbox ORDER BY id",
+                 previous FROM realtime_outbox ORDER BY seq",
             )
             .fetch_all(pool)
             .await,

@@ -81,8 +81,8 @@ impl Node {
     pub async fn quiesce(&self) {
         // The database is fresh, so the relay is done once nothing waits to be
         // numbered (Postgres; SQLite numbers at insert) and it has published as many
-        // events as the log has numbered.
-        const SQL: &str = "SELECT (SELECT last_seq FROM realtime_meta WHERE id = 1), \
+        // events as the log has numbered (the newest seq: nothing is deleted here).
+        const SQL: &str = "SELECT (SELECT coalesce(max(seq), 0) FROM realtime_outbox), \
              (SELECT COUNT(*) FROM realtime_outbox WHERE seq IS NULL)";
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::time::Instant::now() < deadline {

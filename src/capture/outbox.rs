@@ -2,8 +2,9 @@
 //!
 //! This is the one place that names the log columns the triggers fill. A new column of
 //! `realtime_outbox` that triggers must fill is one more entry in [`columns`], with its
-//! SQL on each backend; columns left out get their default (NULL): `seq` (the relay
-//! numbers the row), `event_name` and `except_connection` (record events have neither).
+//! SQL on each backend; columns left out get their default: `seq` (SQLite numbers the
+//! row as it is inserted, Postgres's relay later), `event_name` and `except_connection`
+//! (NULL: record events have neither).
 
 use super::{Op, Spec};
 

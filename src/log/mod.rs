@@ -11,29 +11,14 @@ pub(crate) mod relay;
 pub(crate) mod replay;
 pub(crate) mod resume_gate;
 pub(crate) mod ring;
+mod signal;
 pub(crate) mod snapshot;
 
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::Notify;
-
 use crate::{config::LogConfig, db::Db};
 
-/// Wakes the relay after a commit that wrote outbox rows. Cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct RelaySignal(Arc<Notify>);
-
-impl RelaySignal {
-    /// Tells the relay that new rows may be waiting.
-    pub fn wake(&self) {
-        self.0.notify_one();
-    }
-
-    /// Waits for the next wake-up (or returns at once if one is pending).
-    pub async fn woken(&self) {
-        self.0.notified().await;
-    }
-}
+pub use signal::RelaySignal;
 
 /// This node's view of the log: the database, the current epoch and the ring.
 #[derive(Debug)]

@@ -2,23 +2,33 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use sqlx::{Database, Encode, PgConnection, SqliteConnection, Type, query::Query, types::Json};
+use sqlx::{
+    Database, Encode, PgConnection, Row, SqliteConnection, Type, query::Query, types::Json,
+};
 
 use crate::event::LogEntry;
 
+/// On SQLite the insert names its seq: one above both the newest row and the floor
+/// that deletions leave in `realtime_meta.last_seq` (see the `seq_is_the_row_id`
+/// migration). Writers are serialized, so that is the next seq in commit order.
 const SQLITE_INSERT: &str = "INSERT INTO realtime_outbox \
-     (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at, previous, mutation, source) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     (seq, collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at, previous, mutation, source) \
+     VALUES (max(coalesce((SELECT max(seq) FROM realtime_outbox), 0), \
+                 (SELECT last_seq FROM realtime_meta WHERE id = 1)) + 1, \
+             ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+     RETURNING seq";
 const POSTGRES_INSERT: &str = "INSERT INTO realtime_outbox \
      (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at, previous, mutation, source) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
-/// Inserts `event` as an outbox row on SQLite, where the insert numbers it.
-pub async fn insert_sqlite(conn: &mut SqliteConnection, event: &LogEntry) -> sqlx::Result<()> {
-    bind_event(sqlx::query(SQLITE_INSERT), event)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Inserts `event` as an outbox row on SQLite, where the insert numbers it; returns
+/// its seq, which is the event's for good once the transaction commits.
+pub async fn insert_sqlite(conn: &mut SqliteConnection, event: &LogEntry) -> sqlx::Result<u64> {
+    let seq: i64 = bind_event(sqlx::query(SQLITE_INSERT), event)
+        .fetch_one(conn)
+        .await?
+        .try_get(0)?;
+    Ok(u64::try_from(seq).unwrap_or(0))
 }
 
 /// Inserts `event` as an unsequenced outbox row on Postgres.

@@ -13,13 +13,30 @@ pub(crate) const EVENT_COLUMNS: &str = "seq, collection, record_key, action, eve
 /// How many columns `EVENT_COLUMNS` names.
 const EVENT_COLUMN_COUNT: usize = 13;
 
+/// On SQLite, the log's position: its newest row's seq, or the floor that deletions
+/// leave in `last_seq` when it is higher (the `seq_is_the_row_id` migration).
+const SQLITE_META: &str = "SELECT epoch, \
+       max(last_seq, coalesce((SELECT max(seq) FROM realtime_outbox), 0)) \
+     FROM realtime_meta WHERE id = 1";
+
 /// The log's epoch and last assigned seq.
 pub(crate) async fn load_meta(db: &Db) -> sqlx::Result<(String, u64)> {
-    const SQL: &str = "SELECT epoch, last_seq FROM realtime_meta WHERE id = 1";
-    let (epoch, last): (String, i64) = match db {
-        Db::Sqlite(pool) => sqlx::query_as(SQL).fetch_one(pool).await?,
-        Db::Postgres(pool) => sqlx::query_as(SQL).fetch_one(pool).await?,
-    };
+    match db {
+        Db::Sqlite(pool) => load_meta_sqlite(&mut *pool.acquire().await?).await,
+        Db::Postgres(pool) => {
+            let (epoch, last): (String, i64) =
+                sqlx::query_as("SELECT epoch, last_seq FROM realtime_meta WHERE id = 1")
+                    .fetch_one(pool)
+                    .await?;
+            Ok((epoch, u64::try_from(last).unwrap_or(0)))
+        }
+    }
+}
+
+/// [`load_meta`] on a SQLite connection, so a caller's transaction sees it as of its
+/// own snapshot.
+pub(crate) async fn load_meta_sqlite(conn: &mut SqliteConnection) -> sqlx::Result<(String, u64)> {
+    let (epoch, last): (String, i64) = sqlx::query_as(SQLITE_META).fetch_one(conn).await?;
     Ok((epoch, u64::try_from(last).unwrap_or(0)))
 }
 
@@ -33,8 +50,9 @@ pub(crate) async fn oldest_seq(db: &Db) -> sqlx::Result<Option<u64>> {
     Ok(min.and_then(|m| u64::try_from(m).ok()))
 }
 
-/// Events with `after < seq <= upto`, in seq order, at most `limit` of them.
-pub(crate) async fn read_range(
+/// Events with `after < seq <= upto`, in seq order, at most `limit` of them (public
+/// only for the crate's own tests, through `__private`).
+pub async fn read_range(
     db: &Db,
     after: u64,
     upto: u64,

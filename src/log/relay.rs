@@ -8,9 +8,13 @@
 //! seq twice; a node that dies, hangs or is cut off while holding it holds the others
 //! up for at most `log.sequencer_timeout` (see `sequence_postgres`).
 //!
-//! On SQLite writes are serialized, so the insert itself numbers each row (the
-//! `realtime_outbox_sequence` trigger) and the relay only reads the rows after the last
-//! one it published: no second write per event, and no turn at the write lock.
+//! On SQLite writes are serialized, so the insert itself numbers each row (its seq is
+//! the row id) and the relay never writes: no second write per event, and no turn at
+//! the write lock. The crate's writers hand it their committed events with their seqs
+//! (`RelaySignal::hand_off`), and it publishes them as they are when they follow on
+//! from the last one it published; only when one is missing (a row written by the
+//! app's own SQL or a capture trigger, or a writer that has not handed off yet) does
+//! it read the rows after that one from the log.
 //!
 //! On Postgres, commits that keep coming share batches: after a batch with rows the
 //! relay lingers for the rest of `log.relay_linger` before the next, so a busy writer
@@ -19,7 +23,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::Instant,
@@ -50,18 +54,21 @@ pub(crate) struct Relay {
     /// SQLite: the last seq this relay published. Rows up to the log's position when
     /// the node started are the hub's already (it starts there), or a resume's.
     published: AtomicU64,
+    /// SQLite: the log's epoch as last read, which events handed off are published
+    /// under (it changes only when the log is reset, which a read notices).
+    epoch: Mutex<String>,
 }
 
 impl Relay {
-    /// A relay over `db` publishing to `broker`; `position` is the log's last seq when
-    /// the node started.
+    /// A relay over `db` publishing to `broker`; `(epoch, position)` is the log's
+    /// epoch and last seq when the node started.
     pub(crate) fn new(
         db: Db,
         broker: Arc<dyn Broker>,
         signal: RelaySignal,
         config: LogConfig,
         metrics: Arc<Metrics>,
-        position: u64,
+        (epoch, position): (&str, u64),
     ) -> Self {
         Self {
             db,
@@ -70,6 +77,7 @@ impl Relay {
             config,
             metrics,
             published: AtomicU64::new(position),
+            epoch: Mutex::new(epoch.to_owned()),
         }
     }
 
@@ -198,7 +206,7 @@ impl Relay {
         expecting: bool,
     ) -> sqlx::Result<(String, Vec<(u64, LogEntry)>)> {
         match &self.db {
-            Db::Sqlite(pool) => self.read_numbered_sqlite(pool).await,
+            Db::Sqlite(pool) => self.next_numbered_sqlite(pool, expecting).await,
             Db::Postgres(pool) => {
                 // Most polls find nothing: check without taking the meta row lock,
                 // through the partial index on unsequenced rows. After a commit the
@@ -295,7 +303,10 @@ impl Relay {
         };
         let (after, upto) = (to_u64(last), to_u64(new_last));
         match reader::read_range(&self.db, after, upto, self.config.relay_batch).await {
-            Ok(batch) => Ok((epoch, batch)),
+            Ok(batch) => {
+                self.count_read_back(&batch);
+                Ok((epoch, batch))
+            }
             Err(e) => {
                 // Numbered for good; only this node's doorbells are lost.
                 tracing::warn!(
@@ -315,6 +326,29 @@ impl Relay {
             .await
     }
 
+    /// On SQLite, the events after the last one this relay published: those handed
+    /// off, when they follow on from it, or else up to `relay_batch` rows read from
+    /// the log. After a commit's wake-up that handed off nothing new (its events went
+    /// out with an earlier batch) there is nothing to read.
+    async fn next_numbered_sqlite(
+        &self,
+        pool: &sqlx::SqlitePool,
+        expecting: bool,
+    ) -> sqlx::Result<(String, Vec<(u64, LogEntry)>)> {
+        let published = self.published.load(Ordering::Acquire);
+        match self.signal.take_handed().run_after(published) {
+            Some(run) if !run.is_empty() => {
+                if let Some((seq, _)) = run.last() {
+                    self.published.store(*seq, Ordering::Release);
+                }
+                let epoch = self.epoch.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                Ok((epoch, run))
+            }
+            Some(_) if expecting => Ok((String::new(), Vec::new())),
+            _ => self.read_numbered_sqlite(pool).await,
+        }
+    }
+
     /// The rows SQLite numbered since the last batch this relay published, up to
     /// `relay_batch` of them, each with the log's epoch: one read, and a WAL reader
     /// never waits for the writers. Only when there is nothing new does it read the
@@ -327,20 +361,26 @@ impl Relay {
         let published = self.published.load(Ordering::Acquire);
         let (epoch, batch) =
             reader::read_after_sqlite(&mut conn, published, self.config.relay_batch).await?;
+        self.count_read_back(&batch);
         if let Some((seq, _)) = batch.last() {
             self.published.store(*seq, Ordering::Release);
+            epoch.clone_into(&mut self.epoch.lock().unwrap_or_else(|e| e.into_inner()));
             return Ok((epoch, batch));
         }
-        let (_, last): (String, i64) =
-            sqlx::query_as("SELECT epoch, last_seq FROM realtime_meta WHERE id = 1")
-                .fetch_one(&mut *conn)
-                .await?;
-        if to_u64(last) < published {
+        let (epoch, last) = reader::load_meta_sqlite(&mut conn).await?;
+        if last < published {
             // The log was reset: start again from its new position (the nodes see
             // the new epoch at their next poll).
-            self.published.store(to_u64(last), Ordering::Release);
+            self.published.store(last, Ordering::Release);
+            *self.epoch.lock().unwrap_or_else(|e| e.into_inner()) = epoch;
         }
         Ok((String::new(), Vec::new()))
+    }
+
+    fn count_read_back(&self, batch: &[(u64, LogEntry)]) {
+        self.metrics
+            .events_read_back
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
     }
 
     /// Deletes sequenced rows older than the retention window, in events and in bytes.
@@ -354,10 +394,18 @@ impl Relay {
         let horizon = to_i64(horizon);
         match &self.db {
             Db::Sqlite(pool) => {
-                sqlx::query("DELETE FROM realtime_outbox WHERE seq IS NOT NULL AND seq <= ?")
+                // The floor first, so the trigger that keeps it (`realtime_outbox_floor`)
+                // finds every deleted seq under it instead of raising it row by row.
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                sqlx::query("UPDATE realtime_meta SET last_seq = max(last_seq, ?) WHERE id = 1")
                     .bind(horizon)
-                    .execute(pool)
+                    .execute(&mut *tx)
                     .await?;
+                sqlx::query("DELETE FROM realtime_outbox WHERE seq <= ?")
+                    .bind(horizon)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
             }
             Db::Postgres(pool) => {
                 sqlx::query("DELETE FROM realtime_outbox WHERE seq IS NOT NULL AND seq <= $1")

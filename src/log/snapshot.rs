@@ -12,7 +12,7 @@
 //!
 //! - SQLite: the read runs in a `BEGIN IMMEDIATE` transaction, which holds the one
 //!   write lock: no write commits until it ends. SQLite numbers each row as it is
-//!   inserted, so there is nothing to number here: `last_seq` is the position.
+//!   inserted, so there is nothing to number here: the newest seq is the position.
 //! - Postgres: a `REPEATABLE READ` transaction takes `realtime_meta` in `EXCLUSIVE`
 //!   mode before its first query, so relays (which lock the meta row `FOR UPDATE`)
 //!   wait, and its snapshot is taken after the lock: rows committed before it are
@@ -30,13 +30,13 @@ use crate::event::Cursor;
 
 /// The log position on SQLite, read inside the caller's `BEGIN IMMEDIATE` transaction.
 /// Nothing is left to number: each row got its seq from the statement that inserted
-/// it (`realtime_outbox_sequence`).
+/// it (its row id).
 pub(crate) async fn position_sqlite(conn: &mut SqliteConnection) -> sqlx::Result<Cursor> {
-    read_position(
-        sqlx::query_as("SELECT epoch, last_seq FROM realtime_meta WHERE id = 1")
-            .fetch_one(conn)
-            .await?,
-    )
+    let (epoch, seq) = super::reader::load_meta_sqlite(conn).await?;
+    Ok(Cursor {
+        epoch: epoch.into(),
+        seq,
+    })
 }
 
 /// Statements that open a Postgres snapshot transaction: `REPEATABLE READ`, every wait

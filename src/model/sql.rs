@@ -154,11 +154,11 @@ impl Conn<'_> {
         }
     }
 
-    /// Writes an outbox row.
-    pub(super) async fn record(&mut self, event: &LogEntry) -> Result<(), StoreError> {
+    /// Writes an outbox row; returns its seq on SQLite, where the insert numbers it.
+    pub(super) async fn record(&mut self, event: &LogEntry) -> Result<Option<u64>, StoreError> {
         let result = match self {
-            Self::Sqlite(c, _) => outbox::insert_sqlite(c, event).await,
-            Self::Postgres(c) => outbox::insert_postgres(c, event).await,
+            Self::Sqlite(c, _) => outbox::insert_sqlite(c, event).await.map(Some),
+            Self::Postgres(c) => outbox::insert_postgres(c, event).await.map(|()| None),
         };
         result.map_err(|source| StoreError::Database {
             op: "record",

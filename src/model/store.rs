@@ -156,14 +156,16 @@ impl Store {
         match &self.db {
             Db::Sqlite(pool) => {
                 let mut conn = pool.acquire().await.map_err(acquire_error)?;
-                Conn::Sqlite(&mut conn, None).record(event).await?;
+                let seq = Conn::Sqlite(&mut conn, None).record(event).await?;
+                let numbered = seq.map(|seq| (seq, event.clone()));
+                self.signal.hand_off(numbered.into_iter().collect());
             }
             Db::Postgres(pool) => {
                 let mut conn = pool.acquire().await.map_err(acquire_error)?;
                 Conn::Postgres(&mut conn).record(event).await?;
+                self.signal.wake();
             }
         }
-        self.signal.wake();
         Ok(())
     }
 }

@@ -65,6 +65,9 @@ pub struct Tx {
     signal: RelaySignal,
     /// Whether an outbox row was written, so commit knows to wake the relay.
     wrote: bool,
+    /// SQLite: the events written, with the seqs their inserts gave them, handed to
+    /// the relay on commit so it need not read them back.
+    numbered: Vec<(u64, LogEntry)>,
     /// SQLite: whether the capture mute row was written, so commit must delete it.
     muted: bool,
     /// SQLite: the column kinds of model tables, shared by the store's transactions.
@@ -107,6 +110,7 @@ impl Tx {
             inner,
             signal,
             wrote: false,
+            numbered: Vec::new(),
             muted: false,
             columns,
             schema_version: None,
@@ -180,7 +184,7 @@ impl Tx {
         let row = self.conn().insert(&target, &id, &fields).await?;
         let stored: M = event::from_row(row.clone(), &id)?;
         let event = event::for_write(Action::Create, &stored, &row, None)?;
-        self.record(&event).await?;
+        self.record_owned(event).await?;
         Ok(stored)
     }
 
@@ -206,7 +210,7 @@ impl Tx {
         let previous = event::previous_values::<M>(&changes, &old, &new, &was);
         let event = event::for_write(Action::Update, &stored, &new, Some(changes.clone()))?
             .with_previous(Some(previous));
-        self.record(&event).await?;
+        self.record_owned(event).await?;
         Ok((stored, changes))
     }
 
@@ -223,7 +227,7 @@ impl Tx {
             .ok_or_else(|| not_found::<M>(id))?;
         let old: M = event::from_row(row.clone(), id)?;
         let event = event::for_write(Action::Delete, &old, &row, None)?;
-        self.record(&event).await?;
+        self.record_owned(event).await?;
         Ok(old)
     }
 
@@ -237,24 +241,24 @@ impl Tx {
     /// Records an event for a write the user made with their own SQL in this
     /// transaction. It is emitted only if the transaction commits.
     pub async fn record(&mut self, event: &LogEntry) -> Result<(), StoreError> {
-        let untagged_mutation = self.mutation.is_some() && event.mutation.is_none();
-        let unattributed = self.attribution.is_some() && event.source == Source::Server;
-        let tagged;
-        let event = if untagged_mutation || unattributed {
-            let mut copy = event.clone();
-            if untagged_mutation {
-                copy = copy.with_mutation(self.mutation.clone());
-            }
-            if let Some(attribution) = self.attribution.as_ref().filter(|_| unattributed) {
-                copy.source = attribution.source_for(&copy.collection);
-            }
-            tagged = copy;
-            &tagged
-        } else {
-            event
-        };
-        self.conn().record(event).await?;
+        self.record_owned(event.clone()).await
+    }
+
+    /// [`Tx::record`] for an event the caller no longer needs.
+    async fn record_owned(&mut self, mut event: LogEntry) -> Result<(), StoreError> {
+        if self.mutation.is_some() && event.mutation.is_none() {
+            event = event.with_mutation(self.mutation.clone());
+        }
+        if let Some(attribution) = &self.attribution
+            && event.source == Source::Server
+        {
+            event.source = attribution.source_for(&event.collection);
+        }
+        let seq = self.conn().record(&event).await?;
         self.wrote = true;
+        if let Some(seq) = seq {
+            self.numbered.push((seq, event));
+        }
         Ok(())
     }
 
@@ -294,7 +298,9 @@ impl Tx {
             op: "commit",
             source,
         })?;
-        if self.wrote {
+        if !self.numbered.is_empty() {
+            self.signal.hand_off(self.numbered);
+        } else if self.wrote {
             self.signal.wake();
         }
         for f in self.after_commit {

@@ -310,6 +310,40 @@ async fn sqlite_relay_publishes_what_writers_hand_it_as_the_log_holds_it() {
     assert_eq!(keys, [Some("t1"), Some("t1"), None, Some("t2"), Some("t3")]);
 }
 
+/// SQLite: a transaction with more events than the relay takes in one batch
+/// (`log.relay_batch`) hands none off but has the relay read them all from the log, in
+/// full batches one after the other, without waiting for a poll.
+#[tokio::test]
+async fn sqlite_a_transaction_larger_than_a_relay_batch_is_read_from_the_log() {
+    let broker = Arc::new(MemoryBroker::new(1024));
+    let mut messages = broker.subscribe().await.expect("subscribe");
+    let node_broker: Arc<dyn Broker> = broker.clone();
+    let extras = Extras {
+        builder: Some(Box::new(move |builder| builder.broker(node_broker))),
+        ..Extras::default()
+    };
+    let server = TestServer::start_with(
+        Backend::Sqlite,
+        |config| {
+            config.log.relay_batch = 3;
+            config.log.poll_interval = Duration::from_secs(600);
+        },
+        extras,
+    )
+    .await;
+    let store = server.realtime.store();
+    let mut tx = store.begin().await.unwrap();
+    for n in 0..7 {
+        tx.insert(&todo(&format!("big-{n}"), "x")).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let published = next_events(&mut messages, 7).await;
+    let seqs: Vec<u64> = published.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5, 6, 7]);
+    let read_back = &server.realtime.metrics().events_read_back;
+    assert_eq!(read_back.load(Ordering::Relaxed), 7);
+}
+
 fn sqlite_pool(db: &Db) -> sqlx::SqlitePool {
     match db {
         Db::Sqlite(pool) => pool.clone(),
@@ -317,24 +351,27 @@ fn sqlite_pool(db: &Db) -> sqlx::SqlitePool {
     }
 }
 
-/// The next `count` events on the broker, with their seqs, across messages.
+/// The next `count` events on the broker, with their seqs, across messages, all within
+/// 10 s (heartbeats and other messages in between do not extend it).
 async fn next_events(
     messages: &mut BoxStream<'static, Bytes>,
     count: usize,
 ) -> Vec<(u64, LogEntry)> {
-    let mut events = Vec::new();
-    while events.len() < count {
-        let bytes = tokio::time::timeout(Duration::from_secs(10), messages.next())
-            .await
-            .expect("a relay batch within 10 s")
-            .expect("the broker stream stays open");
-        match BrokerMessage::decode(&bytes) {
-            Some(BrokerMessage::Logged { seq, event, .. }) => events.push((seq, event)),
-            Some(BrokerMessage::Batch { events: batch, .. }) => events.extend(batch),
-            _ => {}
+    let collect = async {
+        let mut events = Vec::new();
+        while events.len() < count {
+            let bytes = messages.next().await.expect("the broker stream stays open");
+            match BrokerMessage::decode(&bytes) {
+                Some(BrokerMessage::Logged { seq, event, .. }) => events.push((seq, event)),
+                Some(BrokerMessage::Batch { events: batch, .. }) => events.extend(batch),
+                _ => {}
+            }
         }
-    }
-    events
+        events
+    };
+    tokio::time::timeout(Duration::from_secs(10), collect)
+        .await
+        .unwrap_or_else(|_| panic!("{count} events on the broker within 10 s"))
 }
 
 /// The record keys of the next message on the broker that carries events (skipping

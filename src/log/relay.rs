@@ -44,6 +44,17 @@ use crate::{
     metrics::Metrics,
 };
 
+/// Why the relay looks for rows now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cue {
+    /// At start, on a poll, at shutdown: nothing says rows are waiting.
+    Poll,
+    /// A commit woke it (on SQLite, having handed off its events or said it could not).
+    Commit,
+    /// The last batch was full, so more rows may be waiting in the log.
+    MoreWaiting,
+}
+
 /// Sequences and publishes committed outbox rows.
 pub(crate) struct Relay {
     db: Db,
@@ -92,14 +103,13 @@ impl Relay {
         let prune_every_bytes = (self.config.retention_bytes / 10).max(1);
         let mut sequenced_since_prune: u64 = 0;
         let mut bytes_since_prune: u64 = 0;
-        // At start and on a poll nothing says rows are waiting; after a commit's wake-up
-        // or a full batch they are.
-        let mut expecting = false;
+        // At start nothing says rows are waiting.
+        let mut cue = Cue::Poll;
         // When the last batch that found rows began.
         let mut last_rows: Option<Instant> = None;
         loop {
             let began = Instant::now();
-            match self.sequence_batch(expecting).await {
+            match self.sequence_batch(cue).await {
                 Ok((epoch, batch)) => {
                     if !batch.is_empty() {
                         last_rows = Some(began);
@@ -118,8 +128,8 @@ impl Relay {
                         }
                     }
                     if full {
-                        expecting = true;
-                        continue; // more rows are waiting
+                        cue = Cue::MoreWaiting;
+                        continue;
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "relay: sequencing failed; will retry"),
@@ -127,15 +137,15 @@ impl Relay {
             tokio::select! {
                 () = shutdown.cancelled() => {
                     // Hand out what was committed up to now before stopping.
-                    if let Ok((epoch, batch)) = self.sequence_batch(false).await {
+                    if let Ok((epoch, batch)) = self.sequence_batch(Cue::Poll).await {
                         self.publish(&epoch, batch).await;
                     }
                     return;
                 }
-                () = self.signal.woken() => expecting = true,
-                () = tokio::time::sleep(self.config.poll_interval) => expecting = false,
+                () = self.signal.woken() => cue = Cue::Commit,
+                () = tokio::time::sleep(self.config.poll_interval) => cue = Cue::Poll,
             }
-            if let Some(last_rows) = last_rows.filter(|_| expecting) {
+            if let Some(last_rows) = last_rows.filter(|_| cue == Cue::Commit) {
                 self.linger(last_rows, &shutdown).await;
             }
         }
@@ -200,20 +210,19 @@ impl Relay {
     /// Up to `relay_batch` rows to publish: on Postgres the visible rows it numbers
     /// now, on SQLite the rows numbered since its last batch. Returns the epoch and
     /// the rows in seq order (no rows and an empty epoch when nothing was waiting).
-    /// `expecting`: a commit or a full batch says rows are waiting.
     pub(crate) async fn sequence_batch(
         &self,
-        expecting: bool,
+        cue: Cue,
     ) -> sqlx::Result<(String, Vec<(u64, LogEntry)>)> {
         match &self.db {
-            Db::Sqlite(pool) => self.next_numbered_sqlite(pool, expecting).await,
+            Db::Sqlite(pool) => self.next_numbered_sqlite(pool, cue).await,
             Db::Postgres(pool) => {
                 // Most polls find nothing: check without taking the meta row lock,
                 // through the partial index on unsequenced rows. After a commit the
                 // check would be a round trip per batch that nearly always says yes
                 // (unless another node's relay numbered them first, and then the
                 // sequencing transaction finds nothing either).
-                if !expecting && !self.has_unsequenced(pool).await? {
+                if cue == Cue::Poll && !self.has_unsequenced(pool).await? {
                     return Ok((String::new(), Vec::new()));
                 }
                 let limit = i64::from(self.config.relay_batch);
@@ -329,11 +338,12 @@ impl Relay {
     /// On SQLite, the events after the last one this relay published: those handed
     /// off, when they follow on from it, or else up to `relay_batch` rows read from
     /// the log. After a commit's wake-up that handed off nothing new (its events went
-    /// out with an earlier batch) there is nothing to read.
+    /// out with an earlier batch) there is nothing to read: every writer on SQLite
+    /// hands off its events, or says it could not (`RelaySignal::read_the_log`).
     async fn next_numbered_sqlite(
         &self,
         pool: &sqlx::SqlitePool,
-        expecting: bool,
+        cue: Cue,
     ) -> sqlx::Result<(String, Vec<(u64, LogEntry)>)> {
         let published = self.published.load(Ordering::Acquire);
         match self.signal.take_handed().run_after(published) {
@@ -344,7 +354,7 @@ impl Relay {
                 let epoch = self.epoch.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 Ok((epoch, run))
             }
-            Some(_) if expecting => Ok((String::new(), Vec::new())),
+            Some(_) if cue == Cue::Commit => Ok((String::new(), Vec::new())),
             _ => self.read_numbered_sqlite(pool).await,
         }
     }

@@ -63,16 +63,31 @@ impl RelaySignal {
     /// it. Only for events whose transaction has committed: the relay publishes them
     /// as they are.
     pub(crate) fn hand_off(&self, events: Vec<(u64, LogEntry)>) {
-        if !events.is_empty() {
-            let mut handed = self.0.handed.lock().unwrap_or_else(|e| e.into_inner());
-            if handed.overflowed || handed.events.len() + events.len() > self.0.capacity {
-                handed.events.clear();
-                handed.overflowed = true;
-            } else {
-                handed.events.extend(events);
-            }
+        let mut handed = self.0.handed.lock().unwrap_or_else(|e| e.into_inner());
+        if handed.overflowed || handed.events.len() + events.len() > self.0.capacity {
+            handed.events.clear();
+            handed.overflowed = true;
+        } else {
+            handed.events.extend(events);
         }
+        drop(handed);
         self.wake();
+    }
+
+    /// Wakes the relay to read the log: a SQLite writer committed events it could
+    /// not hand off (more than [`RelaySignal::capacity`] in one transaction).
+    pub(crate) fn read_the_log(&self) {
+        let mut handed = self.0.handed.lock().unwrap_or_else(|e| e.into_inner());
+        handed.events.clear();
+        handed.overflowed = true;
+        drop(handed);
+        self.wake();
+    }
+
+    /// The most events that may wait to be taken; a writer with more reads nothing
+    /// back itself but calls [`RelaySignal::read_the_log`].
+    pub(crate) fn capacity(&self) -> usize {
+        self.0.capacity
     }
 
     /// Everything handed off since the last call.
@@ -135,6 +150,15 @@ mod tests {
             None,
             "6 is missing"
         );
+    }
+
+    #[test]
+    fn a_writer_that_could_not_hand_off_makes_the_relay_read() {
+        let signal = RelaySignal::with_capacity(10);
+        signal.hand_off(vec![event(1)]);
+        signal.read_the_log();
+        assert_eq!(seqs(signal.take_handed().run_after(0)), None);
+        assert_eq!(seqs(signal.take_handed().run_after(0)), Some(vec![]));
     }
 
     #[test]

@@ -156,9 +156,10 @@ impl Store {
         match &self.db {
             Db::Sqlite(pool) => {
                 let mut conn = pool.acquire().await.map_err(acquire_error)?;
-                let seq = Conn::Sqlite(&mut conn, None).record(event).await?;
-                let numbered = seq.map(|seq| (seq, event.clone()));
-                self.signal.hand_off(numbered.into_iter().collect());
+                match Conn::Sqlite(&mut conn, None).record(event).await? {
+                    Some(seq) => self.signal.hand_off(vec![(seq, event.clone())]),
+                    None => self.signal.read_the_log(),
+                }
             }
             Db::Postgres(pool) => {
                 let mut conn = pool.acquire().await.map_err(acquire_error)?;

@@ -66,8 +66,9 @@ pub struct Tx {
     /// Whether an outbox row was written, so commit knows to wake the relay.
     wrote: bool,
     /// SQLite: the events written, with the seqs their inserts gave them, handed to
-    /// the relay on commit so it need not read them back.
-    numbered: Vec<(u64, LogEntry)>,
+    /// the relay on commit so it need not read them back; `None` once there are more
+    /// than it takes (`log.relay_batch`), and then it reads them.
+    numbered: Option<Vec<(u64, LogEntry)>>,
     /// SQLite: whether the capture mute row was written, so commit must delete it.
     muted: bool,
     /// SQLite: the column kinds of model tables, shared by the store's transactions.
@@ -110,7 +111,7 @@ impl Tx {
             inner,
             signal,
             wrote: false,
-            numbered: Vec::new(),
+            numbered: Some(Vec::new()),
             muted: false,
             columns,
             schema_version: None,
@@ -256,8 +257,12 @@ impl Tx {
         }
         let seq = self.conn().record(&event).await?;
         self.wrote = true;
-        if let Some(seq) = seq {
-            self.numbered.push((seq, event));
+        if let (Some(seq), Some(numbered)) = (seq, &mut self.numbered) {
+            if numbered.len() < self.signal.capacity() {
+                numbered.push((seq, event));
+            } else {
+                self.numbered = None; // a big transaction: the relay reads the log
+            }
         }
         Ok(())
     }
@@ -298,10 +303,12 @@ impl Tx {
             op: "commit",
             source,
         })?;
-        if !self.numbered.is_empty() {
-            self.signal.hand_off(self.numbered);
-        } else if self.wrote {
-            self.signal.wake();
+        match self.numbered {
+            Some(numbered) if !numbered.is_empty() => self.signal.hand_off(numbered),
+            None => self.signal.read_the_log(),
+            // Postgres (its relay numbers and reads the rows), or nothing written.
+            Some(_) if self.wrote => self.signal.wake(),
+            Some(_) => {}
         }
         for f in self.after_commit {
             f();

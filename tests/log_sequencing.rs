@@ -185,24 +185,10 @@ backend_tests!(
 /// that follow closely share one sequencing transaction. (SQLite's never lingers.)
 #[tokio::test]
 async fn postgres_commits_that_follow_closely_share_one_relay_batch() {
-    // The node's own broker, also watched here, to see how the relay batches.
-    let broker = Arc::new(MemoryBroker::new(1024));
-    let mut messages = broker.subscribe().await.expect("subscribe");
-    let node_broker: Arc<dyn Broker> = broker.clone();
-    let extras = Extras {
-        builder: Some(Box::new(move |builder| builder.broker(node_broker))),
-        ..Extras::default()
-    };
-    let server = TestServer::start_with(
-        Backend::Postgres,
-        |config| {
-            // The longest linger accepted, so the five commits below surely fall
-            // in it; only commits wake the relay within the test's bounds.
-            config.log.relay_linger = Duration::from_secs(1);
-            config.log.poll_interval = Duration::from_secs(600);
-        },
-        extras,
-    )
+    let (server, mut messages) = start_watching_broker(Backend::Postgres, |config| {
+        // The longest linger accepted, so the five commits below surely fall in it.
+        config.log.relay_linger = Duration::from_secs(1);
+    })
     .await;
     let store = server.realtime.store();
     let write = |id: String| {
@@ -232,20 +218,7 @@ async fn postgres_commits_that_follow_closely_share_one_relay_batch() {
 /// seq order.
 #[tokio::test]
 async fn sqlite_relay_publishes_what_writers_hand_it_as_the_log_holds_it() {
-    let broker = Arc::new(MemoryBroker::new(1024));
-    let mut messages = broker.subscribe().await.expect("subscribe");
-    let node_broker: Arc<dyn Broker> = broker.clone();
-    let extras = Extras {
-        builder: Some(Box::new(move |builder| builder.broker(node_broker))),
-        ..Extras::default()
-    };
-    // No poll within the test's bounds: only commits wake the relay.
-    let server = TestServer::start_with(
-        Backend::Sqlite,
-        |config| config.log.poll_interval = Duration::from_secs(600),
-        extras,
-    )
-    .await;
+    let (server, mut messages) = start_watching_broker(Backend::Sqlite, |_| {}).await;
     let realtime = &server.realtime;
     let store = realtime.store();
     store.install_capture::<Todo>().await.expect("capture");
@@ -315,21 +288,9 @@ async fn sqlite_relay_publishes_what_writers_hand_it_as_the_log_holds_it() {
 /// full batches one after the other, without waiting for a poll.
 #[tokio::test]
 async fn sqlite_a_transaction_larger_than_a_relay_batch_is_read_from_the_log() {
-    let broker = Arc::new(MemoryBroker::new(1024));
-    let mut messages = broker.subscribe().await.expect("subscribe");
-    let node_broker: Arc<dyn Broker> = broker.clone();
-    let extras = Extras {
-        builder: Some(Box::new(move |builder| builder.broker(node_broker))),
-        ..Extras::default()
-    };
-    let server = TestServer::start_with(
-        Backend::Sqlite,
-        |config| {
-            config.log.relay_batch = 3;
-            config.log.poll_interval = Duration::from_secs(600);
-        },
-        extras,
-    )
+    let (server, mut messages) = start_watching_broker(Backend::Sqlite, |config| {
+        config.log.relay_batch = 3;
+    })
     .await;
     let store = server.realtime.store();
     let mut tx = store.begin().await.unwrap();
@@ -351,46 +312,69 @@ fn sqlite_pool(db: &Db) -> sqlx::SqlitePool {
     }
 }
 
-/// The next `count` events on the broker, with their seqs, across messages, all within
-/// 10 s (heartbeats and other messages in between do not extend it).
+/// A server whose node broker this test also subscribes to, to see what the relay
+/// publishes and in which messages. No poll falls within the test's bounds, so only
+/// commits wake the relay.
+async fn start_watching_broker(
+    backend: Backend,
+    configure: impl FnOnce(&mut tidings::Config),
+) -> (TestServer, BoxStream<'static, Bytes>) {
+    let broker = Arc::new(MemoryBroker::new(1024));
+    let messages = broker.subscribe().await.expect("subscribe");
+    let node_broker: Arc<dyn Broker> = broker;
+    let extras = Extras {
+        builder: Some(Box::new(move |builder| builder.broker(node_broker))),
+        ..Extras::default()
+    };
+    let server = TestServer::start_with(
+        backend,
+        |config| {
+            config.log.poll_interval = Duration::from_secs(600);
+            configure(config);
+        },
+        extras,
+    )
+    .await;
+    (server, messages)
+}
+
+/// The events the next broker message carrying any holds, with their seqs (skipping
+/// heartbeats and the like); within 10 s, however many other messages come first.
+async fn next_relay_message(messages: &mut BoxStream<'static, Bytes>) -> Vec<(u64, LogEntry)> {
+    let next = async {
+        loop {
+            let bytes = messages.next().await.expect("the broker stream stays open");
+            match BrokerMessage::decode(&bytes) {
+                Some(BrokerMessage::Logged { seq, event, .. }) => return vec![(seq, event)],
+                Some(BrokerMessage::Batch { events, .. }) => return events,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), next)
+        .await
+        .expect("a relay message on the broker within 10 s")
+}
+
+/// The next `count` events on the broker, with their seqs, across messages.
 async fn next_events(
     messages: &mut BoxStream<'static, Bytes>,
     count: usize,
 ) -> Vec<(u64, LogEntry)> {
-    let collect = async {
-        let mut events = Vec::new();
-        while events.len() < count {
-            let bytes = messages.next().await.expect("the broker stream stays open");
-            match BrokerMessage::decode(&bytes) {
-                Some(BrokerMessage::Logged { seq, event, .. }) => events.push((seq, event)),
-                Some(BrokerMessage::Batch { events: batch, .. }) => events.extend(batch),
-                _ => {}
-            }
-        }
-        events
-    };
-    tokio::time::timeout(Duration::from_secs(10), collect)
-        .await
-        .unwrap_or_else(|_| panic!("{count} events on the broker within 10 s"))
+    let mut events = Vec::new();
+    while events.len() < count {
+        events.extend(next_relay_message(messages).await);
+    }
+    events
 }
 
-/// The record keys of the next message on the broker that carries events (skipping
-/// heartbeats and the like), in seq order.
+/// The record keys of the next relay message on the broker, in seq order.
 async fn next_batch_keys(messages: &mut BoxStream<'static, Bytes>) -> Vec<String> {
-    loop {
-        let bytes = tokio::time::timeout(Duration::from_secs(10), messages.next())
-            .await
-            .expect("a relay batch within 10 s")
-            .expect("the broker stream stays open");
-        let events = match BrokerMessage::decode(&bytes) {
-            Some(BrokerMessage::Logged { event, .. }) => vec![event],
-            Some(BrokerMessage::Batch { events, .. }) => {
-                events.into_iter().map(|(_, event)| event).collect()
-            }
-            _ => continue,
-        };
-        return events.into_iter().filter_map(|event| event.key).collect();
-    }
+    let events = next_relay_message(messages).await;
+    events
+        .into_iter()
+        .filter_map(|(_, event)| event.key)
+        .collect()
 }
 
 /// SQLite numbers each outbox row in the statement that inserts it, so the relay never

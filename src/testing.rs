@@ -157,8 +157,10 @@ impl TestGateway {
         let Db::Sqlite(pool) = self.realtime.db() else {
             return Ok(Vec::new());
         };
-        let columns = reader::EVENT_COLUMNS;
-        let sql = format!("SELECT {columns} FROM realtime_outbox WHERE seq > ? ORDER BY seq");
+        let sql = format!(
+            "SELECT {} FROM realtime_outbox WHERE seq > ? ORDER BY seq",
+            reader::EVENT_COLUMNS
+        );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(after)
             .fetch_all(pool)

@@ -346,17 +346,17 @@ impl Relay {
         cue: Cue,
     ) -> sqlx::Result<(String, Vec<(u64, LogEntry)>)> {
         let published = self.published.load(Ordering::Acquire);
-        match self.signal.take_handed().run_after(published) {
-            Some(run) if !run.is_empty() => {
-                if let Some((seq, _)) = run.last() {
-                    self.published.store(*seq, Ordering::Release);
-                }
+        if let Some(run) = self.signal.take_handed().run_after(published) {
+            if let Some(&(last, _)) = run.last() {
+                self.published.store(last, Ordering::Release);
                 let epoch = self.epoch.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                Ok((epoch, run))
+                return Ok((epoch, run));
             }
-            Some(_) if cue == Cue::Commit => Ok((String::new(), Vec::new())),
-            _ => self.read_numbered_sqlite(pool).await,
+            if cue == Cue::Commit {
+                return Ok((String::new(), Vec::new()));
+            }
         }
+        self.read_numbered_sqlite(pool).await
     }
 
     /// The rows SQLite numbered since the last batch this relay published, up to

@@ -84,8 +84,8 @@ impl RelaySignal {
         self.wake();
     }
 
-    /// The most events that may wait to be taken; a writer with more reads nothing
-    /// back itself but calls [`RelaySignal::read_the_log`].
+    /// The most events that may wait to be taken. A transaction that writes more
+    /// keeps none of them and calls [`RelaySignal::read_the_log`] instead.
     pub(crate) fn capacity(&self) -> usize {
         self.0.capacity
     }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tidings::{
     __private::RelaySignal,
     Db,
-    model::{Model, Store},
+    model::{Field, FieldKind, Model, Store},
 };
 
 use common::db::{Backend, fresh_db};
@@ -26,6 +26,14 @@ impl Model for Gadget {
     const COLLECTION: &'static str = "gadgets";
     fn id(&self) -> String {
         self.id.clone()
+    }
+    // For the capture trigger some tests install.
+    fn fields() -> &'static [Field] {
+        const FIELDS: [Field; 2] = [
+            Field::new("id", FieldKind::Text),
+            Field::new("flag", FieldKind::Other),
+        ];
+        &FIELDS
     }
 }
 
@@ -121,4 +129,106 @@ async fn a_table_rebuilt_inside_the_transaction_is_read_by_its_new_types() {
     tx.commit().await.expect("commit");
     assert_eq!(after.flag, json!(true));
     assert_eq!(event_flag(&pool, "g3").await, json!(true));
+}
+
+/// How many outbox rows name this record.
+async fn events_of(pool: &sqlx::SqlitePool, id: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM realtime_outbox WHERE record_key = ?")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .expect("count the event rows")
+}
+
+// The store skips its capture check while its cache says no trigger heeds the mute; a
+// trigger installed since must still be muted, or a store write would be logged twice.
+#[tokio::test]
+async fn a_capture_trigger_installed_since_the_last_transaction_is_muted() {
+    let (store, pool) = setup().await;
+    insert_true(&store, "g1").await;
+    insert_true(&store, "g2").await;
+    store
+        .install_capture::<Gadget>()
+        .await
+        .expect("install capture");
+
+    insert_true(&store, "g3").await;
+    let mut tx = store.begin().await.expect("begin");
+    tx.delete::<Gadget>("g1").await.expect("delete");
+    tx.commit().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
+    tx.update(&Gadget {
+        id: "g2".to_owned(),
+        flag: json!("changed"),
+    })
+    .await
+    .expect("update");
+    tx.commit().await.expect("commit");
+
+    assert_eq!(events_of(&pool, "g3").await, 1, "one event for the insert");
+    assert_eq!(
+        events_of(&pool, "g1").await,
+        2,
+        "insert and delete, once each"
+    );
+    assert_eq!(
+        events_of(&pool, "g2").await,
+        2,
+        "insert and update, once each"
+    );
+    // Capture itself still works for plain SQL.
+    sqlx::query("INSERT INTO gadgets (id, flag) VALUES ('g4', 'plain')")
+        .execute(&pool)
+        .await
+        .expect("plain insert");
+    assert_eq!(
+        events_of(&pool, "g4").await,
+        1,
+        "the plain write is captured"
+    );
+}
+
+// The app's own SQL carries no guard: when a capture trigger appeared since the cache
+// was filled, that SQL ran unmuted, and the commit refuses rather than log it twice.
+#[tokio::test]
+async fn own_sql_under_a_capture_trigger_the_store_did_not_know_is_not_committed() {
+    let (store, pool) = setup().await;
+    insert_true(&store, "g1").await;
+    store
+        .install_capture::<Gadget>()
+        .await
+        .expect("install capture");
+
+    let own_insert = "INSERT INTO gadgets (id, flag) VALUES ('g9', 'own')";
+    let mut tx = store.begin().await.expect("begin");
+    let conn = tx.sqlite().expect("a SQLite transaction");
+    sqlx::query(own_insert)
+        .execute(&mut *conn)
+        .await
+        .expect("own insert");
+    let refused = tx.commit().await.expect_err("the commit must refuse");
+    assert!(
+        matches!(refused, tidings::model::StoreError::CaptureAppeared),
+        "{refused}"
+    );
+    assert_eq!(events_of(&pool, "g9").await, 0, "nothing was committed");
+
+    // Run again, the transaction is muted from its start.
+    let mut tx = store.begin().await.expect("begin");
+    let conn = tx.sqlite().expect("a SQLite transaction");
+    sqlx::query(own_insert)
+        .execute(&mut *conn)
+        .await
+        .expect("own insert");
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        events_of(&pool, "g9").await,
+        0,
+        "muted: the app records its own SQL"
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM gadgets WHERE id = 'g9'")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(stored, 1);
 }

@@ -93,4 +93,13 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// SQLite: a capture trigger appeared (another connection installed it) while the
+    /// transaction ran its own SQL through [`Tx::sqlite`](super::Tx::sqlite) before
+    /// any model statement, so that SQL may have been captured as well as recorded;
+    /// the transaction was not committed. Running it again is safe.
+    #[error(
+        "transaction not committed: a capture trigger appeared while it ran its own SQL, \
+         which may have been recorded twice; run it again"
+    )]
+    CaptureAppeared,
 }

@@ -24,8 +24,8 @@ pub use tx::Tx;
 /// write-path bench to measure them alone (re-exported in `__private`; not API).
 #[doc(hidden)]
 pub mod capture_mute {
+    pub use super::sql::{SQLITE_UNMUTE, SqliteMute, mute_sqlite};
     pub use super::store::POSTGRES_BEGIN;
-    pub use super::tx::{SQLITE_UNMUTE, SqliteMute, mute_sqlite};
 }
 
 /// The event a store insert of `record` writes, built by the store's own code when the

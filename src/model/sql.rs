@@ -4,9 +4,11 @@
 mod postgres;
 mod sqlite;
 mod sqlite_columns;
+mod sqlite_schema;
 
 pub(crate) use sqlite_columns::ColumnCache;
-pub(super) use sqlite_columns::KnownSchema;
+pub(super) use sqlite_schema::{InTx, TxSchema};
+pub use sqlite_schema::{SQLITE_UNMUTE, SqliteMute, mute_sqlite};
 
 use serde_json::{Map, Value};
 use sqlx::{PgConnection, SqliteConnection};
@@ -89,9 +91,9 @@ impl Target {
 
 /// A connection (pooled or inside a transaction) on either backend.
 pub(super) enum Conn<'c> {
-    /// With the schema version when the connection holds the write lock, so the
-    /// table's column kinds can come from the cache.
-    Sqlite(&'c mut SqliteConnection, Option<KnownSchema<'c>>),
+    /// Inside a store transaction, with what it knows of the schema, so the table's
+    /// column kinds can come from the cache.
+    Sqlite(&'c mut SqliteConnection, Option<InTx<'c>>),
     Postgres(&'c mut PgConnection),
 }
 
@@ -99,7 +101,7 @@ impl Conn<'_> {
     /// The row with this id.
     pub(super) async fn get(&mut self, t: &Target, id: &str) -> Result<Option<Row>, StoreError> {
         match self {
-            Self::Sqlite(c, known) => sqlite::get(c, t, *known, id).await,
+            Self::Sqlite(c, tx) => sqlite::get(c, t, tx.as_mut().map(InTx::reborrow), id).await,
             Self::Postgres(c) => postgres::get(c, t, id).await,
         }
     }
@@ -107,7 +109,7 @@ impl Conn<'_> {
     /// Up to `limit` rows in id order.
     pub(super) async fn list(&mut self, t: &Target, limit: u32) -> Result<Vec<Row>, StoreError> {
         match self {
-            Self::Sqlite(c, known) => sqlite::list(c, t, *known, limit).await,
+            Self::Sqlite(c, tx) => sqlite::list(c, t, tx.as_mut().map(InTx::reborrow), limit).await,
             Self::Postgres(c) => postgres::list(c, t, limit).await,
         }
     }
@@ -127,7 +129,9 @@ impl Conn<'_> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         match self {
-            Self::Sqlite(c, known) => sqlite::insert(c, t, *known, id, &present).await,
+            Self::Sqlite(c, tx) => {
+                sqlite::insert(c, t, tx.as_mut().map(InTx::reborrow), id, &present).await
+            }
             Self::Postgres(c) => postgres::insert(c, t, id, &present).await,
         }
     }
@@ -141,7 +145,9 @@ impl Conn<'_> {
         record: &Row,
     ) -> Result<Option<(Row, Row)>, StoreError> {
         match self {
-            Self::Sqlite(c, known) => sqlite::update(c, t, *known, id, record).await,
+            Self::Sqlite(c, tx) => {
+                sqlite::update(c, t, tx.as_mut().map(InTx::reborrow), id, record).await
+            }
             Self::Postgres(c) => postgres::update(c, t, id, record).await,
         }
     }
@@ -149,7 +155,7 @@ impl Conn<'_> {
     /// Deletes the row and returns it as it was, or `None` if there is no such row.
     pub(super) async fn delete(&mut self, t: &Target, id: &str) -> Result<Option<Row>, StoreError> {
         match self {
-            Self::Sqlite(c, known) => sqlite::delete(c, t, *known, id).await,
+            Self::Sqlite(c, tx) => sqlite::delete(c, t, tx.as_mut().map(InTx::reborrow), id).await,
             Self::Postgres(c) => postgres::delete(c, t, id).await,
         }
     }

@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use super::{
     Model, StoreError, event,
-    sql::{ColumnCache, Conn, Target},
+    sql::{ColumnCache, Conn, Target, TxSchema},
     tx::{OpenTx, Tx},
 };
 use crate::{db::Db, event::LogEntry, log::RelaySignal};
@@ -77,21 +77,31 @@ impl Store {
     /// transactions that both read and then write would each wait for the other to
     /// release its read lock until one fails with "database is locked".
     pub async fn begin(&self) -> Result<Tx, StoreError> {
+        let begin_failed = |source| StoreError::Transaction {
+            op: "begin",
+            source,
+        };
         let inner = match &self.db {
-            Db::Sqlite(pool) => pool.begin_with("BEGIN IMMEDIATE").await.map(OpenTx::Sqlite),
-            // Capture triggers skip this transaction's writes: it records its own events.
+            Db::Sqlite(pool) => {
+                let mut tx = pool
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(begin_failed)?;
+                // Capture triggers must skip this transaction's writes, which it records
+                // itself: muted now, or proved unneeded by its first model statement.
+                let schema = TxSchema::begin(&mut tx, &self.columns)
+                    .await
+                    .map_err(begin_failed)?;
+                OpenTx::Sqlite(tx, schema)
+            }
+            // `SET LOCAL` mutes capture triggers for this transaction alone.
             Db::Postgres(pool) => pool
                 .begin_with(sqlx::AssertSqlSafe(POSTGRES_BEGIN))
                 .await
-                .map(OpenTx::Postgres),
-        }
-        .map_err(|source| StoreError::Transaction {
-            op: "begin",
-            source,
-        })?;
-        let mut tx = Tx::new(inner, self.signal.clone(), self.columns.clone());
-        tx.mute_capture().await?;
-        Ok(tx)
+                .map(OpenTx::Postgres)
+                .map_err(begin_failed)?,
+        };
+        Ok(Tx::new(inner, self.signal.clone(), self.columns.clone()))
     }
 
     /// The record with this id, or `None`.

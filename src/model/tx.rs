@@ -6,7 +6,7 @@ use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
 
 use super::{
     Model, StoreError, event,
-    sql::{ColumnCache, Conn, KnownSchema, Target},
+    sql::{ColumnCache, Conn, InTx, SQLITE_UNMUTE, Target, TxSchema},
 };
 use crate::{
     event::{Action, LogEntry},
@@ -14,45 +14,6 @@ use crate::{
     mutation::MutationId,
     source::{Attribution, Source},
 };
-
-/// Reads, under the write lock (`BEGIN IMMEDIATE`), whether any trigger heeds the
-/// capture mute, and the schema version, which tells whether the cached column kinds
-/// of the model tables still hold. Both stay as read until the transaction ends: no
-/// other connection can change the schema meanwhile.
-const SQLITE_SCHEMA: &str = "SELECT schema_version, EXISTS (SELECT 1 FROM sqlite_master \
-       WHERE type = 'trigger' AND sql LIKE '%realtime_capture_off%') \
-     FROM pragma_schema_version";
-/// Mutes capture triggers for this connection's transaction (see `capture`). Written
-/// only when some trigger heeds it: most databases have none, and the row would cost
-/// every store transaction a statement and a page in the WAL.
-const SQLITE_MUTE: &str = "INSERT OR REPLACE INTO realtime_capture_off (id) VALUES (1)";
-/// Unmutes them before the commit, so the row is never committed.
-pub const SQLITE_UNMUTE: &str = "DELETE FROM realtime_capture_off";
-
-/// What [`mute_sqlite`] found and did.
-#[derive(Debug, Clone, Copy)]
-pub struct SqliteMute {
-    /// Whether the mute row was written (some trigger heeds it), so it must be deleted
-    /// with [`SQLITE_UNMUTE`] before the commit.
-    pub wrote: bool,
-    /// The database's `schema_version`, fixed until the transaction ends.
-    pub schema_version: i64,
-}
-
-/// Mutes capture triggers, if there are any, for the transaction that holds the write
-/// lock on `conn`, and reads the schema version: one round trip to the connection's
-/// thread when no trigger heeds the mute, two when one does.
-pub async fn mute_sqlite(conn: &mut SqliteConnection) -> sqlx::Result<SqliteMute> {
-    let (schema_version, heeded): (i64, bool) =
-        sqlx::query_as(SQLITE_SCHEMA).fetch_one(&mut *conn).await?;
-    if heeded {
-        sqlx::query(SQLITE_MUTE).execute(conn).await?;
-    }
-    Ok(SqliteMute {
-        wrote: heeded,
-        schema_version,
-    })
-}
 
 /// An open transaction from [`Store::begin`](super::Store::begin).
 ///
@@ -69,14 +30,8 @@ pub struct Tx {
     /// the relay on commit so it need not read them back; `None` once there are more
     /// than it takes (`log.relay_batch`), and then it reads them.
     numbered: Option<Vec<(u64, LogEntry)>>,
-    /// SQLite: whether the capture mute row was written, so commit must delete it.
-    muted: bool,
     /// SQLite: the column kinds of model tables, shared by the store's transactions.
     columns: Arc<ColumnCache>,
-    /// SQLite: the schema version read under this transaction's write lock, while the
-    /// cache may be trusted (forgotten once the app runs its own SQL, which may alter
-    /// a table).
-    schema_version: Option<i64>,
     /// Work that may happen only once the transaction committed (non-logged events).
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
     /// The client mutation id every event of this transaction carries.
@@ -88,14 +43,16 @@ pub struct Tx {
 
 /// The database transaction a [`Tx`] wraps, on whichever backend the store uses.
 pub(super) enum OpenTx {
-    Sqlite(Transaction<'static, Sqlite>),
+    /// With what the transaction knows of the schema: whether capture is muted, and
+    /// the version the column cache holds for.
+    Sqlite(Transaction<'static, Sqlite>, TxSchema),
     Postgres(Transaction<'static, Postgres>),
 }
 
 impl std::fmt::Debug for Tx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let backend = match self.inner {
-            OpenTx::Sqlite(_) => "sqlite",
+            OpenTx::Sqlite(..) => "sqlite",
             OpenTx::Postgres(_) => "postgres",
         };
         f.debug_struct("Tx")
@@ -112,9 +69,7 @@ impl Tx {
             signal,
             wrote: false,
             numbered: Some(Vec::new()),
-            muted: false,
             columns,
-            schema_version: None,
             after_commit: Vec::new(),
             mutation: None,
             attribution: None,
@@ -145,31 +100,15 @@ impl Tx {
         self.after_commit.push(Box::new(f));
     }
 
-    /// Keeps capture triggers from recording this transaction's writes, which it records
-    /// itself. Postgres did so in `BEGIN`; SQLite needs a row in `realtime_capture_off`
-    /// (when any trigger heeds it) that [`Tx::commit`] deletes again and a rollback
-    /// takes away.
-    pub(super) async fn mute_capture(&mut self) -> Result<(), StoreError> {
-        if let OpenTx::Sqlite(tx) = &mut self.inner {
-            let mute = mute_sqlite(tx)
-                .await
-                .map_err(|source| StoreError::Transaction {
-                    op: "begin",
-                    source,
-                })?;
-            self.muted = mute.wrote;
-            self.schema_version = Some(mute.schema_version);
-        }
-        Ok(())
-    }
-
     fn conn(&mut self) -> Conn<'_> {
-        let known = self.schema_version.map(|version| KnownSchema {
-            cache: &self.columns,
-            version,
-        });
         match &mut self.inner {
-            OpenTx::Sqlite(tx) => Conn::Sqlite(tx, known),
+            OpenTx::Sqlite(tx, schema) => Conn::Sqlite(
+                tx,
+                Some(InTx {
+                    schema,
+                    cache: &self.columns,
+                }),
+            ),
             OpenTx::Postgres(tx) => Conn::Postgres(tx),
         }
     }
@@ -271,9 +210,11 @@ impl Tx {
     /// triggers are muted in a store transaction: record that SQL's events with
     /// [`Tx::record`].
     pub fn sqlite(&mut self) -> Option<&mut SqliteConnection> {
-        self.schema_version = None;
         match &mut self.inner {
-            OpenTx::Sqlite(tx) => Some(tx),
+            OpenTx::Sqlite(tx, schema) => {
+                schema.own_sql();
+                Some(tx)
+            }
             OpenTx::Postgres(_) => None,
         }
     }
@@ -283,20 +224,24 @@ impl Tx {
     pub fn postgres(&mut self) -> Option<&mut PgConnection> {
         match &mut self.inner {
             OpenTx::Postgres(tx) => Some(tx),
-            OpenTx::Sqlite(_) => None,
+            OpenTx::Sqlite(..) => None,
         }
     }
 
     /// Commits, then wakes the relay if the transaction wrote any outbox row.
     pub async fn commit(self) -> Result<(), StoreError> {
         let result = match self.inner {
-            OpenTx::Sqlite(mut tx) if self.muted => {
-                match sqlx::query(SQLITE_UNMUTE).execute(&mut *tx).await {
-                    Ok(_) => tx.commit().await,
-                    Err(e) => Err(e),
+            OpenTx::Sqlite(mut tx, mut schema) => {
+                schema.before_commit(&mut tx, &self.columns).await?;
+                if schema.muted() {
+                    match sqlx::query(SQLITE_UNMUTE).execute(&mut *tx).await {
+                        Ok(_) => tx.commit().await,
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    tx.commit().await
                 }
             }
-            OpenTx::Sqlite(tx) => tx.commit().await,
             OpenTx::Postgres(tx) => tx.commit().await,
         };
         result.map_err(|source| StoreError::Transaction {
@@ -319,7 +264,7 @@ impl Tx {
     /// Rolls back: neither the writes nor their events happen.
     pub async fn rollback(self) -> Result<(), StoreError> {
         let result = match self.inner {
-            OpenTx::Sqlite(tx) => tx.rollback().await,
+            OpenTx::Sqlite(tx, _) => tx.rollback().await,
             OpenTx::Postgres(tx) => tx.rollback().await,
         };
         result.map_err(|source| StoreError::Transaction {

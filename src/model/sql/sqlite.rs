@@ -8,9 +8,12 @@ use sqlx::{
     sqlite::{SqliteArguments, SqliteRow},
 };
 
+use std::sync::Arc;
+
 use super::{
     Row, Target, fields,
-    sqlite_columns::{Columns, Kind, KnownSchema},
+    sqlite_columns::{Columns, Kind},
+    sqlite_schema::{GUARD, InTx},
 };
 use crate::model::StoreError;
 
@@ -105,37 +108,108 @@ fn as_stored(kind: Kind, value: &Value) -> Value {
 pub(super) async fn get(
     conn: &mut SqliteConnection,
     t: &Target,
-    known: Option<KnownSchema<'_>>,
+    tx: Option<InTx<'_>>,
     id: &str,
 ) -> Result<Option<Row>, StoreError> {
-    let columns = Columns::resolve(conn, t, known).await?;
-    select(conn, t, &columns, id).await
+    Ok(locate(conn, t, tx, id).await?.1)
 }
 
-async fn select(
+/// The row with this id and the table's columns, guarded while the transaction's
+/// schema is only assumed (see `sqlite_schema`).
+async fn locate(
     conn: &mut SqliteConnection,
     t: &Target,
-    columns: &Columns,
+    mut tx: Option<InTx<'_>>,
     id: &str,
-) -> Result<Option<Row>, StoreError> {
+) -> Result<(Arc<Columns>, Option<Row>), StoreError> {
+    if let Some(tx) = &mut tx
+        && let Some((version, columns)) = tx.attempt(t.table)
+    {
+        let sql = format!(
+            "SELECT * FROM {} WHERE {} = ? AND {GUARD}",
+            t.quoted_table, t.quoted_id
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(version)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(t.db_error("get", Some(id)))?;
+        if let Some(row) = row {
+            tx.schema.proved();
+            let row = read(&columns, &row).map_err(t.db_error("get", Some(id)))?;
+            return Ok((columns, Some(row)));
+        }
+        if !tx
+            .guard_stopped(conn, version)
+            .await
+            .map_err(t.db_error("get", Some(id)))?
+        {
+            return Ok((columns, None));
+        }
+    }
+    let columns = resolve(conn, t, tx, "get", Some(id)).await?;
     let sql = format!("SELECT * FROM {} WHERE {} = ?", t.quoted_table, t.quoted_id);
     let row = sqlx::query(AssertSqlSafe(sql))
         .bind(id)
-        .fetch_optional(conn)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(t.db_error("get", Some(id)))?;
-    row.map(|r| read(columns, &r))
+    let row = row
+        .map(|r| read(&columns, &r))
         .transpose()
-        .map_err(t.db_error("get", Some(id)))
+        .map_err(t.db_error("get", Some(id)))?;
+    Ok((columns, row))
+}
+
+/// The table's columns for an unguarded statement, checking the transaction's schema
+/// first if it was only assumed.
+async fn resolve(
+    conn: &mut SqliteConnection,
+    t: &Target,
+    tx: Option<InTx<'_>>,
+    op: &'static str,
+    id: Option<&str>,
+) -> Result<Arc<Columns>, StoreError> {
+    let known = match tx {
+        Some(tx) => tx.known(conn).await.map_err(t.db_error(op, id))?,
+        None => None,
+    };
+    Columns::resolve(conn, t, known).await
 }
 
 pub(super) async fn list(
     conn: &mut SqliteConnection,
     t: &Target,
-    known: Option<KnownSchema<'_>>,
+    mut tx: Option<InTx<'_>>,
     limit: u32,
 ) -> Result<Vec<Row>, StoreError> {
-    let columns = Columns::resolve(conn, t, known).await?;
+    if let Some(tx) = &mut tx
+        && let Some((version, columns)) = tx.attempt(t.table)
+    {
+        let sql = format!(
+            "SELECT * FROM {} WHERE {GUARD} ORDER BY {} LIMIT ?",
+            t.quoted_table, t.quoted_id
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(version)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(t.db_error("list", None))?;
+        if !rows.is_empty() {
+            tx.schema.proved();
+            return read_all(t, &columns, &rows);
+        }
+        if !tx
+            .guard_stopped(conn, version)
+            .await
+            .map_err(t.db_error("list", None))?
+        {
+            return Ok(Vec::new());
+        }
+    }
+    let columns = resolve(conn, t, tx, "list", None).await?;
     let sql = format!(
         "SELECT * FROM {} ORDER BY {} LIMIT ?",
         t.quoted_table, t.quoted_id
@@ -145,8 +219,12 @@ pub(super) async fn list(
         .fetch_all(conn)
         .await
         .map_err(t.db_error("list", None))?;
+    read_all(t, &columns, &rows)
+}
+
+fn read_all(t: &Target, columns: &Columns, rows: &[SqliteRow]) -> Result<Vec<Row>, StoreError> {
     rows.iter()
-        .map(|r| read(&columns, r))
+        .map(|r| read(columns, r))
         .collect::<Result<_, _>>()
         .map_err(t.db_error("list", None))
 }
@@ -154,17 +232,43 @@ pub(super) async fn list(
 pub(super) async fn insert(
     conn: &mut SqliteConnection,
     t: &Target,
-    known: Option<KnownSchema<'_>>,
+    mut tx: Option<InTx<'_>>,
     id: &str,
     record: &Row,
 ) -> Result<Row, StoreError> {
     let fields = fields(t, record)?;
-    let columns = Columns::resolve(conn, t, known).await?;
+    let names = fields.iter().map(|f| f.quoted.as_str()).collect::<Vec<_>>();
+    let marks = vec!["?"; names.len()].join(", ");
+    // `DEFAULT VALUES` takes no guard: such an insert checks the schema first.
+    if let Some(tx) = &mut tx
+        && !fields.is_empty()
+        && let Some((version, columns)) = tx.attempt(t.table)
+    {
+        // `INSERT ... SELECT ... WHERE` inserts nothing when the guard fails, and an
+        // insert that succeeds always returns its row.
+        let sql = format!(
+            "INSERT INTO {} ({}) SELECT {marks} WHERE {GUARD} RETURNING *",
+            t.quoted_table,
+            names.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for f in &fields {
+            query = bind(query, t, f.name, columns.require(t, f.name)?, f.value)?;
+        }
+        let row = query
+            .bind(version)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(t.db_error("insert", Some(id)))?;
+        if let Some(row) = row {
+            tx.schema.proved();
+            return read(&columns, &row).map_err(t.db_error("insert", Some(id)));
+        }
+    }
+    let columns = resolve(conn, t, tx, "insert", Some(id)).await?;
     let sql = if fields.is_empty() {
         format!("INSERT INTO {} DEFAULT VALUES RETURNING *", t.quoted_table)
     } else {
-        let names = fields.iter().map(|f| f.quoted.as_str()).collect::<Vec<_>>();
-        let marks = vec!["?"; names.len()].join(", ");
         format!(
             "INSERT INTO {} ({}) VALUES ({marks}) RETURNING *",
             t.quoted_table,
@@ -185,21 +289,22 @@ pub(super) async fn insert(
 pub(super) async fn update(
     conn: &mut SqliteConnection,
     t: &Target,
-    known: Option<KnownSchema<'_>>,
+    tx: Option<InTx<'_>>,
     id: &str,
     record: &Row,
 ) -> Result<Option<(Row, Row)>, StoreError> {
     let fields = fields(t, record)?;
-    let columns = Columns::resolve(conn, t, known).await?;
+    // No row lock is needed: the transaction began IMMEDIATE, so it already holds the
+    // database's write lock. Reading the row proves (or checks) the schema, so the
+    // update itself needs no guard.
+    let (columns, old) = locate(conn, t, tx, id).await?;
+    let Some(old) = old else {
+        return Ok(None);
+    };
     let kinds = fields
         .iter()
         .map(|f| columns.require(t, f.name))
         .collect::<Result<Vec<_>, _>>()?;
-    // No row lock is needed: the transaction began IMMEDIATE, so it already holds the
-    // database's write lock.
-    let Some(old) = select(conn, t, &columns, id).await? else {
-        return Ok(None);
-    };
     let changed: Vec<_> = fields
         .iter()
         .zip(kinds)
@@ -236,10 +341,37 @@ pub(super) async fn update(
 pub(super) async fn delete(
     conn: &mut SqliteConnection,
     t: &Target,
-    known: Option<KnownSchema<'_>>,
+    mut tx: Option<InTx<'_>>,
     id: &str,
 ) -> Result<Option<Row>, StoreError> {
-    let columns = Columns::resolve(conn, t, known).await?;
+    if let Some(tx) = &mut tx
+        && let Some((version, columns)) = tx.attempt(t.table)
+    {
+        let sql = format!(
+            "DELETE FROM {} WHERE {} = ? AND {GUARD} RETURNING *",
+            t.quoted_table, t.quoted_id
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(version)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(t.db_error("delete", Some(id)))?;
+        if let Some(row) = row {
+            tx.schema.proved();
+            return read(&columns, &row)
+                .map(Some)
+                .map_err(t.db_error("delete", Some(id)));
+        }
+        if !tx
+            .guard_stopped(conn, version)
+            .await
+            .map_err(t.db_error("delete", Some(id)))?
+        {
+            return Ok(None);
+        }
+    }
+    let columns = resolve(conn, t, tx, "delete", Some(id)).await?;
     let sql = format!(
         "DELETE FROM {} WHERE {} = ? RETURNING *",
         t.quoted_table, t.quoted_id

@@ -115,11 +115,24 @@ pub(crate) struct ColumnCache {
 struct CacheState {
     /// The schema version every entry was read at.
     version: i64,
+    /// Whether a trigger heeded the capture mute at that version, when a transaction
+    /// read it (see `sqlite_schema`).
+    heeded: Option<bool>,
     tables: HashMap<&'static str, Arc<Columns>>,
 }
 
+impl CacheState {
+    fn move_to(&mut self, version: i64) {
+        if self.version != version {
+            self.tables.clear();
+            self.heeded = None;
+            self.version = version;
+        }
+    }
+}
+
 impl ColumnCache {
-    fn get(&self, table: &str, version: i64) -> Option<Arc<Columns>> {
+    pub(super) fn get(&self, table: &str, version: i64) -> Option<Arc<Columns>> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         (state.version == version)
             .then(|| state.tables.get(table).cloned())
@@ -128,11 +141,21 @@ impl ColumnCache {
 
     fn put(&self, table: &'static str, version: i64, columns: Arc<Columns>) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.version != version {
-            state.tables.clear();
-            state.version = version;
-        }
+        state.move_to(version);
         state.tables.insert(table, columns);
+    }
+
+    /// Records what a transaction read under the write lock.
+    pub(super) fn note_schema(&self, version: i64, heeded: bool) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.move_to(version);
+        state.heeded = Some(heeded);
+    }
+
+    /// The last version read, if no trigger heeded the capture mute at it.
+    pub(super) fn unmuted_version(&self) -> Option<i64> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        (state.heeded == Some(false)).then_some(state.version)
     }
 }
 

@@ -199,14 +199,9 @@ async fn own_sql_under_a_capture_trigger_the_store_did_not_know_is_not_committed
         .await
         .expect("install capture");
 
-    let own_insert = "INSERT INTO gadgets (id, flag) VALUES ('g9', 'own')";
-    let mut tx = store.begin().await.expect("begin");
-    let conn = tx.sqlite().expect("a SQLite transaction");
-    sqlx::query(own_insert)
-        .execute(&mut *conn)
+    let refused = own_insert_then_commit(&store)
         .await
-        .expect("own insert");
-    let refused = tx.commit().await.expect_err("the commit must refuse");
+        .expect_err("the commit must refuse");
     assert!(
         matches!(refused, tidings::model::StoreError::CaptureAppeared),
         "{refused}"
@@ -214,13 +209,7 @@ async fn own_sql_under_a_capture_trigger_the_store_did_not_know_is_not_committed
     assert_eq!(events_of(&pool, "g9").await, 0, "nothing was committed");
 
     // Run again, the transaction is muted from its start.
-    let mut tx = store.begin().await.expect("begin");
-    let conn = tx.sqlite().expect("a SQLite transaction");
-    sqlx::query(own_insert)
-        .execute(&mut *conn)
-        .await
-        .expect("own insert");
-    tx.commit().await.expect("commit");
+    own_insert_then_commit(&store).await.expect("commit");
     assert_eq!(
         events_of(&pool, "g9").await,
         0,
@@ -231,4 +220,15 @@ async fn own_sql_under_a_capture_trigger_the_store_did_not_know_is_not_committed
         .await
         .expect("count");
     assert_eq!(stored, 1);
+}
+
+/// A store transaction whose only write is the app's own SQL, committed.
+async fn own_insert_then_commit(store: &Store) -> Result<(), tidings::model::StoreError> {
+    let mut tx = store.begin().await.expect("begin");
+    let conn = tx.sqlite().expect("a SQLite transaction");
+    sqlx::query("INSERT INTO gadgets (id, flag) VALUES ('g9', 'own')")
+        .execute(&mut *conn)
+        .await
+        .expect("own insert");
+    tx.commit().await
 }

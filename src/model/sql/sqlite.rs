@@ -114,51 +114,65 @@ pub(super) async fn get(
     Ok(locate(conn, t, tx, id).await?.1)
 }
 
-/// The row with this id and the table's columns, guarded while the transaction's
-/// schema is only assumed (see `sqlite_schema`).
+/// The row with this id and the table's columns (see [`by_id`]).
 async fn locate(
     conn: &mut SqliteConnection,
     t: &Target,
-    mut tx: Option<InTx<'_>>,
+    tx: Option<InTx<'_>>,
     id: &str,
+) -> Result<(Arc<Columns>, Option<Row>), StoreError> {
+    let sql = |guard: &str| {
+        format!(
+            "SELECT * FROM {} WHERE {} = ?{guard}",
+            t.quoted_table, t.quoted_id
+        )
+    };
+    by_id(conn, t, tx, "get", id, sql).await
+}
+
+/// Runs the statement `sql` makes (given the condition to append to its `WHERE`) for
+/// the row with this id, and returns the row it returns, with the table's columns.
+/// Guarded while the transaction's schema is only assumed (see `sqlite_schema`).
+async fn by_id(
+    conn: &mut SqliteConnection,
+    t: &Target,
+    mut tx: Option<InTx<'_>>,
+    op: &'static str,
+    id: &str,
+    sql: impl Fn(&str) -> String,
 ) -> Result<(Arc<Columns>, Option<Row>), StoreError> {
     if let Some(tx) = &mut tx
         && let Some((version, columns)) = tx.attempt(t.table)
     {
-        let sql = format!(
-            "SELECT * FROM {} WHERE {} = ? AND {GUARD}",
-            t.quoted_table, t.quoted_id
-        );
-        let row = sqlx::query(AssertSqlSafe(sql))
+        let row = sqlx::query(AssertSqlSafe(sql(&format!(" AND {GUARD}"))))
             .bind(id)
             .bind(version)
             .fetch_optional(&mut *conn)
             .await
-            .map_err(t.db_error("get", Some(id)))?;
+            .map_err(t.db_error(op, Some(id)))?;
         if let Some(row) = row {
             tx.schema.proved();
-            let row = read(&columns, &row).map_err(t.db_error("get", Some(id)))?;
+            let row = read(&columns, &row).map_err(t.db_error(op, Some(id)))?;
             return Ok((columns, Some(row)));
         }
         if !tx
             .guard_stopped(conn, version)
             .await
-            .map_err(t.db_error("get", Some(id)))?
+            .map_err(t.db_error(op, Some(id)))?
         {
             return Ok((columns, None));
         }
     }
-    let columns = resolve(conn, t, tx, "get", Some(id)).await?;
-    let sql = format!("SELECT * FROM {} WHERE {} = ?", t.quoted_table, t.quoted_id);
-    let row = sqlx::query(AssertSqlSafe(sql))
+    let columns = resolve(conn, t, tx, op, Some(id)).await?;
+    let row = sqlx::query(AssertSqlSafe(sql("")))
         .bind(id)
         .fetch_optional(&mut *conn)
         .await
-        .map_err(t.db_error("get", Some(id)))?;
+        .map_err(t.db_error(op, Some(id)))?;
     let row = row
         .map(|r| read(&columns, &r))
         .transpose()
-        .map_err(t.db_error("get", Some(id)))?;
+        .map_err(t.db_error(op, Some(id)))?;
     Ok((columns, row))
 }
 
@@ -251,11 +265,7 @@ pub(super) async fn insert(
             t.quoted_table,
             names.join(", ")
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for f in &fields {
-            query = bind(query, t, f.name, columns.require(t, f.name)?, f.value)?;
-        }
-        let row = query
+        let row = with_fields(sql, t, &fields, &columns)?
             .bind(version)
             .fetch_optional(&mut *conn)
             .await
@@ -275,15 +285,25 @@ pub(super) async fn insert(
             names.join(", ")
         )
     };
-    let mut query = sqlx::query(AssertSqlSafe(sql));
-    for f in &fields {
-        query = bind(query, t, f.name, columns.require(t, f.name)?, f.value)?;
-    }
-    let row = query
+    let row = with_fields(sql, t, &fields, &columns)?
         .fetch_one(conn)
         .await
         .map_err(t.db_error("insert", Some(id)))?;
     read(&columns, &row).map_err(t.db_error("insert", Some(id)))
+}
+
+/// `sql` with every field's value bound, in order, by its column's kind.
+fn with_fields<'q>(
+    sql: String,
+    t: &Target,
+    fields: &[super::Field<'q>],
+    columns: &Columns,
+) -> Result<Query<'q, Sqlite, SqliteArguments>, StoreError> {
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for f in fields {
+        query = bind(query, t, f.name, columns.require(t, f.name)?, f.value)?;
+    }
+    Ok(query)
 }
 
 pub(super) async fn update(
@@ -341,47 +361,14 @@ pub(super) async fn update(
 pub(super) async fn delete(
     conn: &mut SqliteConnection,
     t: &Target,
-    mut tx: Option<InTx<'_>>,
+    tx: Option<InTx<'_>>,
     id: &str,
 ) -> Result<Option<Row>, StoreError> {
-    if let Some(tx) = &mut tx
-        && let Some((version, columns)) = tx.attempt(t.table)
-    {
-        let sql = format!(
-            "DELETE FROM {} WHERE {} = ? AND {GUARD} RETURNING *",
+    let sql = |guard: &str| {
+        format!(
+            "DELETE FROM {} WHERE {} = ?{guard} RETURNING *",
             t.quoted_table, t.quoted_id
-        );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(id)
-            .bind(version)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(t.db_error("delete", Some(id)))?;
-        if let Some(row) = row {
-            tx.schema.proved();
-            return read(&columns, &row)
-                .map(Some)
-                .map_err(t.db_error("delete", Some(id)));
-        }
-        if !tx
-            .guard_stopped(conn, version)
-            .await
-            .map_err(t.db_error("delete", Some(id)))?
-        {
-            return Ok(None);
-        }
-    }
-    let columns = resolve(conn, t, tx, "delete", Some(id)).await?;
-    let sql = format!(
-        "DELETE FROM {} WHERE {} = ? RETURNING *",
-        t.quoted_table, t.quoted_id
-    );
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-        .map_err(t.db_error("delete", Some(id)))?;
-    row.map(|r| read(&columns, &r))
-        .transpose()
-        .map_err(t.db_error("delete", Some(id)))
+        )
+    };
+    Ok(by_id(conn, t, tx, "delete", id, sql).await?.1)
 }

@@ -232,3 +232,32 @@ async fn own_insert_then_commit(store: &Store) -> Result<(), tidings::model::Sto
         .expect("own insert");
     tx.commit().await
 }
+
+// The same when a model statement follows the app's SQL: its guard fails, the store
+// checks and mutes from then on, but the SQL before it already ran unmuted.
+#[tokio::test]
+async fn own_sql_before_a_model_statement_that_finds_a_new_trigger_is_not_committed() {
+    let (store, pool) = setup().await;
+    insert_true(&store, "g1").await;
+    store
+        .install_capture::<Gadget>()
+        .await
+        .expect("install capture");
+
+    let mut tx = store.begin().await.expect("begin");
+    let conn = tx.sqlite().expect("a SQLite transaction");
+    sqlx::query("INSERT INTO gadgets (id, flag) VALUES ('g8', 'own')")
+        .execute(&mut *conn)
+        .await
+        .expect("own insert");
+    tx.insert(&flagged("g7")).await.expect("store insert");
+    let refused = tx.commit().await.expect_err("the commit must refuse");
+    assert!(
+        matches!(refused, tidings::model::StoreError::CaptureAppeared),
+        "{refused}"
+    );
+    assert_eq!(
+        events_of(&pool, "g8").await + events_of(&pool, "g7").await,
+        0
+    );
+}

@@ -69,6 +69,9 @@ pub(in crate::model) struct TxSchema {
     /// Whether the app ran its own SQL before the assumption was proved, so the commit
     /// must prove it (that SQL carried no guard).
     unguarded_sql: bool,
+    /// Whether that SQL ran unmuted under a trigger that heeds the mute, which
+    /// appeared since the cache was filled: it may have been captured.
+    own_sql_captured: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -92,6 +95,7 @@ impl TxSchema {
             state: State::Assumed(0),
             kinds_cached: true,
             unguarded_sql: false,
+            own_sql_captured: false,
         };
         match cache.unmuted_version() {
             Some(version) => schema.state = State::Assumed(version),
@@ -128,11 +132,15 @@ impl TxSchema {
         conn: &mut SqliteConnection,
         cache: &ColumnCache,
     ) -> sqlx::Result<i64> {
-        if let State::Known { version, .. } = self.state {
-            return Ok(version);
-        }
+        let assumed = match self.state {
+            State::Known { version, .. } => return Ok(version),
+            State::Assumed(version) => version,
+        };
         let mute = mute_sqlite(conn).await?;
         cache.note_schema(mute.schema_version, mute.wrote);
+        // At the assumed version no trigger heeded the mute; at another one, a trigger
+        // that does may have captured the app's own SQL run before now.
+        self.own_sql_captured = self.unguarded_sql && mute.wrote && mute.schema_version != assumed;
         self.state = State::Known {
             version: mute.schema_version,
             muted: mute.wrote,
@@ -165,28 +173,23 @@ impl TxSchema {
     }
 
     /// Before the commit: if the app's own SQL ran while the schema was only assumed,
-    /// proves the assumption now. Had a trigger that heeds the mute appeared, that SQL
-    /// ran unmuted and may have been captured as well as recorded by the app, so the
-    /// transaction must not commit.
+    /// proves the assumption now (unless a later check did). Had a trigger that heeds
+    /// the mute appeared, that SQL ran unmuted and may have been captured as well as
+    /// recorded by the app, so the transaction must not commit.
     pub(in crate::model) async fn before_commit(
         &mut self,
         conn: &mut SqliteConnection,
         cache: &ColumnCache,
     ) -> Result<(), StoreError> {
-        let State::Assumed(assumed) = self.state else {
-            return Ok(());
-        };
-        if !self.unguarded_sql {
-            return Ok(());
+        if self.unguarded_sql {
+            self.check(conn, cache)
+                .await
+                .map_err(|source| StoreError::Transaction {
+                    op: "commit",
+                    source,
+                })?;
         }
-        let version = self
-            .check(conn, cache)
-            .await
-            .map_err(|source| StoreError::Transaction {
-                op: "commit",
-                source,
-            })?;
-        if version != assumed && self.muted() {
+        if self.own_sql_captured {
             return Err(StoreError::CaptureAppeared);
         }
         Ok(())

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tidings::{
     __private::RelaySignal,
     Db,
-    model::{Field, FieldKind, Model, Store},
+    model::{Field, FieldKind, Model, Store, StoreError},
 };
 
 use common::db::{Backend, fresh_db};
@@ -192,20 +192,12 @@ async fn a_capture_trigger_installed_since_the_last_transaction_is_muted() {
 // was filled, that SQL ran unmuted, and the commit refuses rather than log it twice.
 #[tokio::test]
 async fn own_sql_under_a_capture_trigger_the_store_did_not_know_is_not_committed() {
-    let (store, pool) = setup().await;
-    insert_true(&store, "g1").await;
-    store
-        .install_capture::<Gadget>()
-        .await
-        .expect("install capture");
+    let (store, pool) = trigger_unknown_to_the_store().await;
 
     let refused = own_insert_then_commit(&store)
         .await
         .expect_err("the commit must refuse");
-    assert!(
-        matches!(refused, tidings::model::StoreError::CaptureAppeared),
-        "{refused}"
-    );
+    assert!(matches!(refused, StoreError::CaptureAppeared), "{refused}");
     assert_eq!(events_of(&pool, "g9").await, 0, "nothing was committed");
 
     // Run again, the transaction is muted from its start.
@@ -222,8 +214,20 @@ async fn own_sql_under_a_capture_trigger_the_store_did_not_know_is_not_committed
     assert_eq!(stored, 1);
 }
 
+/// A store whose cache says no trigger heeds the mute, and a capture trigger installed
+/// since (on a pooled connection, as another process would).
+async fn trigger_unknown_to_the_store() -> (Store, sqlx::SqlitePool) {
+    let (store, pool) = setup().await;
+    insert_true(&store, "g1").await;
+    store
+        .install_capture::<Gadget>()
+        .await
+        .expect("install capture");
+    (store, pool)
+}
+
 /// A store transaction whose only write is the app's own SQL, committed.
-async fn own_insert_then_commit(store: &Store) -> Result<(), tidings::model::StoreError> {
+async fn own_insert_then_commit(store: &Store) -> Result<(), StoreError> {
     let mut tx = store.begin().await.expect("begin");
     let conn = tx.sqlite().expect("a SQLite transaction");
     sqlx::query("INSERT INTO gadgets (id, flag) VALUES ('g9', 'own')")
@@ -237,12 +241,7 @@ async fn own_insert_then_commit(store: &Store) -> Result<(), tidings::model::Sto
 // checks and mutes from then on, but the SQL before it already ran unmuted.
 #[tokio::test]
 async fn own_sql_before_a_model_statement_that_finds_a_new_trigger_is_not_committed() {
-    let (store, pool) = setup().await;
-    insert_true(&store, "g1").await;
-    store
-        .install_capture::<Gadget>()
-        .await
-        .expect("install capture");
+    let (store, pool) = trigger_unknown_to_the_store().await;
 
     let mut tx = store.begin().await.expect("begin");
     let conn = tx.sqlite().expect("a SQLite transaction");
@@ -252,10 +251,7 @@ async fn own_sql_before_a_model_statement_that_finds_a_new_trigger_is_not_commit
         .expect("own insert");
     tx.insert(&flagged("g7")).await.expect("store insert");
     let refused = tx.commit().await.expect_err("the commit must refuse");
-    assert!(
-        matches!(refused, tidings::model::StoreError::CaptureAppeared),
-        "{refused}"
-    );
+    assert!(matches!(refused, StoreError::CaptureAppeared), "{refused}");
     assert_eq!(
         events_of(&pool, "g8").await + events_of(&pool, "g7").await,
         0

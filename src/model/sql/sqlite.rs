@@ -192,37 +192,14 @@ async fn resolve(
     Columns::resolve(conn, t, known).await
 }
 
+/// Only reads outside a store transaction list (`Store::list`, snapshots), so this
+/// takes no guard: inside one it would check the schema first.
 pub(super) async fn list(
     conn: &mut SqliteConnection,
     t: &Target,
-    mut tx: Option<InTx<'_>>,
+    tx: Option<InTx<'_>>,
     limit: u32,
 ) -> Result<Vec<Row>, StoreError> {
-    if let Some(tx) = &mut tx
-        && let Some((version, columns)) = tx.attempt(t.table)
-    {
-        let sql = format!(
-            "SELECT * FROM {} WHERE {GUARD} ORDER BY {} LIMIT ?",
-            t.quoted_table, t.quoted_id
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(version)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(t.db_error("list", None))?;
-        if !rows.is_empty() {
-            tx.schema.proved();
-            return read_all(t, &columns, &rows);
-        }
-        if !tx
-            .guard_stopped(conn, version)
-            .await
-            .map_err(t.db_error("list", None))?
-        {
-            return Ok(Vec::new());
-        }
-    }
     let columns = resolve(conn, t, tx, "list", None).await?;
     let sql = format!(
         "SELECT * FROM {} ORDER BY {} LIMIT ?",
@@ -233,12 +210,8 @@ pub(super) async fn list(
         .fetch_all(conn)
         .await
         .map_err(t.db_error("list", None))?;
-    read_all(t, &columns, &rows)
-}
-
-fn read_all(t: &Target, columns: &Columns, rows: &[SqliteRow]) -> Result<Vec<Row>, StoreError> {
     rows.iter()
-        .map(|r| read(columns, r))
+        .map(|r| read(&columns, r))
         .collect::<Result<_, _>>()
         .map_err(t.db_error("list", None))
 }

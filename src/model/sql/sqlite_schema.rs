@@ -91,19 +91,19 @@ impl TxSchema {
         conn: &mut SqliteConnection,
         cache: &ColumnCache,
     ) -> sqlx::Result<Self> {
-        let mut schema = Self {
-            state: State::Assumed(0),
+        let state = match cache.unmuted_version() {
+            Some(version) => State::Assumed(version),
+            None => {
+                let (version, muted) = read_under_lock(conn, cache).await?;
+                State::Known { version, muted }
+            }
+        };
+        Ok(Self {
+            state,
             kinds_cached: true,
             unguarded_sql: false,
             own_sql_captured: false,
-        };
-        match cache.unmuted_version() {
-            Some(version) => schema.state = State::Assumed(version),
-            None => {
-                schema.check(conn, cache).await?;
-            }
-        }
-        Ok(schema)
+        })
     }
 
     /// The version a model statement must guard on, while the assumption is unproved.
@@ -136,26 +136,18 @@ impl TxSchema {
             State::Known { version, .. } => return Ok(version),
             State::Assumed(version) => version,
         };
-        let mute = mute_sqlite(conn).await?;
-        cache.note_schema(mute.schema_version, mute.wrote);
+        let (version, muted) = read_under_lock(conn, cache).await?;
+        self.state = State::Known { version, muted };
         // At the assumed version no trigger heeded the mute; at another one, a trigger
         // that does may have captured the app's own SQL run before now.
-        self.own_sql_captured = self.unguarded_sql && mute.wrote && mute.schema_version != assumed;
-        self.state = State::Known {
-            version: mute.schema_version,
-            muted: mute.wrote,
-        };
-        Ok(mute.schema_version)
+        self.own_sql_captured = self.unguarded_sql && muted && version != assumed;
+        Ok(version)
     }
 
-    /// The version the column cache may be used at, when it may.
+    /// The version the column cache may be used at, when it may. A guarded statement
+    /// uses it at the assumed version; an unguarded one runs only after `check`.
     pub(super) fn known<'c>(&self, cache: &'c ColumnCache) -> Option<KnownSchema<'c>> {
-        let version = match self.state {
-            State::Known { version, .. } => version,
-            // A guarded statement uses the cache at the assumed version; an unguarded
-            // one runs only after `check`.
-            State::Assumed(version) => version,
-        };
+        let (State::Assumed(version) | State::Known { version, .. }) = self.state;
         self.kinds_cached.then_some(KnownSchema { cache, version })
     }
 
@@ -194,6 +186,17 @@ impl TxSchema {
         }
         Ok(())
     }
+}
+
+/// Checks (and mutes) under the write lock, and tells the cache what it found:
+/// returns the schema version and whether the mute row was written.
+async fn read_under_lock(
+    conn: &mut SqliteConnection,
+    cache: &ColumnCache,
+) -> sqlx::Result<(i64, bool)> {
+    let mute = mute_sqlite(conn).await?;
+    cache.note_schema(mute.schema_version, mute.wrote);
+    Ok((mute.schema_version, mute.wrote))
 }
 
 /// A statement's view of the store transaction it runs in.

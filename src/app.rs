@@ -417,6 +417,7 @@ impl RealtimeBuilder {
         let catch_up_waiting = Arc::new(tokio::sync::Semaphore::new(
             self.config.log.catch_up_max_waiting,
         ));
+        let writers = Arc::new(Writers::new(tasks.clone(), &shutdown));
         Ok(Realtime {
             inner: Arc::new(Inner {
                 catch_up_waiting,
@@ -431,7 +432,7 @@ impl RealtimeBuilder {
                 broker_health,
                 shutdown,
                 tasks,
-                writers: Arc::default(),
+                writers,
                 origins,
                 limits,
                 presence,

@@ -31,11 +31,12 @@ struct EchoState {
 /// A router with the echo endpoint at `path`, using `config`'s WebSocket settings.
 /// Its connections end with 1001 when `shutdown` is cancelled.
 pub fn echo_router(path: &str, config: ConnectionConfig, shutdown: CancellationToken) -> Router {
+    let tasks = TaskTracker::new();
     let state = EchoState {
         config: Arc::new(config),
+        writers: Arc::new(Writers::new(tasks.clone(), &shutdown)),
         shutdown,
-        tasks: TaskTracker::new(),
-        writers: Arc::default(),
+        tasks,
     };
     Router::new().route(path, get(upgrade)).with_state(state)
 }

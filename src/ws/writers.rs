@@ -7,16 +7,22 @@
 //! `outbound`), and each yields to the runtime every few connections, so the publish
 //! path (HTTP handler, log, ingest) runs between the writes instead of behind all of
 //! them, and the next event's frames join the writes still to come.
+//!
+//! The writers are the node's tasks like the relay and the ingest: spawned on its
+//! task tracker and ended by its shutdown (or when the node is dropped), so a
+//! graceful shutdown waits for them too. A connection closing at shutdown writes its
+//! own queue, events included, with its close frame.
 
 use std::{
     fmt,
     sync::{
         Arc, Mutex, OnceLock,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
 };
 
 use tokio::sync::Notify;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::outbound::Outbound;
 
@@ -28,7 +34,6 @@ const CONNECTIONS_PER_TURN: usize = 32;
 pub(crate) struct Writer {
     waiting: Mutex<Vec<Arc<Outbound>>>,
     wake: Notify,
-    stopped: AtomicBool,
 }
 
 impl fmt::Debug for Writer {
@@ -53,11 +58,14 @@ impl Writer {
         std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    async fn run(self: Arc<Self>) {
-        while !self.stopped.load(Ordering::Acquire) {
+    async fn run(self: Arc<Self>, stop: CancellationToken) {
+        while !stop.is_cancelled() {
             let waiting = self.take();
             if waiting.is_empty() {
-                self.wake.notified().await;
+                tokio::select! {
+                    () = self.wake.notified() => {}
+                    () = stop.cancelled() => {}
+                }
                 continue;
             }
             for (i, outbound) in waiting.into_iter().enumerate() {
@@ -71,11 +79,14 @@ impl Writer {
 }
 
 /// The writers of one node. Their tasks start with the first connection (inside the
-/// runtime) and end when this is dropped.
-#[derive(Default)]
+/// runtime) and end at the node's shutdown or when this is dropped.
 pub(crate) struct Writers {
     writers: OnceLock<Vec<Arc<Writer>>>,
     next: AtomicUsize,
+    /// Where the writer tasks are spawned.
+    tasks: TaskTracker,
+    /// Cancelled at the node's shutdown (its parent) or when this is dropped.
+    stop: CancellationToken,
 }
 
 impl fmt::Debug for Writers {
@@ -85,6 +96,16 @@ impl fmt::Debug for Writers {
 }
 
 impl Writers {
+    /// Writers whose tasks run on `tasks` until `shutdown`.
+    pub(crate) fn new(tasks: TaskTracker, shutdown: &CancellationToken) -> Self {
+        Self {
+            writers: OnceLock::new(),
+            next: AtomicUsize::new(0),
+            tasks,
+            stop: shutdown.child_token(),
+        }
+    }
+
     /// The writer for a new connection (round robin).
     pub(crate) fn assign(&self) -> Arc<Writer> {
         let writers = self.writers.get_or_init(|| {
@@ -96,7 +117,7 @@ impl Writers {
             (0..count)
                 .map(|_| {
                     let writer = Arc::new(Writer::default());
-                    tokio::spawn(writer.clone().run());
+                    self.tasks.spawn(writer.clone().run(self.stop.clone()));
                     writer
                 })
                 .collect()
@@ -108,9 +129,56 @@ impl Writers {
 
 impl Drop for Writers {
     fn drop(&mut self) {
-        for writer in self.writers.get().into_iter().flatten() {
-            writer.stopped.store(true, Ordering::Release);
-            writer.wake.notify_one();
-        }
+        self.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+    use super::Writers;
+
+    /// Waits for every task on `tasks`, at most 5 s; whether they all ended.
+    async fn all_ended(tasks: &TaskTracker) -> bool {
+        tasks.close();
+        tokio::time::timeout(Duration::from_secs(5), tasks.wait())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writers_are_the_nodes_tasks_and_end_at_its_shutdown() {
+        let (tasks, shutdown) = (TaskTracker::new(), CancellationToken::new());
+        let writers = Writers::new(tasks.clone(), &shutdown);
+        assert!(tasks.is_empty(), "no writer before the first connection");
+        writers.assign();
+        writers.assign();
+        assert_eq!(
+            tasks.len(),
+            2,
+            "one writer per worker thread, on the tracker"
+        );
+        shutdown.cancel();
+        assert!(all_ended(&tasks).await, "the writers outlived the shutdown");
+        // A connection that races the shutdown still gets a writer (and, closing at
+        // once, writes its own queue with its close frame).
+        writers.assign();
+    }
+
+    #[tokio::test]
+    async fn the_writers_end_when_the_node_is_dropped_without_a_shutdown() {
+        let (tasks, shutdown) = (TaskTracker::new(), CancellationToken::new());
+        let writers = Writers::new(tasks.clone(), &shutdown);
+        writers.assign();
+        assert_eq!(tasks.len(), 1);
+        drop(writers);
+        assert!(all_ended(&tasks).await, "the writer outlived its node");
+        assert!(
+            !shutdown.is_cancelled(),
+            "the node's own token is left alone"
+        );
     }
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::*;
 use crate::ws::writers::Writers;
@@ -12,6 +13,11 @@ const LIMITS: QueueLimits = QueueLimits {
     frames: 8,
     bytes: 1024,
 };
+
+/// Writers of their own, ended when dropped.
+fn writers() -> Writers {
+    Writers::new(TaskTracker::new(), &CancellationToken::new())
+}
 
 /// An outbound over a pipe holding at most `pipe` bytes, and the pipe's far end.
 fn outbound(writers: &Writers, pipe: usize) -> (Arc<Outbound>, DuplexStream) {
@@ -31,7 +37,7 @@ async fn read_exactly(far: &mut DuplexStream, n: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn the_writer_writes_queued_frames_in_order() {
-    let writers = Writers::default();
+    let writers = writers();
     let (outbound, mut far) = outbound(&writers, 1024);
     for frame in ["one ", "two ", "three"] {
         outbound.push(Bytes::from_static(frame.as_bytes())).unwrap();
@@ -41,7 +47,7 @@ async fn the_writer_writes_queued_frames_in_order() {
 
 #[tokio::test]
 async fn a_slow_peer_is_parked_and_drained_by_the_connection() {
-    let writers = Writers::default();
+    let writers = writers();
     let (outbound, mut far) = outbound(&writers, 4);
     outbound.push(Bytes::from_static(b"0123456789")).unwrap();
     // The pipe takes 4 bytes; the rest waits for the connection's task.
@@ -56,7 +62,7 @@ async fn a_slow_peer_is_parked_and_drained_by_the_connection() {
 
 #[tokio::test(start_paused = true)]
 async fn a_peer_that_stops_reading_times_out() {
-    let writers = Writers::default();
+    let writers = writers();
     let (outbound, _far) = outbound(&writers, 4);
     outbound.push(Bytes::from_static(b"0123456789")).unwrap();
     assert_eq!(
@@ -67,7 +73,7 @@ async fn a_peer_that_stops_reading_times_out() {
 
 #[tokio::test]
 async fn a_gone_peer_fails_the_queue() {
-    let writers = Writers::default();
+    let writers = writers();
     let (outbound, far) = outbound(&writers, 64);
     drop(far);
     outbound.push(Bytes::from_static(b"lost")).unwrap();
@@ -81,7 +87,7 @@ async fn a_gone_peer_fails_the_queue() {
 
 #[tokio::test]
 async fn the_queue_is_bounded_in_frames_and_in_bytes() {
-    let writers = Writers::default();
+    let writers = writers();
     let (outbound, _far) = outbound(&writers, 1);
     outbound.hold();
     for _ in 0..LIMITS.frames {
@@ -98,7 +104,7 @@ async fn the_queue_is_bounded_in_frames_and_in_bytes() {
 
 #[tokio::test]
 async fn held_events_follow_what_the_connection_wrote_meanwhile() {
-    let writers = Writers::default();
+    let writers = writers();
     let (outbound, mut far) = outbound(&writers, 1024);
     outbound.hold();
     outbound.push(Bytes::from_static(b"live")).unwrap();
@@ -116,7 +122,7 @@ async fn held_events_follow_what_the_connection_wrote_meanwhile() {
 
 #[tokio::test]
 async fn what_the_connection_writes_queues_behind_waiting_events() {
-    let writers = Writers::default();
+    let writers = writers();
     let (outbound, mut far) = outbound(&writers, 4);
     outbound.push(Bytes::from_static(b"event ")).unwrap();
     // The writer may or may not have run; either way the reply comes second.

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use common::{
     backend_tests,
     db::{Backend, fresh_database_url},
-    server::{Extras, TestServer, seq_of},
+    server::{Ended, Extras, TestServer, seq_of},
 };
 use futures::{StreamExt, stream::BoxStream};
 use serde_json::json;
@@ -357,6 +357,52 @@ async fn sqlite_a_transaction_larger_than_a_relay_batch_is_read_from_the_log() {
     assert_eq!(seqs, [1, 2, 3, 4, 5, 6, 7]);
     let read_back = &server.realtime.metrics().events_read_back;
     assert_eq!(read_back.load(Ordering::Relaxed), 7);
+}
+
+/// SQLite: a log reset under a running node (its rows gone and its position lowered,
+/// as when an older file is restored in place, with a new epoch) closes every
+/// connection with 4010, so clients resume, and later events reach new subscribers
+/// under the new epoch, though their seqs are ones the node delivered before (from
+/// the node's poll of the log while the relay still holds the old position).
+#[tokio::test]
+async fn sqlite_a_log_reset_under_a_running_node_closes_4010_and_events_go_on() {
+    let server = TestServer::start(Backend::Sqlite, |config| {
+        config.log.poll_interval = Duration::from_millis(50);
+    })
+    .await;
+    let store = server.realtime.store();
+    let mut ann = server.connect("ann").await;
+    ann.subscribe("s", "todos:*").await;
+    for n in 0..3 {
+        let mut tx = store.begin().await.unwrap();
+        tx.insert(&todo(&format!("before-{n}"), "x")).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(seq_of(&ann.recv_event().await), n + 1);
+    }
+
+    let pool = sqlite_pool(server.realtime.db());
+    sqlx::query("DELETE FROM realtime_outbox")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE realtime_meta SET epoch = 'restored', last_seq = 0 WHERE id = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(
+        matches!(ann.ended().await, Ended::Code(4010)),
+        "the reset closes with continuity lost"
+    );
+
+    let mut bob = server.connect("bob").await;
+    bob.subscribe("s", "todos:*").await;
+    let mut tx = store.begin().await.unwrap();
+    tx.insert(&todo("after", "x")).await.unwrap();
+    tx.commit().await.unwrap();
+    let event = bob.recv_event().await;
+    assert_eq!(event["key"], "after", "{event}");
+    let cursor = event["cursor"].as_str().expect("a cursor");
+    assert!(cursor.starts_with("restored:"), "the new epoch: {cursor}");
 }
 
 fn sqlite_pool(db: &Db) -> sqlx::SqlitePool {

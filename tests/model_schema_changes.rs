@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tidings::{
     __private::RelaySignal,
     Db,
-    model::{Field, FieldKind, Model, Store, StoreError},
+    model::{Field, FieldKind, Model, Store, StoreError, Tx},
 };
 
 use common::db::{Backend, fresh_db};
@@ -229,12 +229,18 @@ async fn trigger_unknown_to_the_store() -> (Store, sqlx::SqlitePool) {
 /// A store transaction whose only write is the app's own SQL, committed.
 async fn own_insert_then_commit(store: &Store) -> Result<(), StoreError> {
     let mut tx = store.begin().await.expect("begin");
+    own_insert(&mut tx, "g9").await;
+    tx.commit().await
+}
+
+/// The app's own SQL in a store transaction: a gadget inserted without the store.
+async fn own_insert(tx: &mut Tx, id: &str) {
     let conn = tx.sqlite().expect("a SQLite transaction");
-    sqlx::query("INSERT INTO gadgets (id, flag) VALUES ('g9', 'own')")
+    sqlx::query("INSERT INTO gadgets (id, flag) VALUES (?, 'own')")
+        .bind(id)
         .execute(&mut *conn)
         .await
         .expect("own insert");
-    tx.commit().await
 }
 
 // The same when a model statement follows the app's SQL: its guard fails, the store
@@ -244,11 +250,7 @@ async fn own_sql_before_a_model_statement_that_finds_a_new_trigger_is_not_commit
     let (store, pool) = trigger_unknown_to_the_store().await;
 
     let mut tx = store.begin().await.expect("begin");
-    let conn = tx.sqlite().expect("a SQLite transaction");
-    sqlx::query("INSERT INTO gadgets (id, flag) VALUES ('g8', 'own')")
-        .execute(&mut *conn)
-        .await
-        .expect("own insert");
+    own_insert(&mut tx, "g8").await;
     tx.insert(&flagged("g7")).await.expect("store insert");
     let refused = tx.commit().await.expect_err("the commit must refuse");
     assert!(matches!(refused, StoreError::CaptureAppeared), "{refused}");

@@ -38,6 +38,15 @@ pub enum Inbox {
     Socket(Arc<Outbound>),
 }
 
+impl Inbox {
+    /// Brings the line a delivery locks first into the cache (see `Hub::deliver`).
+    pub(crate) fn warm(&self) {
+        if let Self::Socket(outbound) = self {
+            outbound.warm();
+        }
+    }
+}
+
 /// A receiver's handle inside the hub.
 pub(crate) type ReceiverKey = u64;
 
@@ -90,13 +99,22 @@ impl Registered {
     pub(crate) fn has_filters(&self) -> bool {
         !self.filters.is_empty()
     }
+
+    /// Reads what the fan-out reads first of this receiver, so that its cache lines
+    /// are on their way before the fan-out takes any lock (see `Hub::deliver`).
+    pub(crate) fn warm(&self) {
+        std::hint::black_box(self.has_filters());
+        self.receiver.inbox.warm();
+    }
 }
 
 /// Every receiver of one node.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     next_key: ReceiverKey,
-    receivers: HashMap<ReceiverKey, Registered>,
+    /// By key, with a fast hash: the fan-out looks every receiver up, and the keys
+    /// are counted here, not chosen by clients.
+    receivers: HashMap<ReceiverKey, Registered, foldhash::fast::RandomState>,
     by_connection_id: HashMap<Arc<str>, ReceiverKey>,
     by_user: HashMap<Arc<str>, HashSet<ReceiverKey>>,
     /// Glob subscriptions per user, across their receivers.

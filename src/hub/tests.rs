@@ -531,3 +531,49 @@ fn receivers_share_one_copy_of_each_subscription_id_until_none_holds_it() {
     hub.disconnect(second.key);
     assert!(hub.lock().ids.is_empty());
 }
+
+#[test]
+fn fan_outs_around_the_lookup_chunk_reach_every_receiver_once() {
+    // The fan-out looks receivers up `CHUNK` at a time: fewer, exactly one or two
+    // chunks, and a part chunk after whole ones.
+    for count in [2, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 2 * CHUNK + 3] {
+        let hub = hub();
+        let mut clients: Vec<Client> = (0..count)
+            .map(|i| connect(&hub, &format!("c{i}"), None, ReceiverKind::WebSocket, 1))
+            .collect();
+        for client in &clients {
+            subscribe(&hub, client, "s1", "todos:*").expect("fresh subscription");
+        }
+        // The last receiver of the first chunk has its one slot taken already, and
+        // the first is the connection the event came from.
+        let full = CHUNK.min(count) - 1;
+        let to_full = direct(Recipients::Connections(vec![format!("c{full}")]));
+        assert_eq!(hub.publish_direct(&to_full), delivered(1));
+        let mut event = record("todos", Some("1"));
+        event.except = Some("c0".to_owned());
+
+        let fan_out = hub.publish(&logged(1, event));
+
+        assert_eq!(
+            fan_out,
+            FanOut {
+                delivered: count - 2,
+                overflowed: 1
+            },
+            "{count} receivers"
+        );
+        for (i, client) in clients.iter_mut().enumerate() {
+            let expected: Vec<Vec<String>> = match i {
+                0 => vec![],
+                _ if i == full => vec![vec![]],
+                _ => vec![vec!["s1".to_owned()]],
+            };
+            assert_eq!(client.received(), expected, "receiver {i} of {count}");
+        }
+        assert_eq!(
+            clients[full].closer.reason(),
+            Some(CloseReason::SlowConsumer)
+        );
+        assert_eq!(hub.count_matching("todos", Some("1")), count - 1);
+    }
+}

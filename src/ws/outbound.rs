@@ -69,23 +69,40 @@ enum Mode {
     Failed,
 }
 
+/// Events that arrived while the connection answers a client frame.
+#[derive(Default)]
+struct Held {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+/// In C layout so that what [`Outbound::push`] reads comes first: with the lock word
+/// before it, it fills the cache line the fan-out warms (see [`Outbound::warm`]).
+#[repr(C)]
 struct State {
-    stream: Box<dyn Stream>,
+    mode: Mode,
+    queued_bytes: usize,
+    held: Option<Box<Held>>,
     /// Frames not yet fully written; `written` bytes of the first are.
     queued: VecDeque<Bytes>,
+    // What only the writes read.
     written: usize,
-    queued_bytes: usize,
-    /// Events that arrived while the connection answers a client frame.
-    held: Option<VecDeque<Bytes>>,
-    held_bytes: usize,
-    mode: Mode,
+    stream: Box<dyn Stream>,
     /// When the queue was parked, for the write deadline.
     parked_at: Option<Instant>,
 }
 
+// The lock word and the poison flag take the first 8 bytes of the `Mutex`, the state
+// the rest of the line.
+const _: () = assert!(8 + std::mem::offset_of!(State, written) <= 64);
+
 impl State {
     fn frames(&self) -> usize {
-        self.queued.len() + self.held.as_ref().map_or(0, VecDeque::len)
+        self.queued.len() + self.held.as_ref().map_or(0, |held| held.frames.len())
+    }
+
+    fn bytes(&self) -> usize {
+        self.queued_bytes + self.held.as_ref().map_or(0, |held| held.bytes)
     }
 
     fn park(&mut self) {
@@ -150,6 +167,10 @@ impl State {
 }
 
 /// One WebSocket's outbound queue and the stream it is written to.
+///
+/// Aligned to a cache line, with the state's lock first, so the lock word and what a
+/// push reads share one line.
+#[repr(C, align(64))]
 pub struct Outbound {
     state: Mutex<State>,
     writer: Arc<Writer>,
@@ -174,7 +195,6 @@ impl Outbound {
                 written: 0,
                 queued_bytes: 0,
                 held: None,
-                held_bytes: 0,
                 mode: Mode::Idle,
                 parked_at: None,
             }),
@@ -184,11 +204,12 @@ impl Outbound {
         }
     }
 
-    /// Reads the word beside the queue's lock, a plain read that brings the lock's
-    /// cache line in ahead of [`Outbound::push`], so a fan-out can warm many
-    /// connections at once instead of missing the cache on each in turn.
+    /// Reads the word beside the queue's lock and the queue's limits: plain reads that
+    /// bring in the two cache lines [`Outbound::push`] reads, so that a fan-out can
+    /// warm many connections at once instead of missing the cache on each in turn.
     pub(crate) fn warm(&self) {
         std::hint::black_box(self.state.is_poisoned());
+        std::hint::black_box(self.limits.frames);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -205,14 +226,12 @@ impl Outbound {
         if state.mode == Mode::Failed {
             return Ok(());
         }
-        if state.frames() >= self.limits.frames
-            || state.queued_bytes + state.held_bytes + frame.len() > self.limits.bytes
-        {
+        if state.frames() >= self.limits.frames || state.bytes() + frame.len() > self.limits.bytes {
             return Err(QueueFull);
         }
         if let Some(held) = &mut state.held {
-            state.held_bytes += frame.len();
-            held.push_back(frame);
+            held.bytes += frame.len();
+            held.frames.push_back(frame);
             return Ok(());
         }
         state.queued_bytes += frame.len();
@@ -253,7 +272,7 @@ impl Outbound {
     /// Holds events back (queued behind the connection's own frames) until
     /// [`Outbound::release`].
     pub(crate) fn hold(&self) {
-        self.lock().held.get_or_insert_with(VecDeque::new);
+        self.lock().held.get_or_insert_default();
     }
 
     /// Queues the events held back since [`Outbound::hold`], after everything the
@@ -263,11 +282,11 @@ impl Outbound {
         let Some(held) = state.held.take() else {
             return;
         };
-        if held.is_empty() {
+        if held.frames.is_empty() {
             return;
         }
-        state.queued_bytes += std::mem::take(&mut state.held_bytes);
-        state.queued.extend(held);
+        state.queued_bytes += held.bytes;
+        state.queued.extend(held.frames);
         if state.mode != Mode::Failed {
             state.park();
             drop(state);
@@ -324,7 +343,7 @@ impl Outbound {
     #[cfg(test)]
     fn queued(&self) -> (usize, usize) {
         let state = self.lock();
-        (state.frames(), state.queued_bytes + state.held_bytes)
+        (state.frames(), state.bytes())
     }
 }
 

@@ -92,8 +92,8 @@ struct State {
     parked_at: Option<Instant>,
 }
 
-// The lock word and the poison flag take the first 8 bytes of the `Mutex`, the state
-// the rest of the line.
+// The lock word and the poison flag take the first 8 bytes of the `Mutex` (on Linux,
+// where the lock is a futex word), what a push reads of the state the rest of the line.
 const _: () = assert!(8 + std::mem::offset_of!(State, written) <= 64);
 
 impl State {

@@ -526,6 +526,7 @@ impl Hub {
                 break;
             }
         }
+        // The chunk borrows the registry, which the removals below change.
         drop(chunk);
         result.overflowed = overflowed.len();
         for key in overflowed {

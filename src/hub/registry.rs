@@ -39,7 +39,8 @@ pub enum Inbox {
 }
 
 impl Inbox {
-    /// Brings the line a delivery locks first into the cache (see `Hub::deliver`).
+    /// Brings the cache lines a delivery to this inbox reads first into the cache
+    /// (see `Hub::deliver`). An SSE stream's queue has nothing to warm.
     pub(crate) fn warm(&self) {
         if let Self::Socket(outbound) = self {
             outbound.warm();

@@ -205,8 +205,9 @@ impl Outbound {
     }
 
     /// Reads the word beside the queue's lock and the queue's limits: plain reads that
-    /// bring in the two cache lines [`Outbound::push`] reads, so that a fan-out can
-    /// warm many connections at once instead of missing the cache on each in turn.
+    /// bring in the two cache lines [`Outbound::push`] reads (the first of which a
+    /// writer's visit locks too), so that a fan-out or a writer can warm many
+    /// connections at once instead of missing the cache on each in turn.
     pub(crate) fn warm(&self) {
         std::hint::black_box(self.state.is_poisoned());
         std::hint::black_box(self.limits.frames);

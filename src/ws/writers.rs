@@ -68,11 +68,16 @@ impl Writer {
                 }
                 continue;
             }
-            for (i, outbound) in waiting.into_iter().enumerate() {
-                outbound.write_waiting();
-                if i % CONNECTIONS_PER_TURN == CONNECTIONS_PER_TURN - 1 {
-                    tokio::task::yield_now().await;
+            for turn in waiting.chunks(CONNECTIONS_PER_TURN) {
+                // Plain reads first, whose cache misses overlap, before the writes'
+                // locks and system calls, which would wait for each in turn.
+                for outbound in turn {
+                    outbound.warm();
                 }
+                for outbound in turn {
+                    outbound.write_waiting();
+                }
+                tokio::task::yield_now().await;
             }
         }
     }

@@ -19,6 +19,9 @@ mod sse;
 mod transport;
 mod validate;
 
+#[cfg(test)]
+mod tests;
+
 pub use auth::{AuthConfig, JwksConfig, JwtAlgorithm, JwtConfig};
 pub use broker::BrokerConfig;
 pub use connection::ConnectionConfig;

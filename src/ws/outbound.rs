@@ -169,15 +169,20 @@ impl State {
 /// One WebSocket's outbound queue and the stream it is written to.
 ///
 /// Aligned to a cache line, with the state's lock first, so the lock word and what a
-/// push reads share one line.
+/// push reads share one line; the limits follow the state, on the line that holds
+/// what a write reads (the stream and how much of the first frame is written).
 #[repr(C, align(64))]
 pub struct Outbound {
     state: Mutex<State>,
+    limits: QueueLimits,
     writer: Arc<Writer>,
     /// The connection's task, woken when its queue is parked or failed.
     owner: AtomicWaker,
-    limits: QueueLimits,
 }
+
+// The limits end within the second line (see `Outbound`).
+const _: () =
+    assert!(std::mem::offset_of!(Outbound, limits) + std::mem::size_of::<QueueLimits>() <= 128);
 
 impl fmt::Debug for Outbound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -205,9 +210,9 @@ impl Outbound {
     }
 
     /// Reads the word beside the queue's lock and the queue's limits: plain reads that
-    /// bring in the two cache lines [`Outbound::push`] reads (the first of which a
-    /// writer's visit locks too), so that a fan-out or a writer can warm many
-    /// connections at once instead of missing the cache on each in turn.
+    /// bring in the two cache lines a push or a write starts with, so that a fan-out
+    /// or a writer can warm many connections at once instead of missing the cache on
+    /// each in turn.
     pub(crate) fn warm(&self) {
         std::hint::black_box(self.state.is_poisoned());
         std::hint::black_box(self.limits.frames);

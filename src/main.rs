@@ -281,6 +281,7 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
     env_duration("TIDINGS_POLL_INTERVAL", &mut c.log.poll_interval)?;
     env_parse("TIDINGS_RELAY_BATCH", &mut c.log.relay_batch)?;
     env_duration("TIDINGS_RELAY_LINGER", &mut c.log.relay_linger)?;
+    env_duration("TIDINGS_RELAY_SETTLE", &mut c.log.relay_settle)?;
     env_duration("TIDINGS_CATCH_UP_TIMEOUT", &mut c.log.catch_up_timeout)?;
     env_duration("TIDINGS_CATCH_UP_MAX_WAIT", &mut c.log.catch_up_max_wait)?;
     env_parse(

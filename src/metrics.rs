@@ -17,6 +17,10 @@ pub struct Metrics {
     /// on SQLite only those its writer did not hand to it (rows written by the app's
     /// own SQL or capture triggers, or read while a writer was on its way).
     pub events_read_back: AtomicU64,
+    /// Postgres: of those, the events the relay numbered with a flush to disk of its
+    /// own: they had not settled within `log.relay_settle` (a transaction that began
+    /// before theirs was still running), or the node was stopping.
+    pub events_numbered_unsettled: AtomicU64,
     /// Event frames handed to connections (one per event per connection).
     pub events_delivered: AtomicU64,
     /// Connections closed because their send queue overflowed.
@@ -117,6 +121,12 @@ impl Metrics {
                 "counter",
                 "Events the relay read back from the log instead of taking them from their writer.",
                 &self.events_read_back,
+            ),
+            (
+                "tidings_events_numbered_unsettled_total",
+                "counter",
+                "Events the relay numbered with a flush of its own: not settled within log.relay_settle, or at shutdown.",
+                &self.events_numbered_unsettled,
             ),
             (
                 "tidings_events_delivered_total",

@@ -49,12 +49,21 @@ pub struct LogConfig {
     /// Postgres: the shortest time between two of the relay's batches that find rows,
     /// while commits keep waking it. A commit that comes sooner after the last such
     /// batch waits for the rest of it, and the commits meanwhile share one sequencing
-    /// transaction, with its flush to disk, which would otherwise compete with the
-    /// writers' at every commit. A commit after a quiet spell is relayed at once. `0s`
+    /// transaction, which would otherwise take its share of the database's time at
+    /// every commit. A commit after a quiet spell is relayed at once. `0s`
     /// relays every commit at once. At most 1 s. SQLite's relay never lingers: it only
     /// reads, and a linger would only add latency. Default: 2 ms.
     #[serde(with = "humantime_serde")]
     pub relay_linger: Duration,
+    /// Postgres: how long rows may wait to settle before the relay numbers them with a
+    /// flush to disk of its own. The relay numbers a row without that flush once no
+    /// transaction that started writing before the row's own did is still running (see
+    /// `docs/architecture.md`); rows from concurrent writers settle as those commit,
+    /// but a long transaction anywhere on the database server holds them back, and
+    /// this bounds what it adds to their delivery. `0s` numbers them at once. At most
+    /// 1 s. Default: 20 ms.
+    #[serde(with = "humantime_serde")]
+    pub relay_settle: Duration,
     /// How long a resume may wait for this node to catch up with the log when its
     /// cursor is ahead of what the node has delivered (the client comes from another
     /// node whose events this one has not heard of yet). Past it, the resume answers
@@ -94,6 +103,7 @@ impl Default for LogConfig {
             poll_interval: Duration::from_millis(500),
             relay_batch: 500,
             relay_linger: Duration::from_millis(2),
+            relay_settle: Duration::from_millis(20),
             catch_up_timeout: Duration::from_secs(2),
             sequencer_timeout: Duration::from_secs(5),
             catch_up_max_wait: Duration::from_secs(30),

@@ -110,13 +110,18 @@ fn broker_settings_are_checked() {
 }
 
 #[test]
-fn relay_linger_parses_and_is_bounded() {
-    let parsed: Config = toml::from_str("[log]\nrelay_linger = \"0s\"").unwrap();
+fn relay_linger_and_settle_parse_and_are_bounded() {
+    let parsed: Config =
+        toml::from_str("[log]\nrelay_linger = \"0s\"\nrelay_settle = \"0s\"").unwrap();
     assert_eq!(parsed.log.relay_linger, Duration::ZERO);
+    assert_eq!(parsed.log.relay_settle, Duration::ZERO);
     parsed.validate().unwrap();
     let mut config = Config::default();
     config.log.relay_linger = Duration::from_millis(1001);
     assert_eq!(config.validate().unwrap_err().setting, "log.relay_linger");
+    let mut config = Config::default();
+    config.log.relay_settle = Duration::from_millis(1001);
+    assert_eq!(config.validate().unwrap_err().setting, "log.relay_settle");
 }
 
 #[test]

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use super::Config;
 
-/// Longest `log.relay_linger` accepted: past it the linger would be a poll interval.
-const MAX_RELAY_LINGER: Duration = Duration::from_secs(1);
+/// Longest `log.relay_linger` and `log.relay_settle` accepted: past it either wait
+/// would be a poll interval.
+const MAX_RELAY_WAIT: Duration = Duration::from_secs(1);
 /// Longest `handlers.timeout` accepted.
 const MAX_HANDLER_TIMEOUT: Duration = Duration::from_secs(300);
 /// Most `handlers.max_pending` accepted.
@@ -138,12 +139,14 @@ impl Config {
                 return fail(setting, "0s".into(), "must be positive");
             }
         }
-        if self.log.relay_linger > MAX_RELAY_LINGER {
-            return fail(
-                "log.relay_linger",
-                format!("{:?}", self.log.relay_linger),
-                "at most 1 s",
-            );
+        let relay_waits = [
+            ("log.relay_linger", self.log.relay_linger),
+            ("log.relay_settle", self.log.relay_settle),
+        ];
+        for (setting, value) in relay_waits {
+            if value > MAX_RELAY_WAIT {
+                return fail(setting, format!("{value:?}"), "at most 1 s");
+            }
         }
         if self.handlers.timeout > MAX_HANDLER_TIMEOUT {
             return fail(

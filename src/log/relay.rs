@@ -8,6 +8,18 @@
 //! seq twice; a node that dies, hangs or is cut off while holding it holds the others
 //! up for at most `log.sequencer_timeout` (see `sequence_postgres`).
 //!
+//! A Postgres relay numbers *settled* rows without waiting for its own flush to disk:
+//! rows whose writer's xid is below every transaction still running, in (xid, id)
+//! order. No later commit can add a row that sorts before a settled one, so that order
+//! is fixed once a row is settled, and a crash that loses the last numberings (their
+//! commits were not flushed yet) loses a suffix of them, which the relay then numbers
+//! again with the same seqs: whoever saw them saw what the log will hold. Rows are
+//! flushed by their own commit (a trigger keeps `synchronous_commit` from being off
+//! in a transaction that writes events). Rows that stay unsettled for
+//! `log.relay_settle` (a long transaction elsewhere holds the horizon back) are
+//! numbered the old way: every visible row, committed with a flush, which also makes
+//! every numbering before it durable.
+//!
 //! On SQLite writes are serialized, so the insert itself numbers each row (its seq is
 //! the row id) and the relay never writes: no second write per event, and no turn at
 //! the write lock. The crate's writers hand it their committed events with their seqs
@@ -40,6 +52,7 @@ use crate::{
     log::{
         RelaySignal,
         reader::{self, to_i64},
+        snapshot,
     },
     metrics::Metrics,
 };
@@ -53,6 +66,20 @@ pub(crate) enum Cue {
     Commit,
     /// The last batch was full, so more rows may be waiting in the log.
     MoreWaiting,
+    /// Postgres: rows have waited `log.relay_settle` without settling, so the relay
+    /// numbers every visible row, with a flush of its own.
+    Unsettled,
+}
+
+/// What one turn of the relay found.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    /// The log's epoch (empty when no events were found).
+    pub(crate) epoch: String,
+    /// The events to publish, in seq order.
+    pub(crate) events: Vec<(u64, LogEntry)>,
+    /// Postgres: visible rows were left unnumbered because they are not settled yet.
+    pub(crate) unsettled: bool,
 }
 
 /// Sequences and publishes committed outbox rows.
@@ -107,13 +134,22 @@ impl Relay {
         let mut cue = Cue::Poll;
         // When the last batch that found rows began.
         let mut last_rows: Option<Instant> = None;
+        // Postgres: since when rows have been left unsettled, batch after batch.
+        let mut unsettled_since: Option<Instant> = None;
         loop {
             let began = Instant::now();
             match self.sequence_batch(cue).await {
-                Ok((epoch, batch)) => {
+                Ok(Batch {
+                    epoch,
+                    events: batch,
+                    unsettled,
+                }) => {
                     if !batch.is_empty() {
                         last_rows = Some(began);
                     }
+                    // The clock runs from the first batch that left rows unsettled, so
+                    // commits that keep coming cannot put their numbering off forever.
+                    unsettled_since = unsettled.then(|| unsettled_since.unwrap_or(began));
                     let full = batch.len() >= self.config.relay_batch as usize;
                     sequenced_since_prune += batch.len() as u64;
                     let bytes = self.publish(&epoch, batch).await;
@@ -132,18 +168,29 @@ impl Relay {
                         continue;
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "relay: sequencing failed; will retry"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "relay: sequencing failed; will retry");
+                    // Retried at the next wake-up or poll, not at once: the clock
+                    // starts again with the next batch that leaves rows unsettled.
+                    unsettled_since = None;
+                }
+            }
+            let settle_by = unsettled_since.map(|since| since + self.config.relay_settle);
+            if settle_by.is_some_and(|by| by <= Instant::now()) {
+                cue = Cue::Unsettled;
+                continue;
             }
             tokio::select! {
                 () = shutdown.cancelled() => {
                     // Hand out what was committed up to now before stopping.
-                    if let Ok((epoch, batch)) = self.sequence_batch(Cue::Poll).await {
-                        self.publish(&epoch, batch).await;
+                    if let Ok(batch) = self.sequence_batch(Cue::Unsettled).await {
+                        self.publish(&batch.epoch, batch.events).await;
                     }
                     return;
                 }
                 () = self.signal.woken() => cue = Cue::Commit,
                 () = tokio::time::sleep(self.config.poll_interval) => cue = Cue::Poll,
+                () = sleep_until_some(settle_by) => cue = Cue::Unsettled,
             }
             if let Some(last_rows) = last_rows.filter(|_| cue == Cue::Commit) {
                 self.linger(last_rows, &shutdown).await;
@@ -207,15 +254,20 @@ impl Relay {
         bytes
     }
 
-    /// Up to `relay_batch` rows to publish: on Postgres the visible rows it numbers
-    /// now, on SQLite the rows numbered since its last batch. Returns the epoch and
-    /// the rows in seq order (no rows and an empty epoch when nothing was waiting).
-    pub(crate) async fn sequence_batch(
-        &self,
-        cue: Cue,
-    ) -> sqlx::Result<(String, Vec<(u64, LogEntry)>)> {
+    /// Up to `relay_batch` rows to publish: on Postgres the rows it numbers now (the
+    /// settled ones, or after `Cue::Unsettled` every visible one), on SQLite the rows
+    /// numbered since its last batch. The rows come in seq order, with an empty epoch
+    /// when nothing was waiting.
+    pub(crate) async fn sequence_batch(&self, cue: Cue) -> sqlx::Result<Batch> {
         match &self.db {
-            Db::Sqlite(pool) => self.next_numbered_sqlite(pool, cue).await,
+            Db::Sqlite(pool) => {
+                let (epoch, events) = self.next_numbered_sqlite(pool, cue).await?;
+                Ok(Batch {
+                    epoch,
+                    events,
+                    unsettled: false,
+                })
+            }
             Db::Postgres(pool) => {
                 // Most polls find nothing: check without taking the meta row lock,
                 // through the partial index on unsequenced rows. After a commit the
@@ -223,13 +275,19 @@ impl Relay {
                 // (unless another node's relay numbered them first, and then the
                 // sequencing transaction finds nothing either).
                 if cue == Cue::Poll && !self.has_unsequenced(pool).await? {
-                    return Ok((String::new(), Vec::new()));
+                    return Ok(Batch::default());
                 }
+                let numbering = if cue == Cue::Unsettled {
+                    Numbering::Visible
+                } else {
+                    Numbering::Settled
+                };
                 let limit = i64::from(self.config.relay_batch);
                 // Every wait is bounded (see `sequence_postgres`); the client-side bound
                 // only frees this task if the database stops answering altogether.
                 let bound = self.config.sequencer_timeout * 4;
-                match tokio::time::timeout(bound, self.sequence_postgres(pool, limit)).await {
+                let sequencing = self.sequence_postgres(pool, limit, numbering);
+                match tokio::time::timeout(bound, sequencing).await {
                     Ok(result) => result,
                     Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
@@ -255,11 +313,16 @@ impl Relay {
     /// transaction the server only ever sends a few bytes, so it can never be stuck
     /// writing to a client that stopped reading, where no timeout would reach it: the
     /// events are read after the commit.
+    ///
+    /// `Numbering::Settled` commits without waiting for the flush (see the module's
+    /// docs for why a lost numbering of settled rows is numbered again the same way);
+    /// `Numbering::Visible` waits for it, and never with `synchronous_commit` off.
     async fn sequence_postgres(
         &self,
         pool: &sqlx::PgPool,
         limit: i64,
-    ) -> sqlx::Result<(String, Vec<(u64, LogEntry)>)> {
+        numbering: Numbering,
+    ) -> sqlx::Result<Batch> {
         // Postgres counts in milliseconds, and 0 would mean "no limit".
         let ms = self
             .config
@@ -267,27 +330,44 @@ impl Relay {
             .as_micros()
             .div_ceil(1000)
             .max(1);
+        let (durability, eligible) = match numbering {
+            // The snapshot's xmin is the oldest transaction still running when the
+            // numbering statement starts; every row below it is visible or rolled back.
+            Numbering::Settled => (
+                "SET LOCAL synchronous_commit = off;",
+                "AND xid < pg_snapshot_xmin(pg_current_snapshot())",
+            ),
+            Numbering::Visible => (snapshot::DURABLE_COMMIT, ""),
+        };
         // One round trip for the whole transaction: the lock is held while Postgres
         // runs the script, never across this task's wait for its turn on a busy
         // runtime. The lock is taken by a statement of its own, so the numbering
         // statement's snapshot (taken when it starts, in READ COMMITTED) comes after
         // it is granted and sees the rows the previous holder numbered as numbered.
+        // The numbering statement always returns one row: the new last seq (NULL if it
+        // numbered nothing) and whether unsequenced rows were left, which a statement
+        // sees as its snapshot began, hence the rows of `batch` are left out.
         let script = format!(
             "BEGIN; \
+             {durability} \
              SET LOCAL idle_in_transaction_session_timeout = {ms}; \
              SET LOCAL statement_timeout = {ms}; \
              SET LOCAL lock_timeout = {ms}; \
              SELECT epoch, last_seq FROM realtime_meta WHERE id = 1 FOR UPDATE; \
              WITH batch AS ( \
-               SELECT id, row_number() OVER (ORDER BY id) AS n FROM realtime_outbox \
-               WHERE seq IS NULL ORDER BY id LIMIT {limit} \
+               SELECT id, row_number() OVER (ORDER BY xid, id) AS n FROM realtime_outbox \
+               WHERE seq IS NULL {eligible} ORDER BY xid, id LIMIT {limit} \
              ), numbered AS ( \
                UPDATE realtime_outbox o \
                SET seq = (SELECT last_seq FROM realtime_meta WHERE id = 1) + batch.n \
                FROM batch WHERE o.id = batch.id RETURNING o.seq \
+             ), bumped AS ( \
+               UPDATE realtime_meta SET last_seq = (SELECT max(seq) FROM numbered) \
+               WHERE id = 1 AND EXISTS (SELECT 1 FROM numbered) RETURNING last_seq \
              ) \
-             UPDATE realtime_meta SET last_seq = (SELECT max(seq) FROM numbered) \
-             WHERE id = 1 AND EXISTS (SELECT 1 FROM numbered) RETURNING last_seq AS new_last; \
+             SELECT (SELECT last_seq FROM bumped) AS new_last, \
+               EXISTS (SELECT 1 FROM realtime_outbox o WHERE o.seq IS NULL \
+                       AND NOT EXISTS (SELECT 1 FROM batch WHERE batch.id = o.id)) AS left_over; \
              COMMIT;"
         );
         let mut conn = pool.acquire().await?;
@@ -303,18 +383,39 @@ impl Relay {
             }
         };
         drop(conn);
-        // The meta row as locked, then the new last seq if this relay numbered any.
-        let meta = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+        // The meta row as locked, then the numbering's row (`set_config` may answer
+        // before them).
+        let with = |column: &str| {
+            rows.iter()
+                .find(|row| row.try_column(column).is_ok())
+                .ok_or(sqlx::Error::RowNotFound)
+        };
+        let meta = with("epoch")?;
         let (epoch, last): (String, i64) = (meta.try_get("epoch")?, meta.try_get("last_seq")?);
-        let new_last: Option<i64> = rows.get(1).map(|row| row.try_get("new_last")).transpose()?;
+        let outcome = with("new_last")?;
+        let new_last: Option<i64> = outcome.try_get("new_last")?;
+        let left_over: bool = outcome.try_get("left_over")?;
+        // Rows left over from a full batch are the next batch's (`Cue::MoreWaiting`).
+        let unsettled = left_over && numbering == Numbering::Settled;
         let Some(new_last) = new_last else {
-            return Ok((epoch, Vec::new())); // another node numbered them first
+            // Nothing settled, or another node numbered them first.
+            return Ok(Batch {
+                epoch,
+                events: Vec::new(),
+                unsettled,
+            });
         };
         let (after, upto) = (to_u64(last), to_u64(new_last));
-        match reader::read_range(&self.db, after, upto, self.config.relay_batch).await {
+        if numbering == Numbering::Visible {
+            self.metrics
+                .events_numbered_unsettled
+                .fetch_add(upto.saturating_sub(after), Ordering::Relaxed);
+        }
+        let events = match reader::read_range(&self.db, after, upto, self.config.relay_batch).await
+        {
             Ok(batch) => {
                 self.count_read_back(&batch);
-                Ok((epoch, batch))
+                batch
             }
             Err(e) => {
                 // Numbered for good; only this node's doorbells are lost.
@@ -324,9 +425,14 @@ impl Relay {
                     upto,
                     "relay: reading the rows just sequenced failed; nodes will find them by polling"
                 );
-                Ok((epoch, Vec::new()))
+                Vec::new()
             }
-        }
+        };
+        Ok(Batch {
+            epoch,
+            events,
+            unsettled,
+        })
     }
 
     async fn has_unsequenced(&self, pool: &sqlx::PgPool) -> sqlx::Result<bool> {
@@ -464,6 +570,23 @@ impl Relay {
             }
         };
         Ok(seq.map(to_u64))
+    }
+}
+
+/// Which unsequenced rows a Postgres sequencing transaction numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Numbering {
+    /// Settled rows only, committing without waiting for the flush.
+    Settled,
+    /// Every visible row, committing with a flush.
+    Visible,
+}
+
+/// Waits until `deadline`, or forever when there is none.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
 }
 

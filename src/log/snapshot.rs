@@ -41,24 +41,38 @@ pub(crate) async fn position_sqlite(conn: &mut SqliteConnection) -> sqlx::Result
 
 /// Statements that open a Postgres snapshot transaction: `REPEATABLE READ`, every wait
 /// bounded by `timeout` (like the relay's, so a stuck reader cannot hold the relays
-/// off for longer), and the meta lock taken before the snapshot exists.
+/// off for longer), and the meta lock taken before the snapshot exists. Its numbering
+/// commits with a flush, as the relay's of unsettled rows does: the rows it numbers
+/// need not be settled, so a crash must not lose it.
 pub(crate) fn postgres_begin(timeout: Duration) -> String {
     let ms = timeout.as_micros().div_ceil(1000).max(1);
+    // The first query takes the snapshot, so the one that reads the setting comes
+    // after the lock.
     format!(
         "BEGIN ISOLATION LEVEL REPEATABLE READ; \
          SET LOCAL lock_timeout = {ms}; \
          SET LOCAL statement_timeout = {ms}; \
          SET LOCAL idle_in_transaction_session_timeout = {ms}; \
-         LOCK TABLE realtime_meta IN EXCLUSIVE MODE"
+         LOCK TABLE realtime_meta IN EXCLUSIVE MODE; \
+         {DURABLE_COMMIT}"
     )
 }
 
+/// Raises `synchronous_commit` from `off` to `local` for the transaction it runs in,
+/// and leaves any other setting alone.
+pub(crate) const DURABLE_COMMIT: &str = "SELECT set_config('synchronous_commit', 'local', true) \
+     WHERE current_setting('synchronous_commit') = 'off';";
+
 /// Numbers every row committed before this transaction's snapshot (opened with
 /// [`postgres_begin`]) and returns the log position.
+///
+/// In (xid, id) order, as the relay numbers: rows whose numbering a crash lost
+/// (`src/log/relay.rs`) were settled, so they sort before every other unnumbered row
+/// and get the seqs they had.
 pub(crate) async fn position_postgres(conn: &mut PgConnection) -> sqlx::Result<Cursor> {
     let row: (String, i64) = sqlx::query_as(
         "WITH batch AS ( \
-           SELECT id, row_number() OVER (ORDER BY id) AS n FROM realtime_outbox \
+           SELECT id, row_number() OVER (ORDER BY xid, id) AS n FROM realtime_outbox \
            WHERE seq IS NULL \
          ), numbered AS ( \
            UPDATE realtime_outbox o \

@@ -10,7 +10,7 @@ use std::{sync::atomic::Ordering, time::Duration};
 
 use common::{
     db::{Backend, fresh_database_url},
-    server::{TestServer, seq_of},
+    server::{Client, TestServer, seq_of},
 };
 use sqlx::PgPool;
 use tidings::{Db, demo::Todo};
@@ -25,11 +25,17 @@ fn todo(id: &str) -> Todo {
     }
 }
 
-fn postgres_pool(db: &Db) -> PgPool {
-    match db {
-        Db::Postgres(pool) => pool.clone(),
-        Db::Sqlite(_) => unreachable!("a Postgres test"),
-    }
+/// A server on the Postgres database at `url` with `relay_settle`, a client
+/// subscribed to `todos:*`, and the server's pool.
+async fn subscribed(url: &str, relay_settle: Duration) -> (TestServer, Client, PgPool) {
+    let server = TestServer::start_on(url, |config| config.log.relay_settle = relay_settle).await;
+    let mut ann = server.connect("ann").await;
+    ann.subscribe("s", "todos:*").await;
+    let Db::Postgres(pool) = server.realtime.db() else {
+        unreachable!("a Postgres test")
+    };
+    let pool = pool.clone();
+    (server, ann, pool)
 }
 
 /// A writer that began first and commits last still gets the smaller seq when it
@@ -46,14 +52,8 @@ async fn postgres_a_row_waits_for_an_older_writer_and_then_follows_it() {
         "{}&application_name={name}",
         fresh_database_url(Backend::Postgres).await
     );
-    let server = TestServer::start_on(&url, |config| {
-        config.log.relay_settle = Duration::from_secs(1);
-    })
-    .await;
-    let mut ann = server.connect("ann").await;
-    ann.subscribe("s", "todos:*").await;
+    let (server, mut ann, pool) = subscribed(&url, Duration::from_secs(1)).await;
     let store = server.realtime.store();
-    let pool = postgres_pool(server.realtime.db());
 
     let mut older = store.begin().await.unwrap();
     older.insert(&todo("older")).await.unwrap();
@@ -111,14 +111,9 @@ async fn postgres_a_row_waits_for_an_older_writer_and_then_follows_it() {
 /// them back.
 #[tokio::test]
 async fn postgres_rows_a_long_transaction_holds_back_are_numbered_after_relay_settle() {
-    let server = TestServer::start(Backend::Postgres, |config| {
-        config.log.relay_settle = Duration::from_millis(50);
-    })
-    .await;
-    let mut ann = server.connect("ann").await;
-    ann.subscribe("s", "todos:*").await;
+    let url = fresh_database_url(Backend::Postgres).await;
+    let (server, mut ann, pool) = subscribed(&url, Duration::from_millis(50)).await;
     let store = server.realtime.store();
-    let pool = postgres_pool(server.realtime.db());
 
     let mut long = pool.begin().await.unwrap();
     sqlx::query("SELECT pg_current_xact_id()")

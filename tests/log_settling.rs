@@ -1,8 +1,8 @@
 //! Postgres: the relay numbers a row without a flush to disk of its own only once the
-//! row is settled (no transaction that began before the row's is still running), in
-//! (xid, id) order, which no later commit can change; rows that do not settle within
-//! `log.relay_settle` are numbered with a flush, as before. A transaction that writes
-//! events never commits with `synchronous_commit` off.
+//! row is settled (no transaction that started writing before the row's writer did is
+//! still running), in (xid, id) order, which no later commit can change; rows that do
+//! not settle within `log.relay_settle` are numbered with a flush, as before. A
+//! transaction that writes events never commits with `synchronous_commit` off.
 
 mod common;
 
@@ -107,8 +107,8 @@ async fn postgres_a_row_waits_for_an_older_writer_and_then_follows_it() {
 /// A long transaction elsewhere on the server (here one that holds an xid and never
 /// commits) keeps every later row from settling; after `log.relay_settle` the relay
 /// numbers them anyway, with a flush of its own. Rows written before the xid column
-/// existed (no xid) never settle, and are numbered the same way once nothing holds
-/// them back.
+/// existed (no xid) never settle, and are numbered the same way (the second write
+/// below comes after the long transaction ended, so only its missing xid holds it).
 #[tokio::test]
 async fn postgres_rows_a_long_transaction_holds_back_are_numbered_after_relay_settle() {
     let url = fresh_database_url(Backend::Postgres).await;

@@ -4,6 +4,13 @@ use std::time::Duration;
 
 use super::{Config, JwtAlgorithm};
 
+/// The setting `validate` names when the defaults are changed by `edit`.
+fn rejected_setting(edit: impl FnOnce(&mut Config)) -> &'static str {
+    let mut config = Config::default();
+    edit(&mut config);
+    config.validate().unwrap_err().setting
+}
+
 #[test]
 fn defaults_are_valid() {
     Config::default().validate().unwrap();
@@ -11,13 +18,12 @@ fn defaults_are_valid() {
 
 #[test]
 fn bad_values_name_the_setting() {
-    let mut config = Config::default();
-    config.jwt.leeway = Duration::from_secs(60);
-    assert_eq!(config.validate().unwrap_err().setting, "jwt.leeway");
-    let mut config = Config::default();
-    config.connection.send_queue_capacity = 0;
     assert_eq!(
-        config.validate().unwrap_err().setting,
+        rejected_setting(|c| c.jwt.leeway = Duration::from_secs(60)),
+        "jwt.leeway"
+    );
+    assert_eq!(
+        rejected_setting(|c| c.connection.send_queue_capacity = 0),
         "connection.send_queue_capacity"
     );
 }
@@ -56,9 +62,7 @@ fn hardening_limits_are_checked() {
         ),
     ];
     for (edit, setting) in cases {
-        let mut config = Config::default();
-        edit(&mut config);
-        assert_eq!(config.validate().unwrap_err().setting, setting);
+        assert_eq!(rejected_setting(edit), setting);
     }
     let parsed: Config = toml::from_str(
         "[transport]\nidle_timeout = \"5s\"\n[publish]\nwindow = \"10s\"\n\
@@ -75,29 +79,21 @@ fn hardening_limits_are_checked() {
 
 #[test]
 fn broker_settings_are_checked() {
-    let mut config = Config::default();
-    config.broker.silence_timeout = config.broker.heartbeat_interval;
     assert_eq!(
-        config.validate().unwrap_err().setting,
+        rejected_setting(|c| c.broker.silence_timeout = c.broker.heartbeat_interval),
         "broker.silence_timeout"
     );
-    let mut config = Config::default();
-    config.broker.fallback_poll_interval = Duration::ZERO;
     assert_eq!(
-        config.validate().unwrap_err().setting,
+        rejected_setting(|c| c.broker.fallback_poll_interval = Duration::ZERO),
         "broker.fallback_poll_interval"
     );
-    let mut config = Config::default();
-    config.broker.reconnect_backoff = Duration::from_secs(10);
     assert_eq!(
-        config.validate().unwrap_err().setting,
+        rejected_setting(|c| c.broker.reconnect_backoff = Duration::from_secs(10)),
         "broker.reconnect_backoff"
     );
     for prefix in ["", "has space", "a..b", "x.*"] {
-        let mut config = Config::default();
-        config.broker.channel_prefix = prefix.into();
         assert_eq!(
-            config.validate().unwrap_err().setting,
+            rejected_setting(|c| c.broker.channel_prefix = prefix.into()),
             "broker.channel_prefix",
             "{prefix:?}"
         );
@@ -116,19 +112,22 @@ fn relay_linger_and_settle_parse_and_are_bounded() {
     assert_eq!(parsed.log.relay_linger, Duration::ZERO);
     assert_eq!(parsed.log.relay_settle, Duration::ZERO);
     parsed.validate().unwrap();
-    let mut config = Config::default();
-    config.log.relay_linger = Duration::from_millis(1001);
-    assert_eq!(config.validate().unwrap_err().setting, "log.relay_linger");
-    let mut config = Config::default();
-    config.log.relay_settle = Duration::from_millis(1001);
-    assert_eq!(config.validate().unwrap_err().setting, "log.relay_settle");
+    assert_eq!(
+        rejected_setting(|c| c.log.relay_linger = Duration::from_millis(1001)),
+        "log.relay_linger"
+    );
+    assert_eq!(
+        rejected_setting(|c| c.log.relay_settle = Duration::from_millis(1001)),
+        "log.relay_settle"
+    );
 }
 
 #[test]
 fn presence_node_ttl_must_outlast_a_sync() {
-    let mut config = Config::default();
-    config.presence.node_ttl = config.presence.sync_interval;
-    assert_eq!(config.validate().unwrap_err().setting, "presence.node_ttl");
+    assert_eq!(
+        rejected_setting(|c| c.presence.node_ttl = c.presence.sync_interval),
+        "presence.node_ttl"
+    );
     let parsed: Config = toml::from_str("[presence]\ngrace = \"1s\"").unwrap();
     assert_eq!(parsed.presence.grace, Duration::from_secs(1));
 }
@@ -145,16 +144,12 @@ fn write_timeout_and_connection_age_parse_and_are_checked() {
     );
     parsed.validate().unwrap();
     assert_eq!(Config::default().connection.max_connection_age, None);
-    let mut config = Config::default();
-    config.connection.max_connection_age = Some(Duration::ZERO);
     assert_eq!(
-        config.validate().unwrap_err().setting,
+        rejected_setting(|c| c.connection.max_connection_age = Some(Duration::ZERO)),
         "connection.max_connection_age"
     );
-    let mut config = Config::default();
-    config.connection.write_timeout = Duration::ZERO;
     assert_eq!(
-        config.validate().unwrap_err().setting,
+        rejected_setting(|c| c.connection.write_timeout = Duration::ZERO),
         "connection.write_timeout"
     );
 }
@@ -176,9 +171,7 @@ fn matching_and_resume_limits_must_be_positive() {
         }),
     ];
     for (setting, break_it) in cases {
-        let mut config = Config::default();
-        break_it(&mut config);
-        assert_eq!(config.validate().unwrap_err().setting, setting);
+        assert_eq!(rejected_setting(break_it), setting);
     }
     let parsed: Config =
         toml::from_str("[connection]\nmax_glob_subscriptions = 5\n[log]\nresume_interval = \"1s\"")

@@ -17,7 +17,7 @@ const SQLITE_INSERT: &str = "INSERT INTO realtime_outbox \
                  (SELECT last_seq FROM realtime_meta WHERE id = 1)) + 1, \
              ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
      RETURNING seq";
-const POSTGRES_INSERT: &str = "INSERT INTO realtime_outbox \
+pub(crate) const POSTGRES_INSERT: &str = "INSERT INTO realtime_outbox \
      (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at, previous, mutation, source) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
@@ -40,7 +40,7 @@ pub async fn insert_postgres(conn: &mut PgConnection, event: &LogEntry) -> sqlx:
 }
 
 /// Binds the twelve insert parameters in column order, on either backend.
-fn bind_event<'q, DB>(
+pub(crate) fn bind_event<'q, DB>(
     query: Query<'q, DB, DB::Arguments>,
     event: &LogEntry,
 ) -> Query<'q, DB, DB::Arguments>
@@ -68,4 +68,26 @@ where
         .bind(event.previous.as_deref().map(Json))
         .bind(event.mutation.as_deref())
         .bind(event.source.to_column())
+}
+
+/// Rewrites what a record event takes from the stored row (its key, payload and rule
+/// fields) in the outbox row that a model insert's own statement wrote from the record
+/// as given (see `model::tx`).
+const POSTGRES_CORRECT: &str =
+    "UPDATE realtime_outbox SET record_key = $1, payload = $2, acl = $3 WHERE id = $4";
+
+/// Rewrites the event row with id `id` to say `event` (see [`POSTGRES_CORRECT`]).
+pub(crate) async fn correct_postgres(
+    conn: &mut PgConnection,
+    id: i64,
+    event: &LogEntry,
+) -> sqlx::Result<()> {
+    sqlx::query(POSTGRES_CORRECT)
+        .bind(event.key.as_deref())
+        .bind(Json(&event.payload))
+        .bind(Json(&event.acl))
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

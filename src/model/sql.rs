@@ -117,12 +117,17 @@ impl Conn<'_> {
     /// Inserts the record's fields and returns the row as stored.
     ///
     /// Null fields are left out of the column list, so column defaults apply to them.
+    /// On Postgres the same statement writes the outbox row of `event` when given (the
+    /// event predicted from the record as given), and its id is returned so that
+    /// [`Conn::correct`] can rewrite it; SQLite has no single statement that writes
+    /// two tables, so there the caller records the event itself.
     pub(super) async fn insert(
         &mut self,
         t: &Target,
         id: &str,
         record: &Row,
-    ) -> Result<Row, StoreError> {
+        event: Option<&LogEntry>,
+    ) -> Result<(Row, Option<EventRowId>), StoreError> {
         let present: Row = record
             .iter()
             .filter(|(_, v)| !v.is_null())
@@ -130,10 +135,37 @@ impl Conn<'_> {
             .collect();
         match self {
             Self::Sqlite(c, tx) => {
-                sqlite::insert(c, t, tx.as_mut().map(InTx::reborrow), id, &present).await
+                let row =
+                    sqlite::insert(c, t, tx.as_mut().map(InTx::reborrow), id, &present).await?;
+                Ok((row, None))
             }
-            Self::Postgres(c) => postgres::insert(c, t, id, &present).await,
+            Self::Postgres(c) => match event {
+                Some(event) => postgres::insert_recording(c, t, id, &present, event).await,
+                None => Ok((postgres::insert(c, t, id, &present).await?, None)),
+            },
         }
+    }
+
+    /// Rewrites the key, payload and rule fields of the event row an insert wrote
+    /// (Postgres) to say `event`: what the row as stored made of it.
+    pub(super) async fn correct(
+        &mut self,
+        event_row: EventRowId,
+        event: &LogEntry,
+    ) -> Result<(), StoreError> {
+        let result = match self {
+            Self::Postgres(c) => outbox::correct_postgres(c, event_row.0, event).await,
+            // Only a Postgres insert writes an event row of its own.
+            Self::Sqlite(..) => Err(sqlx::Error::Protocol(
+                "no SQLite insert writes an event row to correct".to_owned(),
+            )),
+        };
+        result.map_err(|source| StoreError::Database {
+            op: "record",
+            collection: event.collection.clone(),
+            id: event.key.clone(),
+            source,
+        })
     }
 
     /// Writes the record's fields that differ from the stored row, which is locked
@@ -174,6 +206,10 @@ impl Conn<'_> {
         })
     }
 }
+
+/// The id of an outbox row that a Postgres insert wrote with its record.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct EventRowId(pub(super) i64);
 
 /// One field of a record about to be written, with its column name quoted.
 struct Field<'r> {

@@ -121,10 +121,37 @@ impl Tx {
         let target = Target::of::<M>()?;
         let id = record.id();
         let fields = event::to_row(record)?;
-        let row = self.conn().insert(&target, &id, &fields).await?;
+        // On Postgres the event the record would have if stored as given rides with
+        // the insert, saving the event row a round trip of its own; if column defaults
+        // or the database's conversions made the stored row differ, the event row is
+        // rewritten to say what was stored before anyone can read it. SQLite has no
+        // statement that writes two tables (sqlx's multi-statement queries are
+        // deprecated, launchbadge/sqlx#3108), so there the event row follows.
+        let predicted = match self.inner {
+            OpenTx::Postgres(_) => {
+                Some(self.attributed(event::for_write(Action::Create, record, &fields, None)?))
+            }
+            OpenTx::Sqlite(..) => None,
+        };
+        let (row, event_row) = self
+            .conn()
+            .insert(&target, &id, &fields, predicted.as_ref())
+            .await?;
         let stored: M = event::from_row(row.clone(), &id)?;
         let event = event::for_write(Action::Create, &stored, &row, None)?;
-        self.record_owned(event).await?;
+        match (event_row, predicted) {
+            (Some(event_row), Some(predicted)) => {
+                let event = LogEntry {
+                    ts: predicted.ts,
+                    ..self.attributed(event)
+                };
+                if event != predicted {
+                    self.conn().correct(event_row, &event).await?;
+                }
+                self.recorded(None, event);
+            }
+            _ => self.record_owned(event).await?,
+        }
         Ok(stored)
     }
 
@@ -185,7 +212,15 @@ impl Tx {
     }
 
     /// [`Tx::record`] for an event the caller no longer needs.
-    async fn record_owned(&mut self, mut event: LogEntry) -> Result<(), StoreError> {
+    async fn record_owned(&mut self, event: LogEntry) -> Result<(), StoreError> {
+        let event = self.attributed(event);
+        let seq = self.conn().record(&event).await?;
+        self.recorded(seq, event);
+        Ok(())
+    }
+
+    /// `event` with this transaction's mutation id and attribution, unless it has its own.
+    fn attributed(&self, mut event: LogEntry) -> LogEntry {
         if self.mutation.is_some() && event.mutation.is_none() {
             event = event.with_mutation(self.mutation.clone());
         }
@@ -194,7 +229,12 @@ impl Tx {
         {
             event.source = attribution.source_for(&event.collection);
         }
-        let seq = self.conn().record(&event).await?;
+        event
+    }
+
+    /// Notes that `event` was written, with the seq its insert gave it (SQLite), so the
+    /// commit wakes the relay or hands it the events.
+    fn recorded(&mut self, seq: Option<u64>, event: LogEntry) {
         self.wrote = true;
         if let (Some(seq), Some(numbered)) = (seq, &mut self.numbered) {
             if numbered.len() < self.signal.capacity() {
@@ -203,7 +243,6 @@ impl Tx {
                 self.numbered = None; // a big transaction: the relay reads the log
             }
         }
-        Ok(())
     }
 
     /// The transaction's connection when on SQLite, for the user's own SQL. Capture

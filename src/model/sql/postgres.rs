@@ -6,10 +6,10 @@
 //! Rows come back as `to_jsonb(row)`.
 
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, PgConnection, types::Json};
+use sqlx::{AssertSqlSafe, PgConnection, Row as _, types::Json};
 
-use super::{Row, Target, fields};
-use crate::model::StoreError;
+use super::{EventRowId, Row, Target, fields};
+use crate::{event::LogEntry, log::outbox, model::StoreError};
 
 /// The alias of the model's table in every statement. `alias.*` is used wherever the
 /// whole row is meant, because a bare alias would name a column of the same name.
@@ -117,6 +117,43 @@ pub(super) async fn insert(
         .await
         .map_err(t.db_error("insert", Some(id)))?;
     Ok(into_row(row))
+}
+
+/// [`insert`] with the outbox row of `event` written by the same statement, as a
+/// data-modifying CTE: both happen or neither, in one round trip. Returns the row as
+/// stored and the event row's id; no event row for a record without fields.
+pub(super) async fn insert_recording(
+    conn: &mut PgConnection,
+    t: &Target,
+    id: &str,
+    record: &Row,
+    event: &LogEntry,
+) -> Result<(Row, Option<EventRowId>), StoreError> {
+    let fields = fields(t, record)?;
+    if fields.is_empty() {
+        // `DEFAULT VALUES` binds no record, and the event's parameters are numbered
+        // after it: such a rare insert takes its own statement.
+        return Ok((insert(conn, t, id, record).await?, None));
+    }
+    let list = fields
+        .iter()
+        .map(|f| f.quoted.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The event's twelve parameters are $1-$12, as `outbox::bind_event` binds them.
+    let sql = format!(
+        "WITH tidings_event AS ({outbox_insert} RETURNING id),          tidings_written AS (             INSERT INTO {table} AS {ROW} ({list})              SELECT {list} FROM jsonb_populate_record(NULL::{table}, $13::jsonb)              RETURNING to_jsonb({ROW}.*) AS stored)          SELECT tidings_written.stored, tidings_event.id FROM tidings_written, tidings_event",
+        outbox_insert = outbox::POSTGRES_INSERT,
+        table = t.quoted_table,
+    );
+    let written = outbox::bind_event(sqlx::query(AssertSqlSafe(sql)), event)
+        .bind(Json(record))
+        .fetch_one(conn)
+        .await
+        .and_then(|row| Ok((row.try_get::<Value, _>(0)?, row.try_get::<i64, _>(1)?)))
+        .map_err(t.db_error("insert", Some(id)))?;
+    let (row, event_id) = written;
+    Ok((into_row(row), Some(EventRowId(event_id))))
 }
 
 pub(super) async fn update(

@@ -179,3 +179,51 @@ backend_tests!(
         assert_eq!(keys, ids, "{backend:?}: one event per stored ticket");
     }
 );
+
+/// On Postgres an update's event is predicted from the record overlaid on the locked
+/// row; a trigger that changes the row as it is written makes the stored row differ,
+/// and the event must say what was stored: the trigger's value, its field among the
+/// changes, and its value before.
+#[tokio::test]
+async fn postgres_an_update_a_trigger_changes_is_delivered_as_stored() {
+    let server = setup(Backend::Postgres).await;
+    let Db::Postgres(pool) = server.realtime.db() else {
+        panic!("a Postgres server");
+    };
+    sqlx::raw_sql(
+        "CREATE FUNCTION tickets_edited() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN NEW.status := 'edited'; RETURN NEW; END; $$;
+         CREATE TRIGGER tickets_edited BEFORE UPDATE ON tickets
+             FOR EACH ROW EXECUTE FUNCTION tickets_edited();",
+    )
+    .execute(pool)
+    .await
+    .expect("create the trigger");
+    let mut ann = server.connect("ann").await;
+    ann.subscribe("s", "tickets:*").await;
+    let store = server.realtime.store();
+    let mut tx = store.begin().await.unwrap();
+    let created = tx.insert(&ticket("first", None)).await.unwrap();
+    let renamed = Ticket {
+        title: "renamed".to_owned(),
+        ..created.clone()
+    };
+    let (stored, changes) = tx.update(&renamed).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(stored.status.as_deref(), Some("edited"));
+    assert_eq!(changes, ["status", "title"]);
+
+    assert_eq!(ann.recv_event().await["action"], "create");
+    let event = ann.recv_event().await;
+    assert_eq!(event["action"], "update", "{event}");
+    assert_eq!(event["record"]["status"], "edited", "{event}");
+    assert_eq!(event["changes"], json!(["status", "title"]), "{event}");
+    let previous: String = sqlx::query_scalar(
+        "SELECT previous::text FROM realtime_outbox WHERE action = 'update'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("read the update's event row");
+    let previous: Value = serde_json::from_str(&previous).expect("previous is JSON");
+    assert_eq!(previous, json!({"status": "open", "title": "first"}));
+}

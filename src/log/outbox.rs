@@ -17,9 +17,23 @@ const SQLITE_INSERT: &str = "INSERT INTO realtime_outbox \
                  (SELECT last_seq FROM realtime_meta WHERE id = 1)) + 1, \
              ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
      RETURNING seq";
-pub(crate) const POSTGRES_INSERT: &str = "INSERT INTO realtime_outbox \
-     (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at, previous, mutation, source) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+macro_rules! postgres_insert {
+    ($rows:literal) => {
+        concat!(
+            "INSERT INTO realtime_outbox \
+             (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at, previous, mutation, source) ",
+            $rows
+        )
+    };
+}
+const POSTGRES_INSERT: &str =
+    postgres_insert!("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)");
+/// The event row of a model write made by a sibling in the same `WITH` as this (see
+/// `model::sql::postgres`): one row per row that `tidings_written` returns, so none
+/// if the write found nothing.
+pub(crate) const POSTGRES_INSERT_PER_WRITTEN: &str = postgres_insert!(
+    "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM tidings_written"
+);
 
 /// Inserts `event` as an outbox row on SQLite, where the insert numbers it; returns
 /// its seq, which is the event's for good once the transaction commits.
@@ -70,11 +84,11 @@ where
         .bind(event.source.to_column())
 }
 
-/// Rewrites what a record event takes from the stored row (its key, payload and rule
-/// fields) in the outbox row that a model insert's own statement wrote from the record
-/// as given (see `model::tx`).
-const POSTGRES_CORRECT: &str =
-    "UPDATE realtime_outbox SET record_key = $1, payload = $2, acl = $3 WHERE id = $4";
+/// Rewrites what a record event takes from the stored rows (its key, payload, changes,
+/// rule fields and previous values) in the outbox row that a model write's own
+/// statement wrote from the event predicted before it (see `model::tx`).
+const POSTGRES_CORRECT: &str = "UPDATE realtime_outbox \
+     SET record_key = $1, payload = $2, changes = $3, acl = $4, previous = $5 WHERE id = $6";
 
 /// Rewrites the event row with id `id` to say `event` (see [`POSTGRES_CORRECT`]).
 pub(crate) async fn correct_postgres(
@@ -85,7 +99,9 @@ pub(crate) async fn correct_postgres(
     sqlx::query(POSTGRES_CORRECT)
         .bind(event.key.as_deref())
         .bind(Json(&event.payload))
+        .bind(event.changes.as_ref().map(Json))
         .bind(Json(&event.acl))
+        .bind(event.previous.as_deref().map(Json))
         .bind(id)
         .execute(conn)
         .await?;

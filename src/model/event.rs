@@ -73,9 +73,27 @@ pub(super) fn for_write<M: Model>(
         .with_acl(acl))
 }
 
+/// What an update of the row `old` into `new` gives: the record as stored, the names of
+/// the public fields that changed, and its event.
+pub(super) fn for_update<M: Model>(
+    id: &str,
+    old: &Row,
+    new: &Row,
+) -> Result<(M, Vec<String>, LogEntry), StoreError> {
+    let stored: M = from_row(new.clone(), id)?;
+    let changes = changed_fields(&stored, old, new);
+    // The record as it was, in the same form as the payload (serde's, not the
+    // driver's: timestamps with `Z`, floats with `.0`), so filters judge both alike.
+    let was = to_row(&from_row::<M>(old.clone(), id)?)?;
+    let previous = previous_values::<M>(&changes, old, new, &was);
+    let event = for_write(Action::Update, &stored, new, Some(changes.clone()))?
+        .with_previous(Some(previous));
+    Ok((stored, changes, event))
+}
+
 /// Names of the public fields of `M` whose stored values differ between two rows,
 /// sorted so that the list does not depend on JSON map ordering.
-pub(super) fn changed_fields<M: Model>(record: &M, old: &Row, new: &Row) -> Vec<String> {
+fn changed_fields<M: Model>(record: &M, old: &Row, new: &Row) -> Vec<String> {
     let public = match super::public_projection(record) {
         Value::Object(fields) => fields,
         _ => return Vec::new(),
@@ -95,7 +113,7 @@ pub(super) fn changed_fields<M: Model>(record: &M, old: &Row, new: &Row) -> Vec<
 /// subscription filters, which is what `enter` and `leave` need. Each value is taken
 /// from `was` (the old record as the model serializes it, the payload's form) when the
 /// model has the field, else from the stored row.
-pub(super) fn previous_values<M: Model>(
+fn previous_values<M: Model>(
     changes: &[String],
     old: &Row,
     new: &Row,

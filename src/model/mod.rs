@@ -6,6 +6,7 @@
 mod error;
 mod event;
 mod field;
+mod marks;
 mod snapshot;
 mod sql;
 mod store;

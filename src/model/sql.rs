@@ -146,8 +146,8 @@ impl Conn<'_> {
         }
     }
 
-    /// Rewrites the key, payload and rule fields of the event row an insert wrote
-    /// (Postgres) to say `event`: what the row as stored made of it.
+    /// Rewrites the event row a write's statement wrote (Postgres) to say `event`: what
+    /// the rows as stored made of it.
     pub(super) async fn correct(
         &mut self,
         event_row: EventRowId,
@@ -155,9 +155,9 @@ impl Conn<'_> {
     ) -> Result<(), StoreError> {
         let result = match self {
             Self::Postgres(c) => outbox::correct_postgres(c, event_row.0, event).await,
-            // Only a Postgres insert writes an event row of its own.
+            // Only a Postgres write's statement writes an event row.
             Self::Sqlite(..) => Err(sqlx::Error::Protocol(
-                "no SQLite insert writes an event row to correct".to_owned(),
+                "no SQLite write writes an event row to correct".to_owned(),
             )),
         };
         result.map_err(|source| StoreError::Database {
@@ -170,18 +170,29 @@ impl Conn<'_> {
 
     /// Writes the record's fields that differ from the stored row, which is locked
     /// first. Returns the row before and after, or `None` if there is no such row.
+    ///
+    /// On Postgres, given `predict`, the statement that writes the row also writes
+    /// the event row of the event `predict` makes of the locked row and the record
+    /// overlaid on it, as [`Conn::insert`] does; an update that changes nothing runs
+    /// no such statement, and the caller records its event itself.
     pub(super) async fn update(
         &mut self,
         t: &Target,
         id: &str,
         record: &Row,
-    ) -> Result<Option<(Row, Row)>, StoreError> {
-        match self {
+        predict: Option<&PredictEvent<'_>>,
+    ) -> Result<Option<Updated>, StoreError> {
+        let rows = match self {
             Self::Sqlite(c, tx) => {
-                sqlite::update(c, t, tx.as_mut().map(InTx::reborrow), id, record).await
+                sqlite::update(c, t, tx.as_mut().map(InTx::reborrow), id, record).await?
             }
-            Self::Postgres(c) => postgres::update(c, t, id, record).await,
-        }
+            Self::Postgres(c) => return postgres::update(c, t, id, record, predict).await,
+        };
+        Ok(rows.map(|(old, new)| Updated {
+            old,
+            new,
+            event_row: None,
+        }))
     }
 
     /// Deletes the row and returns it as it was, or `None` if there is no such row.
@@ -207,7 +218,22 @@ impl Conn<'_> {
     }
 }
 
-/// The id of an outbox row that a Postgres insert wrote with its record.
+/// Builds the event of a write from the row before it (for an update) and the row it
+/// is expected to store.
+pub(super) type PredictEvent<'a> =
+    dyn Fn(&Row, &Row) -> Result<LogEntry, StoreError> + Send + Sync + 'a;
+
+/// What [`Conn::update`] did.
+pub(super) struct Updated {
+    /// The row before the update.
+    pub old: Row,
+    /// The row as stored after it.
+    pub new: Row,
+    /// The event row the update's statement wrote, with the event predicted for it.
+    pub event_row: Option<(EventRowId, LogEntry)>,
+}
+
+/// The id of an outbox row that a Postgres write wrote with its record.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct EventRowId(pub(super) i64);
 

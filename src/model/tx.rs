@@ -6,13 +6,16 @@ use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
 
 use super::{
     Model, StoreError, event,
-    sql::{ColumnCache, Conn, InTx, SQLITE_UNMUTE, Target, TxSchema},
+    marks::EventMarks,
+    sql::{
+        ColumnCache, Conn, EventRowId, InTx, PredictEvent, Row, SQLITE_UNMUTE, Target, TxSchema,
+    },
 };
 use crate::{
     event::{Action, LogEntry},
     log::RelaySignal,
     mutation::MutationId,
-    source::{Attribution, Source},
+    source::Attribution,
 };
 
 /// An open transaction from [`Store::begin`](super::Store::begin).
@@ -34,11 +37,8 @@ pub struct Tx {
     columns: Arc<ColumnCache>,
     /// Work that may happen only once the transaction committed (non-logged events).
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
-    /// The client mutation id every event of this transaction carries.
-    mutation: Option<MutationId>,
-    /// The client every event of this transaction is attributed to, if any (a
-    /// handler's transaction, `Call::begin`).
-    attribution: Option<Attribution>,
+    /// The mutation id and attribution every event of this transaction carries.
+    marks: EventMarks,
 }
 
 /// The database transaction a [`Tx`] wraps, on whichever backend the store uses.
@@ -71,8 +71,7 @@ impl Tx {
             numbered: Some(Vec::new()),
             columns,
             after_commit: Vec::new(),
-            mutation: None,
-            attribution: None,
+            marks: EventMarks::default(),
         }
     }
 
@@ -80,18 +79,18 @@ impl Tx {
     /// deletes, recorded events and broadcasts without an id of their own) with the
     /// client's mutation id; subscribers see it as the event's `"mutation"`.
     pub fn set_mutation(&mut self, mutation: MutationId) {
-        self.mutation = Some(mutation);
+        self.marks.mutation = Some(mutation);
     }
 
     /// The mutation id set with [`Tx::set_mutation`].
     pub fn mutation(&self) -> Option<&MutationId> {
-        self.mutation.as_ref()
+        self.marks.mutation.as_ref()
     }
 
     /// Attributes every event this transaction writes from now on to a client: its
     /// `source` becomes `client` (see [`crate::Source`]).
     pub(crate) fn attribute(&mut self, attribution: Attribution) {
-        self.attribution = Some(attribution);
+        self.marks.attribution = Some(attribution);
     }
 
     /// Runs `f` after a successful commit, never after a rollback or a drop. Used for
@@ -122,16 +121,15 @@ impl Tx {
         let id = record.id();
         let fields = event::to_row(record)?;
         // On Postgres the event the record would have if stored as given rides with
-        // the insert, saving the event row a round trip of its own; if column defaults
-        // or the database's conversions made the stored row differ, the event row is
-        // rewritten to say what was stored before anyone can read it. SQLite has no
-        // statement that writes two tables (sqlx's multi-statement queries are
-        // deprecated, launchbadge/sqlx#3108), so there the event row follows.
-        let predicted = match self.inner {
-            OpenTx::Postgres(_) => {
-                Some(self.attributed(event::for_write(Action::Create, record, &fields, None)?))
-            }
-            OpenTx::Sqlite(..) => None,
+        // the insert, saving the event row a round trip of its own (see
+        // `write_event`). SQLite has no statement that writes two tables (sqlx's
+        // multi-statement queries are deprecated, launchbadge/sqlx#3108), so there the
+        // event row follows.
+        let predicted = if self.writes_with_event() {
+            let event = event::for_write(Action::Create, record, &fields, None)?;
+            Some(self.marks.apply(event))
+        } else {
+            None
         };
         let (row, event_row) = self
             .conn()
@@ -139,19 +137,7 @@ impl Tx {
             .await?;
         let stored: M = event::from_row(row.clone(), &id)?;
         let event = event::for_write(Action::Create, &stored, &row, None)?;
-        match (event_row, predicted) {
-            (Some(event_row), Some(predicted)) => {
-                let event = LogEntry {
-                    ts: predicted.ts,
-                    ..self.attributed(event)
-                };
-                if event != predicted {
-                    self.conn().correct(event_row, &event).await?;
-                }
-                self.recorded(None, event);
-            }
-            _ => self.record_owned(event).await?,
-        }
+        self.write_event(event_row.zip(predicted), event).await?;
         Ok(stored)
     }
 
@@ -164,20 +150,22 @@ impl Tx {
         let target = Target::of::<M>()?;
         let id = record.id();
         let fields = event::to_row(record)?;
-        let (old, new) = self
+        // On Postgres the update's statement writes the event too, predicted from the
+        // locked row and the record overlaid on it (see `insert`).
+        let marks = self.marks.clone();
+        let predict = |old: &Row, new: &Row| {
+            event::for_update::<M>(&id, old, new).map(|(_, _, event)| marks.apply(event))
+        };
+        let predict = self
+            .writes_with_event()
+            .then_some(&predict as &PredictEvent<'_>);
+        let updated = self
             .conn()
-            .update(&target, &id, &fields)
+            .update(&target, &id, &fields, predict)
             .await?
             .ok_or_else(|| not_found::<M>(&id))?;
-        let stored: M = event::from_row(new.clone(), &id)?;
-        let changes = event::changed_fields(&stored, &old, &new);
-        // The record as it was, in the same form as the payload (serde's, not the
-        // driver's: timestamps with `Z`, floats with `.0`), so filters judge both alike.
-        let was = event::to_row(&event::from_row::<M>(old.clone(), &id)?)?;
-        let previous = event::previous_values::<M>(&changes, &old, &new, &was);
-        let event = event::for_write(Action::Update, &stored, &new, Some(changes.clone()))?
-            .with_previous(Some(previous));
-        self.record_owned(event).await?;
+        let (stored, changes, event) = event::for_update::<M>(&id, &updated.old, &updated.new)?;
+        self.write_event(updated.event_row, event).await?;
         Ok((stored, changes))
     }
 
@@ -213,23 +201,40 @@ impl Tx {
 
     /// [`Tx::record`] for an event the caller no longer needs.
     async fn record_owned(&mut self, event: LogEntry) -> Result<(), StoreError> {
-        let event = self.attributed(event);
+        let event = self.marks.apply(event);
         let seq = self.conn().record(&event).await?;
         self.recorded(seq, event);
         Ok(())
     }
 
-    /// `event` with this transaction's mutation id and attribution, unless it has its own.
-    fn attributed(&self, mut event: LogEntry) -> LogEntry {
-        if self.mutation.is_some() && event.mutation.is_none() {
-            event = event.with_mutation(self.mutation.clone());
+    /// Whether model writes send their event row in their own statement (Postgres).
+    fn writes_with_event(&self) -> bool {
+        matches!(self.inner, OpenTx::Postgres(_))
+    }
+
+    /// Writes the event of a model write, `event` being what the stored rows make of
+    /// it. If the write's own statement already wrote an event row, from the event
+    /// predicted before the write, that row is rewritten only where `event` says
+    /// otherwise (a column default, a generated id, a value the column type spells
+    /// differently, a trigger's change): before the commit, so no one reads the
+    /// prediction.
+    async fn write_event(
+        &mut self,
+        written: Option<(EventRowId, LogEntry)>,
+        event: LogEntry,
+    ) -> Result<(), StoreError> {
+        let Some((event_row, predicted)) = written else {
+            return self.record_owned(event).await;
+        };
+        let event = LogEntry {
+            ts: predicted.ts,
+            ..self.marks.apply(event)
+        };
+        if event != predicted {
+            self.conn().correct(event_row, &event).await?;
         }
-        if let Some(attribution) = &self.attribution
-            && event.source == Source::Server
-        {
-            event.source = attribution.source_for(&event.collection);
-        }
-        event
+        self.recorded(None, event);
+        Ok(())
     }
 
     /// Notes that `event` was written, with the seq its insert gave it (SQLite), so the

@@ -6,10 +6,15 @@
 //! Rows come back as `to_jsonb(row)`.
 
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, PgConnection, Row as _, types::Json};
+use sqlx::{
+    AssertSqlSafe, PgConnection, Postgres, Row as _, postgres::PgArguments, query::Query,
+    types::Json,
+};
 
-use super::{EventRowId, Row, Target, fields};
+use super::{EventRowId, PredictEvent, Row, Target, Updated, fields};
 use crate::{event::LogEntry, log::outbox, model::StoreError};
+
+type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
 /// The alias of the model's table in every statement. `alias.*` is used wherever the
 /// whole row is meant, because a bare alias would name a column of the same name.
@@ -19,8 +24,13 @@ const ROW: &str = "tidings_row";
 /// converted by `jsonb_populate_record` to whatever type the id column has; the
 /// function is stable, so the primary key index is still used.
 fn id_condition(t: &Target) -> String {
+    id_condition_at(t, 1)
+}
+
+/// [`id_condition`] with the id as parameter `$n`.
+fn id_condition_at(t: &Target, n: usize) -> String {
     format!(
-        "{ROW}.{id} = (jsonb_populate_record(NULL::{table}, $1::jsonb)).{id}",
+        "{ROW}.{id} = (jsonb_populate_record(NULL::{table}, ${n}::jsonb)).{id}",
         id = t.quoted_id,
         table = t.quoted_table,
     )
@@ -132,7 +142,7 @@ pub(super) async fn insert_recording(
     let fields = fields(t, record)?;
     if fields.is_empty() {
         // `DEFAULT VALUES` binds no record, and the event's parameters are numbered
-        // after it: such a rare insert takes its own statement.
+        // before it: such a rare insert takes its own statement.
         return Ok((insert(conn, t, id, record).await?, None));
     }
     let list = fields
@@ -140,20 +150,51 @@ pub(super) async fn insert_recording(
         .map(|f| f.quoted.as_str())
         .collect::<Vec<_>>()
         .join(", ");
-    // The event's twelve parameters are $1-$12, as `outbox::bind_event` binds them.
-    let sql = format!(
-        "WITH tidings_event AS ({outbox_insert} RETURNING id),          tidings_written AS (             INSERT INTO {table} AS {ROW} ({list})              SELECT {list} FROM jsonb_populate_record(NULL::{table}, $13::jsonb)              RETURNING to_jsonb({ROW}.*) AS stored)          SELECT tidings_written.stored, tidings_event.id FROM tidings_written, tidings_event",
-        outbox_insert = outbox::POSTGRES_INSERT,
+    let write = format!(
+        "INSERT INTO {table} AS {ROW} ({list}) \
+         SELECT {list} FROM jsonb_populate_record(NULL::{table}, $13::jsonb)",
         table = t.quoted_table,
     );
-    let written = outbox::bind_event(sqlx::query(AssertSqlSafe(sql)), event)
-        .bind(Json(record))
-        .fetch_one(conn)
+    let written = write_with_event(conn, t, id, "insert", &write, event, |query| {
+        query.bind(Json(record))
+    })
+    .await?;
+    // An insert that succeeds always returns its row.
+    written
+        .map(|(row, event_row)| (row, Some(event_row)))
+        .ok_or_else(|| t.db_error("insert", Some(id))(sqlx::Error::RowNotFound))
+}
+
+/// Runs `write` (a model write whose own parameters start at `$13`, which `bind_write`
+/// binds) and, in the same statement, writes the event row of `event` for the row it
+/// returns: none if it returned none. Returns the row as stored and the event row's
+/// id. The event's parameters are `$1`-`$12`, as `outbox::bind_event` binds them.
+async fn write_with_event<'q>(
+    conn: &mut PgConnection,
+    t: &Target,
+    id: &str,
+    op: &'static str,
+    write: &str,
+    event: &LogEntry,
+    bind_write: impl FnOnce(PgQuery<'q>) -> PgQuery<'q>,
+) -> Result<Option<(Row, EventRowId)>, StoreError> {
+    let sql = format!(
+        "WITH tidings_written AS ({write} RETURNING to_jsonb({ROW}.*) AS stored), \
+         tidings_event AS ({outbox_insert} RETURNING id) \
+         SELECT tidings_written.stored, tidings_event.id \
+         FROM tidings_written, tidings_event",
+        outbox_insert = outbox::POSTGRES_INSERT_PER_WRITTEN,
+    );
+    let query = bind_write(outbox::bind_event(sqlx::query(AssertSqlSafe(sql)), event));
+    let written = query
+        .fetch_optional(conn)
         .await
-        .and_then(|row| Ok((row.try_get::<Value, _>(0)?, row.try_get::<i64, _>(1)?)))
-        .map_err(t.db_error("insert", Some(id)))?;
-    let (row, event_id) = written;
-    Ok((into_row(row), Some(EventRowId(event_id))))
+        .and_then(|row| {
+            row.map(|row| Ok((row.try_get::<Value, _>(0)?, row.try_get::<i64, _>(1)?)))
+                .transpose()
+        })
+        .map_err(t.db_error(op, Some(id)))?;
+    Ok(written.map(|(stored, event_id)| (into_row(stored), EventRowId(event_id))))
 }
 
 pub(super) async fn update(
@@ -161,7 +202,8 @@ pub(super) async fn update(
     t: &Target,
     id: &str,
     record: &Row,
-) -> Result<Option<(Row, Row)>, StoreError> {
+    predict: Option<&PredictEvent<'_>>,
+) -> Result<Option<Updated>, StoreError> {
     let fields = fields(t, record)?;
     // Overlaying the record on the locked row lets Postgres do the type conversions, so
     // the comparison below sees both sides exactly as they would be stored.
@@ -191,27 +233,51 @@ pub(super) async fn update(
         .map(|f| &f.quoted)
         .collect();
     if changed.is_empty() {
-        return Ok(Some((old.clone(), old)));
+        return Ok(Some(Updated {
+            new: old.clone(),
+            old,
+            event_row: None,
+        }));
     }
     let assignments = changed
         .iter()
         .map(|q| format!("{q} = new_values.{q}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!(
+    // The id and the record follow the event's twelve parameters when it rides along.
+    let (id_at, record_at) = if predict.is_some() { (13, 14) } else { (1, 2) };
+    let write = format!(
         "UPDATE {table} AS {ROW} SET {assignments} \
-         FROM jsonb_populate_record(NULL::{table}, $2::jsonb) AS new_values \
-         WHERE {cond} RETURNING to_jsonb({ROW}.*)",
+         FROM jsonb_populate_record(NULL::{table}, ${record_at}::jsonb) AS new_values \
+         WHERE {cond}",
         table = t.quoted_table,
-        cond = id_condition(t),
+        cond = id_condition_at(t, id_at),
     );
-    let new: Option<Value> = sqlx::query_scalar(AssertSqlSafe(sql))
-        .bind(id_param(t, id))
-        .bind(Json(record))
-        .fetch_optional(conn)
-        .await
-        .map_err(t.db_error("update", Some(id)))?;
-    Ok(new.map(|new| (old, into_row(new))))
+    if let Some(predict) = predict {
+        let predicted = predict(&old, &overlaid)?;
+        let written = write_with_event(conn, t, id, "update", &write, &predicted, |query| {
+            query.bind(id_param(t, id)).bind(Json(record))
+        })
+        .await?;
+        return Ok(written.map(|(new, event_row)| Updated {
+            old,
+            new,
+            event_row: Some((event_row, predicted)),
+        }));
+    }
+    let new: Option<Value> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "{write} RETURNING to_jsonb({ROW}.*)"
+    )))
+    .bind(id_param(t, id))
+    .bind(Json(record))
+    .fetch_optional(conn)
+    .await
+    .map_err(t.db_error("update", Some(id)))?;
+    Ok(new.map(|new| Updated {
+        old,
+        new: into_row(new),
+        event_row: None,
+    }))
 }
 
 pub(super) async fn delete(

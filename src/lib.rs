@@ -143,7 +143,8 @@ pub mod __private {
     pub use crate::hub::{Delivery, Hub, Inbox, Receiver};
     pub use crate::log::RelaySignal;
     pub use crate::log::outbox::{
-        insert_postgres as insert_event_row_postgres, insert_sqlite as insert_event_row_sqlite,
+        bind_event as bind_event_row, insert_sqlite as insert_event_row_sqlite,
+        postgres_write_with_event,
     };
     pub use crate::log::reader::read_range as read_log_range;
     pub use crate::model::{capture_mute, insert_event as model_insert_event};

@@ -218,12 +218,11 @@ async fn postgres_an_update_a_trigger_changes_is_delivered_as_stored() {
     assert_eq!(event["action"], "update", "{event}");
     assert_eq!(event["record"]["status"], "edited", "{event}");
     assert_eq!(event["changes"], json!(["status", "title"]), "{event}");
-    let previous: String = sqlx::query_scalar(
-        "SELECT previous::text FROM realtime_outbox WHERE action = 'update'",
-    )
-    .fetch_one(pool)
-    .await
-    .expect("read the update's event row");
+    let previous: String =
+        sqlx::query_scalar("SELECT previous::text FROM realtime_outbox WHERE action = 'update'")
+            .fetch_one(pool)
+            .await
+            .expect("read the update's event row");
     let previous: Value = serde_json::from_str(&previous).expect("previous is JSON");
     assert_eq!(previous, json!({"status": "open", "title": "first"}));
 }

@@ -12,7 +12,9 @@ use std::{
 use tidings::__private::capture_mute::{
     POSTGRES_BEGIN as POSTGRES_MUTED_BEGIN, SQLITE_UNMUTE, mute_sqlite,
 };
-use tidings::__private::{insert_event_row_postgres, insert_event_row_sqlite, model_insert_event};
+use tidings::__private::{
+    bind_event_row, insert_event_row_sqlite, model_insert_event, postgres_write_with_event,
+};
 use tidings::{Db, demo::Todo};
 use tokio::task::JoinSet;
 
@@ -25,6 +27,10 @@ const SQLITE_INSERT: &str =
     "INSERT INTO todos (id, title, done, owner_id, created_at) VALUES (?, ?, ?, ?, ?)";
 const POSTGRES_INSERT: &str =
     "INSERT INTO todos (id, title, done, owner_id, created_at) VALUES ($1, $2, $3, $4, $5)";
+/// The same insert as the write of the store's statement shape on Postgres, which
+/// writes the event row in the same statement: its own parameters follow the event's.
+const POSTGRES_INSERT_WITH_EVENT: &str = "INSERT INTO todos AS tidings_row \
+     (id, title, done, owner_id, created_at) VALUES ($13, $14, $15, $16, $17)";
 
 /// How a phase writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +48,9 @@ pub enum Variant {
     /// the schema (the first transaction, or after a schema change), so in this bench
     /// it pays it once: this variant measures what the check would cost every time.
     PlainMuted,
-    /// `PlainMuted` plus the event row, inserted with the store's own statement: every
+    /// `PlainMuted` plus the event row, written the way the store writes it (on SQLite
+    /// with the store's own statement after the insert, on Postgres in the insert's
+    /// statement, as the store's data-modifying CTE does): every
     /// statement the store sends, without its work in between (reading the row back,
     /// building the event) and without waking the relay, which finds these rows at its
     /// next poll, many at a time.
@@ -190,7 +198,17 @@ async fn plain_write(db: &Db, todo: &Todo, variant: Variant) -> bool {
                 } else {
                     pool.begin().await?
                 };
-                sqlx::query(POSTGRES_INSERT)
+                // With the event row, the statement the store sends: one for both rows.
+                let query = match &event {
+                    Some(event) => bind_event_row(
+                        sqlx::query(sqlx::AssertSqlSafe(postgres_write_with_event(
+                            POSTGRES_INSERT_WITH_EVENT,
+                        ))),
+                        event,
+                    ),
+                    None => sqlx::query(POSTGRES_INSERT),
+                };
+                query
                     .bind(&todo.id)
                     .bind(&todo.title)
                     .bind(todo.done)
@@ -198,9 +216,6 @@ async fn plain_write(db: &Db, todo: &Todo, variant: Variant) -> bool {
                     .bind(&todo.created_at)
                     .execute(&mut *tx)
                     .await?;
-                if let Some(event) = &event {
-                    insert_event_row_postgres(&mut tx, event).await?;
-                }
                 tx.commit().await
             }
             .await

@@ -28,12 +28,25 @@ macro_rules! postgres_insert {
 }
 const POSTGRES_INSERT: &str =
     postgres_insert!("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)");
-/// The event row of a model write made by a sibling in the same `WITH` as this (see
-/// `model::sql::postgres`): one row per row that `tidings_written` returns, so none
-/// if the write found nothing.
-pub(crate) const POSTGRES_INSERT_PER_WRITTEN: &str = postgres_insert!(
+/// The event row of a model write made by a sibling in the same `WITH` as this: one
+/// row per row that `tidings_written` returns, so none if the write found nothing.
+const POSTGRES_INSERT_PER_WRITTEN: &str = postgres_insert!(
     "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM tidings_written"
 );
+
+/// One statement (a data-modifying CTE) that runs the model write `write` and writes
+/// the event row for the row it returns, none if it returned none, then selects the
+/// row as stored (`to_jsonb`) and the event row's id. `write` names its table
+/// `tidings_row` and numbers its own parameters from `$13`: `$1`-`$12` are the
+/// event's, bound by [`bind_event`].
+pub fn postgres_write_with_event(write: &str) -> String {
+    format!(
+        "WITH tidings_written AS ({write} RETURNING to_jsonb(tidings_row.*) AS stored), \
+         tidings_event AS ({POSTGRES_INSERT_PER_WRITTEN} RETURNING id) \
+         SELECT tidings_written.stored, tidings_event.id \
+         FROM tidings_written, tidings_event"
+    )
+}
 
 /// Inserts `event` as an outbox row on SQLite, where the insert numbers it; returns
 /// its seq, which is the event's for good once the transaction commits.
@@ -54,7 +67,7 @@ pub async fn insert_postgres(conn: &mut PgConnection, event: &LogEntry) -> sqlx:
 }
 
 /// Binds the twelve insert parameters in column order, on either backend.
-pub(crate) fn bind_event<'q, DB>(
+pub fn bind_event<'q, DB>(
     query: Query<'q, DB, DB::Arguments>,
     event: &LogEntry,
 ) -> Query<'q, DB, DB::Arguments>

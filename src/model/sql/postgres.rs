@@ -16,7 +16,8 @@ use crate::{event::LogEntry, log::outbox, model::StoreError};
 
 type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
-/// The alias of the model's table in every statement. `alias.*` is used wherever the
+/// The alias of the model's table in every statement (and the one
+/// `outbox::postgres_write_with_event` expects). `alias.*` is used wherever the
 /// whole row is meant, because a bare alias would name a column of the same name.
 const ROW: &str = "tidings_row";
 
@@ -178,13 +179,7 @@ async fn write_with_event<'q>(
     event: &LogEntry,
     bind_write: impl FnOnce(PgQuery<'q>) -> PgQuery<'q>,
 ) -> Result<Option<(Row, EventRowId)>, StoreError> {
-    let sql = format!(
-        "WITH tidings_written AS ({write} RETURNING to_jsonb({ROW}.*) AS stored), \
-         tidings_event AS ({outbox_insert} RETURNING id) \
-         SELECT tidings_written.stored, tidings_event.id \
-         FROM tidings_written, tidings_event",
-        outbox_insert = outbox::POSTGRES_INSERT_PER_WRITTEN,
-    );
+    let sql = outbox::postgres_write_with_event(write);
     let query = bind_write(outbox::bind_event(sqlx::query(AssertSqlSafe(sql)), event));
     let written = query
         .fetch_optional(conn)

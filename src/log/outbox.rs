@@ -59,7 +59,7 @@ pub async fn insert_sqlite(conn: &mut SqliteConnection, event: &LogEntry) -> sql
 }
 
 /// Inserts `event` as an unsequenced outbox row on Postgres.
-pub async fn insert_postgres(conn: &mut PgConnection, event: &LogEntry) -> sqlx::Result<()> {
+pub(crate) async fn insert_postgres(conn: &mut PgConnection, event: &LogEntry) -> sqlx::Result<()> {
     bind_event(sqlx::query(POSTGRES_INSERT), event)
         .execute(conn)
         .await?;

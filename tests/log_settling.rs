@@ -76,7 +76,8 @@ async fn postgres_a_row_waits_for_an_older_writer_and_then_follows_it() {
             .bind(&name)
             // A parameter, so this probe's own text, which the server's other pooled
             // sessions show once they ran it, never matches.
-            .bind("%pg_snapshot_xmin%")
+            // The settled numbering (`settled_only` true).
+            .bind("%realtime_number_batch(%, true)%")
             .bind(&before_commit)
             .fetch_one(&pool)
             .await

@@ -331,44 +331,31 @@ impl Relay {
             .as_micros()
             .div_ceil(1000)
             .max(1);
-        let (durability, eligible) = match numbering {
-            // The snapshot's xmin is the oldest transaction still running when the
-            // numbering statement starts; every row below it is visible or rolled back.
-            Numbering::Settled => (
-                "SET LOCAL synchronous_commit = off;",
-                "AND xid < pg_snapshot_xmin(pg_current_snapshot())",
-            ),
-            Numbering::Visible => (snapshot::DURABLE_COMMIT, ""),
+        // Settled rows: the snapshot's xmin is the oldest transaction still running
+        // when the numbering statement starts; every row below it is visible or
+        // rolled back.
+        let (durability, settled_only) = match numbering {
+            Numbering::Settled => ("SET LOCAL synchronous_commit = off;", true),
+            Numbering::Visible => (snapshot::DURABLE_COMMIT, false),
         };
         // One round trip for the whole transaction: the lock is held while Postgres
         // runs the script, never across this task's wait for its turn on a busy
-        // runtime. The lock is taken by a statement of its own, so the numbering
-        // statement's snapshot (taken when it starts, in READ COMMITTED) comes after
-        // it is granted and sees the rows the previous holder numbered as numbered.
-        // The numbering statement always returns one row: the new last seq (NULL if it
-        // numbered nothing) and whether unsequenced rows were left, which a statement
-        // sees as its snapshot began, hence the rows of `batch` are left out.
+        // runtime. `realtime_number_batch` (a function, so that each session plans its
+        // statements once: see its migration) locks the meta row and then numbers, in
+        // a statement of its own whose snapshot (taken when it starts, in READ
+        // COMMITTED) comes after the lock is granted and so sees the rows the previous
+        // holder numbered as numbered. It returns one row: the meta row as locked, the
+        // new last seq (NULL if it numbered nothing) and whether unsequenced rows were
+        // left, which a statement sees as its snapshot began, hence the rows of the
+        // batch are left out.
         let script = format!(
             "BEGIN; \
              {durability} \
              SET LOCAL idle_in_transaction_session_timeout = {ms}; \
              SET LOCAL statement_timeout = {ms}; \
              SET LOCAL lock_timeout = {ms}; \
-             SELECT epoch, last_seq FROM realtime_meta WHERE id = 1 FOR UPDATE; \
-             WITH batch AS ( \
-               SELECT id, row_number() OVER (ORDER BY xid, id) AS n FROM realtime_outbox \
-               WHERE seq IS NULL {eligible} ORDER BY xid, id LIMIT {limit} \
-             ), numbered AS ( \
-               UPDATE realtime_outbox o \
-               SET seq = (SELECT last_seq FROM realtime_meta WHERE id = 1) + batch.n \
-               FROM batch WHERE o.id = batch.id RETURNING o.seq \
-             ), bumped AS ( \
-               UPDATE realtime_meta SET last_seq = (SELECT max(seq) FROM numbered) \
-               WHERE id = 1 AND EXISTS (SELECT 1 FROM numbered) RETURNING last_seq \
-             ) \
-             SELECT (SELECT last_seq FROM bumped) AS new_last, \
-               EXISTS (SELECT 1 FROM realtime_outbox o WHERE o.seq IS NULL \
-                       AND NOT EXISTS (SELECT 1 FROM batch WHERE batch.id = o.id)) AS left_over; \
+             SELECT epoch, last_seq, new_last, left_over \
+             FROM realtime_number_batch({limit}, {settled_only}); \
              COMMIT;"
         );
         let mut conn = pool.acquire().await?;
@@ -384,16 +371,13 @@ impl Relay {
             }
         };
         drop(conn);
-        // The meta row as locked, then the numbering's row (`set_config` may answer
-        // before them).
-        let with = |column: &str| {
-            rows.iter()
-                .find(|row| row.try_column(column).is_ok())
-                .ok_or(sqlx::Error::RowNotFound)
-        };
-        let meta = with("epoch")?;
-        let (epoch, last): (String, i64) = (meta.try_get("epoch")?, meta.try_get("last_seq")?);
-        let outcome = with("new_last")?;
+        // The numbering's row (`set_config` may answer before it).
+        let outcome = rows
+            .iter()
+            .find(|row| row.try_column("new_last").is_ok())
+            .ok_or(sqlx::Error::RowNotFound)?;
+        let (epoch, last): (String, i64) =
+            (outcome.try_get("epoch")?, outcome.try_get("last_seq")?);
         let new_last: Option<i64> = outcome.try_get("new_last")?;
         let left_over: bool = outcome.try_get("left_over")?;
         // Rows left over from a full batch are the next batch's (`Cue::MoreWaiting`).

@@ -3,7 +3,7 @@
 use std::{str::FromStr, time::Duration};
 
 use sqlx::{
-    PgPool, SqlitePool,
+    Connection as _, PgPool, SqlitePool,
     migrate::Migrator,
     postgres::PgPoolOptions,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
@@ -37,6 +37,9 @@ pub enum Db {
     Postgres(PgPool),
 }
 
+/// How long a pooled Postgres connection may sit idle before it is pinged on acquire.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 impl Db {
     /// Opens a pool for `url` (`sqlite:path?mode=rwc`, `sqlite::memory:`, `postgres://...`).
     /// SQLite files are created if missing and run in WAL mode.
@@ -64,8 +67,21 @@ impl Db {
                 .await?;
             Ok(Self::Sqlite(pool))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // A ping before each acquire is a round trip on every store transaction and
+            // relay batch; a connection that was in use a moment ago is as good as its
+            // last statement, so only one idle long enough to have been cut off (a
+            // server restart, a dropped link) is pinged first, as sqlx's docs suggest.
             let pool = PgPoolOptions::new()
                 .max_connections(16)
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= PING_AFTER_IDLE {
+                            conn.ping().await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect(url)
                 .await?;
             Ok(Self::Postgres(pool))

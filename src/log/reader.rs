@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use sqlx::{ColumnIndex, Decode, Row, SqliteConnection, Type, types::Json};
+use sqlx::{ColumnIndex, Decode, PgConnection, Row, SqliteConnection, Type, types::Json};
 
 use crate::{db::Db, event::LogEntry, source::Source};
 
@@ -58,12 +58,7 @@ pub async fn read_range(
     upto: u64,
     limit: u32,
 ) -> sqlx::Result<Vec<(u64, LogEntry)>> {
-    // `$n` placeholders: SQLite takes them as numbered parameters too, so one text
-    // serves both backends.
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM realtime_outbox \
-         WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
-    );
+    let sql = range_sql();
     let (after, upto, limit) = (to_i64(after), to_i64(upto), i64::from(limit));
     match db {
         Db::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -75,16 +70,39 @@ pub async fn read_range(
             .iter()
             .map(decode_row)
             .collect(),
-        Db::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(after)
-            .bind(upto)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(decode_row)
-            .collect(),
+        Db::Postgres(pool) => {
+            let mut conn = pool.acquire().await?;
+            read_range_postgres(&mut conn, after, upto, limit).await
+        }
     }
+}
+
+/// [`read_range`] on a Postgres connection the caller holds (the relay reads what it
+/// just numbered on the connection it numbered with: one checkout per batch).
+pub(crate) async fn read_range_postgres(
+    conn: &mut PgConnection,
+    after: i64,
+    upto: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<(u64, LogEntry)>> {
+    sqlx::query(sqlx::AssertSqlSafe(range_sql()))
+        .bind(after)
+        .bind(upto)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(decode_row)
+        .collect()
+}
+
+/// The events with `$1 < seq <= $2`, in seq order, at most `$3`. `$n` placeholders:
+/// SQLite takes them as numbered parameters too, so one text serves both backends.
+fn range_sql() -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM realtime_outbox \
+         WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
+    )
 }
 
 /// On SQLite: the log's epoch and up to `limit` events with `seq > after`, in seq

@@ -370,7 +370,6 @@ impl Relay {
                 return Err(e);
             }
         };
-        drop(conn);
         // The numbering's row (`set_config` may answer before it).
         let outcome = rows
             .iter()
@@ -396,8 +395,9 @@ impl Relay {
                 .events_numbered_unsettled
                 .fetch_add(upto.saturating_sub(after), Ordering::Relaxed);
         }
-        let events = match reader::read_range(&self.db, after, upto, self.config.relay_batch).await
-        {
+        // Read on the same connection, now that the transaction is over: one checkout
+        // per batch.
+        let events = match reader::read_range_postgres(&mut conn, last, new_last, limit).await {
             Ok(batch) => {
                 self.count_read_back(&batch);
                 batch

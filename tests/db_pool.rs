@@ -10,16 +10,12 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tidings::Db;
 
-use common::db::{Backend, fresh_database_url, postgres_url};
+use common::db::{named_postgres_url, postgres_url};
 
 #[tokio::test]
 async fn postgres_a_connection_ended_while_idle_is_replaced_before_use() {
     // The pool's sessions carry a name of their own, so this test ends only them.
-    let name = format!("tidings_pool_{}", uuid::Uuid::new_v4().simple());
-    let url = format!(
-        "{}&application_name={name}",
-        fresh_database_url(Backend::Postgres).await
-    );
+    let (name, url) = named_postgres_url("tidings_pool").await;
     let db = Db::connect(&url).await.expect("connect");
     let Db::Postgres(pool) = &db else {
         panic!("a Postgres pool");

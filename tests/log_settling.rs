@@ -9,7 +9,7 @@ mod common;
 use std::{sync::atomic::Ordering, time::Duration};
 
 use common::{
-    db::{Backend, fresh_database_url},
+    db::{Backend, fresh_database_url, named_postgres_url},
     server::{Client, TestServer, seq_of},
 };
 use sqlx::PgPool;
@@ -47,11 +47,7 @@ async fn subscribed(url: &str, relay_settle: Duration) -> (TestServer, Client, P
 async fn postgres_a_row_waits_for_an_older_writer_and_then_follows_it() {
     // The relay's sessions carry a name of their own, so the test can tell when this
     // server's relay has run (the shared database holds other tests' relays too).
-    let name = format!("tidings_settle_{}", uuid::Uuid::new_v4().simple());
-    let url = format!(
-        "{}&application_name={name}",
-        fresh_database_url(Backend::Postgres).await
-    );
+    let (name, url) = named_postgres_url("tidings_settle").await;
     let (server, mut ann, pool) = subscribed(&url, Duration::from_secs(1)).await;
     let store = server.realtime.store();
 

@@ -62,6 +62,19 @@ pub async fn fresh_database_url(backend: Backend) -> String {
     }
 }
 
+/// A fresh Postgres URL (see [`fresh_database_url`]) whose sessions carry an
+/// `application_name` of their own, starting with `prefix`, so a test can find them in
+/// `pg_stat_activity` among the other tests' sessions. Returns the name and the URL.
+pub async fn named_postgres_url(prefix: &str) -> (String, String) {
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    // A fresh Postgres URL always has a query: the schema's `options`.
+    let url = format!(
+        "{}&application_name={name}",
+        fresh_database_url(Backend::Postgres).await
+    );
+    (name, url)
+}
+
 /// Connects to the tests' Postgres, or fails the test saying where it looked.
 async fn connect_to_postgres(url: &str) -> Db {
     let unreachable = |cause: &dyn std::fmt::Display| -> ! {

@@ -70,11 +70,14 @@ async fn each_user_has_a_publish_quota_in_events_and_bytes_across_connections() 
     let refused = second.recv().await;
     assert_eq!(refused["code"], "rate_limited", "{refused}");
     assert_eq!(refused["ref"], 4);
-    // Bob's quota is his own; bytes run out before events do.
+    // Bob's quota is his own; bytes run out before events do. The quota refills
+    // steadily (100,000 bytes per 600 s, 167 bytes a second), so the second payload
+    // overshoots it by 9 kB, which takes nearly a minute to refill: by a few bytes
+    // only, it was accepted whenever the two publishes were 25 ms apart.
     let mut bob = server.connect("bob").await;
     bob.send(publish(json!("x".repeat(50_000)), 5)).await;
     assert_eq!(bob.recv_type("published").await["ref"], 5);
-    bob.send(publish(json!("x".repeat(50_000)), 6)).await;
+    bob.send(publish(json!("x".repeat(59_000)), 6)).await;
     let refused = bob.recv().await;
     assert_eq!(refused["code"], "rate_limited", "{refused}");
     assert!(

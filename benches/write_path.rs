@@ -21,8 +21,10 @@
 //! `WRITE_PATH_RATES` (`100,1000` writes/s), `WRITE_PATH_SECS` (10, measured per
 //! rate), `WRITE_PATH_WARMUP_SECS` (1), `WRITE_PATH_DRAIN_SECS` (10, how long missing
 //! events are waited for), `WRITE_PATH_WRITERS` (`1,4`), `WRITE_PATH_COST_SECS` (2,
-//! per phase), `WRITE_PATH_ROUNDS` (3), `WRITE_PATH_JSON` (append one JSON line per
-//! figure to this file), `DATABASE_URL` (the tests' default Postgres otherwise).
+//! per phase), `WRITE_PATH_ROUNDS` (3), `WRITE_PATH_RELAY_LINGER_MS` (the node's
+//! `log.relay_linger`; the library's default otherwise), `WRITE_PATH_JSON` (append one
+//! JSON line per figure to this file), `DATABASE_URL` (the tests' default Postgres
+//! otherwise).
 //!
 //! Without `--bench` (as under `cargo test --benches`) it runs a tiny smoke version.
 //! What is measured and the figures: `docs/benchmarks.md`.
@@ -67,7 +69,7 @@ async fn main() {
     let load_before = fanout_procfs::loadavg();
     let (mut latencies, mut costs) = (Vec::new(), Vec::new());
     for &database in &settings.databases {
-        let node = Node::start(database).await;
+        let node = Node::start(database, settings.relay_linger).await;
         for &rate in &settings.rates {
             eprintln!("write_path: {} latency at {rate} writes/s", database.name());
             let point = latency::run(&node, rate, &settings).await;

@@ -1,7 +1,7 @@
 //! One gateway per database: the library (no demo app, so no capture triggers on the
 //! table) on a fresh database, serving its own routes on 127.0.0.1:0.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use tidings::{Db, Realtime, demo};
 
@@ -37,7 +37,7 @@ enum Cleanup {
 }
 
 impl Node {
-    pub async fn start(database: Database) -> Self {
+    pub async fn start(database: Database, relay_linger: Option<Duration>) -> Self {
         let unique = format!(
             "tidings_write_path_{}_{}",
             std::process::id(),
@@ -62,7 +62,11 @@ impl Node {
         };
         let db = Db::connect(&url).await.expect("connect");
         // The demo's read rules: any authenticated user reads `todos`.
-        let realtime = Realtime::builder(test_config(), db)
+        let mut config = test_config();
+        if let Some(linger) = relay_linger {
+            config.log.relay_linger = linger;
+        }
+        let realtime = Realtime::builder(config, db)
             .rules(demo::rules())
             .build()
             .await

@@ -47,6 +47,8 @@ pub struct Settings {
     pub cost_secs: f64,
     /// Outbox-cost rounds; each runs every variant, in reversed order every other round.
     pub rounds: usize,
+    /// The node's `log.relay_linger`, when set; the library's default otherwise.
+    pub relay_linger: Option<Duration>,
     /// True under `cargo bench`; false for the smoke run, which measures nothing.
     pub measuring: bool,
 }
@@ -95,6 +97,12 @@ impl Settings {
                 .copied()
                 .unwrap_or(3)
                 .max(1),
+            relay_linger: std::env::var_os("WRITE_PATH_RELAY_LINGER_MS").map(|_| {
+                let ms = env_f64("WRITE_PATH_RELAY_LINGER_MS", 0.0);
+                Duration::try_from_secs_f64(ms / 1000.0).unwrap_or_else(|_| {
+                    panic!("WRITE_PATH_RELAY_LINGER_MS must be at least 0, got {ms}")
+                })
+            }),
             measuring,
         };
         if measuring {

@@ -24,12 +24,20 @@
 //! because a fresh server process makes "RSS after connecting minus RSS before" a
 //! per-connection figure.
 //!
-//! Settings (environment, all optional): `FANOUT_MODE` (max, fixed or both: the
-//! default), `FANOUT_BASELINES` (comma-separated, run in that order: `axum-raw`, the
-//! default, and/or `ring`), `FANOUT_CONNECTIONS` (10000), `FANOUT_ROUNDS` (3),
-//! `FANOUT_WINDOW` (4), `FANOUT_RATE` (20000 deliveries/s), `FANOUT_PAYLOAD` (100 bytes),
-//! `FANOUT_MAX_SECS` (5), `FANOUT_FIXED_SECS` (10), `FANOUT_WARMUP_SECS` (1),
-//! `FANOUT_SETTLE_SECS` (2), `FANOUT_TIMEOUT_S` (60), `FANOUT_SERVER_CPU` (0),
+//! Burst mode (`FANOUT_MODE=burst`, issue 12's goal 3) measures what the server alone
+//! delivers with 1 and with 2 worker threads on a 2-core machine, where the closed loop
+//! cannot (its load generator needs a core of its own): the subscribers stop reading,
+//! `FANOUT_BURST_EVENTS` events go out at once, each subscriber's share waits in its
+//! socket's receive buffer, and the deliveries are counted over the time the server's
+//! threads stayed busy (`fanout/busy.rs`). The server runs unpinned.
+//!
+//! Settings (environment, all optional): `FANOUT_MODE` (comma-separated max, fixed,
+//! burst, or both: max and fixed, the default), `FANOUT_BASELINES` (comma-separated,
+//! run in that order: `axum-raw`, the default, and/or `ring`), `FANOUT_CONNECTIONS`
+//! (10000), `FANOUT_ROUNDS` (3), `FANOUT_WINDOW` (4; in burst mode the requests in
+//! flight), `FANOUT_RATE` (20000 deliveries/s), `FANOUT_PAYLOAD` (100 bytes),
+//! `FANOUT_MAX_SECS` (5), `FANOUT_FIXED_SECS` (10), `FANOUT_BURST_EVENTS` (50),
+//! `FANOUT_BURST_WORKERS` (1,2), `FANOUT_WARMUP_SECS` (1), `FANOUT_SETTLE_SECS` (2), `FANOUT_TIMEOUT_S` (60), `FANOUT_SERVER_CPU` (0),
 //! `FANOUT_CLIENT_CPU` (1), `FANOUT_PIN=0` (no pinning), `FANOUT_JSON` (append one
 //! JSON line per phase to this file; `scripts/bench-plots` draws them).
 //!
@@ -39,6 +47,7 @@
 #[allow(unreachable_pub)]
 mod fanout {
     pub mod baseline;
+    pub mod busy;
     pub mod child;
     pub mod client;
     pub mod latency;

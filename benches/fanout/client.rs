@@ -5,8 +5,10 @@
 //! `subscribed`; baseline: one frame and its reply), then finds the event's sequence
 //! number and publish time in every frame (`marker.rs`) and records the delivery.
 //!
-//! Control lines in: `run <max|fixed>` (warm up, then measure; replies `measuring`
-//! when the measured publishing starts and `result <json>` after the drain), `quit`.
+//! Control lines in: `run <max|fixed|burst>` (warm up, then measure; replies
+//! `measuring` when the measured publishing starts and `result <json>` after the
+//! drain), `quit`. In burst mode the subscribers stop reading before `measuring`, and
+//! read again, to drain, once the orchestrator says `resume`.
 //! First line out: `ready <ok> <failed> <setup ms>`.
 
 use std::{
@@ -17,7 +19,7 @@ use std::{
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines, Stdin},
     net::TcpStream,
     sync::Semaphore,
 };
@@ -35,6 +37,9 @@ use super::{
 };
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The orchestrator's control lines.
+type Control = Lines<BufReader<Stdin>>;
 
 /// Handshakes in flight: a burst of 10,000 SYNs would overflow the listener's backlog
 /// and turn the setup into a retransmission benchmark.
@@ -70,7 +75,10 @@ async fn run(kind: Kind, settings: Settings) {
         match command {
             "run" => {
                 let mode = Mode::parse(rest.trim());
-                let result = measure(mode, &settings, &mut publisher, &tally).await;
+                let result = match mode {
+                    Mode::Burst => burst(&settings, &mut publisher, &tally, &mut lines).await,
+                    _ => measure(mode, &settings, &mut publisher, &tally).await,
+                };
                 say(&format!("result {result}")).await;
             }
             "quit" => break,
@@ -179,6 +187,62 @@ async fn measure(
     })
 }
 
+/// A burst: unmeasured warm-up with the subscribers reading, then they stop reading,
+/// `burst_events` events go out at once, and after the orchestrator's `resume` (the
+/// server has gone quiet) they drain them. The orchestrator times the server; this
+/// side checks that every due delivery arrived.
+async fn burst(
+    settings: &Settings,
+    publisher: &mut Publisher,
+    tally: &Tally,
+    control: &mut Control,
+) -> Value {
+    if settings.warmup_secs > 0.0 {
+        publish(Mode::Max, settings, publisher, settings.warmup_secs).await;
+    }
+    let live = tally.live.load(Relaxed);
+    tally.pause.send_replace(true);
+    let deadline = Instant::now() + settings.timeout;
+    while tally.paused.load(Relaxed) < tally.live.load(Relaxed) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let paused = tally.paused.load(Relaxed);
+    if paused < live {
+        eprintln!("burst: only {paused} of {live} subscribers stopped reading in time");
+    }
+    let first_seq = publisher.next_seq();
+    tally.measure_from(first_seq);
+    say("measuring").await;
+    let started = tally.now_micros();
+    let published = publisher
+        .burst(settings.burst_events, settings.window)
+        .await;
+    let publishing_s = (tally.now_micros() - started) as f64 / 1e6;
+    match control.next_line().await {
+        Ok(Some(line)) if line == "resume" => {}
+        other => panic!("expected resume from the orchestrator, got {other:?}"),
+    }
+    tally.pause.send_replace(false);
+    let expected = published.ok * live as u64;
+    drain(tally, expected, settings.timeout).await;
+    let received = tally.received.load(Relaxed);
+    let frames = tally.frames.load(Relaxed).max(1);
+    tally.take_samples();
+    json!({
+        "mode": Mode::Burst.name(),
+        "live": live,
+        "paused": paused,
+        "published": published.ok,
+        "publish_errors": published.errors,
+        "stalls": published.stalls,
+        "publishing_s": publishing_s,
+        "expected": expected,
+        "received": received,
+        "frame_bytes": tally.frame_bytes.load(Relaxed) as f64 / frames as f64,
+        "ends": tally.ends(),
+    })
+}
+
 async fn publish(
     mode: Mode,
     settings: &Settings,
@@ -188,6 +252,11 @@ async fn publish(
     match mode {
         Mode::Max => publisher.closed_loop(settings.window, secs).await,
         Mode::Fixed => publisher.fixed_rate(settings.events_per_sec(), secs).await,
+        Mode::Burst => {
+            publisher
+                .burst(settings.burst_events, settings.window)
+                .await
+        }
     }
 }
 
@@ -284,10 +353,28 @@ async fn reply(socket: &mut Socket, kind: &str) -> Result<(), String> {
     }
 }
 
-/// Records every event frame until the connection ends; returns how it ended.
+/// Records every event frame until the connection ends; returns how it ended. Stops
+/// reading while the tally says pause: a read already waiting is dropped (nothing
+/// was taken off the socket yet), so what the server writes stays in the kernel.
 async fn receive(mut socket: Socket, tally: &Tally) -> String {
+    let mut pause = tally.pause.subscribe();
     loop {
-        match socket.next().await {
+        let message = tokio::select! {
+            biased;
+            // A bool, so that no borrow of `pause` outlives the branch.
+            _ = async { pause.wait_for(|&paused| paused).await.is_ok() } => None,
+            message = socket.next() => Some(message),
+        };
+        let Some(message) = message else {
+            tally.paused.fetch_add(1, Relaxed);
+            let resumed = pause.wait_for(|&paused| !paused).await.is_ok();
+            tally.paused.fetch_sub(1, Relaxed);
+            if !resumed {
+                return "the load generator ended".to_owned();
+            }
+            continue;
+        };
+        match message {
             Some(Ok(Message::Text(text))) => {
                 if let Some((seq, t0)) = marker::parse(&text) {
                     tally.delivered(seq, t0, text.len());

@@ -1,24 +1,31 @@
-//! The orchestrator: per round and per mode, one phase of tidings then one of each
-//! baseline design `FANOUT_BASELINES` names (`axum-raw` by default), each with a
-//! fresh server process and a fresh load-generator process; then the summary
-//! (medians over rounds, ratios) and, with `FANOUT_JSON`, one JSON line per phase.
+//! The orchestrator: per round and per mode (and in burst mode per worker count), one
+//! phase of tidings then one of each baseline design `FANOUT_BASELINES` names
+//! (`axum-raw` by default), each with a fresh server process and a fresh
+//! load-generator process; then the summary (medians over rounds, ratios) and, with
+//! `FANOUT_JSON`, one JSON line per phase.
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{
+    busy,
     child::Child,
     procfs, report, servers,
     settings::{Mode, Settings},
     wire::{self, Kind},
 };
 
+/// Burst mode: the server is done once it has not been busy for this long.
+const QUIET: Duration = Duration::from_millis(300);
+
 /// Everything measured in one phase.
 #[derive(Debug)]
 pub struct Phase {
     pub kind: Kind,
     pub mode: Mode,
+    /// Burst mode: the server's worker threads.
+    pub workers: Option<usize>,
     pub round: usize,
     pub ready: usize,
     pub failed: usize,
@@ -74,14 +81,20 @@ pub fn main() {
     let mut frame_len = 0;
     for round in 1..=settings.rounds {
         for &mode in &settings.modes {
-            let baselines = settings.baselines.iter().copied().map(Kind::Baseline);
-            for kind in std::iter::once(Kind::Tidings).chain(baselines) {
-                let phase = run_phase(kind, mode, round, &settings, frame_len);
-                if kind == Kind::Tidings && frame_len == 0 {
-                    frame_len = phase.figure("frame_bytes").unwrap_or(0.0).round() as usize;
+            let workers: Vec<Option<usize>> = match mode {
+                Mode::Burst => settings.burst_workers.iter().copied().map(Some).collect(),
+                Mode::Max | Mode::Fixed => vec![None],
+            };
+            for workers in workers {
+                let baselines = settings.baselines.iter().copied().map(Kind::Baseline);
+                for kind in std::iter::once(Kind::Tidings).chain(baselines) {
+                    let phase = run_phase(kind, (mode, workers), round, &settings, frame_len);
+                    if kind == Kind::Tidings && frame_len == 0 {
+                        frame_len = phase.figure("frame_bytes").unwrap_or(0.0).round() as usize;
+                    }
+                    report::json_line(&settings, &phase);
+                    phases.push(phase);
                 }
-                report::json_line(&settings, &phase);
-                phases.push(phase);
             }
         }
     }
@@ -93,9 +106,20 @@ pub fn main() {
 
 /// One phase: a fresh server, a fresh load generator, idle memory, warm-up, the
 /// measured publishing and its drain.
-fn run_phase(kind: Kind, mode: Mode, round: usize, settings: &Settings, frame_len: usize) -> Phase {
-    eprintln!("fanout: round {round}, {} {}", mode.name(), kind.name());
-    let server = servers::start(kind, settings, frame_len);
+fn run_phase(
+    kind: Kind,
+    (mode, workers): (Mode, Option<usize>),
+    round: usize,
+    settings: &Settings,
+    frame_len: usize,
+) -> Phase {
+    let threads = workers.map_or_else(String::new, |n| format!(", {n} worker(s)"));
+    eprintln!(
+        "fanout: round {round}, {} {}{threads}",
+        mode.name(),
+        kind.name()
+    );
+    let server = servers::start(kind, settings, frame_len, workers);
     // Let the freshly started server settle before the "before" reading.
     std::thread::sleep(Duration::from_millis(300));
     let rss_before_kb = procfs::rss_kb(server.child.pid());
@@ -128,10 +152,30 @@ fn run_phase(kind: Kind, mode: Mode, round: usize, settings: &Settings, frame_le
         procfs::cpu_seconds(client.pid()),
     );
     let measured = Duration::from_secs_f64(settings.secs(mode));
+    let server_busy = (mode == Mode::Burst).then(|| {
+        let busy = busy::until_quiet(server.child.pid(), window, QUIET, settings.timeout);
+        client.send("resume");
+        busy
+    });
     let result = client.expect("result", measured + settings.timeout * 3);
+    let mut result: Value = serde_json::from_str(&result).expect("the client's result is JSON");
+    if let Some(busy) = server_busy {
+        let window_s = busy.window.as_secs_f64();
+        let expected = result["expected"].as_f64().unwrap_or(0.0);
+        result["server_busy_s"] = json!(window_s);
+        result["server_busy_cpu_s"] = json!(busy.cpu.as_secs_f64());
+        // A burst too small for one busy sample has no figure (NaN is written as null).
+        let rate = if window_s > 0.0 {
+            expected / window_s
+        } else {
+            f64::NAN
+        };
+        result["deliveries_per_sec"] = json!(rate);
+    }
     let phase = Phase {
         kind,
         mode,
+        workers,
         round,
         ready,
         failed,
@@ -142,7 +186,7 @@ fn run_phase(kind: Kind, mode: Mode, round: usize, settings: &Settings, frame_le
         server_cpu_s: procfs::cpu_seconds(server.child.pid()) - cpu_before.0,
         client_cpu_s: procfs::cpu_seconds(client.pid()) - cpu_before.1,
         window_s: window.elapsed().as_secs_f64(),
-        result: serde_json::from_str(&result).expect("the client's result is JSON"),
+        result,
     };
     client.quit(Duration::from_secs(10));
     server.stop();

@@ -38,6 +38,16 @@ pub struct Published {
     pub stalls: u64,
 }
 
+impl Published {
+    /// Counts the outcome of one spawned request.
+    fn count(&mut self, outcome: Result<bool, tokio::task::JoinError>) {
+        match outcome {
+            Ok(true) => self.ok += 1,
+            _ => self.errors += 1,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Publisher {
     http: reqwest::Client,
@@ -126,10 +136,29 @@ impl Publisher {
         }
         let mut published = Published::default();
         while let Some(ok) = requests.join_next().await {
-            match ok {
-                Ok(true) => published.ok += 1,
-                _ => published.errors += 1,
+            published.count(ok);
+        }
+        published
+    }
+
+    /// Publishes `count` events as fast as the server answers, `in_flight` requests at
+    /// a time, without waiting for any delivery.
+    pub async fn burst(&mut self, count: usize, in_flight: usize) -> Published {
+        let mut requests = tokio::task::JoinSet::new();
+        let mut published = Published::default();
+        for _ in 0..count {
+            if requests.len() >= in_flight.max(1)
+                && let Some(ok) = requests.join_next().await
+            {
+                published.count(ok);
             }
+            let seq = self.next;
+            self.next += 1;
+            let one = self.one_shot();
+            requests.spawn(async move { one.request(seq).await });
+        }
+        while let Some(ok) = requests.join_next().await {
+            published.count(ok);
         }
         published
     }

@@ -65,13 +65,38 @@ fn figures(mode: Mode) -> Vec<Figure> {
         .chain(latency)
         .collect(),
         Mode::Fixed => latency.into_iter().collect(),
+        Mode::Burst => vec![
+            Figure {
+                label: "DELIVERIES PER SECOND (server busy)",
+                short: "deliveries/s",
+                read: |p| p.figure("deliveries_per_sec"),
+                decimals: 0,
+            },
+            Figure {
+                label: "server CPUs busy in that time",
+                short: "CPUs busy",
+                read: |p| Some(p.figure("server_busy_cpu_s")? / p.figure("server_busy_s")?),
+                decimals: 2,
+            },
+            Figure {
+                label: "server busy time (s)",
+                short: "busy s",
+                read: |p| p.figure("server_busy_s"),
+                decimals: 3,
+            },
+        ],
     }
 }
 
-fn spread_of(phases: &[Phase], kind: Kind, mode: Mode, figure: &Figure) -> Option<(f64, f64, f64)> {
+fn spread_of(
+    phases: &[Phase],
+    (kind, workers): (Kind, Option<usize>),
+    mode: Mode,
+    figure: &Figure,
+) -> Option<(f64, f64, f64)> {
     let mut values: Vec<f64> = phases
         .iter()
-        .filter(|p| p.kind == kind && p.mode == mode)
+        .filter(|p| p.kind == kind && p.mode == mode && p.workers == workers)
         .filter_map(|p| (figure.read)(p))
         .collect();
     super::latency::spread(&mut values)
@@ -102,6 +127,12 @@ pub fn summary(settings: &Settings, phases: &[Phase], total: Duration, load_befo
                 settings.events_per_sec(),
                 settings.fixed_secs
             ),
+            Mode::Burst => format!(
+                "burst: {} events published at once ({} requests in flight) to subscribers \
+                 that stop reading, the server unpinned with {:?} worker threads, \
+                 deliveries/s over its busy time",
+                settings.burst_events, settings.window, settings.burst_workers
+            ),
         })
         .collect();
     println!(
@@ -121,11 +152,17 @@ pub fn summary(settings: &Settings, phases: &[Phase], total: Duration, load_befo
     );
     println!("{}", layout(settings));
     for &mode in &settings.modes {
-        print_mode(mode, &settings.baselines, phases);
+        match mode {
+            Mode::Burst => print_burst(settings, phases),
+            Mode::Max | Mode::Fixed => print_mode(mode, &settings.baselines, phases),
+        }
     }
     for phase in phases {
+        let threads = phase
+            .workers
+            .map_or_else(String::new, |n| format!(" {n} worker(s)"));
         println!(
-            "{} {} round {}: {} ready ({} failed), deliveries {}/{}, publish errors {}, stalls {}, \
+            "{} {}{threads} round {}: {} ready ({} failed), deliveries {}/{}, publish errors {}, stalls {}, \
              frame {:.0} B, server CPU {:.0}% and client CPU {:.0}% of a core, connections ended: {}",
             phase.kind.name(),
             phase.mode.name(),
@@ -197,7 +234,7 @@ fn print_mode(mode: Mode, baselines: &[Baseline], phases: &[Phase]) {
     for figure in figures(mode) {
         let spreads: Vec<_> = kinds
             .iter()
-            .map(|&kind| spread_of(phases, kind, mode, &figure))
+            .map(|&kind| spread_of(phases, (kind, None), mode, &figure))
             .collect();
         let row: String = spreads
             .iter()
@@ -222,6 +259,81 @@ fn print_mode(mode: Mode, baselines: &[Baseline], phases: &[Phase]) {
     }
 }
 
+/// The burst table, one column per server and worker count, then per server the
+/// ratio of each worker count to the first (goal 3 of issue 12 asks 2 workers >= 1.7x
+/// of 1), and tidings against each baseline at each worker count.
+fn print_burst(settings: &Settings, phases: &[Phase]) {
+    let kinds: Vec<Kind> = std::iter::once(Kind::Tidings)
+        .chain(settings.baselines.iter().copied().map(Kind::Baseline))
+        .collect();
+    let columns: Vec<(Kind, Option<usize>)> = kinds
+        .iter()
+        .flat_map(|&kind| settings.burst_workers.iter().map(move |&n| (kind, Some(n))))
+        .collect();
+    println!();
+    let header: String = columns
+        .iter()
+        .map(|&(kind, n)| format!(" {:>30}", format!("{} {}w", kind.name(), n.unwrap_or(0))))
+        .collect();
+    println!("{:<40}{header}", "mode burst (median [min-max])");
+    let medians = |column: (Kind, Option<usize>), figure: &Figure| {
+        spread_of(phases, column, Mode::Burst, figure).map(|(median, ..)| median)
+    };
+    for figure in figures(Mode::Burst) {
+        let row: String = columns
+            .iter()
+            .map(|&column| {
+                let d = figure.decimals;
+                let cell = spread_of(phases, column, Mode::Burst, &figure).map_or_else(
+                    || "none".to_owned(),
+                    |(median, min, max)| format!("{median:.d$} [{min:.d$}-{max:.d$}]"),
+                );
+                format!(" {cell:>30}")
+            })
+            .collect();
+        println!("{:<40}{row}", figure.label);
+    }
+    let throughput = &figures(Mode::Burst)[0];
+    let first = settings.burst_workers[0];
+    for &kind in &kinds {
+        let base = medians((kind, Some(first)), throughput);
+        let ratios: Vec<String> = settings.burst_workers[1..]
+            .iter()
+            .filter_map(|&n| {
+                let ratio = medians((kind, Some(n)), throughput)? / base.filter(|b| *b > 0.0)?;
+                Some(format!("{n} workers {ratio:.2}"))
+            })
+            .collect();
+        if !ratios.is_empty() {
+            println!(
+                "RATIO {} deliveries/s against {first} worker(s): {}",
+                kind.name(),
+                ratios.join(", ")
+            );
+        }
+    }
+    for &baseline in &kinds[1..] {
+        let ratios: Vec<String> = settings
+            .burst_workers
+            .iter()
+            .filter_map(|&n| {
+                let t = medians((Kind::Tidings, Some(n)), throughput)?;
+                let b = medians((baseline, Some(n)), throughput).filter(|b| *b > 0.0)?;
+                Some(format!("{n} worker(s) {:.2}", t / b))
+            })
+            .collect();
+        let ratios = if ratios.is_empty() {
+            "none (a burst too short for one busy sample)".to_owned()
+        } else {
+            ratios.join(", ")
+        };
+        println!(
+            "RATIO tidings/{}, burst deliveries/s: {ratios}",
+            baseline.name()
+        );
+    }
+}
+
 /// Appends the phase as one JSON line to `FANOUT_JSON`, when set.
 pub fn json_line(settings: &Settings, phase: &Phase) {
     let Ok(path) = std::env::var("FANOUT_JSON") else {
@@ -231,6 +343,7 @@ pub fn json_line(settings: &Settings, phase: &Phase) {
         "bench": "fanout",
         "server": phase.kind.name(),
         "mode": phase.mode.name(),
+        "workers": phase.workers,
         "round": phase.round,
         "smoke": !settings.measuring,
         "connections": settings.connections,

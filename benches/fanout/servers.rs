@@ -34,14 +34,27 @@ impl Server {
     }
 }
 
-/// Starts a fresh server of `kind`; `frame_len` pads the baseline's frames.
-pub fn start(kind: Kind, settings: &Settings, frame_len: usize) -> Server {
-    let cpu = settings.cpus.map(|(server, _)| server);
+/// Starts a fresh server of `kind`; `frame_len` pads the baseline's frames. With
+/// `workers` (burst mode) it runs that many Tokio worker threads on every CPU, and
+/// tidings pings nobody: subscribers that stop reading cannot answer, and pings would
+/// keep the server from going quiet when the burst is done.
+pub fn start(kind: Kind, settings: &Settings, frame_len: usize, workers: Option<usize>) -> Server {
+    let cpu = settings
+        .cpus
+        .map(|(server, _)| server)
+        .filter(|_| workers.is_none());
+    let mut env = Vec::new();
+    if let Some(workers) = workers {
+        env.push(("TOKIO_WORKER_THREADS", workers.to_string()));
+        if kind == Kind::Tidings {
+            env.push(("TIDINGS_PING_INTERVAL", "1h".to_owned()));
+        }
+    }
     let startup = Duration::from_secs(30);
     match kind {
         Kind::Tidings => {
             let dir = TempDir::new();
-            let mut env = vec![
+            env.extend([
                 ("TIDINGS_BIND", "127.0.0.1:0".to_owned()),
                 (
                     "TIDINGS_DATABASE_URL",
@@ -50,7 +63,7 @@ pub fn start(kind: Kind, settings: &Settings, frame_len: usize) -> Server {
                 ("TIDINGS_BROKER_URL", "memory".to_owned()),
                 ("TIDINGS_JWT_SECRET", SECRET.to_owned()),
                 ("RUST_LOG", "warn".to_owned()),
-            ];
+            ]);
             if settings.connections > DEFAULT_MAX_CONNECTIONS {
                 env.push(("TIDINGS_MAX_CONNECTIONS", settings.connections.to_string()));
             }
@@ -70,11 +83,11 @@ pub fn start(kind: Kind, settings: &Settings, frame_len: usize) -> Server {
         }
         Kind::Baseline(design) => {
             let exe = std::env::current_exe().expect("current exe");
-            let env = [
+            env.extend([
                 ("FANOUT_ROLE", "server".to_owned()),
                 ("FANOUT_BASELINE", design.name().to_owned()),
                 ("FANOUT_FRAME_LEN", frame_len.to_string()),
-            ];
+            ]);
             let mut child = Child::spawn(design.name(), &exe.display().to_string(), cpu, &env);
             let addr = child.expect("listening", startup).trim().to_owned();
             Server {

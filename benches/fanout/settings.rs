@@ -13,6 +13,12 @@ pub enum Mode {
     Max,
     /// Open loop at a fixed number of deliveries per second (events/s = rate / N).
     Fixed,
+    /// What the server alone can deliver, for each worker count (issue 12, goal 3):
+    /// the subscribers stop reading, `burst_events` events go out at once, and the
+    /// deliveries are counted over the server's busy time, while the load generator
+    /// uses no CPU. Each subscriber's share of the burst must fit in its socket's
+    /// receive buffer.
+    Burst,
 }
 
 impl Mode {
@@ -20,6 +26,7 @@ impl Mode {
         match self {
             Self::Max => "max",
             Self::Fixed => "fixed",
+            Self::Burst => "burst",
         }
     }
 
@@ -27,18 +34,32 @@ impl Mode {
         match name {
             "max" => Self::Max,
             "fixed" => Self::Fixed,
-            other => panic!("unknown mode {other:?} (max or fixed)"),
+            "burst" => Self::Burst,
+            other => panic!("unknown mode {other:?} (max, fixed or burst)"),
         }
     }
 
-    /// `FANOUT_MODE`: `max`, `fixed` or `both` (the default).
+    /// `FANOUT_MODE`: comma-separated `max`, `fixed`, `burst`, or `both` (max and
+    /// fixed, the default).
     fn list_from_env() -> Vec<Self> {
-        match std::env::var("FANOUT_MODE").as_deref() {
-            Ok("max") => vec![Self::Max],
-            Ok("fixed") => vec![Self::Fixed],
-            Ok("both") | Err(_) => vec![Self::Max, Self::Fixed],
-            Ok(other) => panic!("FANOUT_MODE must be max, fixed or both, got {other:?}"),
+        let list = std::env::var("FANOUT_MODE").unwrap_or_else(|_| "both".to_owned());
+        let mut modes = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let named: &[Self] = match name {
+                "both" => &[Self::Max, Self::Fixed],
+                "max" => &[Self::Max],
+                "fixed" => &[Self::Fixed],
+                "burst" => &[Self::Burst],
+                other => panic!("FANOUT_MODE: unknown mode {other:?} (max, fixed, burst or both)"),
+            };
+            for &mode in named {
+                if !modes.contains(&mode) {
+                    modes.push(mode);
+                }
+            }
         }
+        assert!(!modes.is_empty(), "FANOUT_MODE names no mode");
+        modes
     }
 }
 
@@ -60,6 +81,10 @@ pub struct Settings {
     /// Measured publishing time per mode.
     pub max_secs: f64,
     pub fixed_secs: f64,
+    /// Burst mode: events published at once, and the server's worker threads in each
+    /// of its phases (`TOKIO_WORKER_THREADS`; the server is not pinned).
+    pub burst_events: usize,
+    pub burst_workers: Vec<usize>,
     /// Unmeasured publishing before each measurement.
     pub warmup_secs: f64,
     /// Quiet time between the last subscription and the idle RSS reading.
@@ -93,6 +118,8 @@ impl Settings {
             payload: wire::env_usize("FANOUT_PAYLOAD", 100),
             max_secs: wire::env_f64("FANOUT_MAX_SECS", 5.0),
             fixed_secs: wire::env_f64("FANOUT_FIXED_SECS", 10.0),
+            burst_events: wire::env_usize("FANOUT_BURST_EVENTS", 50).max(1),
+            burst_workers: workers_from_env(),
             warmup_secs: wire::env_f64("FANOUT_WARMUP_SECS", 1.0),
             settle_secs: wire::env_f64("FANOUT_SETTLE_SECS", 2.0),
             timeout: Duration::from_secs(wire::env_usize("FANOUT_TIMEOUT_S", 60) as u64),
@@ -106,7 +133,8 @@ impl Settings {
         // every server, a window that fills, a rate that publishes several events.
         Self {
             connections: 20,
-            modes: vec![Mode::Max, Mode::Fixed],
+            modes: vec![Mode::Max, Mode::Fixed, Mode::Burst],
+            burst_events: 5,
             baselines: Baseline::ALL.to_vec(),
             rounds: 1,
             rate: 2_000,
@@ -119,11 +147,12 @@ impl Settings {
         }
     }
 
-    /// Measured publishing time of `mode`.
+    /// Measured publishing time of `mode` (a burst is published as fast as it goes).
     pub fn secs(&self, mode: Mode) -> f64 {
         match mode {
             Mode::Max => self.max_secs,
             Mode::Fixed => self.fixed_secs,
+            Mode::Burst => 0.0,
         }
     }
 
@@ -141,8 +170,28 @@ impl Settings {
             ("FANOUT_PAYLOAD", self.payload.to_string()),
             ("FANOUT_MAX_SECS", self.max_secs.to_string()),
             ("FANOUT_FIXED_SECS", self.fixed_secs.to_string()),
+            ("FANOUT_BURST_EVENTS", self.burst_events.to_string()),
             ("FANOUT_WARMUP_SECS", self.warmup_secs.to_string()),
             ("FANOUT_TIMEOUT_S", self.timeout.as_secs().to_string()),
         ]
     }
+}
+
+/// `FANOUT_BURST_WORKERS`: comma-separated worker counts, `1,2` by default.
+fn workers_from_env() -> Vec<usize> {
+    let list = std::env::var("FANOUT_BURST_WORKERS").unwrap_or_else(|_| "1,2".to_owned());
+    let workers: Vec<usize> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| match n.parse() {
+            Ok(count) if count >= 1 => count,
+            _ => panic!("FANOUT_BURST_WORKERS: {n:?} is not a worker count (1 or more)"),
+        })
+        .collect();
+    assert!(
+        !workers.is_empty(),
+        "FANOUT_BURST_WORKERS names no worker count"
+    );
+    workers
 }

@@ -11,7 +11,7 @@ use std::{
     time::Instant,
 };
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::latency::Samples;
 
@@ -42,6 +42,10 @@ pub struct Tally {
     pub frame_bytes: AtomicU64,
     /// How connections ended (close code, error) or failed to start, with counts.
     ends: Mutex<BTreeMap<String, u64>>,
+    /// True while the subscribers are told to stop reading (burst mode).
+    pub pause: watch::Sender<bool>,
+    /// Subscribers that have stopped reading.
+    pub paused: AtomicUsize,
 }
 
 impl Tally {
@@ -60,6 +64,8 @@ impl Tally {
             frames: AtomicU64::new(0),
             frame_bytes: AtomicU64::new(0),
             ends: Mutex::new(BTreeMap::new()),
+            pause: watch::Sender::new(false),
+            paused: AtomicUsize::new(0),
         }
     }
 

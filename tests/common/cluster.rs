@@ -50,6 +50,8 @@ pub struct ClusterOptions {
     pub poll_interval: Duration,
     /// `log.sequencer_timeout`. Default 5 s (the library's default).
     pub sequencer_timeout: Duration,
+    /// The event log's database. Default: a fresh schema on the tests' Postgres.
+    pub database_url: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -58,6 +60,7 @@ impl Default for ClusterOptions {
             nodes: 3,
             poll_interval: Duration::from_millis(100),
             sequencer_timeout: Duration::from_secs(5),
+            database_url: None,
         }
     }
 }
@@ -189,7 +192,10 @@ impl Cluster {
             ),
         )
         .expect("config file");
-        let database_url = fresh_database_url(Backend::Postgres).await;
+        let database_url = match options.database_url {
+            Some(url) => url,
+            None => fresh_database_url(Backend::Postgres).await,
+        };
         let broker = BrokerServer::start(kind).await;
         let mut cluster = Self {
             nodes: Vec::new(),

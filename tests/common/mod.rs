@@ -9,6 +9,7 @@ pub mod binary;
 pub mod brokers;
 pub mod cluster;
 pub mod db;
+pub mod private_postgres;
 pub mod raw_ws;
 pub mod server;
 pub mod sse;

@@ -41,6 +41,11 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// The orchestrator's control lines.
 type Control = Lines<BufReader<Stdin>>;
 
+/// The most a burst may put in each subscriber's socket: well under the 64 kB or so a
+/// loopback TCP socket takes while its reader does not read (Linux's default receive
+/// buffer is 128 KiB, about half of it for data).
+const BURST_SHARE_MAX: u64 = 48 * 1024;
+
 /// Handshakes in flight: a burst of 10,000 SYNs would overflow the listener's backlog
 /// and turn the setup into a retransmission benchmark.
 const CONNECT_PARALLEL: usize = 64;
@@ -200,6 +205,16 @@ async fn burst(
     if settings.warmup_secs > 0.0 {
         publish(Mode::Max, settings, publisher, settings.warmup_secs).await;
     }
+    // What each subscriber's socket must hold (frame sizes from the warm-up).
+    let frame = tally.frame_bytes.load(Relaxed) / tally.frames.load(Relaxed).max(1);
+    let share = frame.max(1) * settings.burst_events as u64;
+    assert!(
+        share <= BURST_SHARE_MAX,
+        "a burst of {} events of {frame} bytes is {share} bytes per subscriber, more \
+         than a loopback socket takes unread ({BURST_SHARE_MAX}): the server would stall \
+         on full sockets and the figure would be wrong; lower FANOUT_BURST_EVENTS",
+        settings.burst_events
+    );
     let live = tally.live.load(Relaxed);
     tally.pause.send_replace(true);
     let deadline = Instant::now() + settings.timeout;

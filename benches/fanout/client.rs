@@ -167,10 +167,27 @@ async fn measure(
     let publishing_s = (tally.now_micros() - started) as f64 / 1e6;
     let expected = published.ok * live;
     drain(tally, expected, settings.timeout).await;
+    let mut result = outcome(mode, live, published, publishing_s, tally);
     let received = tally.received.load(Relaxed);
     let last = tally.last_receive.load(Relaxed);
     let samples = tally.take_samples().sorted();
     let window_s = last.saturating_sub(started) as f64 / 1e6;
+    result["first_publish_to_last_delivery_s"] = json!(window_s);
+    result["deliveries_per_sec"] = json!(if window_s > 0.0 {
+        received as f64 / window_s
+    } else {
+        0.0
+    });
+    result["lat_p50_ms"] = json!(samples.quantile_ms(0.5));
+    result["lat_p99_ms"] = json!(samples.quantile_ms(0.99));
+    result["lat_max_ms"] = json!(samples.quantile_ms(1.0));
+    result["cdf_ms"] = json!(samples.cdf_ms());
+    result
+}
+
+/// What every mode reports once the deliveries are drained: what was published to
+/// `live` subscribers, what arrived, the frame size and how connections ended.
+fn outcome(mode: Mode, live: u64, published: Published, publishing_s: f64, tally: &Tally) -> Value {
     let frames = tally.frames.load(Relaxed).max(1);
     json!({
         "mode": mode.name(),
@@ -179,14 +196,8 @@ async fn measure(
         "publish_errors": published.errors,
         "stalls": published.stalls,
         "publishing_s": publishing_s,
-        "expected": expected,
-        "received": received,
-        "first_publish_to_last_delivery_s": window_s,
-        "deliveries_per_sec": if window_s > 0.0 { received as f64 / window_s } else { 0.0 },
-        "lat_p50_ms": samples.quantile_ms(0.5),
-        "lat_p99_ms": samples.quantile_ms(0.99),
-        "lat_max_ms": samples.quantile_ms(1.0),
-        "cdf_ms": samples.cdf_ms(),
+        "expected": published.ok * live,
+        "received": tally.received.load(Relaxed),
         "frame_bytes": tally.frame_bytes.load(Relaxed) as f64 / frames as f64,
         "ends": tally.ends(),
     })
@@ -238,24 +249,12 @@ async fn burst(
         other => panic!("expected resume from the orchestrator, got {other:?}"),
     }
     tally.pause.send_replace(false);
-    let expected = published.ok * live as u64;
-    drain(tally, expected, settings.timeout).await;
-    let received = tally.received.load(Relaxed);
-    let frames = tally.frames.load(Relaxed).max(1);
+    let live = live as u64;
+    drain(tally, published.ok * live, settings.timeout).await;
+    let mut result = outcome(Mode::Burst, live, published, publishing_s, tally);
     tally.take_samples();
-    json!({
-        "mode": Mode::Burst.name(),
-        "live": live,
-        "paused": paused,
-        "published": published.ok,
-        "publish_errors": published.errors,
-        "stalls": published.stalls,
-        "publishing_s": publishing_s,
-        "expected": expected,
-        "received": received,
-        "frame_bytes": tally.frame_bytes.load(Relaxed) as f64 / frames as f64,
-        "ends": tally.ends(),
-    })
+    result["paused"] = json!(paused);
+    result
 }
 
 async fn publish(

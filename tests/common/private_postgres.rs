@@ -124,16 +124,11 @@ impl PrivatePostgres {
     /// Runs the Postgres program `name` with `args` (as the cluster's user), and
     /// panics with its output unless it succeeds.
     fn run(&self, name: &str, args: &[&str]) -> Output {
-        let program = self.bin.join(name);
-        let output = match &self.user {
-            Some(user) => Command::new("runuser")
-                .args(["-u", user, "--"])
-                .arg(&program)
-                .args(args)
-                .output(),
-            None => Command::new(&program).args(args).output(),
-        }
-        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+        let output = self
+            .command(name)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running {name}: {e}"));
         assert!(
             output.status.success(),
             "{name} {args:?} failed: {}\n{}{}",
@@ -143,22 +138,30 @@ impl PrivatePostgres {
         );
         output
     }
+
+    /// The Postgres program `name`, to be run as the cluster's user.
+    fn command(&self, name: &str) -> Command {
+        let program = self.bin.join(name);
+        match &self.user {
+            Some(user) => {
+                let mut command = Command::new("runuser");
+                command.args(["-u", user, "--"]).arg(program);
+                command
+            }
+            None => Command::new(program),
+        }
+    }
 }
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let data = self.data();
-        let program = self.bin.join("pg_ctl");
-        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
-        // Already stopped after a crash the test did not follow with a restart.
-        let _ = match &self.user {
-            Some(user) => Command::new("runuser")
-                .args(["-u", user, "--"])
-                .arg(&program)
-                .args(args)
-                .output(),
-            None => Command::new(&program).args(args).output(),
-        };
+        // Fails harmlessly when a crash the test did not follow with a restart
+        // stopped it already.
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", data.as_str(), "-m", "immediate", "stop"])
+            .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -15,7 +15,9 @@ use super::{
 /// The reference server, built by cargo for this bench (same profile).
 const TIDINGS_BIN: &str = env!("CARGO_BIN_EXE_tidings");
 
-/// The reference server's default `max_connections`; more connections need more.
+/// The reference server's default `max_connections`, and its default caps per user
+/// and per address, which the bench's subscribers (one user, one address) all count
+/// against; more connections need all three raised.
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// A running server: the process, its address, and the SQLite directory it uses.
@@ -65,7 +67,13 @@ pub fn start(kind: Kind, settings: &Settings, frame_len: usize, workers: Option<
                 ("RUST_LOG", "warn".to_owned()),
             ]);
             if settings.connections > DEFAULT_MAX_CONNECTIONS {
-                env.push(("TIDINGS_MAX_CONNECTIONS", settings.connections.to_string()));
+                for cap in [
+                    "TIDINGS_MAX_CONNECTIONS",
+                    "TIDINGS_MAX_CONNECTIONS_PER_USER",
+                    "TIDINGS_MAX_CONNECTIONS_PER_IP",
+                ] {
+                    env.push((cap, settings.connections.to_string()));
+                }
             }
             let mut child = Child::spawn("tidings", TIDINGS_BIN, cpu, &env);
             // "tidings listening on http://127.0.0.1:PORT"

@@ -40,8 +40,9 @@ async fn a_postgres_crash_that_loses_the_last_numbering_gives_the_same_rows_the_
     let mut cluster = Cluster::start(BrokerKind::Memory, options).await;
     let mut ann = cluster.node(0).ws("todos:*").await;
 
-    // Each write commits with a flush (the outbox's trigger sees to it); the relay's
-    // numbering of it commits without one. Once the client has the write's event,
+    // Each write commits with a flush (`synchronous_commit` is on, and the outbox's
+    // trigger keeps a transaction that writes events from turning it off); the
+    // relay's numbering of it commits without one. Once the client has the write's event,
     // that numbering is committed; the check then says whether it is still in the
     // buffers, where the crash will lose it.
     let db = postgres.pool().await;
@@ -71,7 +72,7 @@ async fn a_postgres_crash_that_loses_the_last_numbering_gives_the_same_rows_the_
     }
     assert!(
         in_buffers,
-        "the WAL writer wrote the last numbering out before each of {ATTEMPTS} crashes"
+        "the WAL writer had written the last numbering out at each of {ATTEMPTS} checks"
     );
     db.close().await;
 

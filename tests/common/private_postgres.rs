@@ -15,7 +15,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
 };
 
 use sqlx::PgPool;
@@ -123,7 +123,7 @@ impl PrivatePostgres {
 
     /// Runs the Postgres program `name` with `args` (as the cluster's user), and
     /// panics with its output unless it succeeds.
-    fn run(&self, name: &str, args: &[&str]) -> Output {
+    fn run(&self, name: &str, args: &[&str]) {
         let output = self
             .command(name)
             .args(args)
@@ -136,7 +136,6 @@ impl PrivatePostgres {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        output
     }
 
     /// The Postgres program `name`, to be run as the cluster's user.

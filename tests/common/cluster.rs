@@ -1,7 +1,8 @@
-//! A cluster of real `tidings` processes: N nodes on one fresh Postgres schema, each on
-//! its own port with the tests' JWT secret, a broker only this cluster uses, and the
-//! failures the multi-process tests inject (kill -9, SIGSTOP, restart; a broker killed
-//! and started again). Plus the writes (the demo's REST API) and the checks (the
+//! A cluster of real `tidings` processes: N nodes on one fresh Postgres schema (or the
+//! database `ClusterOptions::database_url` names), each on its own port with the
+//! tests' JWT secret, a broker only this cluster uses, and the failures the
+//! multi-process tests inject (kill -9, SIGSTOP, restart; a broker killed and started
+//! again). Plus the writes (the demo's REST API) and the checks (the
 //! `realtime_outbox` table, clients that must see every event once, in order).
 //!
 //! Every process and proxy is stopped by a drop guard, panics included. The nodes'

@@ -37,8 +37,8 @@
 //! (10000), `FANOUT_ROUNDS` (3), `FANOUT_WINDOW` (4; in burst mode the requests in
 //! flight), `FANOUT_RATE` (20000 deliveries/s), `FANOUT_PAYLOAD` (100 bytes),
 //! `FANOUT_MAX_SECS` (5), `FANOUT_FIXED_SECS` (10), `FANOUT_BURST_EVENTS` (50),
-//! `FANOUT_BURST_WORKERS` (1,2), `FANOUT_WARMUP_SECS` (1), `FANOUT_SETTLE_SECS` (2), `FANOUT_TIMEOUT_S` (60), `FANOUT_SERVER_CPU` (0),
-//! `FANOUT_CLIENT_CPU` (1), `FANOUT_PIN=0` (no pinning), `FANOUT_JSON` (append one
+//! `FANOUT_BURST_WORKERS` (1,2), `FANOUT_WARMUP_SECS` (1), `FANOUT_SETTLE_SECS` (2),
+//! `FANOUT_TIMEOUT_S` (60), `FANOUT_SERVER_CPU` (0), `FANOUT_CLIENT_CPU` (1), `FANOUT_PIN=0` (no pinning), `FANOUT_JSON` (append one
 //! JSON line per phase to this file; `scripts/bench-plots` draws them).
 //!
 //! What is measured and how to read it: `docs/benchmarks.md`.

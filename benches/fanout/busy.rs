@@ -19,6 +19,9 @@ pub struct Busy {
     pub window: Duration,
     /// CPU time of all the server's threads in that window.
     pub cpu: Duration,
+    /// The server was still busy when the timeout ended the sampling: the window is
+    /// too short and its figure wrong.
+    pub timed_out: bool,
 }
 
 /// Samples the CPU time of `pid` from `start` until it has not been busy for `quiet`
@@ -36,10 +39,12 @@ pub fn until_quiet(pid: u32, start: Instant, quiet: Duration, timeout: Duration)
             last_busy = now;
         }
         previous = now;
-        if now.0.duration_since(last_busy.0) >= quiet || now.0.duration_since(start) >= timeout {
+        let quiet_now = now.0.duration_since(last_busy.0) >= quiet;
+        if quiet_now || now.0.duration_since(start) >= timeout {
             return Busy {
                 window: last_busy.0.duration_since(start),
                 cpu: Duration::from_nanos(last_busy.1.saturating_sub(first)),
+                timed_out: !quiet_now,
             };
         }
     }

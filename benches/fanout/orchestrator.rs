@@ -62,10 +62,16 @@ impl Phase {
         }
     }
 
+    /// Every due event delivered; in burst mode also every subscriber paused while the
+    /// server worked, and the server quiet before the timeout, or the figure is wrong.
     pub fn complete(&self) -> bool {
+        let burst_sound = self.mode != Mode::Burst
+            || (self.result["paused"] == self.result["live"]
+                && self.result["server_busy_timed_out"] == false);
         self.failed == 0
             && self.result["publish_errors"] == 0
             && self.result["received"] == self.result["expected"]
+            && burst_sound
     }
 }
 
@@ -164,6 +170,7 @@ fn run_phase(
         let expected = result["expected"].as_f64().unwrap_or(0.0);
         result["server_busy_s"] = json!(window_s);
         result["server_busy_cpu_s"] = json!(busy.cpu.as_secs_f64());
+        result["server_busy_timed_out"] = json!(busy.timed_out);
         // A burst too small for one busy sample has no figure (NaN is written as null).
         let rate = if window_s > 0.0 {
             expected / window_s

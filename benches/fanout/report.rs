@@ -161,9 +161,17 @@ pub fn summary(settings: &Settings, phases: &[Phase], total: Duration, load_befo
         let threads = phase
             .workers
             .map_or_else(String::new, |n| format!(" {n} worker(s)"));
+        let burst = if phase.mode == Mode::Burst {
+            format!(
+                ", paused {}/{}, server busy at the timeout: {}",
+                phase.result["paused"], phase.result["live"], phase.result["server_busy_timed_out"]
+            )
+        } else {
+            String::new()
+        };
         println!(
             "{} {}{threads} round {}: {} ready ({} failed), deliveries {}/{}, publish errors {}, stalls {}, \
-             frame {:.0} B, server CPU {:.0}% and client CPU {:.0}% of a core, connections ended: {}",
+             frame {:.0} B, server CPU {:.0}% and client CPU {:.0}% of a core, connections ended: {}{burst}",
             phase.kind.name(),
             phase.mode.name(),
             phase.round,
@@ -180,7 +188,10 @@ pub fn summary(settings: &Settings, phases: &[Phase], total: Duration, load_befo
         );
     }
     if !phases.iter().all(Phase::complete) {
-        println!("INCOMPLETE: not every due event was delivered; see the lines above");
+        println!(
+            "INCOMPLETE: not every due event was delivered, or a burst ran with subscribers \
+             still reading or a server still busy at the timeout; see the lines above"
+        );
     }
     println!("total bench time {:.1} s", total.as_secs_f64());
 }

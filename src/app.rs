@@ -348,8 +348,11 @@ impl RealtimeBuilder {
             .map_err(|e| BuildError::Db(e.into()))?;
         let metrics = Arc::new(Metrics::default());
         let rules = Arc::new(self.rules);
+        // One shard per worker thread, each fanned out by its own writer task.
+        let shards = tokio::runtime::Handle::current().metrics().num_workers();
         let hub = Arc::new(
             Hub::new(rules.clone(), metrics.clone(), last_seq)
+                .with_shards(shards)
                 .with_glob_limits(GlobLimits::from(&self.config.connection)),
         );
         let log = Arc::new(Log::new(self.db.clone(), &epoch, self.config.log.clone()));
@@ -417,7 +420,7 @@ impl RealtimeBuilder {
         let catch_up_waiting = Arc::new(tokio::sync::Semaphore::new(
             self.config.log.catch_up_max_waiting,
         ));
-        let writers = Arc::new(Writers::new(tasks.clone(), &shutdown));
+        let writers = Arc::new(Writers::running(&hub, tasks.clone(), &shutdown));
         Ok(Realtime {
             inner: Arc::new(Inner {
                 catch_up_waiting,

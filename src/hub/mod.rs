@@ -10,6 +10,14 @@
 //! every event after that position reaches the subscription live and everything up to
 //! it can be replayed from the log without gap or overlap.
 //!
+//! The receivers are split into shards, one per runtime worker thread in a node.
+//! Each shard has its own lock, index, registry and delivery position; an event is
+//! fanned out shard by shard, and a subscription's position is its shard's. In a node
+//! each shard's fan-out runs on the socket writer that writes the shard's connections
+//! (`runners`, `ws::writers`), so a connection's queue and socket are touched by one
+//! task instead of moving between cores with every event. The node's position, for
+//! resumes and HTTP catch-up, is the lowest shard's.
+//!
 //! Matching stays bounded however clients subscribe: identical glob patterns share one
 //! compiled matcher, tried once per event; globs are filed by literal prefix; and the
 //! `budget` caps the globs a connection, a user and the node may hold, refusing new
@@ -18,23 +26,29 @@
 //! The parts: `index` answers which subscriptions an event reaches and knows nothing
 //! else; `glob_table` interns its glob patterns; `registry` holds the receivers (by
 //! key, connection id and user) and what each subscribed to; `budget` holds the glob
-//! limits and why a subscription is refused; `position` mirrors the delivery position
-//! for resumers that wait for it; this module keeps the index, the registry and the
-//! position under that one lock and hands events out.
+//! limits and why a subscription is refused; `position` mirrors the node's delivery
+//! position for resumers that wait for it; `runners` queues each shard's work for the
+//! task that runs it; this module keeps each shard's index, registry and position
+//! under its one lock and hands events out.
 
 mod budget;
 mod glob_table;
 mod index;
+mod node_globs;
 mod position;
 mod registry;
+mod runners;
 
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 pub(crate) use self::registry::{ReceiverKey, ReceiverKind};
 pub use self::{
@@ -42,9 +56,11 @@ pub use self::{
     registry::{Inbox, Receiver},
 };
 use self::{
-    index::{SubIds, SubscriptionIndex},
+    index::{SubIds, SubscriptionIndex, is_glob},
+    node_globs::NodeGlobs,
     position::PositionWatch,
-    registry::{Registered, Registry},
+    registry::{Registered, Registry, UserGlobs},
+    runners::{Job, Jobs, Runners},
 };
 use crate::{
     access::View,
@@ -66,10 +82,9 @@ pub struct Delivery {
     pub subs: Vec<Arc<str>>,
 }
 
-/// Everything the hub's one lock guards: the index and the registry change together
+/// Everything a shard's one lock guards: the index and the registry change together
 /// (a disconnect takes a receiver's subscriptions out of both), and the position must
 /// be read in the same critical section that registers a subscription.
-#[derive(Default)]
 struct State {
     index: SubscriptionIndex,
     registry: Registry,
@@ -78,6 +93,8 @@ struct State {
     /// subscriptions alike (`s1`, `b`), so the fan-out compares ids by pointer and
     /// touches one copy, not one per receiver.
     ids: HashSet<Arc<str>>,
+    /// The node's distinct globs, told when this shard starts or stops holding one.
+    node_globs: Arc<NodeGlobs>,
 }
 
 impl State {
@@ -87,12 +104,20 @@ impl State {
             return;
         };
         for (sub_id, pattern) in subscriptions {
-            let sub = (key, sub_id);
-            self.index.remove(&sub, &pattern);
-            self.release(sub.1);
+            self.unindex(key, sub_id, &pattern);
             Metrics::dec(&metrics.subscriptions);
         }
-        self.report_globs(metrics);
+    }
+
+    /// Takes subscription `id` of `key` out of the index, telling the node when the
+    /// shard no longer holds its glob.
+    fn unindex(&mut self, key: ReceiverKey, id: Arc<str>, pattern: &Pattern) {
+        let sub = (key, id);
+        self.index.remove(&sub, pattern);
+        self.release(sub.1);
+        if is_glob(pattern) && !self.index.holds_glob(pattern) {
+            self.node_globs.lock().lost(pattern.as_str());
+        }
     }
 
     /// The shared copy of `id` (made if it is the first).
@@ -114,18 +139,69 @@ impl State {
             self.ids.remove(&id);
         }
     }
+}
 
-    fn report_globs(&self, metrics: &Metrics) {
-        let globs = u64::try_from(self.index.distinct_globs()).unwrap_or(u64::MAX);
-        Metrics::set(&metrics.glob_patterns, globs);
+/// A share of the node's receivers, with their subscriptions and delivery position.
+///
+/// Aligned so that no two shards share a cache line: each is written by its own
+/// runner, on its own core.
+#[repr(align(128))]
+struct Shard {
+    state: Mutex<State>,
+    /// `state.position`, readable without the lock (the node's position is the lowest).
+    position: AtomicU64,
+    /// Work waiting for the shard's runner, when the hub has runners.
+    jobs: Jobs,
+}
+
+impl Shard {
+    fn new(index: usize, shards: usize, position: u64, counts: &Counts) -> Self {
+        Self {
+            state: Mutex::new(State {
+                index: SubscriptionIndex::default(),
+                registry: Registry::new(index, shards, counts.users.clone()),
+                position,
+                ids: HashSet::new(),
+                node_globs: counts.node.clone(),
+            }),
+            position: AtomicU64::new(position),
+            jobs: Jobs::default(),
+        }
     }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the index half-updated in a way
+        // that matters more than stopping all delivery would, so keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves the shard's position (its lock held, as `state`).
+    fn set_position(&self, state: &mut State, position: u64) {
+        state.position = position;
+        self.position.store(position, Ordering::Release);
+    }
+}
+
+/// The glob counts the node's budget keeps across its shards.
+#[derive(Default)]
+struct Counts {
+    users: UserGlobs,
+    node: Arc<NodeGlobs>,
 }
 
 /// The subscription index and fan-out of one node.
 pub struct Hub {
-    state: Mutex<State>,
-    /// Mirrors `state.position`, for resumers waiting for it to move.
+    shards: Box<[Shard]>,
+    globs: Counts,
+    /// Where the next receiver that did not choose its shard goes (round robin).
+    next_shard: AtomicUsize,
+    /// The seq of the last logged event given to the hub: the shards may still be
+    /// fanning it out (the ingest's position, for telling new events from old).
+    handed: AtomicU64,
+    /// Mirrors the node's position (the lowest shard's), for resumers waiting for it.
     watch: PositionWatch,
+    /// The tasks that run each shard's fan-out, once a node attached them.
+    runners: Runners,
     rules: Arc<Rules>,
     metrics: Arc<Metrics>,
     limits: GlobLimits,
@@ -165,19 +241,47 @@ pub struct FanOut {
     pub overflowed: usize,
 }
 
-impl Hub {
-    /// An empty hub whose delivery position starts at `position`.
-    pub fn new(rules: Arc<Rules>, metrics: Arc<Metrics>, position: u64) -> Self {
+impl std::ops::Add for FanOut {
+    type Output = Self;
+
+    /// Two shards' fan-outs of one event, together.
+    fn add(self, other: Self) -> Self {
         Self {
-            state: Mutex::new(State {
-                position,
-                ..State::default()
-            }),
+            delivered: self.delivered + other.delivered,
+            overflowed: self.overflowed + other.overflowed,
+        }
+    }
+}
+
+impl Hub {
+    /// An empty hub of one shard whose delivery position starts at `position`.
+    pub fn new(rules: Arc<Rules>, metrics: Arc<Metrics>, position: u64) -> Self {
+        let globs = Counts::default();
+        Self {
+            shards: Self::make_shards(1, position, &globs),
+            globs,
+            next_shard: AtomicUsize::new(0),
+            handed: AtomicU64::new(position),
             watch: PositionWatch::new(position),
+            runners: Runners::default(),
             rules,
             metrics,
             limits: GlobLimits::default(),
         }
+    }
+
+    /// The same (still empty) hub split into `shards` shards (at least one).
+    #[must_use]
+    pub fn with_shards(mut self, shards: usize) -> Self {
+        let position = self.handed.load(Ordering::Relaxed);
+        self.shards = Self::make_shards(shards.max(1), position, &self.globs);
+        self
+    }
+
+    fn make_shards(count: usize, position: u64, globs: &Counts) -> Box<[Shard]> {
+        (0..count)
+            .map(|i| Shard::new(i, count, position, globs))
+            .collect()
     }
 
     /// The same hub with these glob limits (default: `ConnectionConfig`'s defaults).
@@ -187,10 +291,15 @@ impl Hub {
         self
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the index half-updated in a way
-        // that matters more than stopping all delivery would, so keep going.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// How many shards the receivers are split into.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard holding receiver `key` (see `Registry::add`).
+    fn shard_of(&self, key: ReceiverKey) -> &Shard {
+        let shards = self.shards.len() as u64;
+        &self.shards[(key % shards) as usize]
     }
 
     /// The rules the hub checks on every delivery.
@@ -198,9 +307,24 @@ impl Hub {
         &self.rules
     }
 
-    /// The seq of the last logged event handed out.
+    /// The seq of the last logged event every shard handed out: every event up to it
+    /// has reached its live subscribers' queues, on every shard.
     pub fn position(&self) -> u64 {
-        self.lock().position
+        self.lowest_position()
+    }
+
+    fn lowest_position(&self) -> u64 {
+        let positions = self
+            .shards
+            .iter()
+            .map(|s| s.position.load(Ordering::Acquire));
+        positions.min().unwrap_or(0)
+    }
+
+    /// The seq of the last logged event given to [`Hub::publish`], which the shards
+    /// may still be fanning out. The feeder tells new events from old by it.
+    pub(crate) fn handed(&self) -> u64 {
+        self.handed.load(Ordering::Acquire)
     }
 
     /// Waits, at most `timeout`, until the delivery position reaches `seq`, after asking
@@ -227,29 +351,49 @@ impl Hub {
         self.connect_as(receiver, ReceiverKind::WebSocket)
     }
 
-    /// Registers a receiver of the given kind.
+    /// Registers a receiver of the given kind, in the next shard in turn.
     pub fn connect_as(&self, receiver: Receiver, kind: ReceiverKind) -> ReceiverKey {
-        self.lock().registry.add(receiver, kind)
+        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed);
+        self.connect_to(shard, receiver, kind)
+    }
+
+    /// Registers a receiver of the given kind in shard `shard` (modulo the count): a
+    /// WebSocket's, the shard its socket writer runs.
+    pub(crate) fn connect_to(
+        &self,
+        shard: usize,
+        receiver: Receiver,
+        kind: ReceiverKind,
+    ) -> ReceiverKey {
+        self.shards[shard % self.shards.len()]
+            .lock()
+            .registry
+            .add(receiver, kind)
     }
 
     /// Removes a receiver and all its subscriptions.
     pub fn disconnect(&self, key: ReceiverKey) {
-        self.lock().remove_receiver(key, &self.metrics);
+        self.shard_of(key)
+            .lock()
+            .remove_receiver(key, &self.metrics);
+        self.report_globs();
     }
 
     /// Replaces a receiver's principal (token refresh; same `sub`).
     pub fn set_principal(&self, key: ReceiverKey, principal: Arc<Principal>) {
-        self.lock().registry.set_principal(key, principal);
+        self.shard_of(key)
+            .lock()
+            .registry
+            .set_principal(key, principal);
     }
 
     /// The compiled pattern the hub already holds for `pattern`'s text, or `pattern`
     /// itself. A glob's compiled matcher takes several kB; a subscriber that keeps the
     /// shared one instead of its own freshly parsed copy costs the node nothing more.
     pub fn shared_pattern(&self, pattern: Arc<Pattern>) -> Arc<Pattern> {
-        self.lock()
-            .index
-            .interned(&pattern)
-            .cloned()
+        self.shards
+            .iter()
+            .find_map(|shard| shard.lock().index.interned(&pattern).cloned())
             .unwrap_or(pattern)
     }
 
@@ -299,8 +443,11 @@ impl Hub {
         for (_, pattern) in subs {
             self.limits.check_complexity(pattern)?;
         }
-        let mut state = self.lock();
-        self.admit_globs(&state, key, subs)?;
+        let shard = self.shard_of(key);
+        let mut state = shard.lock();
+        let node_globs = state.node_globs.clone();
+        let mut node_globs = node_globs.lock();
+        self.admit_globs(&state, &node_globs, key, subs)?;
         let subs: Vec<(Arc<str>, Arc<Pattern>)> = subs
             .iter()
             .map(|(id, pattern)| (state.intern(id), pattern.clone()))
@@ -315,10 +462,14 @@ impl Hub {
             return Err(refused);
         }
         for (id, pattern) in subs {
-            state.index.insert((key, id), pattern);
+            let text = pattern.clone();
+            if state.index.insert((key, id), pattern) {
+                node_globs.gained(text.as_str());
+            }
             Metrics::inc(&self.metrics.subscriptions);
         }
-        state.report_globs(&self.metrics);
+        drop(node_globs);
+        self.report_globs();
         Ok(state.position)
     }
 
@@ -328,6 +479,7 @@ impl Hub {
     fn admit_globs(
         &self,
         state: &State,
+        node_globs: &node_globs::Held<'_>,
         key: ReceiverKey,
         subs: &[(Arc<str>, Arc<Pattern>)],
     ) -> Result<(), SubscribeError> {
@@ -357,10 +509,10 @@ impl Hub {
         }
         let new: HashSet<&str> = globs
             .iter()
-            .filter(|p| !state.index.holds_glob(p))
             .map(|p| p.as_str())
+            .filter(|p| !node_globs.holds(p))
             .collect();
-        if state.index.distinct_globs() + new.len() > limits.per_node {
+        if node_globs.count() + new.len() > limits.per_node {
             return refused(SubscribeError::GlobsPerNode {
                 limit: limits.per_node,
             });
@@ -370,51 +522,124 @@ impl Hub {
 
     /// Removes a subscription; false if there was none with that id.
     pub fn unsubscribe(&self, key: ReceiverKey, id: &str) -> bool {
-        let mut state = self.lock();
+        let mut state = self.shard_of(key).lock();
         let Some((id, pattern)) = state.registry.remove_subscription(key, id) else {
             return false;
         };
-        let sub = (key, id);
-        state.index.remove(&sub, &pattern);
-        state.release(sub.1);
+        state.unindex(key, id, &pattern);
         Metrics::dec(&self.metrics.subscriptions);
-        state.report_globs(&self.metrics);
+        drop(state);
+        self.report_globs();
         true
+    }
+
+    /// Reports the node's distinct globs.
+    fn report_globs(&self) {
+        let count = self.globs.node.lock().count();
+        Metrics::set(
+            &self.metrics.glob_patterns,
+            u64::try_from(count).unwrap_or(u64::MAX),
+        );
     }
 
     /// Number of subscriptions that match an event on `collection`/`key`, counted
     /// without delivering (used by benchmarks and tests).
     pub fn count_matching(&self, collection: &str, key: Option<&str>) -> usize {
-        self.lock()
-            .index
-            .matching(collection, key)
-            .iter()
-            .map(|(_, ids)| ids.len())
-            .sum()
+        let count = |shard: &Shard| -> usize {
+            shard
+                .lock()
+                .index
+                .matching(collection, key)
+                .iter()
+                .map(|(_, ids)| ids.len())
+                .sum()
+        };
+        self.shards.iter().map(count).sum()
     }
 
     /// Delivers a logged event to every matching receiver allowed to read it and
     /// advances the delivery position to its seq. Events must come in seq order.
+    ///
+    /// Once a node attached runners ([`Hub::attach_runners`]) the shards' runners
+    /// deliver it and the counts returned are zero; until then it is delivered here.
     pub fn publish(&self, event: &Arc<Event>) -> FanOut {
-        let EventContent::Logged(content) = &event.data else {
+        if !matches!(event.data, EventContent::Logged(_)) {
             return self.publish_direct(event);
-        };
-        let mut state = self.lock();
-        if let Some(seq) = event.seq {
-            state.position = state.position.max(seq);
-            self.watch.set(state.position);
         }
-        self.fan_out(&mut state, event, content, None)
+        if let Some(seq) = event.seq {
+            self.handed.fetch_max(seq, Ordering::AcqRel);
+        }
+        self.submit(Job::Logged(event.clone()))
     }
 
     /// Delivers an event that is not in the log (see [`Event::local`]) to the matching
-    /// receivers of `kind` allowed to read it. The delivery position does not move.
+    /// receivers of `kind` allowed to read it, here and now on every shard. The
+    /// delivery position does not move.
     pub fn publish_local(&self, event: &Arc<Event>, kind: ReceiverKind) -> FanOut {
         let EventContent::Logged(content) = &event.data else {
             return FanOut::default();
         };
-        let mut state = self.lock();
-        self.fan_out(&mut state, event, content, Some(kind))
+        self.shards.iter().fold(FanOut::default(), |sum, shard| {
+            let mut state = shard.lock();
+            sum + self.fan_out(&mut state, event, content, Some(kind))
+        })
+    }
+
+    /// Delivers a direct (connection- or user-targeted) event. Not logged. Counts as
+    /// [`Hub::publish`] does.
+    pub fn publish_direct(&self, event: &Arc<Event>) -> FanOut {
+        if !matches!(event.data, EventContent::Direct(_)) {
+            return FanOut::default();
+        }
+        self.submit(Job::Direct(event.clone()))
+    }
+
+    /// Continuity is lost (the log was reset or has a hole): every receiver is told to
+    /// close with 4010 and will resume; delivery restarts after `position`. Taken in
+    /// turn with the events given before and after it.
+    pub fn reset(&self, position: u64) {
+        self.handed.store(position, Ordering::Release);
+        self.submit(Job::Reset(position));
+    }
+
+    /// Has every shard do `job`: queued for the shards' runners once a node attached
+    /// them, or done here at once (counted) until then.
+    fn submit(&self, job: Job) -> FanOut {
+        if self.runners.give(&self.shards, &job) {
+            return FanOut::default();
+        }
+        (0..self.shards.len()).fold(FanOut::default(), |sum, shard| sum + self.run(shard, &job))
+    }
+
+    /// Does `job` on shard `shard`.
+    fn run(&self, shard: usize, job: &Job) -> FanOut {
+        let shard = &self.shards[shard];
+        let mut state = shard.lock();
+        let done = match job {
+            Job::Logged(event) => {
+                let EventContent::Logged(content) = &event.data else {
+                    return FanOut::default();
+                };
+                if let Some(seq) = event.seq {
+                    let position = state.position.max(seq);
+                    shard.set_position(&mut state, position);
+                }
+                self.fan_out(&mut state, event, content, None)
+            }
+            Job::Direct(event) => self.deliver_direct(&mut state, event),
+            Job::Reset(position) => {
+                self.close_all(&mut state);
+                shard.set_position(&mut state, *position);
+                FanOut::default()
+            }
+        };
+        drop(state);
+        if matches!(job, Job::Logged(_) | Job::Reset(_)) {
+            // Read inside the watch's own lock: whichever shard reports last reports
+            // every shard's latest position, so the watch never stays behind or ahead.
+            self.watch.set_with(|| self.lowest_position());
+        }
+        done
     }
 
     fn fan_out(
@@ -529,18 +754,20 @@ impl Hub {
         // The chunk borrows the registry, which the removals below change.
         drop(chunk);
         result.overflowed = overflowed.len();
-        for key in overflowed {
-            state.remove_receiver(key, &self.metrics);
+        for key in &overflowed {
+            state.remove_receiver(*key, &self.metrics);
+        }
+        if !overflowed.is_empty() {
+            self.report_globs();
         }
         result
     }
 
-    /// Delivers a direct (connection- or user-targeted) event. Not logged.
-    pub fn publish_direct(&self, event: &Arc<Event>) -> FanOut {
+    /// Delivers a direct event to the shard's receivers it names.
+    fn deliver_direct(&self, state: &mut State, event: &Arc<Event>) -> FanOut {
         let EventContent::Direct(content) = &event.data else {
             return FanOut::default();
         };
-        let mut state = self.lock();
         let mut keys: HashSet<ReceiverKey> = HashSet::new();
         match &content.target {
             Recipients::Connections(ids) => {
@@ -556,7 +783,7 @@ impl Hub {
             }
         }
         let targets = keys.into_iter().map(|key| (key, SubIds::new()));
-        self.deliver(&mut state, event, targets, |_, subs| Route::All(subs))
+        self.deliver(state, event, targets, |_, subs| Route::All(subs))
     }
 
     /// Queues without waiting; false (and the receiver is told) when its queue is full.
@@ -582,10 +809,8 @@ impl Hub {
         offered
     }
 
-    /// Continuity is lost (the log was reset or has a hole): every receiver is told to
-    /// close with 4010 and will resume; delivery restarts after `position`.
-    pub fn reset(&self, position: u64) {
-        let mut state = self.lock();
+    /// Tells every receiver of the shard to close with 4010 and forgets them.
+    fn close_all(&self, state: &mut State) {
         for key in state.registry.keys() {
             if let Some(registered) = state.registry.get(key) {
                 registered
@@ -595,23 +820,62 @@ impl Hub {
             }
             state.remove_receiver(key, &self.metrics);
         }
-        state.position = position;
-        self.watch.set(position);
+        self.report_globs();
     }
 
     /// Ends every receiver of `user` on this node: WebSockets close with 4003
     /// (`revoked`), SSE streams end. They are taken out of the hub at once, so nothing
     /// more is queued for them. Returns how many there were.
     pub fn disconnect_user(&self, user: &str) -> usize {
-        let mut state = self.lock();
-        let keys: Vec<ReceiverKey> = state.registry.of_user(user).collect();
-        for &key in &keys {
-            if let Some(registered) = state.registry.get(key) {
-                registered.receiver.closer.close(CloseReason::Revoked);
+        let mut ended = 0;
+        for shard in &self.shards {
+            let mut state = shard.lock();
+            let keys: Vec<ReceiverKey> = state.registry.of_user(user).collect();
+            for &key in &keys {
+                if let Some(registered) = state.registry.get(key) {
+                    registered.receiver.closer.close(CloseReason::Revoked);
+                }
+                state.remove_receiver(key, &self.metrics);
             }
-            state.remove_receiver(key, &self.metrics);
+            drop(state);
+            self.report_globs();
+            ended += keys.len();
         }
-        keys.len()
+        ended
+    }
+
+    /// Hands the shards' work to runners: from now on shard `i`'s work is queued and
+    /// `wakes[i]` notified, and the runner calls [`Hub::run_queued`] with `i`. One
+    /// waker per shard; attached once (later calls change nothing).
+    pub(crate) fn attach_runners(&self, wakes: Vec<Arc<Notify>>) {
+        debug_assert_eq!(wakes.len(), self.shards.len());
+        self.runners.attach(wakes);
+    }
+
+    /// Does the work queued for shard `shard`, in the order it was given; whether
+    /// there was any.
+    pub(crate) fn run_queued(&self, shard: usize) -> bool {
+        let jobs = self.shards[shard].jobs.take();
+        if jobs.is_empty() {
+            return false;
+        }
+        for job in &jobs {
+            self.run(shard, job);
+        }
+        self.runners.drained();
+        true
+    }
+
+    /// A runner stopped (the node shuts down): work given from now on is done at once
+    /// by whoever gives it, and nobody waits for room.
+    pub(crate) fn detach_runners(&self) {
+        self.runners.detach();
+    }
+
+    /// Waits until every shard's queue has room for more work, so a feeder faster
+    /// than the fan-out waits instead of queueing without bound.
+    pub(crate) async fn room(&self) {
+        self.runners.room(&self.shards).await;
     }
 }
 

@@ -2,9 +2,9 @@
 //! on, and a request that wakes whoever feeds the hub (the node's ingest) to read the
 //! log now instead of at its next poll.
 //!
-//! The position itself stays in the hub's locked state, where registering a
-//! subscription reads it; this watch mirrors it, updated under that same lock, so it
-//! never runs ahead of what subscribers were handed.
+//! The positions themselves stay in the shards' locked states, where registering a
+//! subscription reads them; this watch mirrors the lowest, updated after a shard's
+//! moved, so it never runs ahead of what any subscriber was handed.
 
 use std::time::Duration;
 
@@ -26,10 +26,12 @@ impl PositionWatch {
         }
     }
 
-    /// Records the new position (the hub's lock is held), waking waiters only when it
-    /// changed, so the per-event cost stays one comparison when nobody waits.
-    pub(super) fn set(&self, position: u64) {
+    /// Records the position `read` gives, waking waiters only when it changed, so the
+    /// per-event cost stays one comparison when nobody waits. `read` runs under the
+    /// watch's lock: of two shards reporting at once, the later reads both updates.
+    pub(super) fn set_with(&self, read: impl FnOnce() -> u64) {
         self.position.send_if_modified(|current| {
+            let position = read();
             let changed = *current != position;
             *current = position;
             changed

@@ -3,7 +3,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
 
 use tokio::sync::mpsc;
@@ -109,24 +109,41 @@ impl Registered {
     }
 }
 
-/// Every receiver of one node.
+/// Glob subscriptions per user, across their receivers, shared by the registries of
+/// every shard of a hub: a user's connections may sit in any of them.
+pub(crate) type UserGlobs = Arc<Mutex<HashMap<Arc<str>, usize>>>;
+
+/// The receivers of one shard of the hub.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    next_key: ReceiverKey,
+    /// Receivers registered so far; a key is `count * shards + shard`, so the hub finds
+    /// a receiver's shard from its key alone.
+    count: u64,
+    shard: u64,
+    shards: u64,
     /// By key, with a fast hash: the fan-out looks every receiver up, and the keys
     /// are counted here, not chosen by clients.
     receivers: HashMap<ReceiverKey, Registered, foldhash::fast::RandomState>,
     by_connection_id: HashMap<Arc<str>, ReceiverKey>,
     by_user: HashMap<Arc<str>, HashSet<ReceiverKey>>,
-    /// Glob subscriptions per user, across their receivers.
-    globs_by_user: HashMap<Arc<str>, usize>,
+    globs_by_user: UserGlobs,
 }
 
 impl Registry {
+    /// The registry of shard `shard` of `shards`, counting user globs in `user_globs`.
+    pub(crate) fn new(shard: usize, shards: usize, user_globs: UserGlobs) -> Self {
+        Self {
+            shard: shard as u64,
+            shards: shards as u64,
+            globs_by_user: user_globs,
+            ..Self::default()
+        }
+    }
+
     /// Registers `receiver` under a new key.
     pub(crate) fn add(&mut self, receiver: Receiver, kind: ReceiverKind) -> ReceiverKey {
-        self.next_key += 1;
-        let key = self.next_key;
+        self.count += 1;
+        let key = self.count * self.shards.max(1) + self.shard;
         if let Some(user) = &receiver.principal.user_id {
             self.by_user.entry(user.clone()).or_default().insert(key);
         }
@@ -164,10 +181,11 @@ impl Registry {
 
     /// Moves `user`'s glob count by `delta`, dropping the entry at zero.
     fn count_user_globs(&mut self, user: &Arc<str>, delta: isize) {
-        let count = self.globs_by_user.entry(user.clone()).or_default();
+        let mut globs_by_user = lock(&self.globs_by_user);
+        let count = globs_by_user.entry(user.clone()).or_default();
         *count = count.saturating_add_signed(delta);
         if *count == 0 {
-            self.globs_by_user.remove(user);
+            globs_by_user.remove(user);
         }
     }
 
@@ -176,7 +194,7 @@ impl Registry {
     pub(crate) fn glob_usage(&self, key: ReceiverKey) -> Option<(usize, Option<usize>)> {
         let registered = self.receivers.get(&key)?;
         let user = registered.receiver.principal.user_id.as_ref();
-        let of_user = user.map(|u| self.globs_by_user.get(u).copied().unwrap_or(0));
+        let of_user = user.map(|u| lock(&self.globs_by_user).get(u).copied().unwrap_or(0));
         Some((registered.globs, of_user))
     }
 
@@ -269,4 +287,11 @@ impl Registry {
         }
         Some((id, pattern))
     }
+}
+
+/// The user glob counts, locked. Taken under a shard's lock (and under the node's globs
+/// when subscribing), never the other way round.
+fn lock(user_globs: &UserGlobs) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, usize>> {
+    // Counts left half-moved by a panic elsewhere are still the best counts there are.
+    user_globs.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -18,7 +18,8 @@ fn hub() -> Hub {
         .collection("todos", Rule::Public, Rule::Deny)
         .collection("notes", Rule::Public, Rule::Deny)
         .collection("secrets", Rule::Authenticated, Rule::Deny);
-    Hub::new(Arc::new(rules), Arc::new(Metrics::default()), 0)
+    // Two shards, as on a two-core node: every test crosses them.
+    Hub::new(Arc::new(rules), Arc::new(Metrics::default()), 0).with_shards(2)
 }
 
 fn principal(user: Option<&str>) -> Arc<Principal> {
@@ -450,6 +451,35 @@ fn glob_slots_come_back_when_their_holders_go() {
     assert_eq!(hub.metrics.subscriptions.load(Relaxed), 0);
 }
 
+#[test]
+fn a_glob_held_on_one_shard_is_accepted_on_another_and_counts_once() {
+    let limits = GlobLimits {
+        per_node: 1,
+        ..GlobLimits::default()
+    };
+    let hub = hub().with_glob_limits(limits);
+    // Round robin: the two clients sit in different shards.
+    let first = client(&hub, "c1", &[("s", "todos:a*")]);
+    let second = client(&hub, "c2", &[]);
+    assert_ne!(
+        hub.shard_of(first.key) as *const _,
+        hub.shard_of(second.key) as *const _
+    );
+
+    subscribe(&hub, &second, "s", "todos:a*").expect("in use on the node");
+    let pattern = Arc::new(Pattern::parse("todos:b*").expect("valid"));
+    assert_eq!(
+        hub.subscribe(second.key, Arc::from("t"), pattern),
+        Err(SubscribeError::GlobsPerNode { limit: 1 })
+    );
+    assert_eq!(hub.metrics.glob_patterns.load(Relaxed), 1);
+
+    hub.disconnect(first.key);
+    assert_eq!(hub.metrics.glob_patterns.load(Relaxed), 1, "still held");
+    hub.disconnect(second.key);
+    assert_eq!(hub.metrics.glob_patterns.load(Relaxed), 0);
+}
+
 /// Subscriptions of one connection that judge an update differently get one delivery
 /// per outcome (update, enter, leave), each naming its subscriptions; an unfiltered
 /// receiver of a collection whose rule reads no changed field keeps the single
@@ -505,7 +535,8 @@ fn one_delivery_per_view_of_an_update() {
 
 #[test]
 fn receivers_share_one_copy_of_each_subscription_id_until_none_holds_it() {
-    let hub = hub();
+    // Each shard keeps its own copies: one shard, so both receivers share it.
+    let hub = hub().with_shards(1);
     let mut first = client(&hub, "c1", &[("s", "todos:*")]);
     let mut second = client(&hub, "c2", &[("s", "todos:*")]);
     hub.publish(&logged(1, record("todos", Some("1"))));
@@ -520,16 +551,16 @@ fn receivers_share_one_copy_of_each_subscription_id_until_none_holds_it() {
     assert!(subscribe(&hub, &first, "s", "notes:*").is_none());
     assert!(subscribe(&hub, &first, "fresh", "notes:*").is_some());
     assert!(hub.unsubscribe(first.key, "fresh"));
-    assert_eq!(hub.lock().ids.len(), 1);
+    assert_eq!(hub.shards[0].lock().ids.len(), 1);
 
     hub.unsubscribe(first.key, "s");
     assert_eq!(
-        hub.lock().ids.len(),
+        hub.shards[0].lock().ids.len(),
         1,
         "the second receiver still holds it"
     );
     hub.disconnect(second.key);
-    assert!(hub.lock().ids.is_empty());
+    assert!(hub.shards[0].lock().ids.is_empty());
 }
 
 #[test]
@@ -577,3 +608,5 @@ fn fan_outs_around_the_lookup_chunk_reach_every_receiver_once() {
         assert_eq!(hub.count_matching("todos", Some("1")), count - 1);
     }
 }
+
+mod runners;

@@ -132,7 +132,7 @@ impl Ingest {
                     self.epoch_changed().await;
                     return;
                 }
-                let position = self.hub.position();
+                let position = self.hub.handed();
                 if seq > position {
                     self.fill(position, seq, Some(seq)).await;
                 }
@@ -157,7 +157,7 @@ impl Ingest {
     /// Delivers `event`, which came with its doorbell, after filling any gap before it
     /// from the log. False when the gap could not be filled (the poll retries it).
     async fn rang(&self, seq: u64, event: LogEntry) -> bool {
-        let position = self.hub.position();
+        let position = self.hub.handed();
         if seq <= position {
             return true; // already delivered (duplicate or filled from the log)
         }
@@ -167,7 +167,7 @@ impl Ingest {
                 return false;
             }
         }
-        self.deliver(seq, event, Via::Doorbell);
+        self.deliver(seq, event, Via::Doorbell).await;
         true
     }
 
@@ -179,7 +179,7 @@ impl Ingest {
                     self.epoch_changed().await;
                     return;
                 }
-                let position = self.hub.position();
+                let position = self.hub.handed();
                 if last > position {
                     self.fill(position, last, None).await;
                 }
@@ -210,7 +210,7 @@ impl Ingest {
                         } else {
                             Via::Log
                         };
-                        self.deliver(seq, event, via);
+                        self.deliver(seq, event, via).await;
                         after = seq;
                     }
                 }
@@ -224,7 +224,10 @@ impl Ingest {
         true
     }
 
-    fn deliver(&self, seq: u64, event: LogEntry, via: Via) {
+    /// Hands `event` to the hub, once the hub's shards have room for it: a runner
+    /// behind makes the ingest wait, not queue without bound.
+    async fn deliver(&self, seq: u64, event: LogEntry, via: Via) {
+        self.hub.room().await;
         if via == Via::Log {
             Metrics::inc(&self.metrics.events_recovered_by_poll);
         }

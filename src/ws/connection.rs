@@ -23,7 +23,7 @@ use super::{
 use crate::{
     auth::{Principal, unix_now},
     close::{CloseReason, Closer},
-    hub::{Inbox, Receiver},
+    hub::{Inbox, Receiver, ReceiverKind},
     limits::{
         Slot,
         gauge::{self, Counted},
@@ -237,12 +237,16 @@ fn attach(opened: Opened) -> Connection {
     let connection_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
     let principal = Arc::new(principal);
     let closer = Closer::default();
-    let key = state.hub.connect(Receiver {
+    // In the shard its writer runs, which then both fans out to it and writes it.
+    let receiver = Receiver {
         id: connection_id.clone(),
         principal: principal.clone(),
         inbox: Inbox::Socket(outbound.clone()),
         closer: closer.clone(),
-    });
+    };
+    let key = state
+        .hub
+        .connect_to(outbound.shard(), receiver, ReceiverKind::WebSocket);
     let mut timers = Timers::new(
         config.connection.ping_interval,
         config.connection.ping_timeout,

@@ -209,6 +209,11 @@ impl Outbound {
         }
     }
 
+    /// The hub shard whose writer writes this queue.
+    pub(crate) fn shard(&self) -> usize {
+        self.writer.shard()
+    }
+
     /// Reads the word beside the queue's lock and the queue's limits: plain reads that
     /// bring in the two cache lines a push or a write starts with, so that a fan-out
     /// or a writer can warm many connections at once instead of missing the cache on

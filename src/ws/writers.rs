@@ -1,6 +1,11 @@
 //! The node's socket writers: a few tasks (one per runtime worker thread) that write
 //! out the WebSocket connections the fan-out queued events for.
 //!
+//! In a node each writer is also its hub shard's runner: it fans each event out to
+//! the shard's receivers itself, then writes them, so a connection's queue and socket
+//! stay with one task (see `hub::runners`). A connection is given the writer of the
+//! shard it is registered in.
+//!
 //! A connection is on one writer's list from the first frame queued for it until that
 //! writer's next visit, so everything queued in between leaves in one write. The
 //! writers never wait for a socket (a slow one is parked for its own task, see
@@ -25,6 +30,7 @@ use tokio::sync::Notify;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::outbound::Outbound;
+use crate::hub::Hub;
 
 /// Connections written between two yields to the runtime.
 const CONNECTIONS_PER_TURN: usize = 32;
@@ -32,8 +38,13 @@ const CONNECTIONS_PER_TURN: usize = 32;
 /// One writer: its list of connections to visit and the task that visits them.
 #[derive(Default)]
 pub(crate) struct Writer {
+    /// Its place among the node's writers: the hub shard it runs.
+    index: usize,
     waiting: Mutex<Vec<Arc<Outbound>>>,
-    wake: Notify,
+    /// Notified when a connection joins the list or the shard has work.
+    wake: Arc<Notify>,
+    /// The hub whose shard `index` this writer runs, in a node.
+    hub: Option<Arc<Hub>>,
 }
 
 impl fmt::Debug for Writer {
@@ -54,17 +65,36 @@ impl Writer {
         }
     }
 
+    /// The hub shard this writer runs: its connections are registered there.
+    pub(crate) fn shard(&self) -> usize {
+        self.index
+    }
+
     fn take(&self) -> Vec<Arc<Outbound>> {
         std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Runs the shard's waiting fan-outs, which queue frames for its connections;
+    /// whether there were any.
+    fn fan_out(&self) -> bool {
+        self.hub
+            .as_ref()
+            .is_some_and(|hub| hub.run_queued(self.index))
+    }
+
     async fn run(self: Arc<Self>, stop: CancellationToken) {
+        // However the task ends, a shutdown or a panic, the hub stops queueing work
+        // for it: a feeder waiting for room would otherwise wait for ever.
+        let _detach = Detach(self.hub.clone());
         while !stop.is_cancelled() {
+            let fanned_out = self.fan_out();
             let waiting = self.take();
             if waiting.is_empty() {
-                tokio::select! {
-                    () = self.wake.notified() => {}
-                    () = stop.cancelled() => {}
+                if !fanned_out {
+                    tokio::select! {
+                        () = self.wake.notified() => {}
+                        () = stop.cancelled() => {}
+                    }
                 }
                 continue;
             }
@@ -78,7 +108,21 @@ impl Writer {
                     outbound.write_waiting();
                 }
                 tokio::task::yield_now().await;
+                // Events given meanwhile join the writes still to come.
+                self.fan_out();
             }
+        }
+    }
+}
+
+/// Tells the hub, when dropped, that its shard's runner is gone: the hub then does the
+/// shards' work at once.
+struct Detach(Option<Arc<Hub>>);
+
+impl Drop for Detach {
+    fn drop(&mut self) {
+        if let Some(hub) = &self.0 {
+            hub.detach_runners();
         }
     }
 }
@@ -101,7 +145,8 @@ impl fmt::Debug for Writers {
 }
 
 impl Writers {
-    /// Writers whose tasks run on `tasks` until `shutdown`.
+    /// Writers whose tasks run on `tasks` until `shutdown`, started with the first
+    /// connection, one per worker thread.
     pub(crate) fn new(tasks: TaskTracker, shutdown: &CancellationToken) -> Self {
         Self {
             writers: OnceLock::new(),
@@ -109,6 +154,34 @@ impl Writers {
             tasks,
             stop: shutdown.child_token(),
         }
+    }
+
+    /// One writer per shard of `hub`, each running its shard's fan-out (see
+    /// `hub::runners`), started now: SSE streams need the fan-out before any
+    /// WebSocket connects. Must be called inside the runtime.
+    pub(crate) fn running(
+        hub: &Arc<Hub>,
+        tasks: TaskTracker,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let writers = Self::new(tasks, shutdown);
+        let started: Vec<Arc<Writer>> = (0..hub.shard_count())
+            .map(|index| {
+                Arc::new(Writer {
+                    index,
+                    hub: Some(hub.clone()),
+                    ..Writer::default()
+                })
+            })
+            .collect();
+        hub.attach_runners(started.iter().map(|w| w.wake.clone()).collect());
+        for writer in &started {
+            writers
+                .tasks
+                .spawn(writer.clone().run(writers.stop.clone()));
+        }
+        let _ = writers.writers.set(started);
+        writers
     }
 
     /// The writer for a new connection (round robin).
@@ -120,8 +193,11 @@ impl Writers {
                 .num_workers()
                 .max(1);
             (0..count)
-                .map(|_| {
-                    let writer = Arc::new(Writer::default());
+                .map(|index| {
+                    let writer = Arc::new(Writer {
+                        index,
+                        ..Writer::default()
+                    });
                     self.tasks.spawn(writer.clone().run(self.stop.clone()));
                     writer
                 })
@@ -185,5 +261,73 @@ mod tests {
             !shutdown.is_cancelled(),
             "the node's own token is left alone"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn running_writers_fan_out_their_shards_from_the_start_until_the_shutdown() {
+        use std::sync::Arc;
+
+        use serde_json::json;
+        use tokio::sync::mpsc;
+
+        use crate::{
+            auth::Principal,
+            close::Closer,
+            event::{Cursor, Event, LogEntry},
+            hub::{Hub, Inbox, Receiver, ReceiverKind},
+            metrics::Metrics,
+            rules::{Rule, Rules},
+            topic::Pattern,
+        };
+
+        let rules = Rules::new().collection("todos", Rule::Public, Rule::Deny);
+        let hub =
+            Arc::new(Hub::new(Arc::new(rules), Arc::new(Metrics::default()), 0).with_shards(2));
+        let (tasks, shutdown) = (TaskTracker::new(), CancellationToken::new());
+        let _writers = Writers::running(&hub, tasks.clone(), &shutdown);
+        assert_eq!(tasks.len(), 2, "one per shard, before any connection");
+        // Two SSE streams, one per shard: no WebSocket ever connects.
+        let mut queues = Vec::new();
+        for id in ["c1", "c2"] {
+            let (queue, far_end) = mpsc::channel(8);
+            let key = hub.connect_as(
+                Receiver {
+                    id: Arc::from(id),
+                    principal: Arc::new(Principal::anonymous()),
+                    inbox: Inbox::Queue(queue),
+                    closer: Closer::default(),
+                },
+                ReceiverKind::Sse,
+            );
+            let pattern = Arc::new(Pattern::parse("todos:*").expect("valid"));
+            hub.subscribe(key, Arc::from("s"), pattern).expect("fresh");
+            queues.push(far_end);
+        }
+        let event = |seq| {
+            let cursor = Cursor {
+                epoch: Arc::from("e1"),
+                seq,
+            };
+            let entry: LogEntry = serde_json::from_value(json!({
+                "collection": "todos", "key": "1", "action": "update", "payload": {}, "acl": {},
+                "ts": "2026-12-02T00:00:00Z"
+            }))
+            .expect("a log entry");
+            Event::logged(&cursor, entry)
+        };
+
+        hub.publish(&event(1));
+        for queue in &mut queues {
+            let got = tokio::time::timeout(Duration::from_secs(5), queue.recv()).await;
+            assert_eq!(got.expect("delivered").expect("open").event.seq, Some(1));
+        }
+        assert!(hub.reach_position(1, Duration::from_secs(5)).await);
+
+        shutdown.cancel();
+        assert!(all_ended(&tasks).await, "the writers outlived the shutdown");
+        // Nobody runs the shards now: the hub delivers at once.
+        hub.publish(&event(2));
+        assert_eq!(hub.position(), 2);
+        assert_eq!(queues[0].try_recv().expect("delivered").event.seq, Some(2));
     }
 }

@@ -26,29 +26,33 @@
 //! The parts: `index` answers which subscriptions an event reaches and knows nothing
 //! else; `glob_table` interns its glob patterns; `registry` holds the receivers (by
 //! key, connection id and user) and what each subscribed to; `budget` holds the glob
-//! limits and why a subscription is refused; `position` mirrors the node's delivery
-//! position for resumers that wait for it; `runners` queues each shard's work for the
-//! task that runs it; this module keeps each shard's index, registry and position
-//! under its one lock and hands events out.
+//! limits and why a subscription is refused; `node_globs` counts the node's distinct
+//! globs across the shards; `shard` keeps one shard's index, registry and position
+//! under its one lock; `fan_out` finds and judges an event's receivers in a shard and
+//! queues it for them; `position` mirrors the node's delivery position for resumers
+//! that wait for it; `runners` queues each shard's work for the task that runs it;
+//! this module routes receivers, subscriptions and events to the shards.
 
 mod budget;
+mod fan_out;
 mod glob_table;
 mod index;
 mod node_globs;
 mod position;
 mod registry;
 mod runners;
+mod shard;
 
 use std::{
     collections::HashSet,
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 pub(crate) use self::registry::{ReceiverKey, ReceiverKind};
 pub use self::{
@@ -56,20 +60,19 @@ pub use self::{
     registry::{Inbox, Receiver},
 };
 use self::{
-    index::{SubIds, SubscriptionIndex, is_glob},
     node_globs::NodeGlobs,
     position::PositionWatch,
-    registry::{Registered, Registry, UserGlobs},
-    runners::{Job, Jobs, Runners},
+    registry::UserGlobs,
+    runners::{Job, Runners},
+    shard::{Shard, State},
 };
 use crate::{
-    access::View,
     auth::Principal,
     close::CloseReason,
-    event::{Event, EventContent, LogEntry, Recipients},
+    event::{Event, EventContent},
     filter::Filter,
     metrics::Metrics,
-    rules::{Rule, Rules},
+    rules::Rules,
     topic::Pattern,
 };
 
@@ -80,106 +83,6 @@ pub struct Delivery {
     pub event: Arc<Event>,
     /// Matching subscription ids (empty for direct events).
     pub subs: Vec<Arc<str>>,
-}
-
-/// Everything a shard's one lock guards: the index and the registry change together
-/// (a disconnect takes a receiver's subscriptions out of both), and the position must
-/// be read in the same critical section that registers a subscription.
-struct State {
-    index: SubscriptionIndex,
-    registry: Registry,
-    position: u64,
-    /// One shared copy of each subscription id in use. Most clients name their
-    /// subscriptions alike (`s1`, `b`), so the fan-out compares ids by pointer and
-    /// touches one copy, not one per receiver.
-    ids: HashSet<Arc<str>>,
-    /// The node's distinct globs, told when this shard starts or stops holding one.
-    node_globs: Arc<NodeGlobs>,
-}
-
-impl State {
-    /// Unregisters a receiver and takes its subscriptions out of the index.
-    fn remove_receiver(&mut self, key: ReceiverKey, metrics: &Metrics) {
-        let Some(subscriptions) = self.registry.remove(key) else {
-            return;
-        };
-        for (sub_id, pattern) in subscriptions {
-            self.unindex(key, sub_id, &pattern);
-            Metrics::dec(&metrics.subscriptions);
-        }
-    }
-
-    /// Takes subscription `id` of `key` out of the index, telling the node when the
-    /// shard no longer holds its glob.
-    fn unindex(&mut self, key: ReceiverKey, id: Arc<str>, pattern: &Pattern) {
-        let sub = (key, id);
-        self.index.remove(&sub, pattern);
-        self.release(sub.1);
-        if is_glob(pattern) && !self.index.holds_glob(pattern) {
-            self.node_globs.lock().lost(pattern.as_str());
-        }
-    }
-
-    /// The shared copy of `id` (made if it is the first).
-    fn intern(&mut self, id: &str) -> Arc<str> {
-        if let Some(shared) = self.ids.get(id) {
-            return shared.clone();
-        }
-        // A copy of its own: the caller's may live on in the session.
-        let shared: Arc<str> = Arc::from(id);
-        self.ids.insert(shared.clone());
-        shared
-    }
-
-    /// Gives back a shared id taken out of the index and the registry, forgetting it
-    /// once nothing else holds it.
-    fn release(&mut self, id: Arc<str>) {
-        // The set's copy and this one are all that is left.
-        if Arc::strong_count(&id) <= 2 {
-            self.ids.remove(&id);
-        }
-    }
-}
-
-/// A share of the node's receivers, with their subscriptions and delivery position.
-///
-/// Aligned so that no two shards share a cache line: each is written by its own
-/// runner, on its own core.
-#[repr(align(128))]
-struct Shard {
-    state: Mutex<State>,
-    /// `state.position`, readable without the lock (the node's position is the lowest).
-    position: AtomicU64,
-    /// Work waiting for the shard's runner, when the hub has runners.
-    jobs: Jobs,
-}
-
-impl Shard {
-    fn new(index: usize, shards: usize, position: u64, counts: &Counts) -> Self {
-        Self {
-            state: Mutex::new(State {
-                index: SubscriptionIndex::default(),
-                registry: Registry::new(index, shards, counts.users.clone()),
-                position,
-                ids: HashSet::new(),
-                node_globs: counts.node.clone(),
-            }),
-            position: AtomicU64::new(position),
-            jobs: Jobs::default(),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the index half-updated in a way
-        // that matters more than stopping all delivery would, so keep going.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Moves the shard's position (its lock held, as `state`).
-    fn set_position(&self, state: &mut State, position: u64) {
-        state.position = position;
-        self.position.store(position, Ordering::Release);
-    }
 }
 
 /// The glob counts the node's budget keeps across its shards.
@@ -211,25 +114,6 @@ impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub").finish_non_exhaustive()
     }
-}
-
-/// Receivers a fan-out looks up, reading the first cache lines of each, before it
-/// offers the event to any of them. After thousands of other receivers those lines
-/// are cold. Plain reads of them overlap in the CPU, but an offer takes locks, and a
-/// locked instruction waits for every read before it: receiver by receiver, each
-/// miss cost a full memory latency in turn (the lock in `Outbound::push` held 84% of
-/// its samples), where a chunk's misses are waited for together. See
-/// `docs/benchmarks.md`, tenth pass.
-const CHUNK: usize = 32;
-
-/// How one receiver gets an event.
-enum Route {
-    /// Not at all.
-    Skip,
-    /// As it is, for these subscriptions.
-    All(SubIds),
-    /// Each view for its subscriptions (`update`, `enter`, `leave`).
-    Views(Vec<(View, SubIds)>),
 }
 
 /// What `Hub::publish` did.
@@ -640,187 +524,6 @@ impl Hub {
             self.watch.set_with(|| self.lowest_position());
         }
         done
-    }
-
-    fn fan_out(
-        &self,
-        state: &mut State,
-        event: &Arc<Event>,
-        content: &LogEntry,
-        only: Option<ReceiverKind>,
-    ) -> FanOut {
-        let targets = state
-            .index
-            .matching(&content.collection, content.key.as_deref());
-        // Looked up once per event, then judged per receiver.
-        let rule = self.rules.read_rule(&content.collection);
-        let before = event.before();
-        // Whether the read rule could judge the record before the update otherwise
-        // than after it: only when it reads a field the update changed.
-        let rule_moved = before.is_some_and(|before| match rule {
-            Rule::Owner(field) => before.rule_field(field) != content.rule_field(field),
-            Rule::Custom(_) => true,
-            _ => false,
-        });
-        self.deliver(state, event, targets, |registered, subs| {
-            if only.is_some_and(|kind| registered.kind != kind) {
-                return Route::Skip;
-            }
-            let principal = &registered.receiver.principal;
-            if !rule_moved && !registered.has_filters() {
-                // The common case: one judgement for all the receiver's subscriptions.
-                return if registered.allows(rule, content) {
-                    Route::All(subs)
-                } else {
-                    Route::Skip
-                };
-            }
-            // Each subscription sees the event its own way (its filter; the record
-            // before and after an update): one frame per way, each naming its subs.
-            let mut views: Vec<(View, SubIds)> = Vec::new();
-            for sub in subs {
-                let filter = registered.filter(&sub);
-                let view = self.rules.view(principal, filter, content, before);
-                if view == View::Skip {
-                    continue;
-                }
-                match views.iter_mut().find(|(v, _)| *v == view) {
-                    Some((_, ids)) => ids.push(sub),
-                    None => views.push((view, SubIds::from_elem(sub, 1))),
-                }
-            }
-            Route::Views(views)
-        })
-    }
-
-    /// Offers `event` to each target that is not the excluded connection, as `route`
-    /// decides; receivers whose queue is full are removed.
-    fn deliver(
-        &self,
-        state: &mut State,
-        event: &Arc<Event>,
-        targets: impl IntoIterator<Item = (ReceiverKey, SubIds)>,
-        route: impl Fn(&Registered, SubIds) -> Route,
-    ) -> FanOut {
-        let except = event.except();
-        let mut result = FanOut::default();
-        let mut overflowed = Vec::new();
-        let mut targets = targets.into_iter();
-        let mut chunk = Vec::with_capacity(CHUNK);
-        loop {
-            let mut taken = 0;
-            for (key, subs) in targets.by_ref().take(CHUNK) {
-                taken += 1;
-                if let Some(registered) = state.registry.get(key) {
-                    chunk.push((key, registered, subs));
-                }
-            }
-            for (_, registered, _) in &chunk {
-                registered.warm();
-            }
-            for (key, registered, subs) in chunk.drain(..) {
-                if except == Some(&*registered.receiver.id) {
-                    continue;
-                }
-                let offered = match route(registered, subs) {
-                    Route::Skip => continue,
-                    Route::All(mut subs) => {
-                        subs.sort_unstable();
-                        self.offer(&registered.receiver, event, subs)
-                    }
-                    Route::Views(mut views) => {
-                        if views.is_empty() {
-                            continue;
-                        }
-                        views.sort_unstable_by_key(|(view, _)| *view);
-                        views.into_iter().all(|(view, mut subs)| {
-                            subs.sort_unstable();
-                            event
-                                .seen_as(view)
-                                .is_none_or(|seen| self.offer(&registered.receiver, &seen, subs))
-                        })
-                    }
-                };
-                if offered {
-                    result.delivered += 1;
-                } else {
-                    overflowed.push(key);
-                }
-            }
-            if taken < CHUNK {
-                break;
-            }
-        }
-        // The chunk borrows the registry, which the removals below change.
-        drop(chunk);
-        result.overflowed = overflowed.len();
-        for key in &overflowed {
-            state.remove_receiver(*key, &self.metrics);
-        }
-        if !overflowed.is_empty() {
-            self.report_globs();
-        }
-        result
-    }
-
-    /// Delivers a direct event to the shard's receivers it names.
-    fn deliver_direct(&self, state: &mut State, event: &Arc<Event>) -> FanOut {
-        let EventContent::Direct(content) = &event.data else {
-            return FanOut::default();
-        };
-        let mut keys: HashSet<ReceiverKey> = HashSet::new();
-        match &content.target {
-            Recipients::Connections(ids) => {
-                keys.extend(
-                    ids.iter()
-                        .filter_map(|id| state.registry.by_connection_id(id)),
-                );
-            }
-            Recipients::Users(users) => {
-                for user in users {
-                    keys.extend(state.registry.of_user(user));
-                }
-            }
-        }
-        let targets = keys.into_iter().map(|key| (key, SubIds::new()));
-        self.deliver(state, event, targets, |_, subs| Route::All(subs))
-    }
-
-    /// Queues without waiting; false (and the receiver is told) when its queue is full.
-    fn offer(&self, receiver: &Receiver, event: &Arc<Event>, subs: SubIds) -> bool {
-        let offered = match &receiver.inbox {
-            Inbox::Socket(outbound) => outbound.push(event.wire_frame(&subs)).is_ok(),
-            Inbox::Queue(queue) => match queue.try_send(Delivery {
-                event: event.clone(),
-                subs: subs.into_vec(),
-            }) {
-                // A closed queue: the receiver's task is ending; its disconnect will
-                // clean up.
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => false,
-            },
-        };
-        if offered {
-            Metrics::inc(&self.metrics.events_delivered);
-        } else {
-            Metrics::inc(&self.metrics.queue_overflows);
-            receiver.closer.close(CloseReason::SlowConsumer);
-        }
-        offered
-    }
-
-    /// Tells every receiver of the shard to close with 4010 and forgets them.
-    fn close_all(&self, state: &mut State) {
-        for key in state.registry.keys() {
-            if let Some(registered) = state.registry.get(key) {
-                registered
-                    .receiver
-                    .closer
-                    .close(CloseReason::ContinuityLost);
-            }
-            state.remove_receiver(key, &self.metrics);
-        }
-        self.report_globs();
     }
 
     /// Ends every receiver of `user` on this node: WebSockets close with 4003

@@ -21,7 +21,7 @@ use std::{
 
 use tokio::sync::Notify;
 
-use super::Shard;
+use super::shard::Shard;
 use crate::event::Event;
 
 /// Jobs a shard may have waiting before the feeder waits for its runner. Each is one

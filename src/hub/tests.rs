@@ -6,10 +6,10 @@ use std::sync::{Arc, atomic::Ordering::Relaxed};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-use super::*;
+use super::{fan_out::CHUNK, *};
 use crate::{
     close::Closer,
-    event::{Action, Cursor, DirectEvent},
+    event::{Action, Cursor, DirectEvent, LogEntry, Recipients},
     rules::Rule,
 };
 

@@ -27,7 +27,7 @@ use crate::{
 pub(super) const CHUNK: usize = 32;
 
 /// How one receiver gets an event.
-pub(super) enum Route {
+enum Route {
     /// Not at all.
     Skip,
     /// As it is, for these subscriptions.
@@ -37,6 +37,9 @@ pub(super) enum Route {
 }
 
 impl Hub {
+    /// Offers a logged event to the shard's receivers whose subscriptions match it and
+    /// whose read rule and filters let them see it (only those of kind `only`, if
+    /// given), each in the view it gets of an update.
     pub(super) fn fan_out(
         &self,
         state: &mut State,
@@ -90,7 +93,7 @@ impl Hub {
 
     /// Offers `event` to each target that is not the excluded connection, as `route`
     /// decides; receivers whose queue is full are removed.
-    pub(super) fn deliver(
+    fn deliver(
         &self,
         state: &mut State,
         event: &Arc<Event>,

@@ -1,6 +1,6 @@
-//! The delivery position seen from outside the hub's lock: a watch that resumers wait
-//! on, and a request that wakes whoever feeds the hub (the node's ingest) to read the
-//! log now instead of at its next poll.
+//! The node's delivery position seen from outside the shards' locks: a watch that
+//! resumers wait on, and a request that wakes whoever feeds the hub (the node's
+//! ingest) to read the log now instead of at its next poll.
 //!
 //! The positions themselves stay in the shards' locked states, where registering a
 //! subscription reads them; this watch mirrors the lowest, updated after a shard's

@@ -329,8 +329,7 @@ impl Hub {
         }
         let shard = self.shard_of(key);
         let mut state = shard.lock();
-        let node_globs = state.node_globs.clone();
-        let mut node_globs = node_globs.lock();
+        let mut node_globs = self.globs.node.lock();
         self.admit_globs(&state, &node_globs, key, subs)?;
         let subs: Vec<(Arc<str>, Arc<Pattern>)> = subs
             .iter()

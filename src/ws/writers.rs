@@ -127,8 +127,9 @@ impl Drop for Detach {
     }
 }
 
-/// The writers of one node. Their tasks start with the first connection (inside the
-/// runtime) and end at the node's shutdown or when this is dropped.
+/// The writers of one node. Their tasks start at once (a node's, [`Writers::running`])
+/// or with the first connection (inside the runtime), and end at the node's shutdown
+/// or when this is dropped.
 pub(crate) struct Writers {
     writers: OnceLock<Vec<Arc<Writer>>>,
     next: AtomicUsize,

@@ -194,10 +194,6 @@ impl Hub {
     /// The seq of the last logged event every shard handed out: every event up to it
     /// has reached its live subscribers' queues, on every shard.
     pub fn position(&self) -> u64 {
-        self.lowest_position()
-    }
-
-    fn lowest_position(&self) -> u64 {
         let positions = self
             .shards
             .iter()
@@ -520,7 +516,7 @@ impl Hub {
         if matches!(job, Job::Logged(_) | Job::Reset(_)) {
             // Read inside the watch's own lock: whichever shard reports last reports
             // every shard's latest position, so the watch never stays behind or ahead.
-            self.watch.set_with(|| self.lowest_position());
+            self.watch.set_with(|| self.position());
         }
         done
     }

@@ -37,19 +37,21 @@ impl PrivatePostgres {
     /// a test to crash the server before it is written; checkpoints and autovacuum
     /// are off for the same reason.
     pub fn start() -> Self {
+        let bin = bindir();
         let dir =
             std::env::temp_dir().join(format!("tidings-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("private Postgres dir");
-        let user = running_as_root().then(|| "postgres".to_owned());
-        if let Some(user) = &user {
-            chown(&dir, user);
-        }
+        // Owned by the value from here on, so its drop removes the directory even if
+        // a step below panics.
         let postgres = Self {
-            bin: bindir(),
+            bin,
             dir,
             port: free_port(),
-            user,
+            user: running_as_root().then(|| "postgres".to_owned()),
         };
+        if let Some(user) = &postgres.user {
+            chown(&postgres.dir, user);
+        }
         let data = postgres.data();
         postgres.run(
             "initdb",

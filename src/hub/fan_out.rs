@@ -152,11 +152,8 @@ impl Hub {
         // The chunk borrows the registry, which the removals below change.
         drop(chunk);
         result.overflowed = overflowed.len();
-        for key in &overflowed {
-            state.remove_receiver(*key, &self.metrics);
-        }
-        if !overflowed.is_empty() {
-            self.report_globs();
+        for key in overflowed {
+            state.remove_receiver(key, &self.metrics);
         }
         result
     }
@@ -218,6 +215,5 @@ impl Hub {
             }
             state.remove_receiver(key, &self.metrics);
         }
-        self.report_globs();
     }
 }

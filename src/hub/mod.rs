@@ -26,8 +26,8 @@
 //! The parts: `index` answers which subscriptions an event reaches and knows nothing
 //! else; `glob_table` interns its glob patterns; `registry` holds the receivers (by
 //! key, connection id and user) and what each subscribed to; `budget` holds the glob
-//! limits and why a subscription is refused; `node_globs` counts the node's distinct
-//! globs across the shards; `shard` keeps one shard's index, registry and position
+//! limits and why a subscription is refused; `tally` keeps the glob counts the shards
+//! share (per user, and the node's distinct globs); `shard` keeps one shard's index, registry and position
 //! under its one lock; `fan_out` finds and judges an event's receivers in a shard and
 //! queues it for them; `position` mirrors the node's delivery position for resumers
 //! that wait for it; `runners` queues each shard's work for the task that runs it;
@@ -37,11 +37,11 @@ mod budget;
 mod fan_out;
 mod glob_table;
 mod index;
-mod node_globs;
 mod position;
 mod registry;
 mod runners;
 mod shard;
+mod tally;
 
 use std::{
     collections::HashSet,
@@ -60,11 +60,10 @@ pub use self::{
     registry::{Inbox, Receiver},
 };
 use self::{
-    node_globs::NodeGlobs,
     position::PositionWatch,
-    registry::UserGlobs,
     runners::{Job, Runners},
-    shard::{Shard, State},
+    shard::{Shard, State, report_globs},
+    tally::{Held, Tally},
 };
 use crate::{
     auth::Principal,
@@ -88,8 +87,10 @@ pub struct Delivery {
 /// The glob counts the node's budget keeps across its shards.
 #[derive(Default)]
 struct Counts {
-    users: UserGlobs,
-    node: Arc<NodeGlobs>,
+    /// Glob subscriptions per user.
+    users: Arc<Tally>,
+    /// The shards holding each distinct glob.
+    node: Arc<Tally>,
 }
 
 /// The subscription index and fan-out of one node.
@@ -256,7 +257,6 @@ impl Hub {
         self.shard_of(key)
             .lock()
             .remove_receiver(key, &self.metrics);
-        self.report_globs();
     }
 
     /// Replaces a receiver's principal (token refresh; same `sub`).
@@ -343,12 +343,11 @@ impl Hub {
         for (id, pattern) in subs {
             let text = pattern.clone();
             if state.index.insert((key, id), pattern) {
-                node_globs.gained(text.as_str());
+                node_globs.add(text.as_str(), 1);
             }
             Metrics::inc(&self.metrics.subscriptions);
         }
-        drop(node_globs);
-        self.report_globs();
+        report_globs(&node_globs, &self.metrics);
         Ok(state.position)
     }
 
@@ -358,7 +357,7 @@ impl Hub {
     fn admit_globs(
         &self,
         state: &State,
-        node_globs: &node_globs::Held<'_>,
+        node_globs: &Held<'_>,
         key: ReceiverKey,
         subs: &[(Arc<str>, Arc<Pattern>)],
     ) -> Result<(), SubscribeError> {
@@ -389,9 +388,9 @@ impl Hub {
         let new: HashSet<&str> = globs
             .iter()
             .map(|p| p.as_str())
-            .filter(|p| !node_globs.holds(p))
+            .filter(|p| node_globs.get(p) == 0)
             .collect();
-        if node_globs.count() + new.len() > limits.per_node {
+        if node_globs.len() + new.len() > limits.per_node {
             return refused(SubscribeError::GlobsPerNode {
                 limit: limits.per_node,
             });
@@ -405,20 +404,8 @@ impl Hub {
         let Some((id, pattern)) = state.registry.remove_subscription(key, id) else {
             return false;
         };
-        state.unindex(key, id, &pattern);
-        Metrics::dec(&self.metrics.subscriptions);
-        drop(state);
-        self.report_globs();
+        state.unindex(key, id, &pattern, &self.metrics);
         true
-    }
-
-    /// Reports the node's distinct globs.
-    fn report_globs(&self) {
-        let count = self.globs.node.lock().count();
-        Metrics::set(
-            &self.metrics.glob_patterns,
-            u64::try_from(count).unwrap_or(u64::MAX),
-        );
     }
 
     /// Number of subscriptions that match an event on `collection`/`key`, counted
@@ -535,8 +522,6 @@ impl Hub {
                 }
                 state.remove_receiver(key, &self.metrics);
             }
-            drop(state);
-            self.report_globs();
             ended += keys.len();
         }
         ended

@@ -3,12 +3,12 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    sync::Arc,
 };
 
 use tokio::sync::mpsc;
 
-use super::{Delivery, budget::SubscribeError, index::is_glob};
+use super::{Delivery, budget::SubscribeError, index::is_glob, tally::Tally};
 use crate::{
     auth::Principal, close::Closer, event::LogEntry, filter::Filter, rules::Rule, topic::Pattern,
     ws::outbound::Outbound,
@@ -109,10 +109,6 @@ impl Registered {
     }
 }
 
-/// Glob subscriptions per user, across their receivers, shared by the registries of
-/// every shard of a hub: a user's connections may sit in any of them.
-pub(crate) type UserGlobs = Arc<Mutex<HashMap<Arc<str>, usize>>>;
-
 /// The receivers of one shard of the hub.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
@@ -126,12 +122,13 @@ pub(crate) struct Registry {
     receivers: HashMap<ReceiverKey, Registered, foldhash::fast::RandomState>,
     by_connection_id: HashMap<Arc<str>, ReceiverKey>,
     by_user: HashMap<Arc<str>, HashSet<ReceiverKey>>,
-    globs_by_user: UserGlobs,
+    /// Glob subscriptions per user, across their receivers in every shard.
+    globs_by_user: Arc<Tally>,
 }
 
 impl Registry {
     /// The registry of shard `shard` of `shards`, counting user globs in `user_globs`.
-    pub(crate) fn new(shard: usize, shards: usize, user_globs: UserGlobs) -> Self {
+    pub(crate) fn new(shard: usize, shards: usize, user_globs: Arc<Tally>) -> Self {
         Self {
             shard: shard as u64,
             shards: shards as u64,
@@ -181,12 +178,7 @@ impl Registry {
 
     /// Moves `user`'s glob count by `delta`, dropping the entry at zero.
     fn count_user_globs(&mut self, user: &Arc<str>, delta: isize) {
-        let mut globs_by_user = lock(&self.globs_by_user);
-        let count = globs_by_user.entry(user.clone()).or_default();
-        *count = count.saturating_add_signed(delta);
-        if *count == 0 {
-            globs_by_user.remove(user);
-        }
+        self.globs_by_user.lock().add(user, delta);
     }
 
     /// The glob subscriptions of receiver `key`, and of its user (`None` when
@@ -194,7 +186,7 @@ impl Registry {
     pub(crate) fn glob_usage(&self, key: ReceiverKey) -> Option<(usize, Option<usize>)> {
         let registered = self.receivers.get(&key)?;
         let user = registered.receiver.principal.user_id.as_ref();
-        let of_user = user.map(|u| lock(&self.globs_by_user).get(u).copied().unwrap_or(0));
+        let of_user = user.map(|u| self.globs_by_user.lock().get(u));
         Some((registered.globs, of_user))
     }
 
@@ -287,11 +279,4 @@ impl Registry {
         }
         Some((id, pattern))
     }
-}
-
-/// The user glob counts, locked. Taken under a shard's lock (and under the node's globs
-/// when subscribing), never the other way round.
-fn lock(user_globs: &UserGlobs) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, usize>> {
-    // Counts left half-moved by a panic elsewhere are still the best counts there are.
-    user_globs.lock().unwrap_or_else(|e| e.into_inner())
 }

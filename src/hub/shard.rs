@@ -12,9 +12,9 @@ use std::{
 use super::{
     Counts, ReceiverKey,
     index::{SubscriptionIndex, is_glob},
-    node_globs::NodeGlobs,
     registry::Registry,
     runners::Jobs,
+    tally::{Held, Tally},
 };
 use crate::{metrics::Metrics, topic::Pattern};
 
@@ -29,8 +29,9 @@ pub(super) struct State {
     /// subscriptions alike (`s1`, `b`), so the fan-out compares ids by pointer and
     /// touches one copy, not one per receiver.
     pub(super) ids: HashSet<Arc<str>>,
-    /// The node's distinct globs, told when this shard starts or stops holding one.
-    pub(super) node_globs: Arc<NodeGlobs>,
+    /// The node's distinct globs (by the shards holding each), told when this shard
+    /// starts or stops holding one.
+    pub(super) node_globs: Arc<Tally>,
 }
 
 impl State {
@@ -40,19 +41,27 @@ impl State {
             return;
         };
         for (sub_id, pattern) in subscriptions {
-            self.unindex(key, sub_id, &pattern);
-            Metrics::dec(&metrics.subscriptions);
+            self.unindex(key, sub_id, &pattern, metrics);
         }
     }
 
     /// Takes subscription `id` of `key` out of the index, telling the node when the
     /// shard no longer holds its glob.
-    pub(super) fn unindex(&mut self, key: ReceiverKey, id: Arc<str>, pattern: &Pattern) {
+    pub(super) fn unindex(
+        &mut self,
+        key: ReceiverKey,
+        id: Arc<str>,
+        pattern: &Pattern,
+        metrics: &Metrics,
+    ) {
         let sub = (key, id);
         self.index.remove(&sub, pattern);
         self.release(sub.1);
+        Metrics::dec(&metrics.subscriptions);
         if is_glob(pattern) && !self.index.holds_glob(pattern) {
-            self.node_globs.lock().lost(pattern.as_str());
+            let mut node_globs = self.node_globs.lock();
+            node_globs.add(pattern.as_str(), -1);
+            report_globs(&node_globs, metrics);
         }
     }
 
@@ -116,4 +125,10 @@ impl Shard {
         state.position = position;
         self.position.store(position, Ordering::Release);
     }
+}
+
+/// Sets the node's glob gauge from its tally of distinct globs (locked, as `node_globs`).
+pub(super) fn report_globs(node_globs: &Held<'_>, metrics: &Metrics) {
+    let count = u64::try_from(node_globs.len()).unwrap_or(u64::MAX);
+    Metrics::set(&metrics.glob_patterns, count);
 }

@@ -12,7 +12,7 @@ use crate::{
     auth::{Authenticator, JwtVerifier, KeyError},
     broker::{Broker, BrokerError, BrokerHealth, MemoryBroker},
     config::{Config, ConfigError},
-    db::{Db, DbError},
+    db::{Db, DbError, SQLITE_BUSY_TIMEOUT},
     handlers::{Call, CallKind, Next, Outcome, Reject, registry::Handlers},
     hooks::SubscriptionHooks,
     hub::{GlobLimits, Hub},
@@ -33,6 +33,7 @@ use crate::{
         EventCollector, Renderer, SnapshotRequest, SseState, ViewKeyFn, ViewRenderer,
         hooks::{DatastarHooks, PerView},
     },
+    write_turns::WriteTurns,
     ws::{Origins, Writers, WsState},
 };
 
@@ -357,7 +358,14 @@ impl RealtimeBuilder {
         );
         let log = Arc::new(Log::new(self.db.clone(), &epoch, self.config.log.clone()));
         let signal = RelaySignal::with_capacity(self.config.log.relay_batch as usize);
-        let publisher = Publisher::new(self.db.clone(), signal.clone(), broker.clone());
+        // SQLite's writers of this node take turns (one queue for all of them).
+        let write_turns = WriteTurns::new(SQLITE_BUSY_TIMEOUT);
+        let publisher = Publisher::new(
+            self.db.clone(),
+            signal.clone(),
+            broker.clone(),
+            write_turns.clone(),
+        );
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
 
@@ -400,6 +408,7 @@ impl RealtimeBuilder {
             signal.clone(),
             self.config.log.clone(),
             metrics.clone(),
+            write_turns.clone(),
             (&epoch, last_seq),
         );
         tasks.spawn(relay.run(shutdown.clone()));
@@ -415,7 +424,8 @@ impl RealtimeBuilder {
         );
 
         let store = crate::model::Store::new(self.db.clone(), signal.clone())
-            .with_snapshot_timeout(self.config.log.sequencer_timeout);
+            .with_snapshot_timeout(self.config.log.sequencer_timeout)
+            .with_write_turns(write_turns);
         let origins = Arc::new(Origins::new(self.config.allowed_origins.clone()));
         let catch_up_waiting = Arc::new(tokio::sync::Semaphore::new(
             self.config.log.catch_up_max_waiting,

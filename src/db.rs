@@ -37,6 +37,10 @@ pub enum Db {
     Postgres(PgPool),
 }
 
+/// How long a SQLite writer waits for the write lock before it fails with "database is
+/// locked"; a node's own writers wait as long for their turn (`write_turns`).
+pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a pooled Postgres connection may sit idle before it is pinged on acquire.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
@@ -49,7 +53,7 @@ impl Db {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true);
             // An in-memory database exists once per connection: keep exactly one.
             let max = if url.contains(":memory:") || url.contains("mode=memory") {

@@ -102,6 +102,7 @@ pub mod sse;
 pub mod testing;
 mod topic;
 mod write_deadline;
+mod write_turns;
 mod ws;
 
 pub use access::Admission;

@@ -12,6 +12,7 @@ use crate::{
     event::{DirectEvent, LogEntry},
     log::{RelaySignal, outbox},
     model::Tx,
+    write_turns::WriteTurns,
 };
 
 /// Appends to the log and wakes the relay, or publishes to the broker. Cheap to clone.
@@ -20,6 +21,8 @@ pub(crate) struct Publisher {
     db: Db,
     signal: RelaySignal,
     broker: Arc<dyn Broker>,
+    /// SQLite: the node's writers' turns, which a standalone append takes.
+    turns: WriteTurns,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -29,14 +32,24 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    pub(crate) fn new(db: Db, signal: RelaySignal, broker: Arc<dyn Broker>) -> Self {
-        Self { db, signal, broker }
+    pub(crate) fn new(
+        db: Db,
+        signal: RelaySignal,
+        broker: Arc<dyn Broker>,
+        turns: WriteTurns,
+    ) -> Self {
+        Self {
+            db,
+            signal,
+            broker,
+            turns,
+        }
     }
 
     /// Sends `prepared` now. A logged event is durable once this returns.
     pub(crate) async fn send(&self, prepared: Prepared) -> Result<(), BroadcastError> {
         match prepared {
-            Prepared::Logged(event) => append(&self.db, &self.signal, event).await?,
+            Prepared::Logged(event) => self.append(event).await?,
             Prepared::Direct(event) => self.send_direct(event).await?,
         }
         Ok(())
@@ -79,20 +92,23 @@ impl Publisher {
         self.broker.publish(message.encode()).await?;
         Ok(())
     }
-}
 
-/// Writes `event` to the log in its own transaction, then wakes the relay (on SQLite
-/// handing it the event with the seq its insert gave it).
-async fn append(db: &Db, signal: &RelaySignal, event: LogEntry) -> sqlx::Result<()> {
-    match db {
-        Db::Sqlite(pool) => {
-            let seq = outbox::insert_sqlite(&mut *pool.acquire().await?, &event).await?;
-            signal.hand_off(vec![(seq, event)]);
+    /// Writes `event` to the log in its own transaction, then wakes the relay (on
+    /// SQLite handing it the event with the seq its insert gave it).
+    async fn append(&self, event: LogEntry) -> sqlx::Result<()> {
+        match &self.db {
+            Db::Sqlite(pool) => {
+                let seq = {
+                    let _turn = self.turns.take().await?;
+                    outbox::insert_sqlite(&mut *pool.acquire().await?, &event).await?
+                };
+                self.signal.hand_off(vec![(seq, event)]);
+            }
+            Db::Postgres(pool) => {
+                outbox::insert_postgres(&mut *pool.acquire().await?, &event).await?;
+                self.signal.wake();
+            }
         }
-        Db::Postgres(pool) => {
-            outbox::insert_postgres(&mut *pool.acquire().await?, &event).await?;
-            signal.wake();
-        }
+        Ok(())
     }
-    Ok(())
 }

@@ -56,6 +56,7 @@ use crate::{
         snapshot,
     },
     metrics::Metrics,
+    write_turns::WriteTurns,
 };
 
 /// Why the relay looks for rows now.
@@ -90,6 +91,8 @@ pub(crate) struct Relay {
     signal: RelaySignal,
     config: LogConfig,
     metrics: Arc<Metrics>,
+    /// SQLite: the node's writers' turns, which pruning takes.
+    turns: WriteTurns,
     /// SQLite: the last seq this relay published. Rows up to the log's position when
     /// the node started are the hub's already (it starts there), or a resume's.
     published: AtomicU64,
@@ -107,6 +110,7 @@ impl Relay {
         signal: RelaySignal,
         config: LogConfig,
         metrics: Arc<Metrics>,
+        turns: WriteTurns,
         (epoch, position): (&str, u64),
     ) -> Self {
         Self {
@@ -115,6 +119,7 @@ impl Relay {
             signal,
             config,
             metrics,
+            turns,
             published: AtomicU64::new(position),
             epoch: Mutex::new(epoch.to_owned()),
         }
@@ -497,6 +502,7 @@ impl Relay {
             Db::Sqlite(pool) => {
                 // The floor first, so the trigger that keeps it (`realtime_outbox_floor`)
                 // finds every deleted seq under it instead of raising it row by row.
+                let _turn = self.turns.take().await?;
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 sqlx::query("UPDATE realtime_meta SET last_seq = max(last_seq, ?) WHERE id = 1")
                     .bind(horizon)

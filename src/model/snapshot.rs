@@ -69,6 +69,8 @@ impl Store {
         let rows = |row: Option<Row>| row.into_iter().collect::<Vec<_>>();
         let result = match self.db() {
             Db::Sqlite(pool) => {
+                // Its `BEGIN IMMEDIATE` takes the write lock: a writer's turn too.
+                let _turn = self.write_turn().await.map_err(target.db_error(op, id))?;
                 let mut tx = pool
                     .begin_with("BEGIN IMMEDIATE")
                     .await

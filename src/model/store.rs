@@ -7,7 +7,12 @@ use super::{
     sql::{ColumnCache, Conn, Target, TxSchema},
     tx::{OpenTx, Tx},
 };
-use crate::{db::Db, event::LogEntry, log::RelaySignal};
+use crate::{
+    db::{Db, SQLITE_BUSY_TIMEOUT},
+    event::LogEntry,
+    log::RelaySignal,
+    write_turns::{WriteTurn, WriteTurns},
+};
 
 /// Begins a Postgres store transaction with capture triggers muted for it alone
 /// (`SET LOCAL` ends with the transaction).
@@ -40,6 +45,9 @@ pub struct Store {
     snapshot_timeout: Duration,
     /// SQLite: the column kinds of the model tables, shared by every clone.
     columns: Arc<ColumnCache>,
+    /// SQLite: the turns its transactions, snapshots and recorded events take, shared
+    /// with the node's other writers.
+    turns: WriteTurns,
 }
 
 impl Store {
@@ -53,7 +61,19 @@ impl Store {
             signal,
             snapshot_timeout: Duration::from_secs(5),
             columns: Arc::default(),
+            turns: WriteTurns::new(SQLITE_BUSY_TIMEOUT),
         }
+    }
+
+    /// Takes its SQLite write turns from `turns`, the node's.
+    pub(crate) fn with_write_turns(mut self, turns: WriteTurns) -> Self {
+        self.turns = turns;
+        self
+    }
+
+    /// Waits for a turn to write to SQLite.
+    pub(super) async fn write_turn(&self) -> sqlx::Result<WriteTurn> {
+        self.turns.take().await
     }
 
     /// Bounds every wait of a snapshot's transaction (`log.sequencer_timeout`).
@@ -83,6 +103,7 @@ impl Store {
         };
         let inner = match &self.db {
             Db::Sqlite(pool) => {
+                let turn = self.write_turn().await.map_err(begin_failed)?;
                 let mut tx = pool
                     .begin_with("BEGIN IMMEDIATE")
                     .await
@@ -92,7 +113,7 @@ impl Store {
                 let schema = TxSchema::begin(&mut tx, &self.columns)
                     .await
                     .map_err(begin_failed)?;
-                OpenTx::Sqlite(tx, schema)
+                OpenTx::Sqlite(tx, schema, turn)
             }
             // `SET LOCAL` mutes capture triggers for this transaction alone.
             Db::Postgres(pool) => pool
@@ -165,8 +186,11 @@ impl Store {
         };
         match &self.db {
             Db::Sqlite(pool) => {
+                let turn = self.write_turn().await.map_err(acquire_error)?;
                 let mut conn = pool.acquire().await.map_err(acquire_error)?;
-                match Conn::Sqlite(&mut conn, None).record(event).await? {
+                let recorded = Conn::Sqlite(&mut conn, None).record(event).await;
+                drop((conn, turn));
+                match recorded? {
                     Some(seq) => self.signal.hand_off(vec![(seq, event.clone())]),
                     None => self.signal.read_the_log(),
                 }

@@ -16,6 +16,7 @@ use crate::{
     log::RelaySignal,
     mutation::MutationId,
     source::Attribution,
+    write_turns::WriteTurn,
 };
 
 /// An open transaction from [`Store::begin`](super::Store::begin).
@@ -43,9 +44,10 @@ pub struct Tx {
 
 /// The database transaction a [`Tx`] wraps, on whichever backend the store uses.
 pub(super) enum OpenTx {
-    /// With what the transaction knows of the schema: whether capture is muted, and
-    /// the version the column cache holds for.
-    Sqlite(Transaction<'static, Sqlite>, TxSchema),
+    /// With what the transaction knows of the schema (whether capture is muted, and
+    /// the version the column cache holds for), and the node's write turn, held until
+    /// the transaction ends.
+    Sqlite(Transaction<'static, Sqlite>, TxSchema, WriteTurn),
     Postgres(Transaction<'static, Postgres>),
 }
 
@@ -101,7 +103,7 @@ impl Tx {
 
     fn conn(&mut self) -> Conn<'_> {
         match &mut self.inner {
-            OpenTx::Sqlite(tx, schema) => Conn::Sqlite(
+            OpenTx::Sqlite(tx, schema, _) => Conn::Sqlite(
                 tx,
                 Some(InTx {
                     schema,
@@ -255,7 +257,7 @@ impl Tx {
     /// [`Tx::record`].
     pub fn sqlite(&mut self) -> Option<&mut SqliteConnection> {
         match &mut self.inner {
-            OpenTx::Sqlite(tx, schema) => {
+            OpenTx::Sqlite(tx, schema, _) => {
                 schema.own_sql();
                 Some(tx)
             }
@@ -275,7 +277,8 @@ impl Tx {
     /// Commits, then wakes the relay if the transaction wrote any outbox row.
     pub async fn commit(self) -> Result<(), StoreError> {
         let result = match self.inner {
-            OpenTx::Sqlite(mut tx, mut schema) => {
+            // The turn is given back once the commit is done.
+            OpenTx::Sqlite(mut tx, mut schema, _turn) => {
                 schema.before_commit(&mut tx, &self.columns).await?;
                 if schema.muted() {
                     match sqlx::query(SQLITE_UNMUTE).execute(&mut *tx).await {
@@ -308,7 +311,7 @@ impl Tx {
     /// Rolls back: neither the writes nor their events happen.
     pub async fn rollback(self) -> Result<(), StoreError> {
         let result = match self.inner {
-            OpenTx::Sqlite(tx, _) => tx.rollback().await,
+            OpenTx::Sqlite(tx, _, _turn) => tx.rollback().await,
             OpenTx::Postgres(tx) => tx.rollback().await,
         };
         result.map_err(|source| StoreError::Transaction {

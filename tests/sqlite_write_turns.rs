@@ -18,6 +18,11 @@ use tidings::{Broadcast, LogEntry, Target, demo::Todo};
 /// never given back fails the test rather than only slowing it.
 const BOUND: Duration = Duration::from_secs(5);
 
+/// A custom event to every subscriber of `todos`, written to the log.
+fn todos_event(name: impl Into<String>) -> Broadcast {
+    Broadcast::new(Target::Collection("todos".into()), name, json!(null))
+}
+
 fn todo(id: &str) -> Todo {
     Todo {
         id: id.into(),
@@ -48,11 +53,7 @@ async fn writers_of_one_node_at_once_commit_every_event_once_without_gaps() {
                     .expect("insert");
                 tx.commit().await.expect("commit");
                 realtime
-                    .broadcast(Broadcast::new(
-                        Target::Collection("todos".into()),
-                        format!("b-w{writer}-r{round}"),
-                        json!(null),
-                    ))
+                    .broadcast(todos_event(format!("b-w{writer}-r{round}")))
                     .await
                     .expect("broadcast");
                 let recorded = LogEntry::broadcast(
@@ -105,15 +106,7 @@ async fn a_broadcast_begun_while_a_transaction_is_open_follows_its_commit() {
     let mut tx = store.begin().await.expect("begin");
     tx.insert(&todo("first")).await.expect("insert");
     let realtime = server.realtime.clone();
-    let broadcast = tokio::spawn(async move {
-        realtime
-            .broadcast(Broadcast::new(
-                Target::Collection("todos".into()),
-                "second",
-                json!(null),
-            ))
-            .await
-    });
+    let broadcast = tokio::spawn(async move { realtime.broadcast(todos_event("second")).await });
     tx.commit().await.expect("commit");
     tokio::time::timeout(BOUND, broadcast)
         .await
@@ -137,11 +130,7 @@ async fn a_write_whose_turn_never_comes_fails_with_a_clear_error() {
     let tx = store.begin().await.expect("begin");
     let error = tokio::time::timeout(
         Duration::from_secs(30),
-        server.realtime.broadcast(Broadcast::new(
-            Target::Collection("todos".into()),
-            "never",
-            json!(null),
-        )),
+        server.realtime.broadcast(todos_event("never")),
     )
     .await
     .expect("the wait for a turn is bounded")
@@ -153,15 +142,8 @@ async fn a_write_whose_turn_never_comes_fails_with_a_clear_error() {
     );
     // The transaction still works, and the turn is free once it ends.
     tx.rollback().await.expect("rollback");
-    tokio::time::timeout(
-        BOUND,
-        server.realtime.broadcast(Broadcast::new(
-            Target::Collection("todos".into()),
-            "after",
-            json!(null),
-        )),
-    )
-    .await
-    .expect("the turn is free again")
-    .expect("the broadcast is written");
+    tokio::time::timeout(BOUND, server.realtime.broadcast(todos_event("after")))
+        .await
+        .expect("the turn is free again")
+        .expect("the broadcast is written");
 }

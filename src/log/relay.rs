@@ -500,9 +500,9 @@ impl Relay {
         let horizon = to_i64(horizon);
         match &self.db {
             Db::Sqlite(pool) => {
+                let _turn = self.turns.take().await?;
                 // The floor first, so the trigger that keeps it (`realtime_outbox_floor`)
                 // finds every deleted seq under it instead of raising it row by row.
-                let _turn = self.turns.take().await?;
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 sqlx::query("UPDATE realtime_meta SET last_seq = max(last_seq, ?) WHERE id = 1")
                     .bind(horizon)

@@ -28,9 +28,9 @@
 //! key, connection id and user) and what each subscribed to; `budget` holds the glob
 //! limits and why a subscription is refused; `tally` keeps the glob counts the shards
 //! share (per user, and the node's distinct globs); `shard` keeps one shard's index,
-//! registry and position under its one lock; `fan_out` finds and judges an event's receivers in a shard and
-//! queues it for them; `position` mirrors the node's delivery position for resumers
-//! that wait for it; `runners` queues each shard's work for the task that runs it;
+//! registry and position under its one lock; `fan_out` finds and judges an event's
+//! receivers in a shard and queues it for them; `position` mirrors the node's delivery
+//! position for resumers that wait for it; `runners` queues each shard's work for the task that runs it;
 //! this module routes receivers, subscriptions and events to the shards.
 
 mod budget;

@@ -30,8 +30,9 @@
 //! share (per user, and the node's distinct globs); `shard` keeps one shard's index,
 //! registry and position under its one lock; `fan_out` finds and judges an event's
 //! receivers in a shard and queues it for them; `position` mirrors the node's delivery
-//! position for resumers that wait for it; `runners` queues each shard's work for the task that runs it;
-//! this module routes receivers, subscriptions and events to the shards.
+//! position for resumers that wait for it; `runners` queues each shard's work for the
+//! task that runs it; this module routes receivers, subscriptions and events to the
+//! shards.
 
 mod budget;
 mod fan_out;

@@ -12,7 +12,7 @@ use crate::{
     auth::{Authenticator, JwtVerifier, KeyError},
     broker::{Broker, BrokerError, BrokerHealth, MemoryBroker},
     config::{Config, ConfigError},
-    db::{Db, DbError, SQLITE_BUSY_TIMEOUT},
+    db::{Db, DbError, SQLITE_BUSY_TIMEOUT, sqlite_busy_timeout},
     handlers::{Call, CallKind, Next, Outcome, Reject, registry::Handlers},
     hooks::SubscriptionHooks,
     hub::{GlobLimits, Hub},
@@ -358,8 +358,15 @@ impl RealtimeBuilder {
         );
         let log = Arc::new(Log::new(self.db.clone(), &epoch, self.config.log.clone()));
         let signal = RelaySignal::with_capacity(self.config.log.relay_batch as usize);
-        // SQLite's writers of this node take turns (one queue for all of them).
-        let write_turns = WriteTurns::new(SQLITE_BUSY_TIMEOUT);
+        // SQLite's writers of this node take turns (one queue for all of them), and
+        // wait for one as long as the pool's connections wait for the write lock.
+        let patience = match &self.db {
+            Db::Sqlite(pool) => sqlite_busy_timeout(pool)
+                .await
+                .map_err(|e| BuildError::Db(e.into()))?,
+            Db::Postgres(_) => SQLITE_BUSY_TIMEOUT,
+        };
+        let write_turns = WriteTurns::new(patience);
         let publisher = Publisher::new(
             self.db.clone(),
             signal.clone(),

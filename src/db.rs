@@ -26,6 +26,9 @@ pub enum DbError {
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A [`DbOptions`] value is out of its range.
+    #[error("{0}")]
+    InvalidOption(String),
 }
 
 /// A pool on one of the supported databases.
@@ -38,28 +41,91 @@ pub enum Db {
 }
 
 /// How long a SQLite writer waits for the write lock before it fails with "database is
-/// locked"; a node's own writers wait as long for their turn (`write_turns`).
+/// locked", unless [`DbOptions::sqlite_busy_timeout`] says otherwise.
 pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest busy timeout [`DbOptions`] accepts: a writer kept waiting longer than
+/// this by another is stuck, not slow.
+const MAX_SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The most connections [`DbOptions`] accepts in a pool.
+const MAX_POOL_CONNECTIONS: u32 = 1024;
+
+/// Pool sizes when [`DbOptions::max_connections`] is not set.
+const SQLITE_FILE_CONNECTIONS: u32 = 8;
+const POSTGRES_CONNECTIONS: u32 = 16;
+
+/// How [`Db::connect_with`] opens its pool. Start from `DbOptions::default()` and set
+/// what differs; [`Db::connect`] uses the defaults.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DbOptions {
+    /// The most connections the pool opens, 1 to 1024. Default: 8 on a SQLite file, 16
+    /// on Postgres. An in-memory SQLite database always has exactly one, since each
+    /// connection would open a database of its own.
+    pub max_connections: Option<u32>,
+    /// SQLite: how long a writer waits for the write lock before it fails with
+    /// "database is locked". A node's own writers wait as long for their turn to write
+    /// (`docs/architecture.md`, write turns). 1 ms to 10 min. Default: 10 s.
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: None,
+            sqlite_busy_timeout: SQLITE_BUSY_TIMEOUT,
+        }
+    }
+}
+
+impl DbOptions {
+    /// Checks every option against its range; [`Db::connect_with`] calls it first.
+    pub fn validate(&self) -> Result<(), DbError> {
+        if let Some(max) = self.max_connections
+            && !(1..=MAX_POOL_CONNECTIONS).contains(&max)
+        {
+            return Err(DbError::InvalidOption(format!(
+                "max_connections must be 1 to {MAX_POOL_CONNECTIONS}, not {max}"
+            )));
+        }
+        let busy = self.sqlite_busy_timeout;
+        if busy < Duration::from_millis(1) || busy > MAX_SQLITE_BUSY_TIMEOUT {
+            return Err(DbError::InvalidOption(format!(
+                "sqlite_busy_timeout must be 1ms to {}s, not {busy:?}",
+                MAX_SQLITE_BUSY_TIMEOUT.as_secs()
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// How long a pooled Postgres connection may sit idle before it is pinged on acquire.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 impl Db {
-    /// Opens a pool for `url` (`sqlite:path?mode=rwc`, `sqlite::memory:`, `postgres://...`).
-    /// SQLite files are created if missing and run in WAL mode.
+    /// Opens a pool for `url` (`sqlite:path?mode=rwc`, `sqlite::memory:`, `postgres://...`)
+    /// with the default [`DbOptions`]. SQLite files are created if missing and run in
+    /// WAL mode.
     pub async fn connect(url: &str) -> Result<Self, DbError> {
+        Self::connect_with(url, &DbOptions::default()).await
+    }
+
+    /// Like [`Db::connect`], with `options` (checked first).
+    pub async fn connect_with(url: &str, options: &DbOptions) -> Result<Self, DbError> {
+        options.validate()?;
         if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?
+            let connect = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .busy_timeout(options.sqlite_busy_timeout)
                 .foreign_keys(true);
             // An in-memory database exists once per connection: keep exactly one.
             let max = if url.contains(":memory:") || url.contains("mode=memory") {
                 1
             } else {
-                8
+                options.max_connections.unwrap_or(SQLITE_FILE_CONNECTIONS)
             };
             // No ping before each acquire: an embedded database has no other end that
             // could have hung up, and the ping is a round trip to the connection's
@@ -67,7 +133,7 @@ impl Db {
             let pool = SqlitePoolOptions::new()
                 .max_connections(max)
                 .test_before_acquire(false)
-                .connect_with(options)
+                .connect_with(connect)
                 .await?;
             Ok(Self::Sqlite(pool))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -76,7 +142,7 @@ impl Db {
             // last statement, so only one idle long enough to have been cut off (a
             // server restart, a dropped link) is pinged first, as sqlx's docs suggest.
             let pool = PgPoolOptions::new()
-                .max_connections(16)
+                .max_connections(options.max_connections.unwrap_or(POSTGRES_CONNECTIONS))
                 .test_before_acquire(false)
                 .before_acquire(|conn, meta| {
                     Box::pin(async move {
@@ -112,6 +178,15 @@ impl Db {
         }
         Ok(())
     }
+}
+
+/// How long `pool`'s connections wait for SQLite's write lock: its busy timeout, set
+/// by [`DbOptions`] or by the app that built the pool.
+pub(crate) async fn sqlite_busy_timeout(pool: &SqlitePool) -> sqlx::Result<Duration> {
+    let millis: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+        .fetch_one(pool)
+        .await?;
+    Ok(Duration::from_millis(u64::try_from(millis).unwrap_or(0)))
 }
 
 /// A copy of `migrator` that tolerates versions applied by other migrators.

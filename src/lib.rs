@@ -114,7 +114,7 @@ pub use broadcast::{
     Broadcast, BroadcastError, MAX_EVENT_NAME_LEN, MAX_TARGET_IDS, Target, realtime_broadcast,
 };
 pub use config::Config;
-pub use db::{Db, DbError, tolerate_other_migrations};
+pub use db::{Db, DbError, DbOptions, tolerate_other_migrations};
 pub use event::{Action, Cursor, CursorError, LogEntry};
 pub use hooks::SubscriptionCallback;
 pub use http::{HttpError, PUBLISHER_ROLE};

@@ -15,7 +15,7 @@ use anyhow::{Context, anyhow, bail};
 use serde::Deserialize;
 use sqlx::{Connection, postgres::PgConnection};
 use tidings::{
-    Config, Db, Realtime, broker,
+    Config, Db, DbOptions, Realtime, broker,
     config::{JwksConfig, JwtAlgorithm},
     demo,
 };
@@ -31,6 +31,11 @@ const DATABASE_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 struct Settings {
     bind: SocketAddr,
     database_url: String,
+    /// The database pool's size; `None` keeps `Db`'s default.
+    database_max_connections: Option<u32>,
+    /// How long a SQLite writer waits for the write lock.
+    #[serde(with = "humantime_serde")]
+    sqlite_busy_timeout: Duration,
     broker_url: String,
     /// Where the Datastar demo page loads Datastar's browser bundle from.
     datastar_url: String,
@@ -40,11 +45,22 @@ struct Settings {
     realtime: Config,
 }
 
+impl Settings {
+    fn db_options(&self) -> DbOptions {
+        let mut options = DbOptions::default();
+        options.max_connections = self.database_max_connections;
+        options.sqlite_busy_timeout = self.sqlite_busy_timeout;
+        options
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite:tidings.db".into(),
+            database_max_connections: DbOptions::default().max_connections,
+            sqlite_busy_timeout: DbOptions::default().sqlite_busy_timeout,
             broker_url: "memory".into(),
             datastar_url: demo::DEFAULT_DATASTAR_URL.into(),
             readiness_timeout: demo::DEFAULT_READINESS_TIMEOUT,
@@ -132,6 +148,13 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
     if let Some(url) = env("TIDINGS_DATABASE_URL") {
         s.database_url = url;
     }
+    if let Some(max) = env("TIDINGS_DATABASE_MAX_CONNECTIONS") {
+        let max = max
+            .parse()
+            .map_err(|e| anyhow!("TIDINGS_DATABASE_MAX_CONNECTIONS={max:?}: {e}"))?;
+        s.database_max_connections = Some(max);
+    }
+    env_duration("TIDINGS_SQLITE_BUSY_TIMEOUT", &mut s.sqlite_busy_timeout)?;
     if let Some(url) = env("TIDINGS_BROKER_URL") {
         s.broker_url = url;
     }
@@ -390,6 +413,10 @@ async fn run() -> anyhow::Result<()> {
     // Checked here too (the build checks again) so that a bad setting, a broker
     // prefix say, is reported as a setting before the broker or database is opened.
     settings.realtime.validate()?;
+    let db_options = settings.db_options();
+    db_options
+        .validate()
+        .context("invalid database_max_connections or sqlite_busy_timeout")?;
 
     // Parsing the broker URL first refuses it before anything touches the database.
     let broker = broker::from_url(
@@ -418,7 +445,7 @@ async fn run() -> anyhow::Result<()> {
     }
 
     let database = redact_url(&settings.database_url);
-    let db = open_database(&settings.database_url)
+    let db = open_database(&settings.database_url, &db_options)
         .await
         .with_context(|| format!("cannot open the database at {database}"))?;
     demo::migrate(&db)
@@ -523,7 +550,7 @@ fn capture_command(args: &[String]) -> anyhow::Result<String> {
 /// Opens the pool, after one direct connection attempt for Postgres: the pool retries a
 /// refused connection for 30 seconds and then reports only "pool timed out", which
 /// hides why the database cannot be reached.
-async fn open_database(url: &str) -> anyhow::Result<Db> {
+async fn open_database(url: &str, options: &DbOptions) -> anyhow::Result<Db> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let probe = tokio::time::timeout(DATABASE_PROBE_TIMEOUT, PgConnection::connect(url))
             .await
@@ -536,7 +563,7 @@ async fn open_database(url: &str) -> anyhow::Result<Db> {
         // Only the attempt mattered; a failed goodbye changes nothing.
         let _ = probe.close().await;
     }
-    Ok(Db::connect(url).await?)
+    Ok(Db::connect_with(url, options).await?)
 }
 
 /// The error and its causes on one line, like `{:#}`, but without repeats: many errors

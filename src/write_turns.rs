@@ -17,8 +17,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 #[derive(Debug, Clone)]
 pub(crate) struct WriteTurns {
     queue: Arc<Semaphore>,
-    /// How long a writer waits for its turn before it gives up, as long as SQLite's
-    /// own busy timeout, so a transaction left open fails its waiters as it did.
+    /// How long a writer waits for its turn before it gives up: the pool's busy
+    /// timeout, so a transaction left open fails its waiters as SQLite would.
     patience: Duration,
 }
 

@@ -206,6 +206,21 @@ async fn bad_settings_are_refused_in_one_line() {
             "0s",
             ["connection.max_connection_age", "must be positive"],
         ),
+        (
+            "TIDINGS_DATABASE_MAX_CONNECTIONS",
+            "many",
+            ["TIDINGS_DATABASE_MAX_CONNECTIONS", "many"],
+        ),
+        (
+            "TIDINGS_DATABASE_MAX_CONNECTIONS",
+            "0",
+            ["database_max_connections", "must be 1 to 1024, not 0"],
+        ),
+        (
+            "TIDINGS_SQLITE_BUSY_TIMEOUT",
+            "1h",
+            ["sqlite_busy_timeout", "must be 1ms to 600s, not 3600s"],
+        ),
         // Checked by the library, which names the setting by its TOML key.
         (
             "TIDINGS_JWT_SECRET",

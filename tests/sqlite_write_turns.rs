@@ -1,21 +1,26 @@
 //! A node's SQLite writers take turns in order (`src/write_turns.rs`): broadcasts,
 //! store transactions and recorded events written at once all commit, each event
 //! once and without a gap in the seqs; a write begun while a transaction is open
-//! follows its commit; one kept waiting too long fails with a clear error.
+//! follows its commit; one kept waiting as long as the pool's busy timeout (set with
+//! `DbOptions`, or by the app's own pool) fails with a clear error.
 
 mod common;
 
-use std::time::Duration;
+use std::{str::FromStr, time::Duration};
 
 use common::{
-    db::Backend,
-    server::{TestServer, seq_of},
+    db::{Backend, fresh_database_url},
+    server::{TestServer, seq_of, test_config},
 };
 use serde_json::json;
-use tidings::{Broadcast, LogEntry, Target, demo::Todo};
+use sqlx::{SqlitePool, sqlite::SqliteConnectOptions};
+use tidings::{
+    Broadcast, Db, DbError, DbOptions, LogEntry, Realtime, Target,
+    demo::{self, Todo},
+};
 
-/// Bounds each wait below the 10 s a writer waits for its turn, so a turn that is
-/// never given back fails the test rather than only slowing it.
+/// Bounds each wait below the 10 s a writer waits for its turn by default, so a turn
+/// that is never given back fails the test rather than only slowing it.
 const BOUND: Duration = Duration::from_secs(5);
 
 /// A custom event to every subscriber of `todos`, written to the log.
@@ -121,29 +126,106 @@ async fn a_broadcast_begun_while_a_transaction_is_open_follows_its_commit() {
     assert_eq!(seq_of(&second), seq_of(&first) + 1);
 }
 
-#[tokio::test]
-async fn a_write_whose_turn_never_comes_fails_with_a_clear_error() {
-    let server = TestServer::start(Backend::Sqlite, |_| {}).await;
-    let store = server.realtime.store();
-    // The same task holds a transaction and then broadcasts outside it: the broadcast
-    // can only wait for a turn this transaction holds until it gives up.
-    let tx = store.begin().await.expect("begin");
-    let error = tokio::time::timeout(
-        Duration::from_secs(30),
-        server.realtime.broadcast(todos_event("never")),
-    )
-    .await
-    .expect("the wait for a turn is bounded")
-    .expect_err("the turn never came");
-    let message = error.to_string();
-    assert!(
-        message.contains("no turn to write to SQLite within 10s"),
-        "{message}"
-    );
+/// A node on a fresh SQLite file opened with `options`, and its pool.
+async fn node_with(options: &DbOptions) -> (Realtime, SqlitePool) {
+    let url = fresh_database_url(Backend::Sqlite).await;
+    let db = Db::connect_with(&url, options).await.expect("connect");
+    let Db::Sqlite(pool) = &db else {
+        panic!("a SQLite pool");
+    };
+    let pool = pool.clone();
+    demo::migrate(&db).await.expect("demo migrations");
+    let realtime = demo::configure(Realtime::builder(test_config(), db))
+        .build()
+        .await
+        .expect("build");
+    (realtime, pool)
+}
+
+/// A broadcast made while the same task holds a transaction of `realtime`'s store: it
+/// can only wait for the turn that transaction holds until it gives up. Returns its
+/// error, after checking that the turn is free again once the transaction ends.
+async fn broadcast_while_holding_a_turn(realtime: &Realtime) -> String {
+    let tx = realtime.store().begin().await.expect("begin");
+    let error = tokio::time::timeout(BOUND, realtime.broadcast(todos_event("never")))
+        .await
+        .expect("the wait for a turn is bounded")
+        .expect_err("the turn never came");
     // The transaction still works, and the turn is free once it ends.
     tx.rollback().await.expect("rollback");
-    tokio::time::timeout(BOUND, server.realtime.broadcast(todos_event("after")))
+    tokio::time::timeout(BOUND, realtime.broadcast(todos_event("after")))
         .await
         .expect("the turn is free again")
         .expect("the broadcast is written");
+    error.to_string()
+}
+
+#[tokio::test]
+async fn a_write_whose_turn_never_comes_fails_after_the_busy_timeout_with_a_clear_error() {
+    let mut options = DbOptions::default();
+    options.sqlite_busy_timeout = Duration::from_millis(300);
+    let (realtime, pool) = node_with(&options).await;
+    let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+        .fetch_one(&pool)
+        .await
+        .expect("busy timeout");
+    assert_eq!(
+        busy, 300,
+        "the pool's connections have the configured timeout"
+    );
+    let message = broadcast_while_holding_a_turn(&realtime).await;
+    assert!(
+        message.contains("no turn to write to SQLite within 300ms"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_writer_waits_for_its_turn_as_long_as_the_apps_own_pool_waits_for_the_lock() {
+    // An app that builds its own pool, with its own busy timeout, and hands it over.
+    let url = fresh_database_url(Backend::Sqlite).await;
+    let options = SqliteConnectOptions::from_str(&url)
+        .expect("url")
+        .create_if_missing(true)
+        .busy_timeout(Duration::from_millis(250));
+    let pool = SqlitePool::connect_with(options).await.expect("connect");
+    let db = Db::Sqlite(pool);
+    demo::migrate(&db).await.expect("demo migrations");
+    let realtime = demo::configure(Realtime::builder(test_config(), db))
+        .build()
+        .await
+        .expect("build");
+    let message = broadcast_while_holding_a_turn(&realtime).await;
+    assert!(
+        message.contains("no turn to write to SQLite within 250ms"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn database_options_out_of_range_are_refused_before_connecting() {
+    let url = fresh_database_url(Backend::Sqlite).await;
+    let path = url.trim_start_matches("sqlite:").to_owned();
+    let mut zero_pool = DbOptions::default();
+    zero_pool.max_connections = Some(0);
+    let mut no_wait = DbOptions::default();
+    no_wait.sqlite_busy_timeout = Duration::ZERO;
+    let mut forever = DbOptions::default();
+    forever.sqlite_busy_timeout = Duration::from_secs(3_600);
+    for (options, says) in [
+        (zero_pool, "max_connections must be 1 to 1024, not 0"),
+        (no_wait, "sqlite_busy_timeout must be 1ms to 600s, not 0ns"),
+        (
+            forever,
+            "sqlite_busy_timeout must be 1ms to 600s, not 3600s",
+        ),
+    ] {
+        let error = Db::connect_with(&url, &options).await.expect_err("refused");
+        assert!(matches!(error, DbError::InvalidOption(_)), "{error:?}");
+        assert_eq!(error.to_string(), says);
+    }
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "no database file was created"
+    );
 }

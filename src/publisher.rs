@@ -5,12 +5,14 @@
 
 use std::sync::Arc;
 
+use sqlx::PgPool;
+
 use crate::{
     broadcast::{BroadcastError, Prepared},
     broker::{Broker, BrokerError, BrokerMessage},
     db::Db,
     event::{DirectEvent, LogEntry},
-    log::{RelaySignal, outbox},
+    log::{RelaySignal, SqliteAppender, outbox},
     model::Tx,
     write_turns::WriteTurns,
 };
@@ -18,11 +20,18 @@ use crate::{
 /// Appends to the log and wakes the relay, or publishes to the broker. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Publisher {
-    db: Db,
+    log: LogWriter,
     signal: RelaySignal,
     broker: Arc<dyn Broker>,
-    /// SQLite: the node's writers' turns, which a standalone append takes.
-    turns: WriteTurns,
+}
+
+/// Where a broadcast outside a transaction is written.
+#[derive(Clone)]
+enum LogWriter {
+    /// The node's appender task, which writes the broadcasts waiting at once together.
+    Sqlite(SqliteAppender),
+    /// Any pooled connection: Postgres takes many writers at once.
+    Postgres(PgPool),
 }
 
 impl std::fmt::Debug for Publisher {
@@ -32,17 +41,23 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
+    /// On SQLite, starts the node's appender task, which writes on `turns`.
     pub(crate) fn new(
         db: Db,
         signal: RelaySignal,
         broker: Arc<dyn Broker>,
         turns: WriteTurns,
     ) -> Self {
+        let log = match db {
+            Db::Sqlite(pool) => {
+                LogWriter::Sqlite(SqliteAppender::spawn(pool, turns, signal.clone()))
+            }
+            Db::Postgres(pool) => LogWriter::Postgres(pool),
+        };
         Self {
-            db,
+            log,
             signal,
             broker,
-            turns,
         }
     }
 
@@ -93,18 +108,13 @@ impl Publisher {
         Ok(())
     }
 
-    /// Writes `event` to the log in its own transaction, then wakes the relay (on
-    /// SQLite handing it the event with the seq its insert gave it).
+    /// Writes `event` to the log in a transaction of its own (on SQLite shared with
+    /// the broadcasts made at the same time), and wakes the relay (on SQLite the
+    /// appender hands it the event with the seq its insert gave it).
     async fn append(&self, event: LogEntry) -> sqlx::Result<()> {
-        match &self.db {
-            Db::Sqlite(pool) => {
-                let seq = {
-                    let _turn = self.turns.take().await?;
-                    outbox::insert_sqlite(&mut *pool.acquire().await?, &event).await?
-                };
-                self.signal.hand_off(vec![(seq, event)]);
-            }
-            Db::Postgres(pool) => {
+        match &self.log {
+            LogWriter::Sqlite(appender) => appender.append(event).await?,
+            LogWriter::Postgres(pool) => {
                 outbox::insert_postgres(&mut *pool.acquire().await?, &event).await?;
                 self.signal.wake();
             }

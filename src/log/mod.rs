@@ -2,6 +2,7 @@
 //! the hot ring of recent events, the ingest that feeds the hub, and the replay that
 //! serves resumes.
 
+mod appender;
 pub(crate) mod broker_link;
 pub(crate) mod heartbeat;
 pub(crate) mod ingest;
@@ -18,6 +19,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::{config::LogConfig, db::Db};
 
+pub(crate) use appender::SqliteAppender;
 pub use signal::RelaySignal;
 
 /// This node's view of the log: the database, the current epoch and the ring.

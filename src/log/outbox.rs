@@ -1,5 +1,7 @@
 //! Writing events into `realtime_outbox`, inside the caller's transaction.
 
+use std::sync::OnceLock;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::{
@@ -8,20 +10,43 @@ use sqlx::{
 
 use crate::event::LogEntry;
 
-/// On SQLite the insert names its seq: one above both the newest row and the floor
-/// that deletions leave in `realtime_meta.last_seq` (see the `seq_is_the_row_id`
-/// migration). Writers are serialized, so that is the next seq in commit order.
-const SQLITE_INSERT: &str = "INSERT INTO realtime_outbox \
-     (seq, collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at, previous, mutation, source) \
-     VALUES (max(coalesce((SELECT max(seq) FROM realtime_outbox), 0), \
-                 (SELECT last_seq FROM realtime_meta WHERE id = 1)) + 1, \
-             ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-     RETURNING seq";
+/// The outbox's columns after `seq`, in the order [`bind_event`] binds them.
+macro_rules! event_columns {
+    () => {
+        "collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at, previous, mutation, source"
+    };
+}
+
+/// The seq below the next one on SQLite: the newest row's, or the floor that deletions
+/// leave in `realtime_meta.last_seq` (see the `seq_is_the_row_id` migration).
+macro_rules! sqlite_last_seq {
+    () => {
+        "max(coalesce((SELECT max(seq) FROM realtime_outbox), 0), \
+             (SELECT last_seq FROM realtime_meta WHERE id = 1))"
+    };
+}
+
+/// On SQLite the insert names its seq: one above the last (`sqlite_last_seq!`).
+/// Writers are serialized, so that is the next seq in commit order.
+const SQLITE_INSERT: &str = concat!(
+    "INSERT INTO realtime_outbox (seq, ",
+    event_columns!(),
+    ") VALUES (",
+    sqlite_last_seq!(),
+    " + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq"
+);
+
+/// The most events [`insert_sqlite_batch`] writes in one statement: 12 parameters
+/// each, far below SQLite's limit of 32,766, and few enough statements (one per batch
+/// size) to stay prepared on each connection.
+pub(crate) const SQLITE_MAX_BATCH: usize = 64;
+
 macro_rules! postgres_insert {
     ($rows:literal) => {
         concat!(
-            "INSERT INTO realtime_outbox \
-             (collection, record_key, action, event_name, payload, changes, acl, except_connection, created_at, previous, mutation, source) ",
+            "INSERT INTO realtime_outbox (",
+            event_columns!(),
+            ") ",
             $rows
         )
     };
@@ -56,6 +81,56 @@ pub async fn insert_sqlite(conn: &mut SqliteConnection, event: &LogEntry) -> sql
         .await?
         .try_get(0)?;
     Ok(u64::try_from(seq).unwrap_or(0))
+}
+
+/// The statement that inserts `n` events on SQLite, numbered `last + 1` to `last + n`
+/// in their order, `last` read once (a materialized `WITH`) before any row goes in.
+fn sqlite_batch_insert(n: usize) -> &'static str {
+    static STATEMENTS: OnceLock<Vec<String>> = OnceLock::new();
+    let statements = STATEMENTS.get_or_init(|| {
+        (1..=SQLITE_MAX_BATCH)
+            .map(|n| {
+                let rows: Vec<String> = (1..=n)
+                    .map(|i| format!("({i}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+                    .collect();
+                format!(
+                    "WITH base(last) AS MATERIALIZED (SELECT {last}), \
+                     batch(n, {columns}) AS (VALUES {rows}) \
+                     INSERT INTO realtime_outbox (seq, {columns}) \
+                     SELECT base.last + batch.n, {columns} FROM base, batch ORDER BY batch.n \
+                     RETURNING seq",
+                    last = sqlite_last_seq!(),
+                    columns = event_columns!(),
+                    rows = rows.join(", "),
+                )
+            })
+            .collect()
+    });
+    &statements[n - 1]
+}
+
+/// Inserts `events` (1 to [`SQLITE_MAX_BATCH`]) as outbox rows on SQLite in one
+/// statement, numbered in their order; returns their seqs in that order.
+pub(crate) async fn insert_sqlite_batch(
+    conn: &mut SqliteConnection,
+    events: &[LogEntry],
+) -> sqlx::Result<Vec<u64>> {
+    debug_assert!((1..=SQLITE_MAX_BATCH).contains(&events.len()));
+    let query = events
+        .iter()
+        .fold(sqlx::query(sqlite_batch_insert(events.len())), bind_event);
+    let mut seqs = query
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(|row| {
+            row.try_get::<i64, _>(0)
+                .map(|seq| u64::try_from(seq).unwrap_or(0))
+        })
+        .collect::<sqlx::Result<Vec<u64>>>()?;
+    // RETURNING's order is unspecified; the seqs are consecutive in the events' order.
+    seqs.sort_unstable();
+    Ok(seqs)
 }
 
 /// Inserts `event` as an unsequenced outbox row on Postgres.

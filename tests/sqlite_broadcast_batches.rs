@@ -1,0 +1,161 @@
+//! On SQLite a node's broadcasts are written by one task, as many as are waiting in
+//! one statement (`src/log/appender.rs`): broadcasts made at once, more than fit one
+//! batch, each arrive once, numbered without a gap and in the order each caller made
+//! them; a broadcast whose caller stopped waiting is still written; a batch that cannot
+//! be written tells every caller in it why.
+
+mod common;
+
+use std::{collections::HashMap, time::Duration};
+
+use common::{
+    db::Backend,
+    server::{TestServer, seq_of},
+};
+use serde_json::json;
+use tidings::{Broadcast, Target};
+
+/// Bounds each wait below the 10 s a writer waits for its turn by default.
+const BOUND: Duration = Duration::from_secs(5);
+
+/// A custom event to every subscriber of `todos`, written to the log.
+fn todos_event(name: impl Into<String>) -> Broadcast {
+    Broadcast::new(Target::Collection("todos".into()), name, json!(null))
+}
+
+#[tokio::test]
+async fn broadcasts_made_at_once_arrive_once_each_without_gaps_in_each_callers_order() {
+    // Enough at once for several full batches (64 each) while the first is written.
+    const CALLERS: usize = 40;
+    const EACH: usize = 8;
+    let server = TestServer::start(Backend::Sqlite, |_| {}).await;
+    let mut ann = server.connect("ann").await;
+    ann.subscribe("s", "todos:*").await;
+
+    let mut callers = tokio::task::JoinSet::new();
+    for caller in 0..CALLERS {
+        let realtime = server.realtime.clone();
+        callers.spawn(async move {
+            for n in 0..EACH {
+                realtime
+                    .broadcast(todos_event(format!("{caller}:{n}")))
+                    .await
+                    .expect("broadcast");
+            }
+        });
+    }
+    while let Some(done) = tokio::time::timeout(BOUND * 4, callers.join_next())
+        .await
+        .expect("the callers finish")
+    {
+        done.expect("a caller panicked");
+    }
+
+    let mut next_of_caller: HashMap<usize, usize> = HashMap::new();
+    let mut last_seq = None;
+    for _ in 0..CALLERS * EACH {
+        let event = ann.recv_event().await;
+        let seq = seq_of(&event);
+        if let Some(last) = last_seq {
+            assert_eq!(
+                seq,
+                last + 1,
+                "seqs follow each other without a gap: {event}"
+            );
+        }
+        last_seq = Some(seq);
+        let name = event["event"].as_str().expect("an event name");
+        let (caller, n) = name.split_once(':').expect("caller:n");
+        let caller: usize = caller.parse().expect("caller");
+        let n: usize = n.parse().expect("n");
+        let expected = next_of_caller.entry(caller).or_default();
+        assert_eq!(
+            n, *expected,
+            "caller {caller}'s events arrive once, in order"
+        );
+        *expected += 1;
+    }
+    assert!(
+        next_of_caller.values().all(|&count| count == EACH),
+        "{next_of_caller:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_broadcast_whose_caller_stopped_waiting_is_still_written() {
+    let server = TestServer::start(Backend::Sqlite, |_| {}).await;
+    let mut ann = server.connect("ann").await;
+    ann.subscribe("s", "todos:*").await;
+
+    // A transaction holds the write turn, so the broadcast is queued but not written
+    // when its caller gives up on it (an HTTP client that hung up, say).
+    let tx = server.realtime.store().begin().await.expect("begin");
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(50),
+        server.realtime.broadcast(todos_event("abandoned")),
+    )
+    .await;
+    assert!(
+        gave_up.is_err(),
+        "the turn was held, so it was still waiting"
+    );
+    tx.rollback().await.expect("rollback");
+
+    let event = tokio::time::timeout(BOUND, ann.recv_event())
+        .await
+        .expect("the abandoned broadcast arrives");
+    assert_eq!(event["event"], "abandoned");
+}
+
+#[tokio::test]
+async fn every_caller_of_a_batch_that_cannot_be_written_is_told_why() {
+    let server = TestServer::start(Backend::Sqlite, |_| {}).await;
+    let tidings::Db::Sqlite(pool) = tidings::Db::connect(&server.database_url)
+        .await
+        .expect("connect")
+    else {
+        panic!("a SQLite pool");
+    };
+    // The log cannot take rows: every broadcast of the batch fails alike.
+    sqlx::query(
+        "CREATE TRIGGER refuse_events BEFORE INSERT ON realtime_outbox \
+         BEGIN SELECT RAISE(ABORT, 'the log is closed for this test'); END",
+    )
+    .execute(&pool)
+    .await
+    .expect("trigger");
+
+    let mut callers = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let realtime = server.realtime.clone();
+        callers.spawn(async move {
+            realtime
+                .broadcast(todos_event(format!("refused-{n}")))
+                .await
+        });
+    }
+    let mut refused = 0;
+    while let Some(done) = tokio::time::timeout(BOUND, callers.join_next())
+        .await
+        .expect("every caller is answered")
+    {
+        let error = done.expect("a caller panicked").expect_err("refused");
+        let message = error.to_string();
+        assert!(
+            message.contains("the log is closed for this test"),
+            "{message}"
+        );
+        refused += 1;
+    }
+    assert_eq!(refused, 8);
+
+    // Once the log takes rows again, so does the appender.
+    sqlx::query("DROP TRIGGER refuse_events")
+        .execute(&pool)
+        .await
+        .expect("drop trigger");
+    tokio::time::timeout(BOUND, server.realtime.broadcast(todos_event("after")))
+        .await
+        .expect("answered")
+        .expect("written");
+}

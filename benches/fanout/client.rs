@@ -12,6 +12,7 @@
 //! First line out: `ready <ok> <failed> <setup ms>`.
 
 use std::{
+    net::SocketAddr,
     sync::{Arc, atomic::Ordering::Relaxed},
     time::{Duration, Instant},
 };
@@ -20,7 +21,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines, Stdin},
-    net::TcpStream,
+    net::{TcpSocket, TcpStream},
     sync::Semaphore,
 };
 use tokio_tungstenite::{
@@ -41,10 +42,10 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// The orchestrator's control lines.
 type Control = Lines<BufReader<Stdin>>;
 
-/// The most a burst may put in each subscriber's socket: well under the 64 kB or so a
-/// loopback TCP socket takes while its reader does not read (Linux's default receive
-/// buffer is 128 KiB, about half of it for data).
-const BURST_SHARE_MAX: u64 = 48 * 1024;
+/// The share of a socket's receive buffer (as the kernel reports it) a burst may fill
+/// while its reader does not read: 3/8, well under the half or so of it that holds
+/// data. With Linux's default buffer of 128 KiB that is 48 KiB.
+const BURST_SHARE_OF_BUFFER: (u64, u64) = (3, 8);
 
 /// Handshakes in flight: a burst of 10,000 SYNs would overflow the listener's backlog
 /// and turn the setup into a retransmission benchmark.
@@ -65,8 +66,10 @@ pub fn main() {
 
 async fn run(kind: Kind, settings: Settings) {
     let addr = wire::env_required("FANOUT_ADDR");
+    // Burst phases: the receive buffer each subscriber asks for before it connects.
+    let receive_buffer = wire::env_usize("FANOUT_CLIENT_RCVBUF", 0);
     let tally = Arc::new(Tally::new());
-    connect_all(kind, &addr, &settings, &tally).await;
+    connect_all(kind, &addr, receive_buffer, &settings, &tally).await;
     let mut publisher = Publisher::new(
         kind,
         &addr,
@@ -94,13 +97,20 @@ async fn run(kind: Kind, settings: Settings) {
 
 /// Opens every connection, at most `CONNECT_PARALLEL` handshakes at a time, and says
 /// `ready` once each is subscribed or has failed.
-async fn connect_all(kind: Kind, addr: &str, settings: &Settings, tally: &Arc<Tally>) {
+async fn connect_all(
+    kind: Kind,
+    addr: &str,
+    receive_buffer: usize,
+    settings: &Settings,
+    tally: &Arc<Tally>,
+) {
     let url = match kind {
         Kind::Tidings => format!("ws://{addr}/realtime/subscribe"),
         Kind::Baseline(_) => format!("ws://{addr}/ws"),
     };
     // One subscriber token for every connection, as `fanout-compare.sh` does.
     let token = subscriber_token();
+    let addr: SocketAddr = addr.parse().expect("FANOUT_ADDR is host:port");
     let permits = Arc::new(Semaphore::new(CONNECT_PARALLEL));
     let setup = Instant::now();
     for _ in 0..settings.connections {
@@ -109,7 +119,11 @@ async fn connect_all(kind: Kind, addr: &str, settings: &Settings, tally: &Arc<Ta
         let timeout = settings.timeout;
         tokio::spawn(async move {
             let permit = permits.acquire_owned().await.expect("semaphore");
-            let opened = tokio::time::timeout(timeout, open(&url, kind, &token)).await;
+            let opened = tokio::time::timeout(
+                timeout,
+                open(&url, addr, kind, &token, receive_buffer, &tally),
+            )
+            .await;
             drop(permit);
             match opened {
                 Ok(Ok(socket)) => {
@@ -219,11 +233,14 @@ async fn burst(
     // What each subscriber's socket must hold (frame sizes from the warm-up).
     let frame = tally.frame_bytes.load(Relaxed) / tally.frames.load(Relaxed).max(1);
     let share = frame.max(1) * settings.burst_events as u64;
+    let (part, whole) = BURST_SHARE_OF_BUFFER;
+    let share_max = tally.receive_buffer.load(Relaxed) * part / whole;
     assert!(
-        share <= BURST_SHARE_MAX,
+        share <= share_max,
         "a burst of {} events of {frame} bytes is {share} bytes per subscriber, more \
-         than a loopback socket takes unread ({BURST_SHARE_MAX}): the server would stall \
-         on full sockets and the figure would be wrong; lower FANOUT_BURST_EVENTS",
+         than its socket takes unread ({share_max}): the server would stall on full \
+         sockets and the figure would be wrong; lower FANOUT_BURST_EVENTS or raise \
+         FANOUT_BURST_RCVBUF (within net.core.rmem_max)",
         settings.burst_events
     );
     let live = tally.live.load(Relaxed);
@@ -301,16 +318,45 @@ fn subscriber_token() -> String {
     .expect("sign the subscriber token")
 }
 
-/// Connects and completes the handshake of `kind`.
-async fn open(url: &str, kind: Kind, token: &str) -> Result<Socket, String> {
+/// Connects and completes the handshake of `kind`. A `receive_buffer` above 0 is
+/// asked for before connecting, when the window it allows is agreed on.
+async fn open(
+    url: &str,
+    addr: SocketAddr,
+    kind: Kind,
+    token: &str,
+    receive_buffer: usize,
+    tally: &Tally,
+) -> Result<Socket, String> {
+    let tcp = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    if receive_buffer > 0 {
+        tcp.set_recv_buffer_size(u32::try_from(receive_buffer).unwrap_or(u32::MAX))
+            .map_err(|e| format!("SO_RCVBUF: {e}"))?;
+    }
+    // What the kernel gave (Linux doubles what was asked, up to net.core.rmem_max).
+    let granted = tcp
+        .recv_buffer_size()
+        .map_err(|e| format!("SO_RCVBUF: {e}"))?;
+    tally.receive_buffer.store(u64::from(granted), Relaxed);
+    let stream = tcp
+        .connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("TCP_NODELAY: {e}"))?;
     // Small buffers on this side too: 10,000 default 128 KiB read buffers would cost
     // the load generator over a gigabyte and their zero-filling most of its CPU.
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
-    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    let (mut socket, _) = tokio_tungstenite::client_async_with_config(
+        url,
+        MaybeTlsStream::Plain(stream),
+        Some(config),
+    )
+    .await
+    .map_err(|e| format!("handshake: {e}"))?;
     match kind {
         Kind::Tidings => {
             send(&mut socket, json!({"type": "auth", "token": token})).await?;

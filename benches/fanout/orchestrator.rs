@@ -136,6 +136,12 @@ fn run_phase(
         ("FANOUT_SERVER", kind.name().to_owned()),
         ("FANOUT_ADDR", server.addr.clone()),
     ]);
+    if mode == Mode::Burst {
+        env.push((
+            "FANOUT_CLIENT_RCVBUF",
+            settings.burst_receive_buffer.to_string(),
+        ));
+    }
     let cpu = settings.cpus.map(|(_, client)| client);
     let exe = std::env::current_exe().expect("current exe");
     let mut client = Child::spawn("client", &exe.display().to_string(), cpu, &env);

@@ -85,6 +85,9 @@ pub struct Settings {
     /// of its phases (`TOKIO_WORKER_THREADS`; the server is not pinned).
     pub burst_events: usize,
     pub burst_workers: Vec<usize>,
+    /// Burst mode: the receive buffer each subscriber asks for (`SO_RCVBUF`) before
+    /// it connects, so that a longer burst fits unread; 0 keeps the kernel's default.
+    pub burst_receive_buffer: usize,
     /// Unmeasured publishing before each measurement.
     pub warmup_secs: f64,
     /// Quiet time between the last subscription and the idle RSS reading.
@@ -120,6 +123,7 @@ impl Settings {
             fixed_secs: wire::env_f64("FANOUT_FIXED_SECS", 10.0),
             burst_events: wire::env_usize("FANOUT_BURST_EVENTS", 50).max(1),
             burst_workers: workers_from_env(),
+            burst_receive_buffer: wire::env_usize("FANOUT_BURST_RCVBUF", 1 << 20),
             warmup_secs: wire::env_f64("FANOUT_WARMUP_SECS", 1.0),
             settle_secs: wire::env_f64("FANOUT_SETTLE_SECS", 2.0),
             timeout: Duration::from_secs(wire::env_usize("FANOUT_TIMEOUT_S", 60) as u64),

@@ -46,6 +46,8 @@ pub struct Tally {
     pub pause: watch::Sender<bool>,
     /// Subscribers that have stopped reading.
     pub paused: AtomicUsize,
+    /// The receive buffer the kernel gave the subscribers' sockets (all ask alike).
+    pub receive_buffer: AtomicU64,
 }
 
 impl Tally {
@@ -66,6 +68,7 @@ impl Tally {
             ends: Mutex::new(BTreeMap::new()),
             pause: watch::Sender::new(false),
             paused: AtomicUsize::new(0),
+            receive_buffer: AtomicU64::new(0),
         }
     }
 

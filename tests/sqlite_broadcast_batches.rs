@@ -11,6 +11,7 @@ use std::{collections::HashMap, time::Duration};
 use common::{
     db::Backend,
     server::{TestServer, seq_of},
+    tasks::join_all_within,
 };
 use serde_json::json;
 use tidings::{Broadcast, Target};
@@ -44,12 +45,7 @@ async fn broadcasts_made_at_once_arrive_once_each_without_gaps_in_each_callers_o
             }
         });
     }
-    while let Some(done) = tokio::time::timeout(BOUND * 4, callers.join_next())
-        .await
-        .expect("the callers finish")
-    {
-        done.expect("a caller panicked");
-    }
+    join_all_within(callers, BOUND * 4).await;
 
     let mut next_of_caller: HashMap<usize, usize> = HashMap::new();
     let mut last_seq = None;
@@ -134,20 +130,15 @@ async fn every_caller_of_a_batch_that_cannot_be_written_is_told_why() {
                 .await
         });
     }
-    let mut refused = 0;
-    while let Some(done) = tokio::time::timeout(BOUND, callers.join_next())
-        .await
-        .expect("every caller is answered")
-    {
-        let error = done.expect("a caller panicked").expect_err("refused");
-        let message = error.to_string();
+    let answers = join_all_within(callers, BOUND).await;
+    assert_eq!(answers.len(), 8, "every caller is answered");
+    for answer in answers {
+        let message = answer.expect_err("refused").to_string();
         assert!(
             message.contains("the log is closed for this test"),
             "{message}"
         );
-        refused += 1;
     }
-    assert_eq!(refused, 8);
 
     // Once the log takes rows again, so does the appender.
     sqlx::query("DROP TRIGGER refuse_events")

@@ -11,6 +11,7 @@ use std::{str::FromStr, time::Duration};
 use common::{
     db::{Backend, fresh_database_url},
     server::{TestServer, seq_of, test_config},
+    tasks::join_all_within,
 };
 use serde_json::json;
 use sqlx::{SqlitePool, sqlite::SqliteConnectOptions};
@@ -71,12 +72,7 @@ async fn writers_of_one_node_at_once_commit_every_event_once_without_gaps() {
             }
         });
     }
-    while let Some(done) = tokio::time::timeout(BOUND * 4, writers.join_next())
-        .await
-        .expect("the writers finish")
-    {
-        done.expect("a writer panicked");
-    }
+    join_all_within(writers, BOUND * 4).await;
 
     let mut seen = std::collections::HashSet::new();
     let mut last_seq = None;
@@ -126,6 +122,15 @@ async fn a_broadcast_begun_while_a_transaction_is_open_follows_its_commit() {
     assert_eq!(seq_of(&second), seq_of(&first) + 1);
 }
 
+/// A node with the demo app on `db`.
+async fn node_on(db: Db) -> Realtime {
+    demo::migrate(&db).await.expect("demo migrations");
+    demo::configure(Realtime::builder(test_config(), db))
+        .build()
+        .await
+        .expect("build")
+}
+
 /// A node on a fresh SQLite file opened with `options`, and its pool.
 async fn node_with(options: &DbOptions) -> (Realtime, SqlitePool) {
     let url = fresh_database_url(Backend::Sqlite).await;
@@ -134,18 +139,13 @@ async fn node_with(options: &DbOptions) -> (Realtime, SqlitePool) {
         panic!("a SQLite pool");
     };
     let pool = pool.clone();
-    demo::migrate(&db).await.expect("demo migrations");
-    let realtime = demo::configure(Realtime::builder(test_config(), db))
-        .build()
-        .await
-        .expect("build");
-    (realtime, pool)
+    (node_on(db).await, pool)
 }
 
 /// A broadcast made while the same task holds a transaction of `realtime`'s store: it
-/// can only wait for the turn that transaction holds until it gives up. Returns its
-/// error, after checking that the turn is free again once the transaction ends.
-async fn broadcast_while_holding_a_turn(realtime: &Realtime) -> String {
+/// can only wait for the turn that transaction holds until it gives up, and must say
+/// it had no turn `within` that long. The turn is free again once the transaction ends.
+async fn assert_no_turn_within(realtime: &Realtime, within: &str) {
     let tx = realtime.store().begin().await.expect("begin");
     let error = tokio::time::timeout(BOUND, realtime.broadcast(todos_event("never")))
         .await
@@ -157,7 +157,11 @@ async fn broadcast_while_holding_a_turn(realtime: &Realtime) -> String {
         .await
         .expect("the turn is free again")
         .expect("the broadcast is written");
-    error.to_string()
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("no turn to write to SQLite within {within}")),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -173,11 +177,7 @@ async fn a_write_whose_turn_never_comes_fails_after_the_busy_timeout_with_a_clea
         busy, 300,
         "the pool's connections have the configured timeout"
     );
-    let message = broadcast_while_holding_a_turn(&realtime).await;
-    assert!(
-        message.contains("no turn to write to SQLite within 300ms"),
-        "{message}"
-    );
+    assert_no_turn_within(&realtime, "300ms").await;
 }
 
 #[tokio::test]
@@ -189,17 +189,8 @@ async fn a_writer_waits_for_its_turn_as_long_as_the_apps_own_pool_waits_for_the_
         .create_if_missing(true)
         .busy_timeout(Duration::from_millis(250));
     let pool = SqlitePool::connect_with(options).await.expect("connect");
-    let db = Db::Sqlite(pool);
-    demo::migrate(&db).await.expect("demo migrations");
-    let realtime = demo::configure(Realtime::builder(test_config(), db))
-        .build()
-        .await
-        .expect("build");
-    let message = broadcast_while_holding_a_turn(&realtime).await;
-    assert!(
-        message.contains("no turn to write to SQLite within 250ms"),
-        "{message}"
-    );
+    let realtime = node_on(Db::Sqlite(pool)).await;
+    assert_no_turn_within(&realtime, "250ms").await;
 }
 
 #[tokio::test]

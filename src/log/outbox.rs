@@ -1,4 +1,5 @@
-//! Writing events into `realtime_outbox`, inside the caller's transaction.
+//! Writing events into `realtime_outbox`: inside the caller's transaction, or (a
+//! SQLite node's broadcasts, `appender.rs`) several in one statement of their own.
 
 use std::sync::OnceLock;
 

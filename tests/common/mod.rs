@@ -13,6 +13,7 @@ pub mod private_postgres;
 pub mod raw_ws;
 pub mod server;
 pub mod sse;
+pub mod tasks;
 
 // Lets a test file write `backend_tests!( ... )` after `use common::backend_tests`; files without one ignore it.
 #[allow(unused_imports)]

@@ -11,7 +11,10 @@
 
 use std::{io, sync::Arc, time::Duration};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::Instant,
+};
 
 /// One node's queue of SQLite writers. Cheap to clone; clones share the queue.
 #[derive(Debug, Clone)]
@@ -36,24 +39,39 @@ impl WriteTurns {
         }
     }
 
+    /// How long a writer waits for its turn at most.
+    pub(crate) fn patience(&self) -> Duration {
+        self.patience
+    }
+
     /// Waits for this writer's turn (first come, first served), at most `patience`.
     /// A writer that asks while it holds a turn itself waits out the patience: one
     /// task may hold only one transaction on SQLite at a time.
     pub(crate) async fn take(&self) -> sqlx::Result<WriteTurn> {
-        let waited = tokio::time::timeout(self.patience, self.queue.clone().acquire_owned()).await;
-        match waited {
+        self.take_by(Instant::now() + self.patience).await
+    }
+
+    /// Waits for a turn until `deadline` at most: for a writer that began waiting
+    /// before it asked here (a broadcast queued for the appender).
+    pub(crate) async fn take_by(&self, deadline: Instant) -> sqlx::Result<WriteTurn> {
+        match tokio::time::timeout_at(deadline, self.queue.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(WriteTurn { _permit: permit }),
             // The queue is never closed; kept as an error rather than a panic.
             Ok(Err(_)) => Err(sqlx::Error::PoolClosed),
-            Err(_) => Err(sqlx::Error::Io(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "no turn to write to SQLite within {:?}: another write of this node \
-                     kept it that long (a transaction left open?)",
-                    self.patience
-                ),
-            ))),
+            Err(_) => Err(self.no_turn()),
         }
+    }
+
+    /// The error of a writer that waited out the patience.
+    pub(crate) fn no_turn(&self) -> sqlx::Error {
+        sqlx::Error::Io(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "no turn to write to SQLite within {:?}: another write of this node \
+                 kept it that long (a transaction left open?)",
+                self.patience
+            ),
+        ))
     }
 }
 

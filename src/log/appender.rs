@@ -12,17 +12,28 @@
 //! The writing runs in a task of its own rather than in one of the waiting callers, so
 //! a caller that is dropped mid-write (an HTTP client that hung up) cannot leave the
 //! others without an answer.
+//!
+//! Each caller waits for its write turn as long as any writer does (the pool's busy
+//! timeout), counted from its call: a broadcast still waiting for the turn when its
+//! time is up is failed and left out of the batch, so a transaction left open fails
+//! each broadcast after that long, however many batches were queued before it.
 
 use std::io;
 
 use sqlx::SqlitePool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 
 use super::{
     RelaySignal,
     outbox::{self, SQLITE_MAX_BATCH},
 };
-use crate::{event::LogEntry, write_turns::WriteTurns};
+use crate::{
+    event::LogEntry,
+    write_turns::{WriteTurn, WriteTurns},
+};
 
 /// Broadcasts that may wait for the appender at once; a caller past them waits for
 /// room. Each is an event its caller already holds, so this bounds a queue of events
@@ -32,6 +43,8 @@ const QUEUE_CAPACITY: usize = 1024;
 /// A broadcast waiting to be written, and where its outcome goes.
 struct Pending {
     event: LogEntry,
+    /// When its caller's wait for a turn runs out.
+    deadline: Instant,
     written: oneshot::Sender<Result<(), Failure>>,
 }
 
@@ -70,6 +83,7 @@ impl From<Failure> for sqlx::Error {
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteAppender {
     queue: mpsc::Sender<Pending>,
+    turns: WriteTurns,
 }
 
 impl SqliteAppender {
@@ -77,17 +91,24 @@ impl SqliteAppender {
     /// `turns` and hands each batch to the relay through `signal`.
     pub(crate) fn spawn(pool: SqlitePool, turns: WriteTurns, signal: RelaySignal) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(append_batches(pool, turns, signal, waiting));
-        Self { queue }
+        tokio::spawn(append_batches(pool, turns.clone(), signal, waiting));
+        Self { queue, turns }
     }
 
-    /// Writes `event` to the log; it is durable once this returns `Ok`. Dropping the
-    /// future does not withdraw an event already queued.
+    /// Writes `event` to the log; it is durable once this returns `Ok`, and not
+    /// written if this fails. Dropping the future does not withdraw an event already
+    /// queued.
     pub(crate) async fn append(&self, event: LogEntry) -> sqlx::Result<()> {
+        let deadline = Instant::now() + self.turns.patience();
         let (written, outcome) = oneshot::channel();
-        self.queue
-            .send(Pending { event, written })
+        let pending = Pending {
+            event,
+            deadline,
+            written,
+        };
+        tokio::time::timeout_at(deadline, self.queue.send(pending))
             .await
+            .map_err(|_| self.turns.no_turn())?
             .map_err(|_| sqlx::Error::PoolClosed)?;
         // No outcome: the task is gone, which happens only as the runtime shuts down.
         outcome.await.map_err(|_| sqlx::Error::PoolClosed)??;
@@ -106,11 +127,14 @@ async fn append_batches(
 ) {
     let mut batch = Vec::with_capacity(SQLITE_MAX_BATCH);
     while waiting.recv_many(&mut batch, SQLITE_MAX_BATCH).await > 0 {
+        let Some(turn) = take_turn(&turns, &mut batch).await else {
+            continue;
+        };
         let (events, callers): (Vec<LogEntry>, Vec<_>) = batch
             .drain(..)
             .map(|pending| (pending.event, pending.written))
             .unzip();
-        let outcome = match write(&pool, &turns, &events).await {
+        let outcome = match write(&pool, turn, &events).await {
             Ok(seqs) => {
                 signal.hand_off(seqs.into_iter().zip(events).collect());
                 Ok(())
@@ -124,12 +148,86 @@ async fn append_batches(
     }
 }
 
-/// Writes `events` on a turn of their own; returns their seqs in order.
-async fn write(
-    pool: &SqlitePool,
-    turns: &WriteTurns,
-    events: &[LogEntry],
-) -> sqlx::Result<Vec<u64>> {
-    let _turn = turns.take().await?;
-    outbox::insert_sqlite_batch(&mut *pool.acquire().await?, events).await
+/// Waits for a write turn for `batch`, failing and removing each broadcast whose
+/// deadline passes first; `None` once none is left.
+async fn take_turn(turns: &WriteTurns, batch: &mut Vec<Pending>) -> Option<WriteTurn> {
+    loop {
+        let earliest = batch.iter().map(|pending| pending.deadline).min()?;
+        match turns.take_by(earliest).await {
+            Ok(turn) => return Some(turn),
+            Err(error) => {
+                let now = Instant::now();
+                let failure = Failure::from(&error);
+                let before = batch.len();
+                for expired in batch.extract_if(.., |pending| pending.deadline <= now) {
+                    let _ = expired.written.send(Err(failure.clone()));
+                }
+                // Not the wait running out (the queue closed, which it never does):
+                // nobody in the batch can get a turn.
+                if batch.len() == before {
+                    for pending in batch.drain(..) {
+                        let _ = pending.written.send(Err(failure.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes `events` on `turn`; returns their seqs in order.
+async fn write(pool: &SqlitePool, turn: WriteTurn, events: &[LogEntry]) -> sqlx::Result<Vec<u64>> {
+    let seqs = outbox::insert_sqlite_batch(&mut *pool.acquire().await?, events).await;
+    drop(turn);
+    seqs
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+
+    /// Appends `name` and says when it was answered.
+    fn append_at(
+        appender: &SqliteAppender,
+        name: &str,
+    ) -> tokio::task::JoinHandle<(Instant, sqlx::Result<()>)> {
+        let (appender, event) = (
+            appender.clone(),
+            LogEntry::broadcast("todos", None, name, json!(null)),
+        );
+        tokio::spawn(async move {
+            let outcome = appender.append(event).await;
+            (Instant::now(), outcome)
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_broadcast_waits_for_a_turn_as_long_as_the_patience_from_its_own_call() {
+        let turns = WriteTurns::new(Duration::from_secs(10));
+        let _held = turns.take().await.expect("a free turn");
+        // Never connected: no broadcast gets a turn, so none reaches the database.
+        let pool = SqlitePool::connect_lazy("sqlite::memory:").expect("a lazy pool");
+        let appender = SqliteAppender::spawn(pool, turns, RelaySignal::with_capacity(8));
+        let start = Instant::now();
+        let first = append_at(&appender, "first");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let second = append_at(&appender, "second");
+
+        let (first_at, first_outcome) = first.await.expect("the first caller");
+        let (second_at, second_outcome) = second.await.expect("the second caller");
+        for outcome in [first_outcome, second_outcome] {
+            let message = outcome.expect_err("no turn came").to_string();
+            assert!(
+                message.contains("no turn to write to SQLite within 10s"),
+                "{message}"
+            );
+        }
+        // Each after its own 10 s: the second is not held up by the first's failure.
+        let waited = |at: Instant| at.duration_since(start).as_secs();
+        assert_eq!(waited(first_at), 10);
+        assert_eq!(waited(second_at), 14);
+    }
 }

@@ -328,7 +328,12 @@ async fn open(
     receive_buffer: usize,
     tally: &Tally,
 ) -> Result<Socket, String> {
-    let tcp = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    let tcp = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| format!("socket: {e}"))?;
     if receive_buffer > 0 {
         tcp.set_recv_buffer_size(u32::try_from(receive_buffer).unwrap_or(u32::MAX))
             .map_err(|e| format!("SO_RCVBUF: {e}"))?;

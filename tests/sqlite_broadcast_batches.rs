@@ -26,9 +26,10 @@ fn todos_event(name: impl Into<String>) -> Broadcast {
 
 #[tokio::test]
 async fn broadcasts_made_at_once_arrive_once_each_without_gaps_in_each_callers_order() {
-    // Enough at once for several full batches (64 each) while the first is written.
-    const CALLERS: usize = 40;
-    const EACH: usize = 8;
+    // More callers than one batch holds (64), so full batches form and the rest wait
+    // for the next one.
+    const CALLERS: usize = 100;
+    const EACH: usize = 4;
     let server = TestServer::start(Backend::Sqlite, |_| {}).await;
     let mut ann = server.connect("ann").await;
     ann.subscribe("s", "todos:*").await;

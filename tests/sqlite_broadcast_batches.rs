@@ -11,18 +11,12 @@ use std::{collections::HashMap, time::Duration};
 use common::{
     db::Backend,
     server::{TestServer, seq_of},
+    sqlite_writes::{sqlite_server_watching_todos, todos_event},
     tasks::join_all_within,
 };
-use serde_json::json;
-use tidings::{Broadcast, Target};
 
 /// Bounds each wait below the 10 s a writer waits for its turn by default.
 const BOUND: Duration = Duration::from_secs(5);
-
-/// A custom event to every subscriber of `todos`, written to the log.
-fn todos_event(name: impl Into<String>) -> Broadcast {
-    Broadcast::new(Target::Collection("todos".into()), name, json!(null))
-}
 
 #[tokio::test]
 async fn broadcasts_made_at_once_arrive_once_each_without_gaps_in_each_callers_order() {
@@ -30,9 +24,7 @@ async fn broadcasts_made_at_once_arrive_once_each_without_gaps_in_each_callers_o
     // for the next one.
     const CALLERS: usize = 100;
     const EACH: usize = 4;
-    let server = TestServer::start(Backend::Sqlite, |_| {}).await;
-    let mut ann = server.connect("ann").await;
-    ann.subscribe("s", "todos:*").await;
+    let (server, mut ann) = sqlite_server_watching_todos().await;
 
     let mut callers = tokio::task::JoinSet::new();
     for caller in 0..CALLERS {
@@ -80,9 +72,7 @@ async fn broadcasts_made_at_once_arrive_once_each_without_gaps_in_each_callers_o
 
 #[tokio::test]
 async fn a_broadcast_whose_caller_stopped_waiting_is_still_written() {
-    let server = TestServer::start(Backend::Sqlite, |_| {}).await;
-    let mut ann = server.connect("ann").await;
-    ann.subscribe("s", "todos:*").await;
+    let (server, mut ann) = sqlite_server_watching_todos().await;
 
     // A transaction holds the write turn, so the broadcast is queued but not written
     // when its caller gives up on it (an HTTP client that hung up, say).

@@ -10,24 +10,20 @@ use std::{str::FromStr, time::Duration};
 
 use common::{
     db::{Backend, fresh_database_url},
-    server::{TestServer, seq_of, test_config},
+    server::{seq_of, test_config},
+    sqlite_writes::{sqlite_server_watching_todos, todos_event},
     tasks::join_all_within,
 };
 use serde_json::json;
 use sqlx::{SqlitePool, sqlite::SqliteConnectOptions};
 use tidings::{
-    Broadcast, Db, DbError, DbOptions, LogEntry, Realtime, Target,
+    Db, DbError, DbOptions, LogEntry, Realtime,
     demo::{self, Todo},
 };
 
 /// Bounds each wait below the 10 s a writer waits for its turn by default, so a turn
 /// that is never given back fails the test rather than only slowing it.
 const BOUND: Duration = Duration::from_secs(5);
-
-/// A custom event to every subscriber of `todos`, written to the log.
-fn todos_event(name: impl Into<String>) -> Broadcast {
-    Broadcast::new(Target::Collection("todos".into()), name, json!(null))
-}
 
 fn todo(id: &str) -> Todo {
     Todo {
@@ -43,9 +39,7 @@ fn todo(id: &str) -> Todo {
 async fn writers_of_one_node_at_once_commit_every_event_once_without_gaps() {
     const WRITERS: usize = 4;
     const ROUNDS: usize = 10;
-    let server = TestServer::start(Backend::Sqlite, |_| {}).await;
-    let mut ann = server.connect("ann").await;
-    ann.subscribe("s", "todos:*").await;
+    let (server, mut ann) = sqlite_server_watching_todos().await;
 
     let mut writers = tokio::task::JoinSet::new();
     for writer in 0..WRITERS {
@@ -99,9 +93,7 @@ async fn writers_of_one_node_at_once_commit_every_event_once_without_gaps() {
 
 #[tokio::test]
 async fn a_broadcast_begun_while_a_transaction_is_open_follows_its_commit() {
-    let server = TestServer::start(Backend::Sqlite, |_| {}).await;
-    let mut ann = server.connect("ann").await;
-    ann.subscribe("s", "todos:*").await;
+    let (server, mut ann) = sqlite_server_watching_todos().await;
     let store = server.realtime.store();
 
     let mut tx = store.begin().await.expect("begin");

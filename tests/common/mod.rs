@@ -12,6 +12,7 @@ pub mod db;
 pub mod private_postgres;
 pub mod raw_ws;
 pub mod server;
+pub mod sqlite_writes;
 pub mod sse;
 pub mod tasks;
 

@@ -148,10 +148,9 @@ fn load_settings(file: Option<PathBuf>) -> anyhow::Result<Settings> {
     if let Some(url) = env("TIDINGS_DATABASE_URL") {
         s.database_url = url;
     }
-    if let Some(max) = env("TIDINGS_DATABASE_MAX_CONNECTIONS") {
-        let max = max
-            .parse()
-            .map_err(|e| anyhow!("TIDINGS_DATABASE_MAX_CONNECTIONS={max:?}: {e}"))?;
+    if env("TIDINGS_DATABASE_MAX_CONNECTIONS").is_some() {
+        let mut max = 0;
+        env_parse("TIDINGS_DATABASE_MAX_CONNECTIONS", &mut max)?;
         s.database_max_connections = Some(max);
     }
     env_duration("TIDINGS_SQLITE_BUSY_TIMEOUT", &mut s.sqlite_busy_timeout)?;

@@ -62,6 +62,13 @@ impl WriteTurns {
         }
     }
 
+    /// The turn if it is free and nobody waits for it, without waiting: for a writer
+    /// that must not wait while it holds something another writer may need.
+    pub(crate) fn try_take(&self) -> Option<WriteTurn> {
+        let permit = self.queue.clone().try_acquire_owned().ok()?;
+        Some(WriteTurn { _permit: permit })
+    }
+
     /// The error of a writer that waited out the patience.
     pub(crate) fn no_turn(&self) -> sqlx::Error {
         sqlx::Error::Io(io::Error::new(
@@ -123,6 +130,23 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("transaction left open"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_turn_given_back_goes_to_a_waiting_writer_before_one_that_tries() {
+        let turns = WriteTurns::new(Duration::from_secs(5));
+        let held = turns.take().await.expect("a free turn");
+        assert!(turns.try_take().is_none(), "the turn is held");
+        let waiter = turns.take();
+        tokio::pin!(waiter);
+        assert!(futures::poll!(waiter.as_mut()).is_pending());
+        drop(held);
+        assert!(
+            turns.try_take().is_none(),
+            "the writer that waited is served first"
+        );
+        drop(waiter.await.expect("the waiting writer's turn"));
+        assert!(turns.try_take().is_some(), "nobody else wants it");
     }
 
     #[tokio::test]

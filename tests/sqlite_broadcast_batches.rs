@@ -2,16 +2,19 @@
 //! one statement (`src/log/appender.rs`): broadcasts made at once, more than fit one
 //! batch, each arrive once, numbered without a gap and in the order each caller made
 //! them; a broadcast whose caller stopped waiting is still written; a batch that cannot
-//! be written tells every caller in it why.
+//! be written tells every caller in it why. The task keeps its pool connection between
+//! batches, but never while it waits for a turn or sits idle.
 
 mod common;
 
 use std::{collections::HashMap, time::Duration};
 
+use tidings::DbOptions;
+
 use common::{
     db::Backend,
     server::{TestServer, seq_of},
-    sqlite_writes::{sqlite_server_watching_todos, todos_event},
+    sqlite_writes::{node_with, sqlite_server_watching_todos, todos_event},
     tasks::join_all_within,
 };
 
@@ -42,9 +45,11 @@ async fn broadcasts_made_at_once_arrive_once_each_without_gaps_in_each_callers_o
 
     let mut next_of_caller: HashMap<usize, usize> = HashMap::new();
     let mut last_seq = None;
+    let mut delivered = Vec::new();
     for _ in 0..CALLERS * EACH {
         let event = ann.recv_event().await;
         let seq = seq_of(&event);
+        delivered.push((seq, event["event"].as_str().unwrap_or_default().to_owned()));
         if let Some(last) = last_seq {
             assert_eq!(
                 seq,
@@ -68,6 +73,31 @@ async fn broadcasts_made_at_once_arrive_once_each_without_gaps_in_each_callers_o
         next_of_caller.values().all(|&count| count == EACH),
         "{next_of_caller:?}"
     );
+    // The seqs delivered live (handed to the relay with the seqs the batch's insert
+    // gave its rows) are the log's: a client that resumes reads the same events.
+    assert_eq!(
+        logged_names(&server).await,
+        delivered,
+        "the log holds each event under the seq it was delivered with"
+    );
+}
+
+/// Every event in `server`'s log, as (seq, event name) in seq order.
+async fn logged_names(server: &TestServer) -> Vec<(u64, String)> {
+    let tidings::Db::Sqlite(pool) = tidings::Db::connect(&server.database_url)
+        .await
+        .expect("connect")
+    else {
+        panic!("a SQLite pool");
+    };
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT seq, event_name FROM realtime_outbox ORDER BY seq")
+            .fetch_all(&pool)
+            .await
+            .expect("the log");
+    rows.into_iter()
+        .map(|(seq, name)| (u64::try_from(seq).expect("a positive seq"), name))
+        .collect()
 }
 
 #[tokio::test]
@@ -140,4 +170,61 @@ async fn every_caller_of_a_batch_that_cannot_be_written_is_told_why() {
         .await
         .expect("answered")
         .expect("written");
+}
+
+/// Options for a pool of two connections: one for a transaction, one the appender may
+/// keep.
+fn two_connections() -> DbOptions {
+    let mut options = DbOptions::default();
+    options.max_connections = Some(2);
+    options
+}
+
+#[tokio::test]
+async fn the_appender_gives_its_connection_back_while_it_waits_for_a_turn() {
+    let (realtime, pool) = node_with(&two_connections()).await;
+    // The appender keeps the connection it wrote with while broadcasts keep coming.
+    realtime
+        .broadcast(todos_event("first"))
+        .await
+        .expect("broadcast");
+    // The turn and the pool's other connection.
+    let tx = realtime.store().begin().await.expect("begin");
+    let waiting = tokio::spawn({
+        let realtime = realtime.clone();
+        async move { realtime.broadcast(todos_event("second")).await }
+    });
+    // A read on the pool while the transaction is open (the app's own query, say)
+    // needs the appender's connection: kept while the appender waited for the turn,
+    // the transaction could not go on until the broadcast gave up.
+    let read = tokio::time::timeout(BOUND, pool.acquire())
+        .await
+        .expect("the appender does not hold a connection while it waits for a turn")
+        .expect("a connection");
+    drop(read);
+    tx.commit().await.expect("commit");
+    tokio::time::timeout(BOUND, waiting)
+        .await
+        .expect("the broadcast gets its turn after the commit")
+        .expect("the broadcast task")
+        .expect("the broadcast is written");
+}
+
+#[tokio::test]
+async fn an_idle_appender_gives_its_connection_back() {
+    let (realtime, pool) = node_with(&two_connections()).await;
+    realtime
+        .broadcast(todos_event("only"))
+        .await
+        .expect("broadcast");
+    // Both connections at once: the appender must have given its own back.
+    let both = tokio::time::timeout(BOUND, async {
+        let first = pool.acquire().await?;
+        let second = pool.acquire().await?;
+        Ok::<_, sqlx::Error>((first, second))
+    })
+    .await
+    .expect("an idle appender keeps no connection")
+    .expect("two connections");
+    drop(both);
 }

@@ -10,16 +10,13 @@ use std::{str::FromStr, time::Duration};
 
 use common::{
     db::{Backend, fresh_database_url},
-    server::{seq_of, test_config},
-    sqlite_writes::{sqlite_server_watching_todos, todos_event},
+    server::seq_of,
+    sqlite_writes::{node_on, node_with, sqlite_server_watching_todos, todos_event},
     tasks::join_all_within,
 };
 use serde_json::json;
 use sqlx::{SqlitePool, sqlite::SqliteConnectOptions};
-use tidings::{
-    Db, DbError, DbOptions, LogEntry, Realtime,
-    demo::{self, Todo},
-};
+use tidings::{Db, DbError, DbOptions, LogEntry, Realtime, demo::Todo};
 
 /// Bounds each wait below the 10 s a writer waits for its turn by default, so a turn
 /// that is never given back fails the test rather than only slowing it.
@@ -112,26 +109,6 @@ async fn a_broadcast_begun_while_a_transaction_is_open_follows_its_commit() {
     let second = ann.recv_event().await;
     assert_eq!(second["event"], "second");
     assert_eq!(seq_of(&second), seq_of(&first) + 1);
-}
-
-/// A node with the demo app on `db`.
-async fn node_on(db: Db) -> Realtime {
-    demo::migrate(&db).await.expect("demo migrations");
-    demo::configure(Realtime::builder(test_config(), db))
-        .build()
-        .await
-        .expect("build")
-}
-
-/// A node on a fresh SQLite file opened with `options`, and its pool.
-async fn node_with(options: &DbOptions) -> (Realtime, SqlitePool) {
-    let url = fresh_database_url(Backend::Sqlite).await;
-    let db = Db::connect_with(&url, options).await.expect("connect");
-    let Db::Sqlite(pool) = &db else {
-        panic!("a SQLite pool");
-    };
-    let pool = pool.clone();
-    (node_on(db).await, pool)
 }
 
 /// A broadcast made while the same task holds a transaction of `realtime`'s store: it

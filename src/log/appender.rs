@@ -17,10 +17,18 @@
 //! timeout), counted from its call: a broadcast still waiting for the turn when its
 //! time is up is failed and left out of the batch, so a transaction left open fails
 //! each broadcast after that long, however many batches were queued before it.
+//!
+//! The task keeps the connection it wrote with while broadcasts keep coming: giving a
+//! connection back to sqlx's pool costs a spawned task and a round trip to the
+//! connection's thread (the pool pings it), 8-15% of the throughput with broadcasts
+//! back to back (`docs/benchmarks.md`). It never waits for a turn with that connection
+//! in hand, since the writer holding the turn may be waiting for a connection, and it
+//! gives the connection back once no broadcast came for [`KEEP_IDLE`], and after each
+//! batch if the pool has only one (an in-memory database).
 
-use std::io;
+use std::{io, time::Duration};
 
-use sqlx::SqlitePool;
+use sqlx::{Sqlite, SqlitePool, pool::PoolConnection};
 use tokio::{
     sync::{mpsc, oneshot},
     time::Instant,
@@ -39,6 +47,11 @@ use crate::{
 /// room. Each is an event its caller already holds, so this bounds a queue of events
 /// in memory that the callers' own limits (publish rate, payload size) bound in bytes.
 const QUEUE_CAPACITY: usize = 1024;
+
+/// How long the task keeps its connection once no broadcast is waiting: longer than
+/// the gaps between broadcasts published steadily, short enough that a pool closed
+/// at shutdown waits no longer than this for it.
+const KEEP_IDLE: Duration = Duration::from_millis(50);
 
 /// A broadcast waiting to be written, and where its outcome goes.
 struct Pending {
@@ -125,16 +138,19 @@ async fn append_batches(
     signal: RelaySignal,
     mut waiting: mpsc::Receiver<Pending>,
 ) {
+    // A pool of one connection (an in-memory database) has none to spare.
+    let may_keep = pool.options().get_max_connections() > 1;
+    let mut kept: Option<PoolConnection<Sqlite>> = None;
     let mut batch = Vec::with_capacity(SQLITE_MAX_BATCH);
-    while waiting.recv_many(&mut batch, SQLITE_MAX_BATCH).await > 0 {
-        let Some(turn) = take_turn(&turns, &mut batch).await else {
+    while next_batch(&mut waiting, &mut batch, &mut kept).await {
+        let Some(turn) = turn_for(&turns, &mut batch, &mut kept).await else {
             continue;
         };
         let (events, callers): (Vec<LogEntry>, Vec<_>) = batch
             .drain(..)
             .map(|pending| (pending.event, pending.written))
             .unzip();
-        let outcome = match write(&pool, turn, &events).await {
+        let outcome = match write(&pool, &mut kept, turn, &events).await {
             Ok(seqs) => {
                 signal.hand_off(seqs.into_iter().zip(events).collect());
                 Ok(())
@@ -145,7 +161,45 @@ async fn append_batches(
             // A caller that stopped waiting needs no answer.
             let _ = caller.send(outcome.clone());
         }
+        if !may_keep {
+            kept = None;
+        }
     }
+}
+
+/// Waits for broadcasts and takes those waiting, a batch's worth at most; `false` once
+/// the queue is closed and empty. A kept connection is given back if none comes for
+/// [`KEEP_IDLE`].
+async fn next_batch(
+    waiting: &mut mpsc::Receiver<Pending>,
+    batch: &mut Vec<Pending>,
+    kept: &mut Option<PoolConnection<Sqlite>>,
+) -> bool {
+    if kept.is_some() {
+        // `recv_many` is cancel safe: nothing is lost when the wait runs out.
+        match tokio::time::timeout(KEEP_IDLE, waiting.recv_many(batch, SQLITE_MAX_BATCH)).await {
+            Ok(received) => return received > 0,
+            Err(_) => *kept = None,
+        }
+    }
+    waiting.recv_many(batch, SQLITE_MAX_BATCH).await > 0
+}
+
+/// The write turn for `batch`. With a connection in hand only a turn that is free at
+/// once: otherwise the connection goes back to the pool first, since the writer
+/// holding the turn may be waiting for one.
+async fn turn_for(
+    turns: &WriteTurns,
+    batch: &mut Vec<Pending>,
+    kept: &mut Option<PoolConnection<Sqlite>>,
+) -> Option<WriteTurn> {
+    if kept.is_some() {
+        if let Some(turn) = turns.try_take() {
+            return Some(turn);
+        }
+        *kept = None;
+    }
+    take_turn(turns, batch).await
 }
 
 /// Waits for a write turn for `batch`, failing and removing each broadcast whose
@@ -174,10 +228,24 @@ async fn take_turn(turns: &WriteTurns, batch: &mut Vec<Pending>) -> Option<Write
     }
 }
 
-/// Writes `events` on `turn`; returns their seqs in order.
-async fn write(pool: &SqlitePool, turn: WriteTurn, events: &[LogEntry]) -> sqlx::Result<Vec<u64>> {
-    let seqs = outbox::insert_sqlite_batch(&mut *pool.acquire().await?, events).await;
+/// Writes `events` on `turn` with the kept connection, or one from the pool that is
+/// kept from then on; returns their seqs in order. A connection whose statement
+/// failed goes back to the pool, which checks it.
+async fn write(
+    pool: &SqlitePool,
+    kept: &mut Option<PoolConnection<Sqlite>>,
+    turn: WriteTurn,
+    events: &[LogEntry],
+) -> sqlx::Result<Vec<u64>> {
+    let conn = match kept {
+        Some(conn) => conn,
+        None => kept.insert(pool.acquire().await?),
+    };
+    let seqs = outbox::insert_sqlite_batch(conn, events).await;
     drop(turn);
+    if seqs.is_err() {
+        *kept = None;
+    }
     seqs
 }
 

@@ -98,8 +98,7 @@ fn sqlite_batch_insert(n: usize) -> &'static str {
                     "WITH base(last) AS MATERIALIZED (SELECT {last}), \
                      batch(n, {columns}) AS (VALUES {rows}) \
                      INSERT INTO realtime_outbox (seq, {columns}) \
-                     SELECT base.last + batch.n, {columns} FROM base, batch ORDER BY batch.n \
-                     RETURNING seq",
+                     SELECT base.last + batch.n, {columns} FROM base, batch ORDER BY batch.n",
                     last = sqlite_last_seq!(),
                     columns = event_columns!(),
                     rows = rows.join(", "),
@@ -112,26 +111,31 @@ fn sqlite_batch_insert(n: usize) -> &'static str {
 
 /// Inserts `events` (1 to [`SQLITE_MAX_BATCH`]) as outbox rows on SQLite in one
 /// statement, numbered in their order; returns their seqs in that order.
+///
+/// The statement returns no rows: the seq is the row id and the rows go in in the
+/// events' order, so SQLite's last insert row id is the last event's seq. With
+/// `RETURNING`, sqlx's connection thread sends the first row before SQLite has
+/// committed, and the caller wakes once for the row and again for the commit; each
+/// wake from that thread can cost a parked worker thread's wake-up.
 pub(crate) async fn insert_sqlite_batch(
     conn: &mut SqliteConnection,
     events: &[LogEntry],
 ) -> sqlx::Result<Vec<u64>> {
     debug_assert!((1..=SQLITE_MAX_BATCH).contains(&events.len()));
-    let query = events
+    let written = events
         .iter()
-        .fold(sqlx::query(sqlite_batch_insert(events.len())), bind_event);
-    let mut seqs = query
-        .fetch_all(conn)
-        .await?
-        .iter()
-        .map(|row| {
-            row.try_get::<i64, _>(0)
-                .map(|seq| u64::try_from(seq).unwrap_or(0))
-        })
-        .collect::<sqlx::Result<Vec<u64>>>()?;
-    // RETURNING's order is unspecified; the seqs are consecutive in the events' order.
-    seqs.sort_unstable();
-    Ok(seqs)
+        .fold(sqlx::query(sqlite_batch_insert(events.len())), bind_event)
+        .execute(conn)
+        .await?;
+    let count = events.len() as u64;
+    let last = u64::try_from(written.last_insert_rowid()).unwrap_or(0);
+    if written.rows_affected() != count || last < count {
+        return Err(sqlx::Error::Protocol(format!(
+            "an outbox batch of {count} wrote {} rows, the last numbered {last}",
+            written.rows_affected()
+        )));
+    }
+    Ok((last - count + 1..=last).collect())
 }
 
 /// Inserts `event` as an unsequenced outbox row on Postgres.

@@ -1,13 +1,14 @@
 //! The opening shared by the tests of a SQLite node's writers (`sqlite_write_turns`,
-//! `sqlite_broadcast_batches`): a server, a subscriber of `todos:*`, and custom
-//! events to `todos`.
+//! `sqlite_broadcast_batches`): a server and a subscriber of `todos:*`, or a node on
+//! a pool the test can watch, and custom events to `todos`.
 
 use serde_json::json;
-use tidings::{Broadcast, Target};
+use sqlx::SqlitePool;
+use tidings::{Broadcast, Db, DbOptions, Realtime, Target, demo};
 
 use super::{
-    db::Backend,
-    server::{Client, TestServer},
+    db::{Backend, fresh_database_url},
+    server::{Client, TestServer, test_config},
 };
 
 /// A server on a fresh SQLite file, and `ann` subscribed (id `s`) to `todos:*`.
@@ -21,4 +22,24 @@ pub async fn sqlite_server_watching_todos() -> (TestServer, Client) {
 /// A custom event to every subscriber of `todos`, written to the log.
 pub fn todos_event(name: impl Into<String>) -> Broadcast {
     Broadcast::new(Target::Collection("todos".into()), name, json!(null))
+}
+
+/// A node with the demo app on `db`.
+pub async fn node_on(db: Db) -> Realtime {
+    demo::migrate(&db).await.expect("demo migrations");
+    demo::configure(Realtime::builder(test_config(), db))
+        .build()
+        .await
+        .expect("build")
+}
+
+/// A node on a fresh SQLite file opened with `options`, and its pool.
+pub async fn node_with(options: &DbOptions) -> (Realtime, SqlitePool) {
+    let url = fresh_database_url(Backend::Sqlite).await;
+    let db = Db::connect_with(&url, options).await.expect("connect");
+    let Db::Sqlite(pool) = &db else {
+        panic!("a SQLite pool");
+    };
+    let pool = pool.clone();
+    (node_on(db).await, pool)
 }

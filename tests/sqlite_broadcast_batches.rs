@@ -7,7 +7,14 @@
 
 mod common;
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use tidings::DbOptions;
 
@@ -227,4 +234,32 @@ async fn an_idle_appender_gives_its_connection_back() {
     .expect("an idle appender keeps no connection")
     .expect("two connections");
     drop(both);
+}
+
+#[tokio::test]
+async fn a_pool_closed_while_broadcasts_keep_coming_gets_the_appenders_connection_back() {
+    let (realtime, pool) = node_with(&two_connections()).await;
+    let closed = Arc::new(AtomicBool::new(false));
+    let publisher = tokio::spawn({
+        let (realtime, closed) = (realtime.clone(), closed.clone());
+        async move {
+            while !closed.load(Ordering::Relaxed) {
+                // Once the pool is closed these fail; the loop only keeps them coming.
+                let _ = realtime.broadcast(todos_event("steady")).await;
+            }
+        }
+    });
+    // The appender holds its connection while the broadcasts keep coming.
+    realtime
+        .broadcast(todos_event("first"))
+        .await
+        .expect("broadcast");
+    tokio::time::timeout(BOUND, pool.close())
+        .await
+        .expect("the appender gives its connection back to a pool being closed");
+    closed.store(true, Ordering::Relaxed);
+    tokio::time::timeout(BOUND, publisher)
+        .await
+        .expect("the publisher stops")
+        .expect("the publisher task");
 }

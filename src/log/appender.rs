@@ -24,7 +24,7 @@
 //! back to back (`docs/benchmarks.md`). It never waits for a turn with that connection
 //! in hand, since the writer holding the turn may be waiting for a connection, and it
 //! gives the connection back once no broadcast came for [`KEEP_IDLE`], and after each
-//! batch if the pool has only one (an in-memory database).
+//! batch if the pool has only one (an in-memory database) or is being closed.
 
 use std::{io, time::Duration};
 
@@ -161,7 +161,8 @@ async fn append_batches(
             // A caller that stopped waiting needs no answer.
             let _ = caller.send(outcome.clone());
         }
-        if !may_keep {
+        // A pool being closed waits for every connection to come back.
+        if !may_keep || pool.is_closed() {
             kept = None;
         }
     }

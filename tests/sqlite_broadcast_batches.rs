@@ -16,7 +16,8 @@ use std::{
     time::Duration,
 };
 
-use tidings::DbOptions;
+use sqlx::SqlitePool;
+use tidings::{DbOptions, Realtime};
 
 use common::{
     db::Backend,
@@ -179,22 +180,23 @@ async fn every_caller_of_a_batch_that_cannot_be_written_is_told_why() {
         .expect("written");
 }
 
-/// Options for a pool of two connections: one for a transaction, one the appender may
-/// keep.
-fn two_connections() -> DbOptions {
+/// A node on a pool of two connections (one for a transaction, one the appender may
+/// keep) whose appender has just written a broadcast, so it keeps its connection while
+/// more keep coming.
+async fn node_whose_appender_keeps_a_connection() -> (Realtime, SqlitePool) {
     let mut options = DbOptions::default();
     options.max_connections = Some(2);
-    options
-}
-
-#[tokio::test]
-async fn the_appender_gives_its_connection_back_while_it_waits_for_a_turn() {
-    let (realtime, pool) = node_with(&two_connections()).await;
-    // The appender keeps the connection it wrote with while broadcasts keep coming.
+    let (realtime, pool) = node_with(&options).await;
     realtime
         .broadcast(todos_event("first"))
         .await
         .expect("broadcast");
+    (realtime, pool)
+}
+
+#[tokio::test]
+async fn the_appender_gives_its_connection_back_while_it_waits_for_a_turn() {
+    let (realtime, pool) = node_whose_appender_keeps_a_connection().await;
     // The turn and the pool's other connection.
     let tx = realtime.store().begin().await.expect("begin");
     let waiting = tokio::spawn({
@@ -219,11 +221,8 @@ async fn the_appender_gives_its_connection_back_while_it_waits_for_a_turn() {
 
 #[tokio::test]
 async fn an_idle_appender_gives_its_connection_back() {
-    let (realtime, pool) = node_with(&two_connections()).await;
-    realtime
-        .broadcast(todos_event("only"))
-        .await
-        .expect("broadcast");
+    // The node stays up (and its appender running) to the end of the test.
+    let (_node, pool) = node_whose_appender_keeps_a_connection().await;
     // Both connections at once: the appender must have given its own back.
     let both = tokio::time::timeout(BOUND, async {
         let first = pool.acquire().await?;
@@ -238,7 +237,7 @@ async fn an_idle_appender_gives_its_connection_back() {
 
 #[tokio::test]
 async fn a_pool_closed_while_broadcasts_keep_coming_gets_the_appenders_connection_back() {
-    let (realtime, pool) = node_with(&two_connections()).await;
+    let (realtime, pool) = node_whose_appender_keeps_a_connection().await;
     let closed = Arc::new(AtomicBool::new(false));
     let publisher = tokio::spawn({
         let (realtime, closed) = (realtime.clone(), closed.clone());
@@ -249,11 +248,6 @@ async fn a_pool_closed_while_broadcasts_keep_coming_gets_the_appenders_connectio
             }
         }
     });
-    // The appender holds its connection while the broadcasts keep coming.
-    realtime
-        .broadcast(todos_event("first"))
-        .await
-        .expect("broadcast");
     tokio::time::timeout(BOUND, pool.close())
         .await
         .expect("the appender gives its connection back to a pool being closed");

@@ -3,7 +3,8 @@
 //! batch, each arrive once, numbered without a gap and in the order each caller made
 //! them; a broadcast whose caller stopped waiting is still written; a batch that cannot
 //! be written tells every caller in it why. The task keeps its pool connection between
-//! batches, but never while it waits for a turn or sits idle.
+//! batches, but never while it waits for a turn or sits idle. Callers past its queue
+//! wait for room within the same bound as the queued ones.
 
 mod common;
 
@@ -256,4 +257,37 @@ async fn a_pool_closed_while_broadcasts_keep_coming_gets_the_appenders_connectio
         .await
         .expect("the publisher stops")
         .expect("the publisher task");
+}
+
+#[tokio::test]
+async fn broadcasts_past_the_appenders_queue_fail_like_the_queued_ones_when_no_turn_comes() {
+    // More callers than the appender holds (a batch of 64 and 1,024 queued) while a
+    // transaction holds the turn: those past the queue wait for room, and every caller,
+    // queued or not, gives up after the busy timeout with the same error.
+    const CALLERS: usize = 1_200;
+    let mut options = DbOptions::default();
+    options.sqlite_busy_timeout = Duration::from_millis(300);
+    let (realtime, _pool) = node_with(&options).await;
+    let tx = realtime.store().begin().await.expect("begin");
+
+    let mut callers = tokio::task::JoinSet::new();
+    for n in 0..CALLERS {
+        let realtime = realtime.clone();
+        callers.spawn(async move { realtime.broadcast(todos_event(format!("late-{n}"))).await });
+    }
+    let answers = join_all_within(callers, BOUND).await;
+    assert_eq!(answers.len(), CALLERS, "every caller is answered");
+    for answer in answers {
+        let message = answer.expect_err("no turn came").to_string();
+        assert!(
+            message.contains("no turn to write to SQLite within 300ms"),
+            "{message}"
+        );
+    }
+
+    tx.rollback().await.expect("rollback");
+    tokio::time::timeout(BOUND, realtime.broadcast(todos_event("after")))
+        .await
+        .expect("the turn is free again")
+        .expect("the broadcast is written");
 }

@@ -91,17 +91,20 @@ async fn broadcasts_made_at_once_arrive_once_each_without_gaps_in_each_callers_o
     );
 }
 
-/// Every event in `server`'s log, as (seq, event name) in seq order.
-async fn logged_names(server: &TestServer) -> Vec<(u64, String)> {
-    let tidings::Db::Sqlite(pool) = tidings::Db::connect(&server.database_url)
-        .await
-        .expect("connect")
-    else {
+/// The node's own pool, for SQL a test runs beside it.
+fn sqlite_pool(server: &TestServer) -> &SqlitePool {
+    let tidings::Db::Sqlite(pool) = server.realtime.db() else {
         panic!("a SQLite pool");
     };
+    pool
+}
+
+/// Every event in `server`'s log, as (seq, event name) in seq order.
+async fn logged_names(server: &TestServer) -> Vec<(u64, String)> {
+    let pool = sqlite_pool(server);
     let rows: Vec<(i64, String)> =
         sqlx::query_as("SELECT seq, event_name FROM realtime_outbox ORDER BY seq")
-            .fetch_all(&pool)
+            .fetch_all(pool)
             .await
             .expect("the log");
     rows.into_iter()
@@ -136,18 +139,13 @@ async fn a_broadcast_whose_caller_stopped_waiting_is_still_written() {
 #[tokio::test]
 async fn every_caller_of_a_batch_that_cannot_be_written_is_told_why() {
     let server = TestServer::start(Backend::Sqlite, |_| {}).await;
-    let tidings::Db::Sqlite(pool) = tidings::Db::connect(&server.database_url)
-        .await
-        .expect("connect")
-    else {
-        panic!("a SQLite pool");
-    };
+    let pool = sqlite_pool(&server);
     // The log cannot take rows: every broadcast of the batch fails alike.
     sqlx::query(
         "CREATE TRIGGER refuse_events BEFORE INSERT ON realtime_outbox \
          BEGIN SELECT RAISE(ABORT, 'the log is closed for this test'); END",
     )
-    .execute(&pool)
+    .execute(pool)
     .await
     .expect("trigger");
 
@@ -172,7 +170,7 @@ async fn every_caller_of_a_batch_that_cannot_be_written_is_told_why() {
 
     // Once the log takes rows again, so does the appender.
     sqlx::query("DROP TRIGGER refuse_events")
-        .execute(&pool)
+        .execute(pool)
         .await
         .expect("drop trigger");
     tokio::time::timeout(BOUND, server.realtime.broadcast(todos_event("after")))

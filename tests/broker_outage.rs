@@ -16,7 +16,7 @@ use std::{
 
 use bytes::Bytes;
 use common::{
-    db::{Backend, fresh_database_url},
+    db::{Backend, fresh_database_url, sqlite_pool},
     server::{Client, Extras, TestServer, seq_of, test_config},
 };
 use futures::{FutureExt, future::BoxFuture, stream::BoxStream};
@@ -371,10 +371,7 @@ async fn readyz_is_503_only_when_the_database_does_not_answer() {
     assert_eq!(body["broker"]["kind"], "memory");
     assert_eq!(body["broker"]["state"], "up");
 
-    let Db::Sqlite(pool) = server.realtime.db() else {
-        panic!("a SQLite node")
-    };
-    pool.close().await;
+    sqlite_pool(server.realtime.db()).close().await;
     let (status, body) = readiness(&server).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["ready"], false);

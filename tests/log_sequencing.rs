@@ -13,7 +13,7 @@ use std::{
 use bytes::Bytes;
 use common::{
     backend_tests,
-    db::{Backend, fresh_database_url},
+    db::{Backend, fresh_database_url, sqlite_pool},
     server::{Ended, Extras, TestServer, seq_of},
 };
 use futures::{StreamExt, stream::BoxStream};
@@ -318,7 +318,7 @@ async fn sqlite_relay_publishes_what_writers_hand_it_as_the_log_holds_it() {
         "INSERT INTO todos (id, title, done, owner_id, created_at) \
          VALUES ('t2', 'sql', 0, 'bob', '2026-11-24T00:00:00.000Z')",
     )
-    .execute(&sqlite_pool(realtime.db()))
+    .execute(sqlite_pool(realtime.db()))
     .await
     .unwrap();
     let mut tx = store.begin().await.unwrap();
@@ -385,7 +385,7 @@ async fn sqlite_a_log_reset_under_a_running_node_closes_4010_and_events_go_on() 
         "DELETE FROM realtime_outbox; \
          UPDATE realtime_meta SET epoch = 'restored', last_seq = 0 WHERE id = 1;",
     )
-    .execute(&sqlite_pool(server.realtime.db()))
+    .execute(sqlite_pool(server.realtime.db()))
     .await
     .unwrap();
     assert!(
@@ -402,13 +402,6 @@ async fn sqlite_a_log_reset_under_a_running_node_closes_4010_and_events_go_on() 
     assert_eq!(event["key"], "after", "{event}");
     let cursor = event["cursor"].as_str().expect("a cursor");
     assert!(cursor.starts_with("restored:"), "the new epoch: {cursor}");
-}
-
-fn sqlite_pool(db: &Db) -> sqlx::SqlitePool {
-    match db {
-        Db::Sqlite(pool) => pool.clone(),
-        Db::Postgres(_) => unreachable!("a SQLite test"),
-    }
 }
 
 /// A server whose node broker this test also subscribes to, to see what the relay

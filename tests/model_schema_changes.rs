@@ -9,11 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tidings::{
     __private::RelaySignal,
-    Db,
     model::{Field, FieldKind, Model, Store, StoreError, Tx},
 };
 
-use common::db::{Backend, fresh_db};
+use common::db::{Backend, fresh_db, sqlite_pool};
 
 /// `flag` holds whatever the table's column type makes of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,9 +49,7 @@ fn rebuild(kind: &str) -> String {
 
 async fn setup() -> (Store, sqlx::SqlitePool) {
     let db = fresh_db(Backend::Sqlite).await;
-    let Db::Sqlite(pool) = db.clone() else {
-        unreachable!("a SQLite backend")
-    };
+    let pool = sqlite_pool(&db).clone();
     sqlx::raw_sql("CREATE TABLE gadgets (id TEXT PRIMARY KEY, flag TEXT)")
         .execute(&pool)
         .await

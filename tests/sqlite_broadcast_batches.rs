@@ -21,7 +21,7 @@ use sqlx::SqlitePool;
 use tidings::{DbOptions, Realtime};
 
 use common::{
-    db::Backend,
+    db::{Backend, sqlite_pool},
     server::{TestServer, seq_of},
     sqlite_writes::{node_with, sqlite_server_watching_todos, todos_event},
     tasks::join_all_within,
@@ -91,17 +91,9 @@ async fn broadcasts_made_at_once_arrive_once_each_without_gaps_in_each_callers_o
     );
 }
 
-/// The node's own pool, for SQL a test runs beside it.
-fn sqlite_pool(server: &TestServer) -> &SqlitePool {
-    let tidings::Db::Sqlite(pool) = server.realtime.db() else {
-        panic!("a SQLite pool");
-    };
-    pool
-}
-
 /// Every event in `server`'s log, as (seq, event name) in seq order.
 async fn logged_names(server: &TestServer) -> Vec<(u64, String)> {
-    let pool = sqlite_pool(server);
+    let pool = sqlite_pool(server.realtime.db());
     let rows: Vec<(i64, String)> =
         sqlx::query_as("SELECT seq, event_name FROM realtime_outbox ORDER BY seq")
             .fetch_all(pool)
@@ -139,7 +131,7 @@ async fn a_broadcast_whose_caller_stopped_waiting_is_still_written() {
 #[tokio::test]
 async fn every_caller_of_a_batch_that_cannot_be_written_is_told_why() {
     let server = TestServer::start(Backend::Sqlite, |_| {}).await;
-    let pool = sqlite_pool(&server);
+    let pool = sqlite_pool(server.realtime.db());
     // The log cannot take rows: every broadcast of the batch fails alike.
     sqlx::query(
         "CREATE TRIGGER refuse_events BEFORE INSERT ON realtime_outbox \

@@ -99,3 +99,12 @@ pub async fn fresh_db(backend: Backend) -> Db {
     db.migrate().await.expect("migrate");
     db
 }
+
+/// The SQLite pool of `db`, for SQL a test runs beside the node; panics on Postgres,
+/// which a SQLite test never has.
+pub fn sqlite_pool(db: &Db) -> &sqlx::SqlitePool {
+    match db {
+        Db::Sqlite(pool) => pool,
+        Db::Postgres(_) => panic!("a SQLite test got a Postgres database"),
+    }
+}

@@ -7,7 +7,7 @@ use sqlx::SqlitePool;
 use tidings::{Broadcast, Db, DbOptions, Realtime, Target, demo};
 
 use super::{
-    db::{Backend, fresh_database_url},
+    db::{Backend, fresh_database_url, sqlite_pool},
     server::{Client, TestServer, test_config},
 };
 
@@ -37,9 +37,6 @@ pub async fn node_on(db: Db) -> Realtime {
 pub async fn node_with(options: &DbOptions) -> (Realtime, SqlitePool) {
     let url = fresh_database_url(Backend::Sqlite).await;
     let db = Db::connect_with(&url, options).await.expect("connect");
-    let Db::Sqlite(pool) = &db else {
-        panic!("a SQLite pool");
-    };
-    let pool = pool.clone();
+    let pool = sqlite_pool(&db).clone();
     (node_on(db).await, pool)
 }
